@@ -1,0 +1,264 @@
+//! Remote hosts reached with the system's OpenSSH (through the openssh crate):
+//! one multiplexed master connection per host, the remote Docker socket
+//! forwarded to a private local socket, and an [`Engine`] on top of it.
+//! `~/.ssh/config`, agents, ProxyJump and known_hosts behave as users expect.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket};
+
+use crate::engine::Engine;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Where dockerd listens on a remote host unless told otherwise.
+pub const REMOTE_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// How to treat a host key that is not in known_hosts yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostKeyPolicy {
+    /// Refuse unknown and changed keys (the default).
+    #[default]
+    Strict,
+    /// Record keys of hosts never seen before; still refuse changed keys.
+    AcceptNew,
+}
+
+/// Everything needed to open an SSH connection to one host.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    /// What ssh connects to: an address or a `Host` alias of the ssh config.
+    pub destination: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    /// Private key to offer; otherwise the agent and ssh config decide.
+    pub identity: Option<PathBuf>,
+    /// known_hosts file to check against instead of `~/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
+    /// ssh config file to read instead of `~/.ssh/config`.
+    pub config: Option<PathBuf>,
+    pub host_keys: HostKeyPolicy,
+    /// Deadline for the whole connection (TCP, handshake, authentication).
+    pub connect_timeout: Duration,
+    pub remote_docker_socket: PathBuf,
+}
+
+impl SshTarget {
+    pub fn new(destination: impl Into<String>) -> SshTarget {
+        SshTarget {
+            destination: destination.into(),
+            user: None,
+            port: None,
+            identity: None,
+            known_hosts: None,
+            config: None,
+            host_keys: HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(10),
+            remote_docker_socket: PathBuf::from(REMOTE_DOCKER_SOCKET),
+        }
+    }
+}
+
+/// A live connection to a remote host, with its engine ready to use.
+pub struct SshHost {
+    name: String,
+    session: Session,
+    engine: Engine,
+    /// Holds the forwarded socket; removed when the host is dropped.
+    _socket_dir: tempfile::TempDir,
+}
+
+/// What a command run on the host printed, and its exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+}
+
+impl SshHost {
+    /// Opens the master connection, forwards the Docker socket and connects
+    /// to the engine behind it, all within the target's deadline.
+    pub async fn connect(target: &SshTarget) -> Result<SshHost> {
+        let name = target.destination.clone();
+        let deadline = target.connect_timeout + Duration::from_secs(5);
+        match tokio::time::timeout(deadline, SshHost::open(target)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::timeout("connect over SSH", deadline)
+                .on(&name)
+                .kind(ErrorKind::Unreachable)
+                .hint("check that the host is up and reachable on its SSH port")),
+        }
+    }
+
+    async fn open(target: &SshTarget) -> Result<SshHost> {
+        let name = target.destination.clone();
+        let session = builder(target)?
+            .connect_mux(&target.destination)
+            .await
+            .map_err(|e| ssh_error(&name, "connect over SSH", e))?;
+        let socket_dir = tempfile::Builder::new()
+            .prefix("ballast-ssh-")
+            .tempdir()
+            .map_err(|e| Error::failed("create a local socket directory", e).on(&name))?;
+        let local = socket_dir.path().join("docker.sock");
+        session
+            .request_port_forward(
+                ForwardType::Local,
+                Socket::UnixSocket {
+                    path: local.as_path().into(),
+                },
+                Socket::UnixSocket {
+                    path: target.remote_docker_socket.as_path().into(),
+                },
+            )
+            .await
+            .map_err(|e| ssh_error(&name, "forward the Docker socket", e))?;
+        let engine = Engine::unix(&name, &local).await?;
+        Ok(SshHost {
+            name,
+            session,
+            engine,
+            _socket_dir: socket_dir,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Runs a program on the host with arguments passed as data: each one is
+    /// quoted for the remote shell, never pasted into a command string.
+    pub async fn run(
+        &self,
+        program: &str,
+        args: &[&str],
+        deadline: Duration,
+    ) -> Result<CommandOutput> {
+        let step = format!("run {program}");
+        let mut cmd = self.session.command(program);
+        cmd.args(args);
+        let output = match tokio::time::timeout(deadline, cmd.output()).await {
+            Err(_) => return Err(Error::timeout(step, deadline).on(&self.name)),
+            Ok(Err(e)) => return Err(ssh_error(&self.name, &step, e)),
+            Ok(Ok(o)) => o,
+        };
+        Ok(CommandOutput {
+            status: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// Closes the master connection and the forwarded socket.
+    pub async fn close(self) -> Result<()> {
+        let name = self.name.clone();
+        self.session
+            .close()
+            .await
+            .map_err(|e| ssh_error(&name, "close the SSH connection", e))
+    }
+}
+
+fn builder(target: &SshTarget) -> Result<SessionBuilder> {
+    let mut b = SessionBuilder::default();
+    b.known_hosts_check(match target.host_keys {
+        HostKeyPolicy::Strict => KnownHosts::Strict,
+        HostKeyPolicy::AcceptNew => KnownHosts::Add,
+    })
+    .connect_timeout(target.connect_timeout)
+    .server_alive_interval(Duration::from_secs(5))
+    // The crate's default is the state dir or the current directory; keep
+    // control sockets out of the user's project.
+    .control_directory(std::env::temp_dir());
+    if let Some(user) = &target.user {
+        b.user(user.clone());
+    }
+    if let Some(port) = target.port {
+        b.port(port);
+    }
+    if let Some(key) = &target.identity {
+        must_exist(&target.destination, "identity file", key)?;
+        b.keyfile(key);
+    }
+    if let Some(kh) = &target.known_hosts {
+        b.user_known_hosts_file(kh);
+    }
+    if let Some(config) = &target.config {
+        must_exist(&target.destination, "ssh config file", config)?;
+        b.config_file(config);
+    }
+    Ok(b)
+}
+
+fn must_exist(host: &str, what: &str, path: &Path) -> Result<()> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(Error::input(
+            "connect over SSH",
+            format_args!("{what} {} does not exist", path.display()),
+        )
+        .on(host)
+        .hint(format!("check the path of the {what}")))
+    }
+}
+
+/// Maps an openssh error to ours; a refused host key gets its own hint because
+/// it is the one failure users must act on by hand.
+fn ssh_error(host: &str, step: &str, e: openssh::Error) -> Error {
+    let text = error_chain(&e);
+    if text.contains("Host key verification failed")
+        || text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+    {
+        return Error::new(ErrorKind::Failed, step, "host key verification failed: the host's key is not the one in known_hosts")
+            .on(host)
+            .hint("if the host was reinstalled, check its new key fingerprint out of band, then remove the old entry with `ssh-keygen -R HOST`; for a host never seen before, use --accept-new-host-keys");
+    }
+    let unreachable = [
+        "Connection refused",
+        "Connection timed out",
+        "No route to host",
+        "Could not resolve hostname",
+        "Network is unreachable",
+        "Connection closed",
+        "Disconnected",
+    ];
+    let kind = if unreachable.iter().any(|s| text.contains(s)) {
+        ErrorKind::Unreachable
+    } else {
+        ErrorKind::Failed
+    };
+    let mut err = Error::new(kind, step, text).on(host);
+    if text_mentions_auth(&err.cause) {
+        err = err.hint("the host refused the key: check the user, the identity file and the host's authorized_keys");
+    }
+    err
+}
+
+fn text_mentions_auth(text: &str) -> bool {
+    text.contains("Permission denied")
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let line = s.to_string();
+        if !parts.iter().any(|p| p.contains(&line)) {
+            parts.push(line);
+        }
+        source = s.source();
+    }
+    parts.join(": ").trim().to_string()
+}

@@ -1,0 +1,762 @@
+//! Bringing a lab up and taking it down: its network, one volume and one
+//! container per host, each host checked until its sshd and dockerd answer,
+//! and everything removed again by label, whatever state it was left in.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
+    NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use futures_util::{stream, StreamExt};
+use ipnet::Ipv4Net;
+
+use ballast_core::ssh::SshHost;
+use ballast_core::{Engine, Error, ErrorKind, Result};
+
+use crate::files::{make_key, Inventory, LabDir, LabHost};
+use crate::name::{LabName, HOST_LABEL, LAB_LABEL};
+use crate::recipe::{self, RecipeEvent};
+use crate::subnet;
+
+/// How many hosts are created or checked at once.
+const FAN_OUT: usize = 16;
+/// Attempts at creating the network when another lab takes the subnet first.
+const NETWORK_ATTEMPTS: usize = 5;
+
+/// What `lab up` was asked for.
+#[derive(Debug, Clone)]
+pub struct UpRequest {
+    pub name: LabName,
+    pub hosts: usize,
+    /// Directory that holds lab directories.
+    pub base: PathBuf,
+    /// A subnet to use instead of the first free one.
+    pub subnet: Option<String>,
+    /// How long hosts may take to answer over SSH with a working dockerd.
+    pub timeout: Duration,
+}
+
+/// Progress of `lab up`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabEvent {
+    Image(RecipeEvent),
+    Network { name: String, subnet: String },
+    HostStarted { name: String, ip: String },
+    HostReady { name: String, seconds: f64 },
+}
+
+/// The Docker objects that belong to a lab, found by label.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owned {
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+impl Owned {
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
+    }
+}
+
+/// What `lab down` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Removed {
+    pub containers: usize,
+    pub networks: usize,
+    pub volumes: usize,
+    pub directory: Option<PathBuf>,
+}
+
+/// Starts a lab and returns its inventory once every host answers over SSH
+/// with a working Docker engine. On any failure, everything it created is
+/// removed again and the error names the hosts that did not come up.
+pub async fn up(
+    engine: &Engine,
+    req: &UpRequest,
+    on_event: &mut (dyn FnMut(LabEvent) + Send),
+) -> Result<Inventory> {
+    check_request(req)?;
+    let existing = owned(engine, &req.name).await?;
+    if !existing.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            "start the lab",
+            format_args!(
+                "lab {} already exists ({} containers, {} networks, {} volumes)",
+                req.name,
+                existing.containers.len(),
+                existing.networks.len(),
+                existing.volumes.len()
+            ),
+        )
+        .hint(format!(
+            "remove it with `ballast lab down --name {}`, or choose another --name",
+            req.name
+        )));
+    }
+    let tag = recipe::ensure(engine, &mut |e| on_event(LabEvent::Image(e))).await?;
+    let dir = LabDir::new(&req.base, &req.name);
+    match start(engine, req, &dir, &tag, on_event).await {
+        Ok(inventory) => Ok(inventory),
+        Err(e) => {
+            // Leave nothing behind: a failed `up` changes nothing.
+            let _ = teardown(engine, &req.name).await;
+            let _ = std::fs::remove_dir_all(&dir.path);
+            Err(e)
+        }
+    }
+}
+
+fn check_request(req: &UpRequest) -> Result<()> {
+    if req.hosts == 0 || req.hosts > subnet::MAX_HOSTS {
+        return Err(Error::input(
+            "read --hosts",
+            format_args!("{} hosts is outside 1..={}", req.hosts, subnet::MAX_HOSTS),
+        )
+        .hint("give --hosts a number from 1 to 200, e.g. --hosts 3"));
+    }
+    if let Some(s) = &req.subnet {
+        subnet::parse_user(s, req.hosts)?;
+    }
+    Ok(())
+}
+
+async fn start(
+    engine: &Engine,
+    req: &UpRequest,
+    dir: &LabDir,
+    tag: &str,
+    on_event: &mut (dyn FnMut(LabEvent) + Send),
+) -> Result<Inventory> {
+    // A directory without Docker objects is left over from a lab that is gone.
+    if dir.path.exists() {
+        std::fs::remove_dir_all(&dir.path).map_err(|e| {
+            Error::failed(
+                "clear the old lab directory",
+                format_args!("{}: {e}", dir.path.display()),
+            )
+        })?;
+    }
+    std::fs::create_dir_all(&dir.path).map_err(|e| {
+        Error::failed(
+            "make the lab directory",
+            format_args!("{}: {e}", dir.path.display()),
+        )
+        .hint("choose a writable place with --dir or BALLAST_LAB_HOME")
+    })?;
+    let public_key = make_key(dir, &req.name).await?;
+    let net = create_network(engine, req).await?;
+    on_event(LabEvent::Network {
+        name: req.name.network(),
+        subnet: net.to_string(),
+    });
+
+    let numbers: Vec<usize> = (1..=req.hosts).collect();
+    let started = Instant::now();
+    let created: Vec<Result<(usize, String)>> = stream::iter(numbers.iter().copied())
+        .map(|n| {
+            let public_key = public_key.clone();
+            async move {
+                let ip = subnet::host_ip(&net, n)?.to_string();
+                start_host(engine, &req.name, n, &ip, tag, &public_key).await?;
+                Ok((n, ip))
+            }
+        })
+        .buffer_unordered(FAN_OUT)
+        .collect()
+        .await;
+    let mut hosts = Vec::new();
+    for result in created {
+        let (n, ip) = result?;
+        on_event(LabEvent::HostStarted {
+            name: req.name.hostname(n),
+            ip: ip.clone(),
+        });
+        hosts.push((n, ip));
+    }
+    hosts.sort();
+
+    // Each host's own key, read through the local engine: a trusted channel,
+    // so known_hosts holds real keys without trusting the network first.
+    let deadline = started + req.timeout;
+    let keys: Vec<Result<String>> = stream::iter(hosts.iter())
+        .map(|(n, _)| wait_inside(engine, &req.name, *n, deadline))
+        .buffered(FAN_OUT)
+        .collect()
+        .await;
+    let mut lab_hosts = Vec::new();
+    let mut failures = Vec::new();
+    for ((n, ip), key) in hosts.iter().zip(keys) {
+        match key {
+            Ok(host_key) => lab_hosts.push(LabHost {
+                name: req.name.hostname(*n),
+                ip: ip.clone(),
+                container: req.name.container(*n),
+                host_key,
+            }),
+            Err(e) => failures.push(e),
+        }
+    }
+    not_up(&failures, req.timeout)?;
+
+    let inventory = Inventory {
+        name: req.name.to_string(),
+        network: req.name.network(),
+        subnet: net.to_string(),
+        user: "root".into(),
+        key: absolute(&dir.key()),
+        known_hosts: absolute(&dir.known_hosts()),
+        ssh_config: absolute(&dir.ssh_config()),
+        hosts: lab_hosts,
+    };
+    inventory.write(dir)?;
+
+    // The real client path: strict SSH, forwarded socket, engine API.
+    let checks: Vec<(String, Result<()>)> = stream::iter(inventory.hosts.iter())
+        .map(|h| {
+            let inventory = &inventory;
+            async move {
+                (
+                    h.name.clone(),
+                    answer_over_ssh(inventory, h, deadline).await,
+                )
+            }
+        })
+        .buffer_unordered(FAN_OUT)
+        .collect()
+        .await;
+    let mut failures = Vec::new();
+    for (name, check) in checks {
+        match check {
+            Ok(()) => on_event(LabEvent::HostReady {
+                name,
+                seconds: started.elapsed().as_secs_f64(),
+            }),
+            Err(e) => failures.push(e),
+        }
+    }
+    not_up(&failures, req.timeout)?;
+    Ok(inventory)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// One error naming every host that did not come up, each with its cause.
+fn not_up(failures: &[Error], timeout: Duration) -> Result<()> {
+    match failures {
+        [] => Ok(()),
+        [one] => Err(one.clone()),
+        many => {
+            let hosts: Vec<&str> = many.iter().filter_map(|e| e.host.as_deref()).collect();
+            let causes: Vec<String> = many.iter().map(|e| format!("  {e}")).collect();
+            Err(Error::new(
+                many[0].kind,
+                "start the lab",
+                format_args!(
+                    "{} hosts did not come up within {} ({}):\n{}",
+                    many.len(),
+                    ballast_core::error::humanize(timeout),
+                    hosts.join(", "),
+                    causes.join("\n")
+                ),
+            )
+            .hint(many[0].hint.clone().unwrap_or_default()))
+        }
+    }
+}
+
+fn labels(name: &LabName, host: Option<usize>) -> HashMap<String, String> {
+    let mut l = HashMap::from([(LAB_LABEL.to_string(), name.to_string())]);
+    if let Some(n) = host {
+        l.insert(HOST_LABEL.to_string(), n.to_string());
+    }
+    l
+}
+
+async fn create_network(engine: &Engine, req: &UpRequest) -> Result<Ipv4Net> {
+    let step = "create the lab network";
+    for attempt in 1..=NETWORK_ATTEMPTS {
+        let net = match &req.subnet {
+            Some(s) => subnet::parse_user(s, req.hosts)?,
+            None => subnet::pick(&taken_subnets(engine).await?)?,
+        };
+        let request = NetworkCreateRequest {
+            name: req.name.network(),
+            driver: Some("bridge".into()),
+            ipam: Some(Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(net.to_string()),
+                    gateway: Some(subnet::gateway(&net).to_string()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            labels: Some(labels(&req.name, None)),
+            ..Default::default()
+        };
+        match engine
+            .call(step, engine.docker().create_network(request))
+            .await
+        {
+            Ok(_) => return Ok(net),
+            // Another lab took the subnet between our look and our create.
+            Err(e)
+                if e.cause.contains("overlap")
+                    && req.subnet.is_none()
+                    && attempt < NETWORK_ATTEMPTS =>
+            {
+                continue
+            }
+            Err(e) if e.cause.contains("overlap") => {
+                return Err(e.hint(
+                    "choose a free subnet with --subnet, or remove the network that uses it",
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+async fn taken_subnets(engine: &Engine) -> Result<Vec<Ipv4Net>> {
+    let networks = engine
+        .call(
+            "list networks",
+            engine
+                .docker()
+                .list_networks(Some(ListNetworksOptionsBuilder::default().build())),
+        )
+        .await?;
+    let subnets: Vec<String> = networks
+        .iter()
+        .filter_map(|n| n.ipam.as_ref()?.config.clone())
+        .flatten()
+        .filter_map(|c| c.subnet)
+        .collect();
+    Ok(subnet::parse_taken(subnets.iter().map(String::as_str)))
+}
+
+/// Creates host `n`'s volume and container, gives it the lab's public key,
+/// and starts it. The flags are the ones LAB.md found to work here.
+async fn start_host(
+    engine: &Engine,
+    name: &LabName,
+    n: usize,
+    ip: &str,
+    tag: &str,
+    public_key: &str,
+) -> Result<()> {
+    let host = name.hostname(n);
+    let volume = name.docker_volume(n);
+    let container = name.container(n);
+    engine
+        .call(
+            "create the Docker volume",
+            engine.docker().create_volume(VolumeCreateRequest {
+                name: Some(volume.clone()),
+                labels: Some(labels(name, Some(n))),
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(|e| e.on(&host))?;
+    let body = ContainerCreateBody {
+        image: Some(tag.to_string()),
+        hostname: Some(host.clone()),
+        cmd: Some(vec![recipe::INIT_PATH.to_string()]),
+        labels: Some(labels(name, Some(n))),
+        host_config: Some(HostConfig {
+            init: Some(true),
+            cap_add: Some(vec!["ALL".into()]),
+            cap_drop: Some(vec!["SYS_RESOURCE".into()]),
+            security_opt: Some(vec![
+                "seccomp=unconfined".into(),
+                "apparmor=unconfined".into(),
+            ]),
+            // What the CLI calls `systempaths=unconfined`: nothing under
+            // /proc or /sys masked or read-only, as an inner dockerd needs.
+            masked_paths: Some(vec![]),
+            readonly_paths: Some(vec![]),
+            binds: Some(vec![
+                "/sys/fs/cgroup:/sys/fs/cgroup:rw".into(),
+                format!("{volume}:/var/lib/docker"),
+            ]),
+            tmpfs: Some(HashMap::from([("/run".to_string(), String::new())])),
+            network_mode: Some(name.network()),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                name.network(),
+                EndpointSettings {
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: Some(ip.to_string()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::default()
+        .name(&container)
+        .build();
+    engine
+        .call(
+            "create the host container",
+            engine.docker().create_container(Some(options), body),
+        )
+        .await
+        .map_err(|e| e.on(&host))?;
+    let keys = authorized_keys_tar(public_key)?;
+    let upload = UploadToContainerOptionsBuilder::default()
+        .path("/root")
+        .build();
+    engine
+        .call(
+            "install the lab key",
+            engine.docker().upload_to_container(
+                &container,
+                Some(upload),
+                bollard::body_full(keys.into()),
+            ),
+        )
+        .await
+        .map_err(|e| e.on(&host))?;
+    engine
+        .call(
+            "start the host container",
+            engine.docker().start_container(&container, None),
+        )
+        .await
+        .map_err(|e| e.on(&host))?;
+    Ok(())
+}
+
+/// A tar of `.ssh/authorized_keys` with the modes sshd insists on.
+fn authorized_keys_tar(public_key: &str) -> Result<Vec<u8>> {
+    let step = "pack the lab key";
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o700);
+    dir.set_size(0);
+    tar.append_data(&mut dir, ".ssh", std::io::empty())
+        .map_err(|e| Error::failed(step, e))?;
+    let line = format!("{}\n", public_key.trim());
+    let mut file = tar::Header::new_gnu();
+    file.set_mode(0o600);
+    file.set_size(line.len() as u64);
+    tar.append_data(&mut file, ".ssh/authorized_keys", line.as_bytes())
+        .map_err(|e| Error::failed(step, e))?;
+    tar.into_inner().map_err(|e| Error::failed(step, e))
+}
+
+/// Waits until host `n` has its SSH host key and a dockerd that answers,
+/// checked from inside the container; returns the host's public key line.
+async fn wait_inside(
+    engine: &Engine,
+    name: &LabName,
+    n: usize,
+    deadline: Instant,
+) -> Result<String> {
+    let host = name.hostname(n);
+    let container = name.container(n);
+    let probe = Duration::from_secs(5);
+    let mut last = String::from("not checked yet");
+    loop {
+        let key = engine
+            .exec(
+                &container,
+                &["cat", "/etc/ssh/ssh_host_ed25519_key.pub"],
+                probe,
+            )
+            .await;
+        let docker = engine
+            .exec(
+                &container,
+                &["docker", "info", "--format", "{{.ServerVersion}}"],
+                probe,
+            )
+            .await;
+        match (key, docker) {
+            (Ok(k), Ok(d)) if k.success() && d.success() => return Ok(k.stdout.trim().to_string()),
+            (Ok(k), _) if !k.success() => {
+                last = format!("no SSH host key yet: {}", k.stderr.trim())
+            }
+            (_, Ok(d)) if !d.success() => {
+                last = format!("dockerd does not answer: {}", d.stderr.trim())
+            }
+            (Err(e), _) | (_, Err(e)) => last = e.cause,
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(host_failed(engine, &host, &container, &last).await);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Connects to a host the way clients will (strict host keys, forwarded
+/// Docker socket) and pings its engine, retrying until the deadline.
+async fn answer_over_ssh(inventory: &Inventory, host: &LabHost, deadline: Instant) -> Result<()> {
+    let target = inventory.ssh_target(host);
+    loop {
+        let attempt = async {
+            let ssh = SshHost::connect(&target).await?;
+            let engine = ssh.engine().clone();
+            let ping = engine.call("ping the engine", engine.docker().ping()).await;
+            let _ = ssh.close().await;
+            ping.map(|_| ())
+        };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "reach the host over SSH",
+                    format_args!("{}", e.cause),
+                )
+                .on(&host.name)
+                .hint(format!(
+                    "see `docker logs {}`; try `ssh -F {} {}`",
+                    host.container,
+                    inventory.ssh_config.display(),
+                    host.name
+                )))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}
+
+async fn host_failed(engine: &Engine, host: &str, container: &str, last: &str) -> Error {
+    let logs = engine.log_tail(container, 10).await.unwrap_or_default();
+    let dockerd = engine
+        .exec(
+            container,
+            &["tail", "-n", "5", "/var/log/dockerd.log"],
+            Duration::from_secs(5),
+        )
+        .await
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    let mut cause = format!("did not come up: {last}");
+    for (what, text) in [("container log", logs), ("dockerd log", dockerd)] {
+        if !text.trim().is_empty() {
+            cause.push_str(&format!(
+                "\n  last lines of the {what}:\n    {}",
+                text.trim().replace('\n', "\n    ")
+            ));
+        }
+    }
+    Error::new(ErrorKind::Timeout, "wait for sshd and dockerd", cause)
+        .on(host)
+        .hint(format!("inspect it with `docker logs {container}` and `docker exec {container} cat /var/log/dockerd.log`, or give more time with --timeout"))
+}
+
+/// Finds every container, network and volume labelled as lab `name`'s.
+pub async fn owned(engine: &Engine, name: &LabName) -> Result<Owned> {
+    let filter = HashMap::from([("label", vec![format!("{LAB_LABEL}={name}")])]);
+    let docker = engine.docker();
+    let containers = engine
+        .call(
+            "list lab containers",
+            docker.list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filter)
+                    .build(),
+            )),
+        )
+        .await?;
+    let networks = engine
+        .call(
+            "list lab networks",
+            docker.list_networks(Some(
+                ListNetworksOptionsBuilder::default()
+                    .filters(&filter)
+                    .build(),
+            )),
+        )
+        .await?;
+    let volumes = engine
+        .call(
+            "list lab volumes",
+            docker.list_volumes(Some(
+                ListVolumesOptionsBuilder::default()
+                    .filters(&filter)
+                    .build(),
+            )),
+        )
+        .await?;
+    Ok(Owned {
+        containers: containers
+            .into_iter()
+            .filter_map(|c| {
+                c.names?
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string())
+            })
+            .collect(),
+        networks: networks.into_iter().filter_map(|n| n.name).collect(),
+        volumes: volumes
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect(),
+    })
+}
+
+/// Removes every Docker object of lab `name`: containers first (they hold
+/// the network and volumes), then networks, then volumes.
+pub async fn teardown(engine: &Engine, name: &LabName) -> Result<Removed> {
+    let found = owned(engine, name).await?;
+    let docker = engine.docker();
+    let force = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    let removals = stream::iter(found.containers.iter())
+        .map(|c| {
+            let force = force.clone();
+            async move {
+                engine
+                    .call(
+                        "remove a lab container",
+                        docker.remove_container(c, Some(force)),
+                    )
+                    .await
+                    .map_err(|e| e.on(c.as_str()))
+            }
+        })
+        .buffer_unordered(FAN_OUT)
+        .collect::<Vec<_>>()
+        .await;
+    for r in removals {
+        r?;
+    }
+    for n in &found.networks {
+        engine
+            .call("remove the lab network", docker.remove_network(n))
+            .await?;
+    }
+    for v in &found.volumes {
+        engine
+            .call(
+                "remove a lab volume",
+                docker.remove_volume(v, None::<bollard::query_parameters::RemoveVolumeOptions>),
+            )
+            .await?;
+    }
+    Ok(Removed {
+        containers: found.containers.len(),
+        networks: found.networks.len(),
+        volumes: found.volumes.len(),
+        directory: None,
+    })
+}
+
+/// Takes lab `name` down: its Docker objects and its directory. A lab that
+/// has neither is an error, so typos do not pass silently.
+pub async fn down(engine: &Engine, name: &LabName, base: &Path) -> Result<Removed> {
+    let dir = LabDir::new(base, name);
+    let found = owned(engine, name).await?;
+    if found.is_empty() && !dir.path.exists() {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            "take the lab down",
+            format_args!("there is no lab named {name}"),
+        )
+        .hint("`ballast lab status` lists the labs that exist"));
+    }
+    let mut removed = teardown(engine, name).await?;
+    if dir.path.exists() {
+        std::fs::remove_dir_all(&dir.path).map_err(|e| {
+            Error::failed(
+                "remove the lab directory",
+                format_args!("{}: {e}", dir.path.display()),
+            )
+        })?;
+        removed.directory = Some(dir.path);
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(hosts: usize, subnet: Option<&str>) -> UpRequest {
+        UpRequest {
+            name: LabName::parse("t").unwrap(),
+            hosts,
+            base: PathBuf::from("/tmp"),
+            subnet: subnet.map(String::from),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn host_counts_outside_the_range_are_refused() {
+        for bad in [0, 201] {
+            let e = check_request(&request(bad, None)).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Input);
+            assert!(e.hint.unwrap().contains("--hosts"));
+        }
+        assert!(check_request(&request(3, None)).is_ok());
+        assert!(check_request(&request(3, Some("nope"))).is_err());
+    }
+
+    #[test]
+    fn authorized_keys_have_sshd_modes() {
+        let tar = authorized_keys_tar("ssh-ed25519 AAAA lab").unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let modes: Vec<(String, u32)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().mode().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                (".ssh".to_string(), 0o700),
+                (".ssh/authorized_keys".to_string(), 0o600)
+            ]
+        );
+    }
+
+    #[test]
+    fn many_failures_become_one_error_naming_each_host() {
+        let errs = vec![
+            Error::timeout("wait", Duration::from_secs(1)).on("t-1"),
+            Error::timeout("wait", Duration::from_secs(1)).on("t-3"),
+        ];
+        let e = not_up(&errs, Duration::from_secs(90)).unwrap_err();
+        assert!(
+            e.cause.contains("2 hosts did not come up within 1m 30s")
+                || e.cause.contains("(t-1, t-3)"),
+            "{e}"
+        );
+        assert!(e.cause.contains("t-1: wait"));
+        assert!(e.cause.contains("t-3: wait"));
+    }
+}

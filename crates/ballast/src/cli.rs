@@ -1,0 +1,139 @@
+//! What the user can type: every command and flag, validated by clap. The
+//! commands in `commands/` turn these into domain requests.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run Docker in production on many hosts, safely.
+#[derive(Debug, Parser)]
+#[command(name = "ballast", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Print machine-readable JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More detail in logs (-v, -vv); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a context directory on the local engine.
+    Build(BuildArgs),
+    /// A lab of Docker hosts with sshd on this machine, for trying ballast.
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Directory sent to the engine; `.dockerignore` in it is honoured.
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+    /// Tag of the image, e.g. hello:v1.
+    #[arg(short, long)]
+    pub tag: String,
+    /// Dockerfile, relative to the context.
+    #[arg(short, long, default_value = "Dockerfile")]
+    pub file: String,
+    /// Build argument KEY=VALUE (repeatable).
+    #[arg(long = "build-arg", value_parser = parse_key_value)]
+    pub build_args: Vec<(String, String)>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Start a lab: N Docker hosts with sshd on a private network.
+    Up(LabUpArgs),
+    /// Remove a lab's containers, network, volumes and directory.
+    Down(LabNameArgs),
+    /// List labs, their hosts and whether each answers.
+    Status(LabStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabDirArgs {
+    /// Directory that holds lab directories [default: $BALLAST_LAB_HOME or ~/.local/state/ballast/labs].
+    #[arg(long, env = "BALLAST_LAB_HOME")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LabNameArgs {
+    /// Name of the lab.
+    #[arg(long, default_value = "dev", env = "BALLAST_LAB")]
+    pub name: String,
+    #[command(flatten)]
+    pub dir: LabDirArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LabUpArgs {
+    #[command(flatten)]
+    pub lab: LabNameArgs,
+    /// How many hosts (1 to 200).
+    #[arg(long, default_value_t = 3)]
+    pub hosts: usize,
+    /// Subnet of the lab network [default: the first free /24 of 10.213.0.0/16].
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// How long hosts may take to answer.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct LabStatusArgs {
+    /// Only this lab.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub dir: LabDirArgs,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write it like 90s or 2m)"))
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn lab_up_defaults() {
+        let cli = Cli::try_parse_from(["ballast", "lab", "up"]).unwrap();
+        let Command::Lab(LabCommand::Up(up)) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        assert_eq!(up.hosts, 3);
+        assert_eq!(up.lab.name, "dev");
+        assert_eq!(up.timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn build_args_must_be_key_value() {
+        assert!(Cli::try_parse_from(["ballast", "build", "-t", "x", "--build-arg", "A=1"]).is_ok());
+        let err = Cli::try_parse_from(["ballast", "build", "-t", "x", "--build-arg", "nope"])
+            .unwrap_err();
+        assert!(err.to_string().contains("KEY=VALUE"), "{err}");
+    }
+}

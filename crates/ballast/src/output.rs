@@ -1,0 +1,126 @@
+//! The one printer: every line ballast shows goes through here. On a terminal,
+//! long phases get a spinner; elsewhere, plain timestamped lines; with
+//! `--json`, one JSON object per line on stdout. Progress goes to stderr and
+//! results to stdout, so `ballast ... > file` keeps only the result.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+
+pub struct Printer {
+    json: bool,
+    tty: bool,
+    /// The spinner of the phase under way, on a terminal only.
+    spinner: Mutex<Option<ProgressBar>>,
+}
+
+impl Printer {
+    pub fn new(json: bool) -> Printer {
+        Printer {
+            json,
+            tty: !json && std::io::stderr().is_terminal(),
+            spinner: Mutex::new(None),
+        }
+    }
+
+    /// A phase that may take a while begins ("building the host image").
+    pub fn phase(&self, message: &str) {
+        if self.tty {
+            self.finish();
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}")
+                    .expect("static template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar.set_message(message.to_string());
+            *self.spinner.lock().expect("printer lock") = Some(bar);
+        } else {
+            self.line(None, message);
+        }
+    }
+
+    /// A step of progress, optionally about one host.
+    pub fn progress(&self, host: Option<&str>, message: &str) {
+        let spinner = self.spinner.lock().expect("printer lock");
+        match spinner.as_ref() {
+            Some(bar) if host.is_none() => bar.set_message(message.to_string()),
+            Some(bar) => bar.println(prefixed(host, message)),
+            None => {
+                drop(spinner);
+                self.line(host, message)
+            }
+        }
+    }
+
+    /// Ends the phase under way, if any.
+    pub fn finish(&self) {
+        if let Some(bar) = self.spinner.lock().expect("printer lock").take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn line(&self, host: Option<&str>, message: &str) {
+        if self.json {
+            println!(
+                "{}",
+                json!({"type": "progress", "time": now_utc(), "host": host, "message": message})
+            );
+        } else if self.tty {
+            eprintln!("{}", prefixed(host, message));
+        } else {
+            eprintln!("{} {}", now_utc(), prefixed(host, message));
+        }
+    }
+
+    /// The outcome of a command: `human` as text, or `value` as JSON.
+    pub fn result<T: Serialize>(&self, value: &T, human: &str) {
+        self.finish();
+        if self.json {
+            let mut v = serde_json::to_value(value).expect("results serialize");
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("type".into(), "result".into());
+            } else {
+                v = json!({"type": "result", "value": v});
+            }
+            println!("{v}");
+        } else if !human.is_empty() {
+            println!("{}", human.trim_end());
+        }
+    }
+
+    /// An error, with its hint, the way miette draws it (and as JSON too).
+    pub fn error(&self, err: &ballast_core::Error) {
+        self.finish();
+        if self.json {
+            println!(
+                "{}",
+                json!({"type": "error", "kind": err.kind, "host": err.host, "step": err.step,
+                       "cause": err.cause, "hint": err.hint})
+            );
+        }
+        eprintln!("{:?}", miette::Report::new(err.clone()));
+    }
+}
+
+fn prefixed(host: Option<&str>, message: &str) -> String {
+    match host {
+        Some(h) => format!("{h} | {message}"),
+        None => message.to_string(),
+    }
+}
+
+/// Wall-clock UTC time as HH:MM:SS, for plain (non-terminal) output.
+fn now_utc() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+}

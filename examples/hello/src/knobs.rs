@@ -1,0 +1,216 @@
+//! The knobs that make hello misbehave on purpose, read from its environment.
+//!
+//! Tests of ballast need an app that starts slowly, fails its health check,
+//! crashes, answers slowly or writes data; each of those is one variable here.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How one run of hello behaves. Built from `HELLO_*` environment variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Knobs {
+    /// Port to listen on (`HELLO_PORT`, default 8080).
+    pub port: u16,
+    /// Wait this long before listening, like an app that boots slowly
+    /// (`HELLO_STARTUP_DELAY`).
+    pub startup_delay: Duration,
+    /// Answer `/up` with 503 forever, like a version that never gets healthy
+    /// (`HELLO_FAIL_HEALTH=1`).
+    pub fail_health: bool,
+    /// Exit with status 1 this long after start, like a crashing app
+    /// (`HELLO_CRASH_AFTER`).
+    pub crash_after: Option<Duration>,
+    /// Delay every answer to `/` by this much, like a slow app
+    /// (`HELLO_RESPONSE_DELAY`).
+    pub response_delay: Duration,
+    /// Directory where `/count` appends its counter, to test that data
+    /// outlives containers (`HELLO_DATA_DIR`).
+    pub data_dir: Option<PathBuf>,
+    /// File holding the version baked into the image (`HELLO_VERSION_FILE`,
+    /// default `/VERSION`).
+    pub version_file: PathBuf,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Knobs {
+            port: 8080,
+            startup_delay: Duration::ZERO,
+            fail_health: false,
+            crash_after: None,
+            response_delay: Duration::ZERO,
+            data_dir: None,
+            version_file: PathBuf::from("/VERSION"),
+        }
+    }
+}
+
+/// A knob whose value could not be read; names the variable and the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnobError {
+    pub variable: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl std::fmt::Display for KnobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}={:?} is not valid: expected {}",
+            self.variable, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for KnobError {}
+
+impl Knobs {
+    /// Reads the knobs from the process environment.
+    pub fn from_env() -> Result<Knobs, KnobError> {
+        Knobs::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads the knobs from a map of variables; unset variables keep defaults.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Knobs, KnobError> {
+        let mut knobs = Knobs::default();
+        if let Some(v) = vars.get("HELLO_PORT") {
+            knobs.port = v.trim().parse().map_err(|_| KnobError {
+                variable: "HELLO_PORT",
+                value: v.clone(),
+                expected: "a port number from 1 to 65535",
+            })?;
+            if knobs.port == 0 {
+                return Err(KnobError {
+                    variable: "HELLO_PORT",
+                    value: v.clone(),
+                    expected: "a port number from 1 to 65535",
+                });
+            }
+        }
+        if let Some(v) = vars.get("HELLO_STARTUP_DELAY") {
+            knobs.startup_delay = duration("HELLO_STARTUP_DELAY", v)?;
+        }
+        if let Some(v) = vars.get("HELLO_FAIL_HEALTH") {
+            knobs.fail_health = flag("HELLO_FAIL_HEALTH", v)?;
+        }
+        if let Some(v) = vars.get("HELLO_CRASH_AFTER") {
+            knobs.crash_after = Some(duration("HELLO_CRASH_AFTER", v)?);
+        }
+        if let Some(v) = vars.get("HELLO_RESPONSE_DELAY") {
+            knobs.response_delay = duration("HELLO_RESPONSE_DELAY", v)?;
+        }
+        if let Some(v) = vars.get("HELLO_DATA_DIR").filter(|v| !v.is_empty()) {
+            knobs.data_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = vars.get("HELLO_VERSION_FILE").filter(|v| !v.is_empty()) {
+            knobs.version_file = PathBuf::from(v);
+        }
+        Ok(knobs)
+    }
+}
+
+/// Accepts `humantime` durations ("500ms", "2s", "1m") and bare seconds ("3").
+fn duration(variable: &'static str, value: &str) -> Result<Duration, KnobError> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(v).map_err(|_| KnobError {
+        variable,
+        value: value.to_string(),
+        expected: "a duration such as 500ms, 2s or 1m",
+    })
+}
+
+fn flag(variable: &'static str, value: &str) -> Result<bool, KnobError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(KnobError {
+            variable,
+            value: value.to_string(),
+            expected: "1/true/yes/on or 0/false/no/off",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn no_variables_give_defaults() {
+        assert_eq!(Knobs::from_vars(&vars(&[])).unwrap(), Knobs::default());
+    }
+
+    #[test]
+    fn every_knob_is_read() {
+        let knobs = Knobs::from_vars(&vars(&[
+            ("HELLO_PORT", "9000"),
+            ("HELLO_STARTUP_DELAY", "1500ms"),
+            ("HELLO_FAIL_HEALTH", "true"),
+            ("HELLO_CRASH_AFTER", "10"),
+            ("HELLO_RESPONSE_DELAY", "3s"),
+            ("HELLO_DATA_DIR", "/data"),
+            ("HELLO_VERSION_FILE", "/tmp/V"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            knobs,
+            Knobs {
+                port: 9000,
+                startup_delay: Duration::from_millis(1500),
+                fail_health: true,
+                crash_after: Some(Duration::from_secs(10)),
+                response_delay: Duration::from_secs(3),
+                data_dir: Some(PathBuf::from("/data")),
+                version_file: PathBuf::from("/tmp/V"),
+            }
+        );
+    }
+
+    #[test]
+    fn flags_accept_common_spellings() {
+        for on in ["1", "yes", "ON", "True"] {
+            let k = Knobs::from_vars(&vars(&[("HELLO_FAIL_HEALTH", on)])).unwrap();
+            assert!(k.fail_health, "{on} should mean on");
+        }
+        for off in ["0", "no", "off", ""] {
+            let k = Knobs::from_vars(&vars(&[("HELLO_FAIL_HEALTH", off)])).unwrap();
+            assert!(!k.fail_health, "{off} should mean off");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases = [
+            ("HELLO_PORT", "eighty"),
+            ("HELLO_PORT", "0"),
+            ("HELLO_PORT", "70000"),
+            ("HELLO_STARTUP_DELAY", "soon"),
+            ("HELLO_CRASH_AFTER", "-1s"),
+            ("HELLO_FAIL_HEALTH", "maybe"),
+        ];
+        for (var, value) in cases {
+            let err = Knobs::from_vars(&vars(&[(var, value)])).unwrap_err();
+            assert_eq!(err.variable, var);
+            assert!(err.to_string().contains(var), "{err}");
+            assert!(err.to_string().contains(value), "{err}");
+        }
+    }
+
+    #[test]
+    fn empty_data_dir_means_none() {
+        let k = Knobs::from_vars(&vars(&[("HELLO_DATA_DIR", "")])).unwrap();
+        assert_eq!(k.data_dir, None);
+    }
+}
