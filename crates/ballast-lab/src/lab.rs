@@ -6,22 +6,19 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
-    NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
-};
+use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
 use futures_util::{stream, StreamExt};
 use ipnet::Ipv4Net;
 
-use ballast_core::ssh::SshHost;
 use ballast_core::{Engine, Error, ErrorKind, Result};
 
 use crate::files::{make_key, Inventory, LabDir, LabHost};
-use crate::name::{LabName, HOST_LABEL, LAB_LABEL};
+use crate::host::{answer_over_ssh, labels, start_host, wait_inside};
+use crate::name::{LabName, LAB_LABEL};
 use crate::recipe::{self, RecipeEvent};
 use crate::subnet;
 
@@ -275,14 +272,6 @@ fn not_up(failures: &[Error], timeout: Duration) -> Result<()> {
     }
 }
 
-fn labels(name: &LabName, host: Option<usize>) -> HashMap<String, String> {
-    let mut l = HashMap::from([(LAB_LABEL.to_string(), name.to_string())]);
-    if let Some(n) = host {
-        l.insert(HOST_LABEL.to_string(), n.to_string());
-    }
-    l
-}
-
 async fn create_network(engine: &Engine, req: &UpRequest) -> Result<Ipv4Net> {
     let step = "create the lab network";
     for attempt in 1..=NETWORK_ATTEMPTS {
@@ -346,226 +335,6 @@ async fn taken_subnets(engine: &Engine) -> Result<Vec<Ipv4Net>> {
     Ok(subnet::parse_taken(subnets.iter().map(String::as_str)))
 }
 
-/// Creates host `n`'s volume and container, gives it the lab's public key,
-/// and starts it. The flags are the ones LAB.md found to work here.
-async fn start_host(
-    engine: &Engine,
-    name: &LabName,
-    n: usize,
-    ip: &str,
-    tag: &str,
-    public_key: &str,
-) -> Result<()> {
-    let host = name.hostname(n);
-    let volume = name.docker_volume(n);
-    let container = name.container(n);
-    engine
-        .call(
-            "create the Docker volume",
-            engine.docker().create_volume(VolumeCreateRequest {
-                name: Some(volume.clone()),
-                labels: Some(labels(name, Some(n))),
-                ..Default::default()
-            }),
-        )
-        .await
-        .map_err(|e| e.on(&host))?;
-    let body = ContainerCreateBody {
-        image: Some(tag.to_string()),
-        hostname: Some(host.clone()),
-        cmd: Some(vec![recipe::INIT_PATH.to_string()]),
-        labels: Some(labels(name, Some(n))),
-        host_config: Some(HostConfig {
-            init: Some(true),
-            cap_add: Some(vec!["ALL".into()]),
-            cap_drop: Some(vec!["SYS_RESOURCE".into()]),
-            security_opt: Some(vec![
-                "seccomp=unconfined".into(),
-                "apparmor=unconfined".into(),
-            ]),
-            // What the CLI calls `systempaths=unconfined`: nothing under
-            // /proc or /sys masked or read-only, as an inner dockerd needs.
-            masked_paths: Some(vec![]),
-            readonly_paths: Some(vec![]),
-            binds: Some(vec![
-                "/sys/fs/cgroup:/sys/fs/cgroup:rw".into(),
-                format!("{volume}:/var/lib/docker"),
-            ]),
-            tmpfs: Some(HashMap::from([("/run".to_string(), String::new())])),
-            network_mode: Some(name.network()),
-            ..Default::default()
-        }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                name.network(),
-                EndpointSettings {
-                    ipam_config: Some(EndpointIpamConfig {
-                        ipv4_address: Some(ip.to_string()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            )])),
-        }),
-        ..Default::default()
-    };
-    let options = CreateContainerOptionsBuilder::default()
-        .name(&container)
-        .build();
-    engine
-        .call(
-            "create the host container",
-            engine.docker().create_container(Some(options), body),
-        )
-        .await
-        .map_err(|e| e.on(&host))?;
-    let keys = authorized_keys_tar(public_key)?;
-    let upload = UploadToContainerOptionsBuilder::default()
-        .path("/root")
-        .build();
-    engine
-        .call(
-            "install the lab key",
-            engine.docker().upload_to_container(
-                &container,
-                Some(upload),
-                bollard::body_full(keys.into()),
-            ),
-        )
-        .await
-        .map_err(|e| e.on(&host))?;
-    engine
-        .call(
-            "start the host container",
-            engine.docker().start_container(&container, None),
-        )
-        .await
-        .map_err(|e| e.on(&host))?;
-    Ok(())
-}
-
-/// A tar of `.ssh/authorized_keys` with the modes sshd insists on.
-fn authorized_keys_tar(public_key: &str) -> Result<Vec<u8>> {
-    let step = "pack the lab key";
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut dir = tar::Header::new_gnu();
-    dir.set_entry_type(tar::EntryType::Directory);
-    dir.set_mode(0o700);
-    dir.set_size(0);
-    tar.append_data(&mut dir, ".ssh", std::io::empty())
-        .map_err(|e| Error::failed(step, e))?;
-    let line = format!("{}\n", public_key.trim());
-    let mut file = tar::Header::new_gnu();
-    file.set_mode(0o600);
-    file.set_size(line.len() as u64);
-    tar.append_data(&mut file, ".ssh/authorized_keys", line.as_bytes())
-        .map_err(|e| Error::failed(step, e))?;
-    tar.into_inner().map_err(|e| Error::failed(step, e))
-}
-
-/// Waits until host `n` has its SSH host key and a dockerd that answers,
-/// checked from inside the container; returns the host's public key line.
-async fn wait_inside(
-    engine: &Engine,
-    name: &LabName,
-    n: usize,
-    deadline: Instant,
-) -> Result<String> {
-    let host = name.hostname(n);
-    let container = name.container(n);
-    let probe = Duration::from_secs(5);
-    let mut last = String::from("not checked yet");
-    loop {
-        let key = engine
-            .exec(
-                &container,
-                &["cat", "/etc/ssh/ssh_host_ed25519_key.pub"],
-                probe,
-            )
-            .await;
-        let docker = engine
-            .exec(
-                &container,
-                &["docker", "info", "--format", "{{.ServerVersion}}"],
-                probe,
-            )
-            .await;
-        match (key, docker) {
-            (Ok(k), Ok(d)) if k.success() && d.success() => return Ok(k.stdout.trim().to_string()),
-            (Ok(k), _) if !k.success() => {
-                last = format!("no SSH host key yet: {}", k.stderr.trim())
-            }
-            (_, Ok(d)) if !d.success() => {
-                last = format!("dockerd does not answer: {}", d.stderr.trim())
-            }
-            (Err(e), _) | (_, Err(e)) => last = e.cause,
-            _ => {}
-        }
-        if Instant::now() >= deadline {
-            return Err(host_failed(engine, &host, &container, &last).await);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Connects to a host the way clients will (strict host keys, forwarded
-/// Docker socket) and pings its engine, retrying until the deadline.
-async fn answer_over_ssh(inventory: &Inventory, host: &LabHost, deadline: Instant) -> Result<()> {
-    let target = inventory.ssh_target(host);
-    loop {
-        let attempt = async {
-            let ssh = SshHost::connect(&target).await?;
-            let engine = ssh.engine().clone();
-            let ping = engine.call("ping the engine", engine.docker().ping()).await;
-            let _ = ssh.close().await;
-            ping.map(|_| ())
-        };
-        match attempt.await {
-            Ok(()) => return Ok(()),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    "reach the host over SSH",
-                    format_args!("{}", e.cause),
-                )
-                .on(&host.name)
-                .hint(format!(
-                    "see `docker logs {}`; try `ssh -F {} {}`",
-                    host.container,
-                    inventory.ssh_config.display(),
-                    host.name
-                )))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
-        }
-    }
-}
-
-async fn host_failed(engine: &Engine, host: &str, container: &str, last: &str) -> Error {
-    let logs = engine.log_tail(container, 10).await.unwrap_or_default();
-    let dockerd = engine
-        .exec(
-            container,
-            &["tail", "-n", "5", "/var/log/dockerd.log"],
-            Duration::from_secs(5),
-        )
-        .await
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    let mut cause = format!("did not come up: {last}");
-    for (what, text) in [("container log", logs), ("dockerd log", dockerd)] {
-        if !text.trim().is_empty() {
-            cause.push_str(&format!(
-                "\n  last lines of the {what}:\n    {}",
-                text.trim().replace('\n', "\n    ")
-            ));
-        }
-    }
-    Error::new(ErrorKind::Timeout, "wait for sshd and dockerd", cause)
-        .on(host)
-        .hint(format!("inspect it with `docker logs {container}` and `docker exec {container} cat /var/log/dockerd.log`, or give more time with --timeout"))
-}
-
 /// Finds every container, network and volume labelled as lab `name`'s.
 pub async fn owned(engine: &Engine, name: &LabName) -> Result<Owned> {
     let filter = HashMap::from([("label", vec![format!("{LAB_LABEL}={name}")])]);
@@ -601,7 +370,7 @@ pub async fn owned(engine: &Engine, name: &LabName) -> Result<Owned> {
             )),
         )
         .await?;
-    Ok(Owned {
+    let mut found = Owned {
         containers: containers
             .into_iter()
             .filter_map(|c| {
@@ -617,7 +386,11 @@ pub async fn owned(engine: &Engine, name: &LabName) -> Result<Owned> {
             .into_iter()
             .map(|v| v.name)
             .collect(),
-    })
+    };
+    found.containers.sort();
+    found.networks.sort();
+    found.volumes.sort();
+    Ok(found)
 }
 
 /// Removes every Docker object of lab `name`: containers first (they hold
@@ -721,30 +494,6 @@ mod tests {
     }
 
     #[test]
-    fn authorized_keys_have_sshd_modes() {
-        let tar = authorized_keys_tar("ssh-ed25519 AAAA lab").unwrap();
-        let mut archive = tar::Archive::new(&tar[..]);
-        let modes: Vec<(String, u32)> = archive
-            .entries()
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.path().unwrap().display().to_string(),
-                    e.header().mode().unwrap(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            modes,
-            [
-                (".ssh".to_string(), 0o700),
-                (".ssh/authorized_keys".to_string(), 0o600)
-            ]
-        );
-    }
-
-    #[test]
     fn many_failures_become_one_error_naming_each_host() {
         let errs = vec![
             Error::timeout("wait", Duration::from_secs(1)).on("t-1"),
@@ -752,8 +501,8 @@ mod tests {
         ];
         let e = not_up(&errs, Duration::from_secs(90)).unwrap_err();
         assert!(
-            e.cause.contains("2 hosts did not come up within 1m 30s")
-                || e.cause.contains("(t-1, t-3)"),
+            e.cause
+                .contains("2 hosts did not come up within 90s (t-1, t-3)"),
             "{e}"
         );
         assert!(e.cause.contains("t-1: wait"));

@@ -7,10 +7,12 @@
 //! - [`recipe`]: the host image, built offline with debootstrap, cached by hash.
 //! - [`subnet`]: the lab network's subnet and host addresses.
 //! - [`files`]: the lab directory: key, known_hosts, ssh config, inventory.
-//! - [`lab`]: `up` and `down`.
+//! - `host`: one lab host: its container, key and readiness checks.
+//! - [`lab`]: `up` and `down` of a whole lab.
 //! - [`status`]: `status`, with a live check of every host.
 
 pub mod files;
+mod host;
 pub mod lab;
 pub mod name;
 pub mod recipe;

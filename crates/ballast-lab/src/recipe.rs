@@ -99,6 +99,13 @@ pub async fn ensure(
         on_event(RecipeEvent::Cached { tag: tag.clone() });
         return Ok(tag);
     }
+    // Several `lab up` at once (parallel tests) build the image only once:
+    // the first holds the lock, the others find the image when they get it.
+    let _lock = build_lock().await?;
+    if engine.image_id(&tag).await?.is_some() {
+        on_event(RecipeEvent::Cached { tag: tag.clone() });
+        return Ok(tag);
+    }
     let started = Instant::now();
     let work = tempfile::Builder::new()
         .prefix("ballast-lab-root-")
@@ -119,6 +126,32 @@ pub async fn ensure(
         seconds: started.elapsed().as_secs_f64(),
     });
     Ok(tag)
+}
+
+/// An exclusive lock on a file beside the build directories, held (by the
+/// open file) until dropped; the OS releases it if the process dies.
+async fn build_lock() -> Result<std::fs::File> {
+    let path = Path::new("/var/tmp/ballast-lab-host-image.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| {
+            Error::failed(
+                "lock the host image build",
+                format_args!("{}: {e}", path.display()),
+            )
+        })?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| Error::failed("lock the host image build", e))?
+        .map_err(|e| {
+            Error::failed(
+                "lock the host image build",
+                format_args!("{}: {e}", path.display()),
+            )
+        })
 }
 
 async fn ensure_debootstrap(on_event: &mut (dyn FnMut(RecipeEvent) + Send)) -> Result<()> {

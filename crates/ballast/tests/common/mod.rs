@@ -1,0 +1,147 @@
+//! The shared harness of the end-to-end tests: run the ballast binary, bring
+//! labs up and always down again, build hello images, speak HTTP to hosts.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ballast_core::Engine;
+use ballast_lab::Inventory;
+
+/// Labs made by tests carry this prefix, so `.ci/run` can sweep leftovers
+/// without touching a developer's own labs.
+pub const TEST_LAB_PREFIX: &str = "e2e-";
+
+/// The ballast binary under test.
+pub fn ballast_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ballast"))
+}
+
+/// Runs `ballast ARGS` with labs kept under `lab_home`; never reads stdin.
+pub fn ballast(lab_home: &Path, args: &[&str]) -> Output {
+    Command::new(ballast_bin())
+        .args(args)
+        .env("BALLAST_LAB_HOME", lab_home)
+        .env_remove("BALLAST_LAB")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the ballast binary")
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A lab name unique to this test process.
+pub fn lab_name(tag: &str) -> String {
+    format!("{TEST_LAB_PREFIX}{tag}-{}", std::process::id())
+}
+
+/// A lab started for one test and taken down when the test ends, pass or fail.
+pub struct Lab {
+    pub name: String,
+    pub home: tempfile::TempDir,
+    pub inventory: Inventory,
+}
+
+impl Lab {
+    pub fn up(tag: &str, hosts: usize) -> Lab {
+        let home = tempfile::tempdir().expect("temp dir");
+        let name = lab_name(tag);
+        let hosts = hosts.to_string();
+        let out = ballast(
+            home.path(),
+            &["lab", "up", "--name", &name, "--hosts", &hosts],
+        );
+        assert!(out.status.success(), "lab up failed:\n{}", text(&out));
+        let inventory = Inventory::load(&home.path().join(&name)).expect("inventory written");
+        Lab {
+            name,
+            home,
+            inventory,
+        }
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.home.path().join(&self.name)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = ballast(self.home.path(), &["lab", "down", "--name", &self.name]);
+    }
+}
+
+/// Builds `hello:VERSION` once per test process with the project's script.
+pub fn hello_image(version: &str) -> String {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let tag = format!("hello:{version}");
+    if !built.contains(&tag) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let out = Command::new(root.join("examples/hello/build-image"))
+            .arg(version)
+            .env("BALLAST", ballast_bin())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run examples/hello/build-image");
+        assert!(
+            out.status.success(),
+            "building {tag} failed:\n{}",
+            text(&out)
+        );
+        built.push(tag.clone());
+    }
+    tag
+}
+
+pub async fn local_engine() -> Engine {
+    Engine::local()
+        .await
+        .expect("the local Docker engine answers")
+}
+
+/// GET `url` (http only) within 10 s; returns status and body.
+pub async fn http_get(url: &str) -> Result<(u16, String), String> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let work = async {
+        let resp = client.get(uri).await.map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(10), work)
+        .await
+        .map_err(|_| format!("{url}: no answer within 10s"))?
+}
+
+/// Retries `http_get` until it answers 200 or `deadline` passes.
+pub async fn wait_http_ok(url: &str, deadline: Duration) -> (u16, String) {
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        match http_get(url).await {
+            Ok((200, body)) => return (200, body),
+            other if std::time::Instant::now() >= until => {
+                panic!("{url} did not answer 200 within {deadline:?}: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
