@@ -1,0 +1,308 @@
+//! The shape of `ballast.yml`: every key, its type, its default and what it is
+//! for. These types are the single source of validation (serde rejects unknown
+//! keys and wrong types) and of the generated reference in `docs/config.md`
+//! (from the doc comments, through schemars).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A whole `ballast.yml`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Name of the service. Containers, state directories on the hosts
+    /// (`/var/lib/ballast/<service>`), the lock and the audit log are named
+    /// after it. Lowercase letters, digits and hyphens.
+    pub service: String,
+    /// The image to deploy: its repository name when `build` is given (the
+    /// version becomes the tag), or an existing image reference otherwise.
+    pub image: String,
+    /// How to build the image on this machine. Omit to deploy `image` as is.
+    #[serde(default)]
+    pub build: Option<Build>,
+    /// How to reach the hosts. Anything left out comes from `~/.ssh/config`.
+    #[serde(default)]
+    pub ssh: Ssh,
+    /// How images reach the hosts.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// The roles of the service: named sets of identical containers on listed hosts.
+    pub roles: BTreeMap<String, Role>,
+    /// How deploys roll across hosts.
+    #[serde(default)]
+    pub deploy: DeploySettings,
+    /// Log driver of every container; rotation is on by default.
+    #[serde(default)]
+    pub logging: Logging,
+}
+
+/// Building the image from a directory.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    /// Build context, relative to the config file.
+    #[serde(default = "defaults::context")]
+    pub context: PathBuf,
+    /// Dockerfile, relative to the context.
+    #[serde(default = "defaults::dockerfile")]
+    pub dockerfile: String,
+    /// Build arguments (`ARG` in the Dockerfile).
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+}
+
+/// SSH settings shared by every host.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ssh {
+    /// Login user [default: from `~/.ssh/config`, else your user name].
+    #[serde(default)]
+    pub user: Option<String>,
+    /// SSH port [default: from `~/.ssh/config`, else 22].
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Private key to use, relative to the config file.
+    #[serde(default)]
+    pub identity_file: Option<PathBuf>,
+    /// known_hosts file to check host keys against, relative to the config
+    /// file [default: `~/.ssh/known_hosts`].
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    /// Jump host(s), as for `ssh -J`.
+    #[serde(default)]
+    pub proxy_jump: Option<String>,
+    /// ssh config file to read instead of `~/.ssh/config`, relative to the config file.
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+    /// Deadline for connecting to one host.
+    #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
+    pub connect_timeout: Option<Duration>,
+    /// How many hosts are worked on at once [default: 10].
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+}
+
+/// How images travel to hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Over SSH, sending only the layers a host lacks. No registry needed.
+    #[default]
+    Direct,
+    /// Through a registry (not available yet).
+    Registry,
+}
+
+/// A role: identical containers on listed hosts.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    /// Hosts running this role: an address or ssh alias, or
+    /// `{ host: ADDRESS, env: { KEY: VALUE } }` for per-host variables.
+    pub hosts: Vec<HostEntry>,
+    /// Command (arguments to the image's entrypoint) [default: the image's].
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    /// Port the app listens on inside the container; the HTTP health check
+    /// (and later the proxy) uses it.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Ports published on the host, as `HOST_PORT:CONTAINER_PORT`. A role
+    /// that publishes a port changes version by stopping the old container
+    /// before starting the new one.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Environment of the containers.
+    #[serde(default)]
+    pub env: Env,
+    /// Host directories mounted into the containers, as
+    /// `HOST_PATH:CONTAINER_PATH[:ro]`. Data lives here, never in a container.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// How ballast decides a new container is healthy. Without it, a role
+    /// with `port` is checked with `GET /up` on that port; a role without
+    /// `port` is healthy when its image's HEALTHCHECK says so or, if the image
+    /// has none, when the container is still running 5 s after it started.
+    #[serde(default)]
+    pub healthcheck: Option<Healthcheck>,
+    /// How long a container gets to stop after SIGTERM before it is killed.
+    #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
+    pub stop_timeout: Option<Duration>,
+}
+
+/// One host of a role.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HostEntry {
+    /// Just the address or ssh alias.
+    Address(String),
+    /// An address with variables only this host gets.
+    WithEnv(HostWithEnv),
+}
+
+/// A host with its own environment variables.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostWithEnv {
+    /// Address or ssh alias.
+    pub host: String,
+    /// Variables added to (or overriding) the role's clear environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+impl HostEntry {
+    pub fn address(&self) -> &str {
+        match self {
+            HostEntry::Address(a) => a,
+            HostEntry::WithEnv(h) => &h.host,
+        }
+    }
+}
+
+/// Environment variables of a role.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Env {
+    /// Variables given in clear. Never put secrets here.
+    #[serde(default)]
+    pub clear: BTreeMap<String, String>,
+    /// Names of secret variables. Values come from the environment of the
+    /// operator or from `.ballast/secrets` beside the config file; they reach
+    /// containers at run time and are never printed.
+    #[serde(default)]
+    pub secret: Vec<String>,
+}
+
+/// The health check of a role.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Healthcheck {
+    /// HTTP path that answers 2xx when the app is ready.
+    #[serde(default = "defaults::health_path")]
+    pub path: String,
+    /// Port of the check [default: the role's `port`].
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Time between checks.
+    #[serde(default = "defaults::interval", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub interval: Duration,
+    /// Deadline of one check.
+    #[serde(default = "defaults::check_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+}
+
+/// How a deploy rolls.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploySettings {
+    /// Hosts switched together in one step: a count (`2`) or a share of
+    /// each role's hosts (`"25%"`).
+    #[serde(default = "defaults::batch")]
+    pub batch: Batch,
+    /// How long a new container may take to become healthy.
+    #[serde(default = "defaults::health_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub health_timeout: Duration,
+    /// How many releases (stopped containers and their images) each host
+    /// keeps for rollback, the running one included.
+    #[serde(default = "defaults::retain")]
+    pub retain: usize,
+}
+
+impl Default for DeploySettings {
+    fn default() -> Self {
+        DeploySettings {
+            batch: defaults::batch(),
+            health_timeout: defaults::health_timeout(),
+            retain: defaults::retain(),
+        }
+    }
+}
+
+/// Batch size: a count of hosts or a percentage of a role's hosts.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Batch {
+    /// This many hosts at a time.
+    Count(usize),
+    /// A percentage such as `"25%"`, rounded up, at least one host.
+    Percent(String),
+}
+
+/// Container logging.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    /// Docker log driver.
+    #[serde(default = "defaults::log_driver")]
+    pub driver: String,
+    /// Driver options; the defaults rotate at 10 MB, keeping 5 files.
+    #[serde(default = "defaults::log_options")]
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging {
+            driver: defaults::log_driver(),
+            options: defaults::log_options(),
+        }
+    }
+}
+
+/// Defaults, named so serde and the reference agree.
+pub mod defaults {
+    use super::*;
+
+    pub fn context() -> PathBuf {
+        PathBuf::from(".")
+    }
+    pub fn dockerfile() -> String {
+        "Dockerfile".into()
+    }
+    pub fn health_path() -> String {
+        "/up".into()
+    }
+    pub fn interval() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn check_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn batch() -> Batch {
+        Batch::Count(1)
+    }
+    pub fn health_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn retain() -> usize {
+        5
+    }
+    pub fn stop_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn concurrency() -> usize {
+        10
+    }
+    pub fn log_driver() -> String {
+        "local".into()
+    }
+    pub fn log_options() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("max-size".to_string(), "10m".to_string()),
+            ("max-file".to_string(), "5".to_string()),
+        ])
+    }
+}

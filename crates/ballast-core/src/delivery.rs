@@ -1,0 +1,1 @@
+//! Image delivery to hosts (being written).
