@@ -2,18 +2,38 @@
 //!
 //! # Layout
 //! - [`config`]: `ballast.yml`: schema, loading, validation, secrets, reference.
+//! - [`deploy`]: a whole deploy or rollback: lock, deliver, plan, roll, audit.
 //! - [`delivery`]: getting an image onto hosts, sending only missing layers.
 //! - [`error`]: the one error type: host, step, cause, hint.
 //! - [`engine`]: a Docker engine reached through a unix socket (bollard).
+//! - [`plan`]: the pure rollout plan: per-host steps in batches.
+//! - [`release`]: app containers and the labels that record releases.
+//! - [`state`]: the lock and the audit log, files on the hosts.
+//! - [`rollout`]: one host's steps, undone if one fails.
+//! - [`spec`]: a role's container definition and its digest.
+//! - [`version`]: which image and version a deploy rolls out.
 //! - [`ssh`]: a remote host over system OpenSSH, its Docker socket forwarded.
+//! - [`fleet`]: every host of a service, connected with bounded concurrency.
+//! - [`health`]: waiting for a new container to be healthy.
+//! - [`host`]: a host, local or over SSH: engine, commands, tunnels.
 //! - [`image`]: building images from a context, copying them between engines.
 
 pub mod config;
 pub mod delivery;
+pub mod deploy;
 pub mod engine;
 pub mod error;
+pub mod fleet;
+pub mod health;
+pub mod host;
 pub mod image;
+pub mod plan;
+pub mod release;
+pub mod rollout;
+pub mod spec;
 pub mod ssh;
+pub mod state;
+pub mod version;
 
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};

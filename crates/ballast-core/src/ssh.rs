@@ -37,6 +37,8 @@ pub struct SshTarget {
     pub known_hosts: Option<PathBuf>,
     /// ssh config file to read instead of `~/.ssh/config`.
     pub config: Option<PathBuf>,
+    /// Jump host(s), as for `ssh -J`.
+    pub jump: Option<String>,
     pub host_keys: HostKeyPolicy,
     /// Deadline for the whole connection (TCP, handshake, authentication).
     pub connect_timeout: Duration,
@@ -52,6 +54,7 @@ impl SshTarget {
             identity: None,
             known_hosts: None,
             config: None,
+            jump: None,
             host_keys: HostKeyPolicy::Strict,
             connect_timeout: Duration::from_secs(10),
             remote_docker_socket: PathBuf::from(REMOTE_DOCKER_SOCKET),
@@ -137,6 +140,11 @@ impl SshHost {
         &self.engine
     }
 
+    /// The SSH session, for forwards beyond the Docker socket.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
     /// Runs a program on the host with arguments passed as data: each one is
     /// quoted for the remote shell, never pasted into a command string.
     pub async fn run(
@@ -146,13 +154,44 @@ impl SshHost {
         deadline: Duration,
     ) -> Result<CommandOutput> {
         let step = format!("run {program}");
+        match tokio::time::timeout(deadline, self.run_with_input(program, args, None)).await {
+            Err(_) => Err(Error::timeout(step, deadline).on(&self.name)),
+            Ok(r) => r,
+        }
+    }
+
+    /// Like [`SshHost::run`] without a deadline of its own, feeding `stdin`.
+    pub async fn run_with_input(
+        &self,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<CommandOutput> {
+        use tokio::io::AsyncWriteExt;
+        let step = format!("run {program}");
         let mut cmd = self.session.command(program);
-        cmd.args(args);
-        let output = match tokio::time::timeout(deadline, cmd.output()).await {
-            Err(_) => return Err(Error::timeout(step, deadline).on(&self.name)),
-            Ok(Err(e)) => return Err(ssh_error(&self.name, &step, e)),
-            Ok(Ok(o)) => o,
-        };
+        cmd.args(args)
+            .stdin(if stdin.is_some() {
+                openssh::Stdio::piped()
+            } else {
+                openssh::Stdio::null()
+            })
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .await
+            .map_err(|e| ssh_error(&self.name, &step, e))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin().take()) {
+            pipe.write_all(input)
+                .await
+                .map_err(|e| Error::failed(&step, e).on(&self.name))?;
+            drop(pipe);
+        }
+        let output = child
+            .wait_with_output()
+            .await
+            .map_err(|e| ssh_error(&self.name, &step, e))?;
         Ok(CommandOutput {
             status: output.status.code(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -193,6 +232,9 @@ fn builder(target: &SshTarget) -> Result<SessionBuilder> {
     }
     if let Some(kh) = &target.known_hosts {
         b.user_known_hosts_file(kh);
+    }
+    if let Some(jump) = &target.jump {
+        b.jump_hosts(jump.split(',').map(str::trim).filter(|j| !j.is_empty()));
     }
     if let Some(config) = &target.config {
         must_exist(&target.destination, "ssh config file", config)?;

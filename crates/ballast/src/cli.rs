@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// Run Docker in production on many hosts, safely.
 #[derive(Debug, Parser)]
-#[command(name = "ballast", version, about, propagate_version = true)]
+#[command(name = "ballast", version, about)]
 pub struct Cli {
     /// Print machine-readable JSON lines instead of text.
     #[arg(long, global = true)]
@@ -18,17 +18,117 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// The service's config file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "ballast.yml",
+        env = "BALLAST_CONFIG"
+    )]
+    pub config: PathBuf,
+
+    /// Record the keys of hosts never seen before in known_hosts (changed
+    /// keys are still refused).
+    #[arg(long, global = true)]
+    pub accept_new_host_keys: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a commented starter ballast.yml.
+    Init,
+    /// Print the resolved config (secrets redacted), or the config reference.
+    Config {
+        /// Print the reference of every key instead (docs/config.md).
+        #[arg(long)]
+        reference: bool,
+    },
+    /// Show what deploy would do, per host, without doing it.
+    Plan(VersionArgs),
+    /// Build (or take) the image and roll it out to every host.
+    Deploy(DeployArgs),
+    /// Return to a retained release (default: the one before the current).
+    Rollback(RollbackArgs),
+    /// List the releases the hosts keep.
+    Releases,
+    /// Host by role: version, state, health, uptime.
+    Status,
+    /// Logs of every host, merged, each line prefixed by host and role.
+    Logs(LogsArgs),
+    /// The deploy lock.
+    #[command(subcommand)]
+    Lock(LockCommand),
+    /// The audit log: who did what, where and when.
+    Audit {
+        /// How many records.
+        #[arg(long, default_value_t = 50)]
+        tail: usize,
+    },
     /// Build an image from a context directory on the local engine.
     Build(BuildArgs),
     /// A lab of Docker hosts with sshd on this machine, for trying ballast.
     #[command(subcommand)]
     Lab(LabCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Version to roll out [default: the git commit of the build context,
+    /// or the image's tag].
+    #[arg(long)]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub version: VersionArgs,
+    /// A note kept with the lock and in the audit log.
+    #[arg(short, long)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The release to return to [default: the one before the current].
+    pub version: Option<String>,
+    /// A note kept with the lock and in the audit log.
+    #[arg(short, long)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only this role.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Only this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Keep following every host.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only lines newer than this (e.g. 10m, 2h).
+    #[arg(long, value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// Lines per container to start from.
+    #[arg(long, default_value_t = 100)]
+    pub tail: usize,
+    /// Only lines matching this regular expression.
+    #[arg(long)]
+    pub grep: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Who holds the lock, since when, for what.
+    Status,
+    /// Remove the lock, whoever holds it (after a killed deploy).
+    Release,
 }
 
 #[derive(Debug, Args)]

@@ -20,7 +20,18 @@ fn main() {
         .build()
         .expect("start the async runtime");
     let result = runtime.block_on(async {
+        let (config, accept) = (cli.config.as_path(), cli.accept_new_host_keys);
         match cli.command {
+            Command::Init => commands::setup::init(config, &out),
+            Command::Config { reference } => commands::setup::show(config, reference, &out),
+            Command::Plan(args) => commands::deploy::plan(config, accept, args, &out).await,
+            Command::Deploy(args) => commands::deploy::deploy(config, accept, args, &out).await,
+            Command::Rollback(args) => commands::deploy::rollback(config, accept, args, &out).await,
+            Command::Releases => commands::inspect::releases(config, accept, &out).await,
+            Command::Status => commands::inspect::status(config, accept, &out).await,
+            Command::Logs(args) => commands::logs::run(config, accept, args, &out).await,
+            Command::Lock(command) => commands::lock::run(config, accept, command, &out).await,
+            Command::Audit { tail } => commands::lock::audit(config, accept, tail, &out).await,
             Command::Build(args) => commands::build::run(args, &out).await,
             Command::Lab(command) => commands::lab::run(command, &out).await,
         }

@@ -94,6 +94,18 @@ impl Printer {
         }
     }
 
+    /// One line of a container's log, prefixed by where it came from.
+    pub fn log(&self, host: &str, role: &str, time: &str, text: &str) {
+        if self.json {
+            println!(
+                "{}",
+                json!({"type": "log", "host": host, "role": role, "time": time, "line": text})
+            );
+        } else {
+            println!("{host} {role} | {text}");
+        }
+    }
+
     /// An error, with its hint, the way miette draws it (and as JSON too).
     pub fn error(&self, err: &ballast_core::Error) {
         self.finish();

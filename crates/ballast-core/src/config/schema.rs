@@ -64,6 +64,7 @@ pub struct Ssh {
     pub user: Option<String>,
     /// SSH port [default: from `~/.ssh/config`, else 22].
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
     /// Private key to use, relative to the config file.
     #[serde(default)]
@@ -80,10 +81,11 @@ pub struct Ssh {
     pub config: Option<PathBuf>,
     /// Deadline for connecting to one host.
     #[serde(default, with = "humantime_serde::option")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", extend("format" = "duration"))]
     pub connect_timeout: Option<Duration>,
     /// How many hosts are worked on at once [default: 10].
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub concurrency: Option<usize>,
 }
 
@@ -111,6 +113,7 @@ pub struct Role {
     /// Port the app listens on inside the container; the HTTP health check
     /// (and later the proxy) uses it.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
     /// Ports published on the host, as `HOST_PORT:CONTAINER_PORT`. A role
     /// that publishes a port changes version by stopping the old container
@@ -121,7 +124,8 @@ pub struct Role {
     #[serde(default)]
     pub env: Env,
     /// Host directories mounted into the containers, as
-    /// `HOST_PATH:CONTAINER_PATH[:ro]`. Data lives here, never in a container.
+    /// `HOST_PATH:CONTAINER_PATH[:ro|rw]`, both paths absolute. Data lives
+    /// here, never in a container.
     #[serde(default)]
     pub volumes: Vec<String>,
     /// How ballast decides a new container is healthy. Without it, a role
@@ -132,7 +136,7 @@ pub struct Role {
     pub healthcheck: Option<Healthcheck>,
     /// How long a container gets to stop after SIGTERM before it is killed.
     #[serde(default, with = "humantime_serde::option")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", extend("format" = "duration"))]
     pub stop_timeout: Option<Duration>,
 }
 
@@ -189,14 +193,15 @@ pub struct Healthcheck {
     pub path: String,
     /// Port of the check [default: the role's `port`].
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
     /// Time between checks.
     #[serde(default = "defaults::interval", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub interval: Duration,
     /// Deadline of one check.
     #[serde(default = "defaults::check_timeout", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub timeout: Duration,
 }
 
@@ -210,7 +215,7 @@ pub struct DeploySettings {
     pub batch: Batch,
     /// How long a new container may take to become healthy.
     #[serde(default = "defaults::health_timeout", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub health_timeout: Duration,
     /// How many releases (stopped containers and their images) each host
     /// keeps for rollback, the running one included.

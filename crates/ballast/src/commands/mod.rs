@@ -1,5 +1,11 @@
-//! One module per command: each turns parsed arguments into domain requests,
-//! runs them, and reports through the printer.
+//! One module per command family: each turns parsed arguments into domain
+//! requests, runs them, and reports through the printer.
 
 pub mod build;
+pub mod deploy;
+pub mod inspect;
 pub mod lab;
+pub mod lock;
+pub mod logs;
+pub mod service;
+pub mod setup;

@@ -82,6 +82,11 @@ impl Drop for Lab {
 
 /// Builds `hello:VERSION` once per test process with the project's script.
 pub fn hello_image(version: &str) -> String {
+    hello_image_with(version, "")
+}
+
+/// Builds `hello:VERSION` with knobs baked in (`HELLO_FAIL_HEALTH=1 ...`).
+pub fn hello_image_with(version: &str, baked_env: &str) -> String {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let tag = format!("hello:{version}");
@@ -90,6 +95,7 @@ pub fn hello_image(version: &str) -> String {
         let out = Command::new(root.join("examples/hello/build-image"))
             .arg(version)
             .env("BALLAST", ballast_bin())
+            .env("HELLO_IMAGE_ENV", baked_env)
             .stdin(std::process::Stdio::null())
             .output()
             .expect("run examples/hello/build-image");

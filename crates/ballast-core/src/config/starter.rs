@@ -1,0 +1,108 @@
+//! The commented starter `ballast.yml` that `ballast init` writes. A test
+//! proves it loads as is (given its one secret), so it cannot drift from the
+//! schema.
+
+/// A commented `ballast.yml` to start from.
+pub fn starter() -> &'static str {
+    STARTER
+}
+
+const STARTER: &str = r#"# ballast.yml: what to deploy, and where.
+# Every key is described in docs/config.md; `ballast config` prints this file
+# as ballast reads it, defaults filled in.
+
+# Name of the service: containers, the lock, the audit log and the state
+# directory on each host (/var/lib/ballast/<service>) are named after it.
+service: app
+
+# The image to deploy. With `build` below, this is the repository name and
+# each version becomes its tag; without it, an existing image reference such
+# as `ghcr.io/acme/app:1.4`.
+image: app
+
+# Build the image on this machine (remove to deploy `image` as is).
+build:
+  context: .
+  dockerfile: Dockerfile
+
+# How to reach the hosts; anything left out comes from ~/.ssh/config.
+ssh:
+  user: root
+
+# Images travel over SSH, and only the layers a host lacks are sent.
+delivery: direct
+
+# Roles: named sets of identical containers on the hosts you list.
+roles:
+  web:
+    hosts:
+      - 192.0.2.11
+      - 192.0.2.12
+    # The port the app listens on inside the container. New containers are
+    # checked with GET /up on it before they take over.
+    port: 8080
+    healthcheck:
+      path: /up
+    env:
+      clear:
+        RUST_LOG: info
+      # Names only. Values come from your environment or from
+      # .ballast/secrets beside this file (one NAME=value per line; keep it
+      # out of version control).
+      secret:
+        - DATABASE_PASSWORD
+  worker:
+    hosts:
+      - 192.0.2.13
+    cmd: [app, worker]
+
+# How deploys roll: one host at a time (or a share: "25%"), each given 30s
+# to become healthy; each host keeps 5 releases for `ballast rollback`.
+deploy:
+  batch: 1
+  health_timeout: 30s
+  retain: 5
+
+# Container logs rotate: at most 5 files of 10 MB per container.
+logging:
+  driver: local
+  options:
+    max-size: 10m
+    max-file: "5"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::super::{parse, SecretSource};
+    use super::*;
+
+    #[test]
+    fn the_starter_loads_without_error() {
+        let secrets = BTreeMap::from([("DATABASE_PASSWORD".to_string(), "x".to_string())]);
+        let loaded = parse(
+            Path::new("ballast.yml"),
+            starter(),
+            SecretSource::Map(secrets),
+        )
+        .unwrap_or_else(|e| panic!("starter does not load: {e}"));
+        assert_eq!(loaded.config.role_names(), ["web", "worker"]);
+        assert_eq!(
+            loaded.secrets.names().collect::<Vec<_>>(),
+            ["DATABASE_PASSWORD"]
+        );
+    }
+
+    #[test]
+    fn the_starter_without_its_secret_says_which() {
+        let e = parse(
+            Path::new("ballast.yml"),
+            starter(),
+            SecretSource::Map(BTreeMap::new()),
+        )
+        .unwrap_err();
+        assert!(e.message().contains("`DATABASE_PASSWORD` is not defined"));
+    }
+}

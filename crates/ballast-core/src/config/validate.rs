@@ -1,0 +1,332 @@
+//! Semantic checks: what serde and the schema cannot say about a
+//! well-shaped `ballast.yml`. Here: the service name, the image reference,
+//! clear-versus-secret variables, batch and retain, and features not
+//! available yet; the checks of each role's hosts, ports and volumes are in
+//! `roles`. Each error points, through the located tree, at the node to fix;
+//! the first in the file is reported.
+
+use super::error::{ConfigError, Source};
+use super::names::*;
+use super::node::{self, shorten, Located};
+use super::schema::*;
+
+/// Runs every check; returns the error that comes first in the file.
+pub(crate) fn check(config: &Config, root: &Located, src: &Source) -> Result<(), ConfigError> {
+    let mut c = Checker {
+        root,
+        src,
+        errors: Vec::new(),
+    };
+    c.service(config);
+    c.image(&config.image);
+    if config.delivery == Delivery::Registry {
+        c.error(&["delivery"], "delivery `registry` is not available yet".into())
+            .set_label("not available yet")
+            .set_hint("use `delivery: direct` (the default): images travel over SSH, only missing layers are sent, no registry needed");
+    }
+    c.roles(config);
+    c.deploy(&config.deploy);
+    let mut errors = c.errors;
+    errors.sort_by_key(ConfigError::position);
+    errors.into_iter().next().map_or(Ok(()), Err)
+}
+
+/// Collects the errors of every check.
+pub(super) struct Checker<'a> {
+    pub(super) root: &'a Located,
+    src: &'a Source<'a>,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    /// Records an error at the value at `path` (or the deepest part of it
+    /// that is in the file) and returns it for the label and hint.
+    pub(super) fn error(&mut self, path: &[&str], message: String) -> &mut ConfigError {
+        let (node, _) = node::find(self.root, path);
+        self.push(self.src.error(node, message))
+    }
+
+    /// Same, at the key of `path` rather than its value.
+    pub(super) fn key_error(&mut self, path: &[&str], message: String) -> &mut ConfigError {
+        let error = match node::find_key(self.root, path) {
+            Some(key) => self.src.error(key, message),
+            None => self.src.error(node::find(self.root, path).0, message),
+        };
+        self.push(error)
+    }
+
+    fn push(&mut self, e: ConfigError) -> &mut ConfigError {
+        self.errors.push(e);
+        self.errors.last_mut().expect("just pushed")
+    }
+
+    fn service(&mut self, config: &Config) {
+        if !is_valid_name(&config.service) {
+            let msg = format!("service name `{}` is not valid", shorten(&config.service));
+            let fix = suggest_name(&config.service);
+            self.error(&["service"], msg)
+                .set_label("lowercase letters, digits and hyphens only")
+                .set_hint(format!(
+                    "use lowercase letters, digits and hyphens (up to 63), e.g. `service: {}`",
+                    if fix.is_empty() { "shop" } else { &fix }
+                ));
+        }
+    }
+
+    fn image(&mut self, image: &str) {
+        if let Some((msg, hint)) = image_problem(image) {
+            self.error(&["image"], msg)
+                .set_label("invalid image reference")
+                .set_hint(hint);
+        }
+    }
+
+    pub(super) fn env(&mut self, role: &str, r: &Role) {
+        for name in r.env.clear.keys() {
+            if !is_env_name(name) {
+                self.key_error(
+                    &["roles", role, "env", "clear", name],
+                    format!(
+                        "roles.{role}.env.clear: `{}` is not a valid variable name",
+                        shorten(name)
+                    ),
+                )
+                .set_hint("use letters, digits and `_`, not starting with a digit");
+            }
+        }
+        for (i, name) in r.env.secret.iter().enumerate() {
+            let idx = i.to_string();
+            let path = ["roles", role, "env", "secret", idx.as_str()];
+            if !is_env_name(name) {
+                self.error(&path, format!("roles.{role}.env.secret[{i}]: `{}` is not a valid variable name", shorten(name)))
+                    .set_hint("list variable NAMES here (letters, digits and `_`), never values: values come from your environment or .ballast/secrets");
+            } else if r.env.clear.contains_key(name) {
+                self.error(&path, format!("roles.{role}.env.secret[{i}]: `{name}` is both in `env.clear` and `env.secret`"))
+                    .set_label("also in env.clear")
+                    .set_hint(format!("a variable is clear or secret, not both: remove `{name}` from `env.clear` if it is a secret"));
+            } else if r.env.secret[..i].contains(name) {
+                self.error(
+                    &path,
+                    format!("roles.{role}.env.secret[{i}]: `{name}` is listed twice"),
+                )
+                .set_hint("remove the repeated name");
+            }
+        }
+        for (i, host) in r.hosts.iter().enumerate() {
+            let HostEntry::WithEnv(h) = host else {
+                continue;
+            };
+            for name in h.env.keys() {
+                let idx = i.to_string();
+                let path = ["roles", role, "hosts", idx.as_str(), "env", name.as_str()];
+                if r.env.secret.contains(name) {
+                    self.key_error(
+                        &path,
+                        format!(
+                            "roles.{role}.hosts[{i}].env: `{name}` is a secret of role `{role}`"
+                        ),
+                    )
+                    .set_hint(format!(
+                        "per-host variables are clear: remove `{name}` here, or from `env.secret`"
+                    ));
+                } else if !is_env_name(name) {
+                    self.key_error(
+                        &path,
+                        format!(
+                            "roles.{role}.hosts[{i}].env: `{}` is not a valid variable name",
+                            shorten(name)
+                        ),
+                    )
+                    .set_hint("use letters, digits and `_`, not starting with a digit");
+                }
+            }
+        }
+    }
+
+    fn deploy(&mut self, d: &DeploySettings) {
+        let path = ["deploy", "batch"];
+        match &d.batch {
+            Batch::Count(0) => {
+                self.error(
+                    &path,
+                    "deploy.batch: a batch of 0 hosts would never deploy".into(),
+                )
+                .set_hint("use 1 or more hosts, or a share of each role's hosts such as `\"25%\"`");
+            }
+            Batch::Count(_) => {}
+            Batch::Percent(p) => {
+                match parse_percent(p) {
+                    Some(1..=100) => {}
+                    Some(_) => {
+                        self.error(
+                            &path,
+                            format!("deploy.batch: `{}` is not from 1% to 100%", shorten(p)),
+                        )
+                        .set_hint(
+                            "use a percentage from `\"1%\"` to `\"100%\"`, or a number of hosts",
+                        );
+                    }
+                    None => {
+                        self.error(&path, format!("deploy.batch: `{}` is neither a number of hosts nor a percentage", shorten(p)))
+                        .set_hint("write a number of hosts (`2`) or a percentage written `N%` (`\"25%\"`)");
+                    }
+                }
+            }
+        }
+        if d.retain == 0 {
+            self.error(
+                &["deploy", "retain"],
+                "deploy.retain: 0 would keep no release, not even the running one".into(),
+            )
+            .set_hint(
+                "keep at least 1 release (the default is 5; 2 or more makes rollback possible)",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{assert_error, parse_yaml};
+
+    const HEAD: &str = "service: shop\nimage: shop\nroles:\n  web:\n    hosts: [a]\n";
+
+    fn with_image(image: &str) -> String {
+        format!("service: shop\nimage: {image}\nroles:\n  web:\n    hosts: [a]\n")
+    }
+
+    #[test]
+    fn names_must_be_lowercase_letters_digits_and_hyphens() {
+        let yaml = HEAD.replace("service: shop", "service: My_Shop");
+        assert_error(
+            &yaml,
+            1,
+            10,
+            "service name `My_Shop` is not valid",
+            "e.g. `service: my-shop`",
+        );
+        let yaml = HEAD.replace("  web:", "  Web_1:");
+        assert_error(
+            &yaml,
+            4,
+            3,
+            "role name `Web_1` is not valid",
+            "e.g. `web-1`",
+        );
+    }
+
+    #[test]
+    fn image_references_are_checked() {
+        assert_error(
+            &with_image("Shop"),
+            2,
+            8,
+            "repository names are lowercase",
+            "use `shop`",
+        );
+        assert_error(
+            &with_image("\"shop:\""),
+            2,
+            8,
+            "image tag `` is not valid",
+            "a tag is",
+        );
+        assert_error(
+            &with_image("shop@sha256:abc"),
+            2,
+            8,
+            "image digest `sha256:abc` is not valid",
+            "64 lowercase hex",
+        );
+        assert_error(
+            &with_image("-shop"),
+            2,
+            8,
+            "not a valid image reference",
+            "[REGISTRY[:PORT]/]NAME[:TAG]",
+        );
+        assert!(parse_yaml(&with_image("ghcr.io/acme/shop:1.4")).is_ok());
+    }
+
+    #[test]
+    fn batch_and_retain_must_make_progress() {
+        let yaml = format!("{HEAD}deploy: {{batch: 0}}\n");
+        assert_error(
+            &yaml,
+            6,
+            17,
+            "deploy.batch: a batch of 0 hosts would never deploy",
+            "1 or more",
+        );
+        let yaml = format!("{HEAD}deploy: {{batch: 150%}}\n");
+        assert_error(&yaml, 6, 17, "`150%` is not from 1% to 100%", "\"1%\"");
+        let yaml = format!("{HEAD}deploy: {{batch: 0%}}\n");
+        assert_error(&yaml, 6, 17, "`0%` is not from 1% to 100%", "\"100%\"");
+        let yaml = format!("{HEAD}deploy: {{batch: half}}\n");
+        assert_error(
+            &yaml,
+            6,
+            17,
+            "`half` is neither a number of hosts nor a percentage",
+            "`N%`",
+        );
+        let yaml = format!("{HEAD}deploy:\n  retain: 0\n");
+        assert_error(
+            &yaml,
+            7,
+            11,
+            "deploy.retain: 0 would keep no release",
+            "at least 1",
+        );
+        let ok = parse_yaml(&format!("{HEAD}deploy: {{batch: 25%}}\n")).unwrap();
+        assert_eq!(ok.config.deploy.batch.percent(), Some(25));
+    }
+
+    #[test]
+    fn env_variables_are_clear_or_secret_not_both() {
+        let yaml = format!(
+            "{HEAD}    env:\n      clear: {{DB_PASSWORD: x}}\n      secret: [DB_PASSWORD]\n"
+        );
+        assert_error(
+            &yaml,
+            8,
+            16,
+            "`DB_PASSWORD` is both in `env.clear` and `env.secret`",
+            "remove `DB_PASSWORD` from `env.clear`",
+        );
+        let yaml = format!("{HEAD}    env: {{secret: [\"db password\"]}}\n");
+        assert_error(
+            &yaml,
+            6,
+            20,
+            "`db password` is not a valid variable name",
+            "NAMES",
+        );
+        let yaml = format!("{HEAD}    env: {{clear: {{1X: a}}}}\n");
+        assert_error(
+            &yaml,
+            6,
+            19,
+            "`1X` is not a valid variable name",
+            "not starting with a digit",
+        );
+    }
+
+    #[test]
+    fn registry_delivery_is_not_available_yet() {
+        let yaml = format!("{HEAD}delivery: registry\n");
+        assert_error(
+            &yaml,
+            6,
+            11,
+            "delivery `registry` is not available yet",
+            "delivery: direct",
+        );
+    }
+
+    #[test]
+    fn the_first_error_in_the_file_is_reported() {
+        let yaml = "service: Shop\nimage: Shop\nroles:\n  web:\n    hosts: []\n";
+        assert_error(yaml, 1, 10, "service name", "lowercase");
+    }
+}

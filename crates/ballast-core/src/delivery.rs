@@ -1,1 +1,0 @@
-//! Image delivery to hosts (being written).

@@ -1,0 +1,400 @@
+//! Direct image delivery: an image saved once on this machine, then sent to
+//! each host with only the layers that host lacks, gzipped, over the same
+//! engine API every other step uses (no registry, no shell).
+//!
+//! # Layout
+//! - [`archive`]: the `docker save` tarball: what it holds, and a copy of it
+//!   without the layers a host already has.
+//! - [`survey`]: what a host holds: its image store, its layer chains.
+//! - `pipe`: the filtered tarball, gzipped and streamed as an HTTP body.
+//!
+//! A host on the classic image store does not read a layer tar whose chain
+//! it already has (LAB.md, "Moving images without a registry"), so the save
+//! tarball is sent without the layer tars of the longest start of the image's
+//! chain some image there shares. Hosts on the containerd store get the whole
+//! image: partial loads are not verified there.
+
+pub mod archive;
+mod pipe;
+pub mod survey;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bollard::query_parameters::{ImportImageOptionsBuilder, TagImageOptionsBuilder};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use crate::engine::Engine;
+use crate::error::{Error, ErrorKind, Result};
+use crate::image::ImageEvent;
+
+pub use archive::Layer;
+pub use survey::Store;
+
+/// Deadline for saving an image on this machine.
+pub const SAVE_DEADLINE: Duration = Duration::from_secs(600);
+/// Default deadline for sending an image to one host and loading it there.
+pub const SEND_DEADLINE: Duration = Duration::from_secs(1800);
+/// Deadline for finding which layers a host already has.
+pub const SURVEY_DEADLINE: Duration = Duration::from_secs(120);
+/// How often progress is reported while bytes flow.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// How long the compressing thread may take to stop once a load ended.
+const PIPE_STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// An image saved once on this machine, ready to send to many hosts.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The name the image was asked for by; hosts get it as a tag.
+    reference: String,
+    /// The `docker save` tarball, read again for every host.
+    tarball: PathBuf,
+    /// Manifest, config and layers of the tarball.
+    saved: archive::Saved,
+    /// How long one host may take to receive and load the image.
+    deadline: Duration,
+    /// Holds the tarball; removed with this value.
+    _dir: tempfile::TempDir,
+}
+
+/// What one delivery did, for output and `--json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryReport {
+    pub host: String,
+    pub image_id: String,
+    /// Layers of the image.
+    pub layers_total: usize,
+    /// Layers whose tars crossed the wire.
+    pub layers_sent: usize,
+    /// Compressed bytes sent, over every attempt.
+    pub bytes_sent: u64,
+    /// The whole image was sent: the host uses the containerd store, or a
+    /// partial load failed and the whole image was sent after it.
+    pub full: bool,
+    /// The host already had the image; only its tag was checked.
+    pub skipped: bool,
+}
+
+/// Saves `reference` from `from` into a temporary file and reads its
+/// manifest, once for all the hosts it will be sent to.
+pub async fn prepare(from: &Engine, reference: &str) -> Result<Prepared> {
+    let step = format!("save image {reference}");
+    let dir = tempfile::Builder::new()
+        .prefix("ballast-image-")
+        .tempdir()
+        .map_err(|e| {
+            Error::failed(
+                &step,
+                format_args!("cannot create a temporary directory: {e}"),
+            )
+            .hint("set TMPDIR to a writable directory with room for the image")
+        })?;
+    let tarball = dir.path().join("image.tar");
+    let disk_error = |e: std::io::Error| {
+        Error::failed(&step, format_args!("{}: {e}", tarball.display())).hint(
+            "free space there, or set TMPDIR to a disk with room for the image, then try again",
+        )
+    };
+    let work = async {
+        let mut file = tokio::fs::File::create(&tarball)
+            .await
+            .map_err(disk_error)?;
+        let mut chunks = from.docker().export_image(reference);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| from.error(&step, e))?;
+            file.write_all(&chunk).await.map_err(disk_error)?;
+        }
+        file.flush().await.map_err(disk_error)?;
+        file.sync_all().await.map_err(disk_error)
+    };
+    match tokio::time::timeout(SAVE_DEADLINE, work).await {
+        Err(_) => {
+            return Err(Error::timeout(&step, SAVE_DEADLINE)
+                .on(from.host())
+                .hint("check that the engine here is healthy (`docker info`) and has disk to spare, then try again"))
+        }
+        Ok(Err(e)) if e.kind == ErrorKind::NotFound => {
+            return Err(e.hint(format!(
+                "build it first (`ballast build`), or check the image name {reference:?}"
+            )))
+        }
+        Ok(r) => r?,
+    }
+    let path = tarball.clone();
+    let saved = tokio::task::spawn_blocking(move || archive::read(&path))
+        .await
+        .map_err(|e| Error::failed(&step, e).on(from.host()))?
+        .map_err(|cause| {
+            Error::failed(
+                &step,
+                format_args!("the saved image cannot be read: {cause}"),
+            )
+            .on(from.host())
+            .hint("check that this engine saves images correctly (`docker save`), then try again")
+        })?;
+    Ok(Prepared {
+        reference: reference.to_string(),
+        tarball,
+        saved,
+        deadline: SEND_DEADLINE,
+        _dir: dir,
+    })
+}
+
+impl Prepared {
+    /// `sha256:…` of the image config: the image ID on hosts using the
+    /// classic store.
+    pub fn image_id(&self) -> &str {
+        &self.saved.image_id
+    }
+
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// The image's layers, bottom first.
+    pub fn layers(&self) -> &[Layer] {
+        &self.saved.layers
+    }
+
+    /// Uncompressed size of each layer tar in the save tarball, bottom first.
+    pub fn layer_sizes(&self) -> Vec<u64> {
+        self.saved.layers.iter().map(|l| l.size).collect()
+    }
+
+    /// Sets how long one host may take to receive and load the image.
+    pub fn with_deadline(mut self, deadline: Duration) -> Prepared {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Sends what `to` lacks and verifies the image is there afterwards
+    /// (tagging it as the prepared reference).
+    pub async fn send(
+        &self,
+        to: &Engine,
+        on_event: &mut (dyn FnMut(ImageEvent) + Send),
+    ) -> Result<DeliveryReport> {
+        let mut report = DeliveryReport {
+            host: to.host().to_string(),
+            image_id: self.saved.image_id.clone(),
+            layers_total: self.saved.layers.len(),
+            layers_sent: 0,
+            bytes_sent: 0,
+            full: false,
+            skipped: false,
+        };
+        if to.image_id(&self.saved.image_id).await?.as_deref() == Some(self.image_id()) {
+            self.tag(to, Store::Classic).await?;
+            report.skipped = true;
+            return Ok(report);
+        }
+        let store = survey::store(to).await?;
+        let shared = match store {
+            Store::Containerd => 0,
+            Store::Classic => {
+                let diff_ids: Vec<String> = self
+                    .saved
+                    .layers
+                    .iter()
+                    .map(|l| l.diff_id.clone())
+                    .collect();
+                survey::shared_layers(to, &diff_ids, SURVEY_DEADLINE).await?
+            }
+        };
+        report.full = store == Store::Containerd;
+        report.layers_sent = report.layers_total - shared;
+        let skip = archive::skipped_entries(&self.saved.layers, shared);
+        match self.load(to, skip, on_event).await {
+            Ok(bytes) => report.bytes_sent = bytes,
+            // The engine refused the partial archive (a shared layer went
+            // away meanwhile?): the whole image cannot be refused for that.
+            Err((bytes, e)) if shared > 0 && e.kind == ErrorKind::Failed => {
+                tracing::warn!(host = to.host(), error = %e, "partial image load failed; sending the whole image");
+                report.full = true;
+                report.layers_sent = report.layers_total;
+                let more = self
+                    .load(to, HashSet::new(), on_event)
+                    .await
+                    .map_err(|(_, e)| e)?;
+                report.bytes_sent = bytes + more;
+            }
+            Err((_, e)) => return Err(e),
+        }
+        self.tag(to, store).await?;
+        on_event(ImageEvent::Sent {
+            host: report.host.clone(),
+            bytes: report.bytes_sent,
+        });
+        Ok(report)
+    }
+
+    /// Streams the tarball without `skip` into `to`'s image load, within the
+    /// deadline. Returns the compressed bytes sent, also on failure.
+    async fn load(
+        &self,
+        to: &Engine,
+        skip: HashSet<String>,
+        on_event: &mut (dyn FnMut(ImageEvent) + Send),
+    ) -> Result<u64, (u64, Error)> {
+        let step = format!("send image {}", self.reference);
+        let host = to.host().to_string();
+        let pipe::Pipe {
+            body,
+            sent,
+            producer,
+            cancel,
+        } = pipe::start(self.tarball.clone(), skip);
+        let options = ImportImageOptionsBuilder::default().quiet(true).build();
+        let mut answers = Box::pin(to.docker().import_image_stream(options, body, None));
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        let deadline = tokio::time::sleep(self.deadline);
+        tokio::pin!(deadline);
+        let mut reported = 0;
+        let outcome = loop {
+            tokio::select! {
+                answer = answers.next() => match answer {
+                    None => break Ok(()),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break Err(to.error(&step, e)),
+                },
+                _ = tick.tick() => {
+                    let now = sent.load(Ordering::Relaxed);
+                    if now != reported {
+                        reported = now;
+                        on_event(ImageEvent::Sent { host: host.clone(), bytes: now });
+                    }
+                }
+                _ = &mut deadline => break Err(Error::timeout(&step, self.deadline).on(&host).hint(
+                    "the link to the host may be slow: check it, or give delivery a longer deadline",
+                )),
+            }
+        };
+        // Stop the compressing thread if it still runs; it fails its next
+        // chunk, or at once if dropping the request dropped the body.
+        cancel.store(true, Ordering::Relaxed);
+        drop(answers);
+        let produced = tokio::time::timeout(PIPE_STOP_DEADLINE, producer).await;
+        let bytes = sent.load(Ordering::Relaxed);
+        let local = |cause: String| {
+            Error::failed(
+                &step,
+                format_args!("reading the saved image failed: {cause}"),
+            )
+            .on(&host)
+            .hint("check the disk holding the temporary directory (TMPDIR), then deliver again")
+        };
+        // A thread still busy past PIPE_STOP_DEADLINE is left to end on its
+        // own: the engine's answer decides.
+        match (produced, outcome) {
+            (Ok(Err(e)), _) => Err((bytes, local(e.to_string()))),
+            (Ok(Ok(Err(e))), _) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err((bytes, local(e.to_string())))
+            }
+            (_, Err(e)) if e.hint.is_none() => Err((bytes, e.hint(
+                "check free space under /var/lib/docker on that host (`df`) and its dockerd logs, then deliver again",
+            ))),
+            (_, Err(e)) => Err((bytes, e)),
+            (_, Ok(())) => Ok(bytes),
+        }
+    }
+
+    /// Tags the image on `to` as the prepared reference (when that is a
+    /// name), then checks what the host now calls by it.
+    async fn tag(&self, to: &Engine, store: Store) -> Result<()> {
+        let id = self.image_id();
+        let step = format!("verify image {} on the host", self.reference);
+        let name = match tag_parts(&self.reference, id) {
+            Some((repo, tag)) if store == Store::Classic => {
+                let options = TagImageOptionsBuilder::default()
+                    .repo(&repo)
+                    .tag(&tag)
+                    .build();
+                to.call(
+                    &format!("tag image {id} as {repo}:{tag}"),
+                    to.docker().tag_image(id, Some(options)),
+                )
+                .await?;
+                format!("{repo}:{tag}")
+            }
+            // The containerd store names images by manifest: the load
+            // applied the tag recorded in the tarball.
+            Some(_) => self.reference.clone(),
+            None => id.to_string(),
+        };
+        let found = to.image_id(&name).await?;
+        let ok = match store {
+            Store::Classic => found.as_deref() == Some(id),
+            Store::Containerd => found.is_some(),
+        };
+        if ok {
+            Ok(())
+        } else {
+            let cause = match found {
+                None => format!("the host has no image {name} after loading it"),
+                Some(other) => format!("{name} is {other} on the host, not {id}"),
+            };
+            Err(Error::failed(step, cause)
+                .on(to.host())
+                .hint("deliver again; if it fails the same way, load the image by hand (`docker load`) and report it"))
+        }
+    }
+}
+
+/// Splits a reference into repository and tag, if it names an image by name
+/// (`app`, `app:2`, `registry:5000/app:2`): IDs and digests are no tags.
+pub fn tag_parts(reference: &str, image_id: &str) -> Option<(String, String)> {
+    let hex = image_id.strip_prefix("sha256:").unwrap_or(image_id);
+    let id_like = reference.starts_with("sha256:")
+        || (reference.len() >= 12
+            && hex.starts_with(reference)
+            && reference.bytes().all(|b| b.is_ascii_hexdigit()));
+    if reference.is_empty() || reference.contains('@') || id_like {
+        return None;
+    }
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    match last.rsplit_once(':') {
+        Some((_, tag)) => {
+            let repo = &reference[..reference.len() - tag.len() - 1];
+            Some((repo.to_string(), tag.to_string()))
+        }
+        None => Some((reference.to_string(), "latest".to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deploys send to many hosts from spawned tasks.
+    #[allow(dead_code)]
+    fn sending_can_run_on_any_thread(p: &Prepared, to: &Engine) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(p.send(to, &mut |_| {}));
+        is_send(prepare(to, "x"));
+    }
+
+    #[test]
+    fn references_split_into_repository_and_tag() {
+        let id = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let parts = |r: &str| tag_parts(r, id);
+        let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+        assert_eq!(parts("hello:dlv-1"), pair("hello", "dlv-1"));
+        assert_eq!(parts("hello"), pair("hello", "latest"));
+        assert_eq!(
+            parts("registry.local:5000/shop/web:1.2"),
+            pair("registry.local:5000/shop/web", "1.2")
+        );
+        assert_eq!(
+            parts("registry.local:5000/shop"),
+            pair("registry.local:5000/shop", "latest")
+        );
+        assert_eq!(parts("shop@sha256:abcd"), None);
+        assert_eq!(parts(id), None);
+        assert_eq!(parts("0123456789abcdef"), None);
+        assert_eq!(parts(""), None);
+    }
+}

@@ -1,0 +1,129 @@
+//! Releases as they live on the hosts: app containers carry labels saying
+//! which service, role, version, image and config they run, so the hosts
+//! themselves are the record of what is deployed and what can be rolled back.
+
+use std::collections::HashMap;
+
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+pub const SERVICE_LABEL: &str = "io.ballast.service";
+pub const ROLE_LABEL: &str = "io.ballast.role";
+pub const VERSION_LABEL: &str = "io.ballast.version";
+pub const IMAGE_LABEL: &str = "io.ballast.image";
+pub const CONFIG_LABEL: &str = "io.ballast.config";
+pub const BY_LABEL: &str = "io.ballast.deployed-by";
+pub const AT_LABEL: &str = "io.ballast.deployed-at";
+
+/// Checks a version string: it becomes part of container names and image
+/// tags, so it follows Docker's tag rules.
+pub fn check_version(version: &str) -> Result<()> {
+    let ok = !version.is_empty()
+        && version.len() <= 100
+        && version
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::input(
+            "read the version",
+            format_args!("{version:?} is not a valid version"),
+        )
+        .hint(
+            "use letters, digits, '.', '-' and '_', starting with a letter or digit (at most 100)",
+        ))
+    }
+}
+
+/// The container of `role` at `version`: `<service>-<role>-<version>`.
+pub fn container_name(service: &str, role: &str, version: &str) -> String {
+    format!("{service}-{role}-{version}")
+}
+
+/// An app container found on a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppContainer {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub version: String,
+    pub image_id: String,
+    pub config_digest: String,
+    pub running: bool,
+    /// Docker's state word: running, exited, restarting...
+    pub state: String,
+    /// Docker's status line: "Up 3 minutes (healthy)".
+    pub status: String,
+    /// Unix seconds when the container was created.
+    pub created: i64,
+    pub deployed_by: String,
+    pub deployed_at: String,
+}
+
+/// Every container of `service` on a host, newest first.
+pub async fn observe(engine: &Engine, service: &str) -> Result<Vec<AppContainer>> {
+    let filters = HashMap::from([("label", vec![format!("{SERVICE_LABEL}={service}")])]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let listed = engine
+        .call(
+            "list the service's containers",
+            engine.docker().list_containers(Some(options)),
+        )
+        .await?;
+    let mut found: Vec<AppContainer> = listed
+        .into_iter()
+        .filter_map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+            Some(AppContainer {
+                id: c.id?,
+                name: c.names?.first()?.trim_start_matches('/').to_string(),
+                role: label(ROLE_LABEL),
+                version: label(VERSION_LABEL),
+                image_id: label(IMAGE_LABEL),
+                config_digest: label(CONFIG_LABEL),
+                running: state == "running" || state == "restarting",
+                state,
+                status: c.status.unwrap_or_default(),
+                created: c.created.unwrap_or(0),
+                deployed_by: label(BY_LABEL),
+                deployed_at: label(AT_LABEL),
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_follow_docker_tag_rules() {
+        for good in ["v1", "1.2.3", "abc123-dirty", "2024_10_01"] {
+            assert!(check_version(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-v1", "v 1", "v1/2", "v1:2", &"a".repeat(101)] {
+            let e = check_version(bad).unwrap_err();
+            assert!(e.hint.is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn container_names_join_service_role_version() {
+        assert_eq!(container_name("shop", "web", "v2"), "shop-web-v2");
+    }
+}

@@ -1,0 +1,310 @@
+//! The container definition of a role on a host: image, command, environment
+//! (secrets included, at run time only), ports, volumes, logging, labels; and
+//! the digest of that definition, which tells whether a running container is
+//! still what the config asks for.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{defaults, Config, Healthcheck, Role};
+use crate::release::{
+    AT_LABEL, BY_LABEL, CONFIG_LABEL, IMAGE_LABEL, ROLE_LABEL, SERVICE_LABEL, VERSION_LABEL,
+};
+
+/// How a new container is judged healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum HealthMode {
+    /// `GET path` on the container's port answers 2xx.
+    Http {
+        port: u16,
+        path: String,
+        interval: Duration,
+        timeout: Duration,
+    },
+    /// Docker's own health status (the image's HEALTHCHECK) says healthy.
+    Docker,
+    /// Still running after a settling time.
+    Running(Duration),
+}
+
+/// How long a container without any health check must keep running.
+pub const SETTLE: Duration = Duration::from_secs(5);
+
+/// What a container records about the release it belongs to (its labels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseStamp {
+    pub service: String,
+    pub version: String,
+    pub image_id: String,
+    /// Digest of the role's definition (see [`RoleSpec::digest`]).
+    pub digest: String,
+    pub deployed_by: String,
+    pub deployed_at: String,
+}
+
+/// Everything of a role's container that depends on config, not on the image.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleSpec {
+    pub role: String,
+    pub cmd: Option<Vec<String>>,
+    /// Clear variables, role then host.
+    pub env_clear: BTreeMap<String, String>,
+    /// Secret names; values are looked up only when a container is created.
+    pub env_secret: Vec<String>,
+    pub publish: Vec<(u16, u16)>,
+    pub volumes: Vec<String>,
+    pub log_driver: String,
+    pub log_options: BTreeMap<String, String>,
+    pub stop_timeout: Duration,
+}
+
+impl RoleSpec {
+    /// The definition of `role` on `host`.
+    pub fn new(config: &Config, role_name: &str, role: &Role, host: &str) -> RoleSpec {
+        let mut env_clear = role.env.clear.clone();
+        for entry in &role.hosts {
+            if let crate::config::HostEntry::WithEnv(h) = entry {
+                if h.host == host {
+                    env_clear.extend(h.env.clone());
+                }
+            }
+        }
+        RoleSpec {
+            role: role_name.to_string(),
+            cmd: role.cmd.clone(),
+            env_clear,
+            env_secret: role.env.secret.clone(),
+            publish: role
+                .publish
+                .iter()
+                .filter_map(|p| parse_publish(p))
+                .collect(),
+            volumes: role.volumes.clone(),
+            log_driver: config.logging.driver.clone(),
+            log_options: config.logging.options.clone(),
+            stop_timeout: role.stop_timeout.unwrap_or_else(defaults::stop_timeout),
+        }
+    }
+
+    /// Digest of the definition. Secret values are part of it (hashed), so a
+    /// changed secret rolls out, yet the digest reveals nothing about them.
+    pub fn digest(&self, secret: &dyn Fn(&str) -> Option<String>) -> String {
+        let secrets: BTreeMap<&str, String> = self
+            .env_secret
+            .iter()
+            .map(|n| {
+                (
+                    n.as_str(),
+                    hex(&Sha256::digest(secret(n).unwrap_or_default())),
+                )
+            })
+            .collect();
+        let text = serde_json::to_string(&(self, secrets)).expect("specs serialize");
+        hex(&Sha256::digest(text))[..16].to_string()
+    }
+
+    /// The create body for this role's container of the release `stamp`.
+    pub fn container(
+        &self,
+        stamp: &ReleaseStamp,
+        secret: &dyn Fn(&str) -> Option<String>,
+    ) -> ContainerCreateBody {
+        let mut env: Vec<String> = self
+            .env_clear
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for name in &self.env_secret {
+            env.push(format!("{name}={}", secret(name).unwrap_or_default()));
+        }
+        let labels = HashMap::from([
+            (SERVICE_LABEL.to_string(), stamp.service.clone()),
+            (ROLE_LABEL.to_string(), self.role.clone()),
+            (VERSION_LABEL.to_string(), stamp.version.clone()),
+            (IMAGE_LABEL.to_string(), stamp.image_id.clone()),
+            (CONFIG_LABEL.to_string(), stamp.digest.clone()),
+            (BY_LABEL.to_string(), stamp.deployed_by.clone()),
+            (AT_LABEL.to_string(), stamp.deployed_at.clone()),
+        ]);
+        let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = self
+            .publish
+            .iter()
+            .map(|(host, container)| {
+                (
+                    format!("{container}/tcp"),
+                    Some(vec![PortBinding {
+                        host_ip: None,
+                        host_port: Some(host.to_string()),
+                    }]),
+                )
+            })
+            .collect();
+        ContainerCreateBody {
+            image: Some(stamp.image_id.clone()),
+            cmd: self.cmd.clone(),
+            env: Some(env),
+            labels: Some(labels),
+            exposed_ports: Some(
+                self.publish
+                    .iter()
+                    .map(|(_, c)| format!("{c}/tcp"))
+                    .collect(),
+            ),
+            stop_timeout: Some(self.stop_timeout.as_secs() as i64),
+            host_config: Some(HostConfig {
+                binds: Some(self.volumes.clone()),
+                port_bindings: Some(port_bindings),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some(self.log_driver.clone()),
+                    config: Some(self.log_options.clone().into_iter().collect()),
+                }),
+                init: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// How `role` is checked, given whether its image has a HEALTHCHECK.
+pub fn health_mode(role: &Role, image_has_healthcheck: bool) -> HealthMode {
+    let http = |hc: &Healthcheck, port: u16| HealthMode::Http {
+        port,
+        path: hc.path.clone(),
+        interval: hc.interval,
+        timeout: hc.timeout,
+    };
+    match (&role.healthcheck, role.port) {
+        (Some(hc), port) if hc.port.or(port).is_some() => {
+            http(hc, hc.port.or(port).expect("checked"))
+        }
+        (None, Some(port)) => HealthMode::Http {
+            port,
+            path: defaults::health_path(),
+            interval: defaults::interval(),
+            timeout: defaults::check_timeout(),
+        },
+        _ if image_has_healthcheck => HealthMode::Docker,
+        _ => HealthMode::Running(SETTLE),
+    }
+}
+
+/// `HOST:CONTAINER` as two ports (validated when the config was loaded).
+pub fn parse_publish(text: &str) -> Option<(u16, u16)> {
+    let (h, c) = text.split_once(':')?;
+    Some((h.trim().parse().ok()?, c.trim().parse().ok()?))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, HostEntry, HostWithEnv};
+
+    fn role() -> Role {
+        Role {
+            hosts: vec![
+                HostEntry::Address("h1".into()),
+                HostEntry::WithEnv(HostWithEnv {
+                    host: "h2".into(),
+                    env: BTreeMap::from([("SHARD".into(), "2".into())]),
+                }),
+            ],
+            cmd: None,
+            port: Some(8080),
+            publish: vec!["80:8080".into()],
+            env: Env {
+                clear: BTreeMap::from([("MODE".into(), "prod".into())]),
+                secret: vec!["TOKEN".into()],
+            },
+            volumes: vec!["/srv/data:/data".into()],
+            healthcheck: None,
+            stop_timeout: None,
+        }
+    }
+
+    fn config() -> Config {
+        Config {
+            service: "shop".into(),
+            image: "shop".into(),
+            build: None,
+            ssh: Default::default(),
+            delivery: Default::default(),
+            roles: BTreeMap::from([("web".into(), role())]),
+            deploy: Default::default(),
+            logging: Default::default(),
+        }
+    }
+
+    #[test]
+    fn host_variables_join_the_role_environment() {
+        let c = config();
+        let h1 = RoleSpec::new(&c, "web", &c.roles["web"], "h1");
+        let h2 = RoleSpec::new(&c, "web", &c.roles["web"], "h2");
+        assert_eq!(h1.env_clear.get("SHARD"), None);
+        assert_eq!(h2.env_clear.get("SHARD").map(String::as_str), Some("2"));
+        assert_eq!(h2.publish, [(80, 8080)]);
+    }
+
+    #[test]
+    fn digest_follows_secret_values_without_showing_them() {
+        let c = config();
+        let spec = RoleSpec::new(&c, "web", &c.roles["web"], "h1");
+        let a = spec.digest(&|_| Some("hunter2".into()));
+        let b = spec.digest(&|_| Some("hunter3".into()));
+        assert_ne!(a, b);
+        assert_eq!(a, spec.digest(&|_| Some("hunter2".into())));
+        assert!(!a.contains("hunter2"));
+    }
+
+    #[test]
+    fn the_container_carries_labels_env_ports_and_rotation() {
+        let c = config();
+        let spec = RoleSpec::new(&c, "web", &c.roles["web"], "h1");
+        let stamp = ReleaseStamp {
+            service: "shop".into(),
+            version: "v2".into(),
+            image_id: "sha256:abc".into(),
+            digest: "d1".into(),
+            deployed_by: "ana@laptop".into(),
+            deployed_at: "T".into(),
+        };
+        let body = spec.container(&stamp, &|_| Some("s3cret".into()));
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[VERSION_LABEL], "v2");
+        assert_eq!(labels[IMAGE_LABEL], "sha256:abc");
+        let env = body.env.unwrap();
+        assert!(env.contains(&"MODE=prod".to_string()));
+        assert!(env.contains(&"TOKEN=s3cret".to_string()));
+        let hc = body.host_config.unwrap();
+        assert_eq!(hc.log_config.unwrap().typ.as_deref(), Some("local"));
+        assert!(hc.port_bindings.unwrap().contains_key("8080/tcp"));
+        assert_eq!(hc.binds.unwrap(), ["/srv/data:/data"]);
+    }
+
+    #[test]
+    fn health_mode_prefers_http_then_docker_then_running() {
+        let mut r = role();
+        assert!(matches!(
+            health_mode(&r, true),
+            HealthMode::Http { port: 8080, .. }
+        ));
+        r.port = None;
+        assert_eq!(health_mode(&r, true), HealthMode::Docker);
+        assert_eq!(health_mode(&r, false), HealthMode::Running(SETTLE));
+    }
+}

@@ -1,0 +1,54 @@
+//! What every service command starts from: the loaded config and how to reach
+//! its hosts.
+
+use std::path::Path;
+
+use ballast_core::config::{self, Loaded};
+use ballast_core::fleet::Fleet;
+use ballast_core::host::Reach;
+use ballast_core::Result;
+
+/// Loads the config; errors name the file, line and column.
+pub fn load(path: &Path) -> Result<Loaded> {
+    config::load(path).map_err(Into::into)
+}
+
+/// SSH settings of the config, paths resolved against the config's directory.
+pub fn reach(loaded: &Loaded, accept_new_host_keys: bool) -> Reach {
+    let ssh = &loaded.config.ssh;
+    let local = |p: &std::path::PathBuf| loaded.dir.join(p);
+    Reach {
+        user: ssh.user.clone(),
+        port: ssh.port,
+        identity: ssh.identity_file.as_ref().map(local),
+        known_hosts: ssh.known_hosts.as_ref().map(local),
+        config: ssh.config.as_ref().map(local),
+        proxy_jump: ssh.proxy_jump.clone(),
+        accept_new_host_keys,
+        connect_timeout: ssh.connect_timeout,
+    }
+}
+
+pub fn concurrency(loaded: &Loaded) -> usize {
+    loaded
+        .config
+        .ssh
+        .concurrency
+        .unwrap_or_else(config::defaults::concurrency)
+}
+
+/// Connects to every host of the config; unreachable ones are in the fleet.
+pub async fn fleet(loaded: &Loaded, accept_new_host_keys: bool) -> Fleet {
+    let reach = reach(loaded, accept_new_host_keys);
+    Fleet::connect(&loaded.config.hosts(), &reach, concurrency(loaded)).await
+}
+
+/// Connects to the primary host alone (the first of the config): it keeps
+/// the lock and the audit log.
+pub async fn primary(loaded: &Loaded, accept_new_host_keys: bool) -> Result<Fleet> {
+    let reach = reach(loaded, accept_new_host_keys);
+    let first: Vec<String> = loaded.config.hosts().into_iter().take(1).collect();
+    let fleet = Fleet::connect(&first, &reach, 1).await;
+    fleet.require_all("connect to the primary host")?;
+    Ok(fleet)
+}

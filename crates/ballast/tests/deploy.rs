@@ -1,0 +1,368 @@
+//! End-to-end tests of deploy, rollback, status, releases, lock and audit on
+//! a 3-host lab: web on hosts 1 and 2 (publishing a port), worker on host 3.
+//! Every check asks the containers themselves which version they run.
+#![allow(clippy::print_stderr)] // tests report what they measure
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ballast_core::health;
+use ballast_core::host::Host;
+use ballast_core::release;
+use ballast_lab::Inventory;
+
+use common::*;
+
+const WEB_PORT: u16 = 18080;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Writes ballast.yml for the lab into `dir` and returns its path.
+fn write_config(dir: &Path, inv: &Inventory, known_hosts: &Path) -> PathBuf {
+    let ip = |n: usize| inv.hosts[n].ip.clone();
+    let text = format!(
+        "service: hello
+image: hello
+ssh:
+  user: root
+  identity_file: {key}
+  known_hosts: {kh}
+roles:
+  web:
+    hosts: [{h1}, {h2}]
+    port: 8080
+    publish: [\"{WEB_PORT}:8080\"]
+  worker:
+    hosts: [{h3}]
+    port: 8080
+deploy:
+  health_timeout: 12s
+",
+        key = inv.key.display(),
+        kh = known_hosts.display(),
+        h1 = ip(0),
+        h2 = ip(1),
+        h3 = ip(2),
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("ballast.yml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(config: &Path, args: &[&str]) -> std::process::Output {
+    let mut full = vec!["--config", config.to_str().unwrap()];
+    full.extend_from_slice(args);
+    ballast(config.parent().unwrap(), &full)
+}
+
+fn spawn(config: &Path, args: &[&str]) -> Child {
+    Command::new(ballast_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn ok(out: std::process::Output) -> std::process::Output {
+    assert!(out.status.success(), "{}", text(&out));
+    out
+}
+
+/// Asks every container which version it runs: web through its published
+/// port from the machine, worker through its host (as health checks do).
+fn versions(inv: &Inventory) -> Vec<String> {
+    runtime().block_on(async {
+        let mut seen = Vec::new();
+        for h in &inv.hosts[..2] {
+            let (status, body) = http_get(&format!("http://{}:{WEB_PORT}/", h.ip))
+                .await
+                .unwrap_or((0, String::new()));
+            seen.push(if status == 200 {
+                body.trim().to_string()
+            } else {
+                format!("HTTP {status}")
+            });
+        }
+        let h3 = &inv.hosts[2];
+        let host = Host::connect(&h3.ip, &inv.ssh_target(h3)).await.unwrap();
+        let running: Vec<_> = release::observe(host.engine(), "hello")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.running)
+            .collect();
+        assert_eq!(
+            running.len(),
+            1,
+            "worker host runs exactly one container: {running:?}"
+        );
+        let ip = health::container_ip(&host, &running[0].name).await.unwrap();
+        let (_, body) = health::http_get(&host, &ip, 8080, "/", Duration::from_secs(5))
+            .await
+            .unwrap();
+        seen.push(body.trim().to_string());
+        host.close().await;
+        seen
+    })
+}
+
+fn all(version: &str) -> Vec<String> {
+    vec![version.to_string(); 3]
+}
+
+fn wait_for_lock(config: &Path) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        let out = run(config, &["--json", "lock", "status"]);
+        if String::from_utf8_lossy(&out.stdout).contains("\"held\":true") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the lock was never taken");
+}
+
+#[test]
+fn deploy_rollback_redeploy_and_a_version_that_never_gets_healthy() {
+    let v1 = hello_image("v1");
+    let _v2 = hello_image("v2");
+    let _v3 = hello_image_with("v3", "HELLO_FAIL_HEALTH=1");
+    assert_eq!(v1, "hello:v1");
+    let lab = Lab::up("deploy", 3);
+    let inv = lab.inventory.clone();
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config(work.path(), &inv, &inv.known_hosts);
+
+    let started = Instant::now();
+    ok(run(&config, &["deploy", "--version", "v1"]));
+    eprintln!(
+        "measure: first deploy of v1 to 3 hosts took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(versions(&inv), all("v1"));
+
+    let status = ok(run(&config, &["--json", "status"]));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let rows = status["hosts"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{status}");
+    assert!(
+        rows.iter()
+            .all(|r| r["version"] == "v1" && r["state"] == "running"),
+        "{status}"
+    );
+
+    let started = Instant::now();
+    ok(run(&config, &["deploy", "--version", "v2"]));
+    eprintln!(
+        "measure: deploy of v2 (one changed layer) took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(versions(&inv), all("v2"));
+
+    ok(run(&config, &["rollback"]));
+    assert_eq!(versions(&inv), all("v1"));
+
+    ok(run(&config, &["deploy", "--version", "v2"]));
+    assert_eq!(versions(&inv), all("v2"));
+
+    let releases = ok(run(&config, &["--json", "releases"]));
+    let releases: serde_json::Value = serde_json::from_slice(&releases.stdout).unwrap();
+    let listed: Vec<&str> = releases["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&"v1") && listed.contains(&"v2"),
+        "{releases}"
+    );
+
+    // v3 never gets healthy: deploy fails naming the host, shows the app's
+    // last log lines, and every host still serves v2.
+    let out = run(&config, &["deploy", "--version", "v3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&inv.hosts[0].ip),
+        "names the host:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("hello v3 listening"),
+        "shows the container's logs:\n{stderr}"
+    );
+    assert_eq!(versions(&inv), all("v2"));
+
+    // The audit log recorded each action with its outcome.
+    let audit = ok(run(&config, &["--json", "audit"]));
+    let audit: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    let records = audit["records"].as_array().unwrap();
+    assert!(records.len() >= 5, "{audit}");
+    let last = records.last().unwrap();
+    assert_eq!(last["version"], "v3");
+    assert!(
+        last["outcome"].as_str().unwrap().starts_with("failed"),
+        "{last}"
+    );
+
+    // A host presenting another key than known_hosts holds is refused.
+    let wrong = work.path().join("wrong_known_hosts");
+    let h1 = &inv.hosts[0];
+    let mut lines = std::fs::read_to_string(&inv.known_hosts).unwrap();
+    lines = lines.replace(&h1.host_key, &inv.hosts[1].host_key);
+    std::fs::write(&wrong, lines).unwrap();
+    let bad_config = write_config(&work.path().join("bad"), &inv, &wrong);
+    let out = run(&bad_config, &["deploy", "--version", "v1"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("host key verification failed") && stderr.contains(&h1.ip),
+        "{stderr}"
+    );
+    assert_eq!(versions(&inv), all("v2"));
+}
+
+#[test]
+fn the_lock_refuses_a_second_deploy_and_survives_a_killed_one() {
+    hello_image("v1");
+    hello_image_with("slow", "HELLO_STARTUP_DELAY=5s");
+    let lab = Lab::up("lock", 3);
+    let inv = lab.inventory.clone();
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config(work.path(), &inv, &inv.known_hosts);
+    ok(run(&config, &["deploy", "--version", "v1"]));
+
+    // A second deploy while one runs is refused, naming the holder.
+    let first = spawn(&config, &["deploy", "--version", "slow", "-m", "first one"]);
+    wait_for_lock(&config);
+    let second = run(&config, &["deploy", "--version", "v1"]);
+    assert_eq!(second.status.code(), Some(4), "{}", text(&second));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("held by") && stderr.contains("first one"),
+        "{stderr}"
+    );
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    assert_eq!(versions(&inv), all("slow"));
+
+    // A killed deploy leaves its lock: status reports it, release clears it.
+    let mut killed = spawn(&config, &["deploy", "--version", "v1"]);
+    wait_for_lock(&config);
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let status = ok(run(&config, &["lock", "status"]));
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        said.contains("held by") && said.contains(&killed.id().to_string()),
+        "{said}"
+    );
+    let refused = run(&config, &["deploy", "--version", "v1"]);
+    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    ok(run(&config, &["lock", "release"]));
+    let status = ok(run(&config, &["lock", "status"]));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("free"));
+    ok(run(&config, &["deploy", "--version", "v1"]));
+    assert_eq!(versions(&inv), all("v1"));
+}
+
+#[test]
+fn a_host_stopped_mid_deploy_is_named_and_the_rest_stay_whole() {
+    hello_image("v1");
+    hello_image_with("slow2", "HELLO_STARTUP_DELAY=4s");
+    let lab = Lab::up("stop", 3);
+    let inv = lab.inventory.clone();
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config(work.path(), &inv, &inv.known_hosts);
+    ok(run(&config, &["deploy", "--version", "v1"]));
+
+    let deploy = spawn(&config, &["deploy", "--version", "slow2"]);
+    wait_for_lock(&config);
+    std::thread::sleep(Duration::from_secs(2));
+    let stopped_at = Instant::now();
+    let victim = &inv.hosts[1];
+    let stop = Command::new("docker")
+        .args(["stop", "-t", "2", &victim.container])
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{}", text(&stop));
+    let out = deploy.wait_with_output().unwrap();
+    eprintln!(
+        "measure: the deploy ended {:.1}s after the host stopped",
+        stopped_at.elapsed().as_secs_f64()
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&victim.ip),
+        "names the stopped host:\n{stderr}"
+    );
+    assert!(stopped_at.elapsed() < Duration::from_secs(120));
+
+    // The hosts still up each run one version, whole; the lock is free.
+    let lock = ok(run(&config, &["lock", "status"]));
+    assert!(
+        String::from_utf8_lossy(&lock.stdout).contains("free"),
+        "{}",
+        text(&lock)
+    );
+    runtime().block_on(async {
+        for h in [&inv.hosts[0], &inv.hosts[2]] {
+            let host = Host::connect(&h.ip, &inv.ssh_target(h)).await.unwrap();
+            let running: Vec<_> = release::observe(host.engine(), "hello")
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|c| c.running)
+                .collect();
+            assert_eq!(running.len(), 1, "{}: {running:?}", h.name);
+            host.close().await;
+        }
+    });
+
+    // Once the host is back, running the deploy again converges.
+    let start = Command::new("docker")
+        .args(["start", &victim.container])
+        .output()
+        .unwrap();
+    assert!(start.status.success(), "{}", text(&start));
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = run(&config, &["deploy", "--version", "slow2"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < until, "never converged:\n{}", text(&out));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert_eq!(versions(&inv), all("slow2"));
+}
+
+#[test]
+fn config_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ballast.yml");
+    std::fs::write(
+        &path,
+        "service: shop\nimage: shop\nroles:\n  web:\n    hosts: [a]\n    prot: 80\n",
+    )
+    .unwrap();
+    let out = run(&path, &["config"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("6:5"), "{stderr}");
+    assert!(stderr.contains("port"), "suggests the right key:\n{stderr}");
+}
