@@ -102,10 +102,12 @@ impl SshHost {
 
     async fn open(target: &SshTarget) -> Result<SshHost> {
         let name = target.destination.clone();
-        let session = builder(target)?
-            .connect_mux(&target.destination)
-            .await
-            .map_err(|e| ssh_error(&name, "connect over SSH", e))?;
+        let session = match builder(target)?.connect_mux(&target.destination).await {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(with_fingerprint(ssh_error(&name, "connect over SSH", e), target).await)
+            }
+        };
         let socket_dir = tempfile::Builder::new()
             .prefix("ballast-ssh-")
             .tempdir()
@@ -260,12 +262,14 @@ fn must_exist(host: &str, what: &str, path: &Path) -> Result<()> {
 /// it is the one failure users must act on by hand.
 fn ssh_error(host: &str, step: &str, e: openssh::Error) -> Error {
     let text = error_chain(&e);
-    if text.contains("Host key verification failed")
-        || text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-    {
-        return Error::new(ErrorKind::Failed, step, "host key verification failed: the host's key is not the one in known_hosts")
-            .on(host)
-            .hint("if the host was reinstalled, check its new key fingerprint out of band, then remove the old entry with `ssh-keygen -R HOST`; for a host never seen before, use --accept-new-host-keys");
+    if is_host_key_failure(&text) {
+        return Error::new(
+            ErrorKind::Failed,
+            step,
+            "host key verification failed: the host's key is not the one in known_hosts",
+        )
+        .on(host)
+        .hint("if the host was reinstalled, check its new key fingerprint out of band, then remove the old entry with `ssh-keygen -R HOST`; for a host never seen before, use --accept-new-host-keys");
     }
     let unreachable = [
         "Connection refused",
@@ -286,6 +290,94 @@ fn ssh_error(host: &str, step: &str, e: openssh::Error) -> Error {
         err = err.hint("the host refused the key: check the user, the identity file and the host's authorized_keys");
     }
     err
+}
+
+fn is_host_key_failure(text: &str) -> bool {
+    text.contains("Host key verification failed")
+        || text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+}
+
+/// Adds the fingerprint of the key the host presents now to a host-key
+/// error, so the operator can compare it with the one they expect.
+async fn with_fingerprint(mut err: Error, target: &SshTarget) -> Error {
+    if !err.cause.starts_with("host key verification failed") {
+        return err;
+    }
+    if let Some(fp) = presented_fingerprint(target).await {
+        err.cause = format!("{}; it presents {fp}", err.cause);
+    }
+    err
+}
+
+/// Resolves the real address and port with `ssh -G` (so aliases of the ssh
+/// config work), asks the host for its keys with `ssh-keyscan`, and
+/// fingerprints them with `ssh-keygen -l`. Arguments only, no shell.
+async fn presented_fingerprint(target: &SshTarget) -> Option<String> {
+    use tokio::process::Command;
+    let mut resolve = Command::new("ssh");
+    resolve.arg("-G");
+    if let Some(config) = &target.config {
+        resolve.arg("-F").arg(config);
+    }
+    if let Some(port) = target.port {
+        resolve.arg("-p").arg(port.to_string());
+    }
+    resolve.arg("--").arg(&target.destination);
+    let resolved = tokio::time::timeout(Duration::from_secs(5), resolve.output())
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&resolved.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+    };
+    let (address, port) = (field("hostname ")?, field("port ")?);
+    let scan = Command::new("ssh-keyscan")
+        .args([
+            "-T",
+            "5",
+            "-t",
+            "ed25519,ecdsa,rsa",
+            "-p",
+            &port,
+            "--",
+            &address,
+        ])
+        .output();
+    let scanned = tokio::time::timeout(Duration::from_secs(8), scan)
+        .await
+        .ok()?
+        .ok()?;
+    if scanned.stdout.is_empty() {
+        return None;
+    }
+    let mut keygen = Command::new("ssh-keygen")
+        .args(["-l", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = keygen.stdin.take()?;
+        stdin.write_all(&scanned.stdout).await.ok()?;
+    }
+    let out = tokio::time::timeout(Duration::from_secs(5), keygen.wait_with_output())
+        .await
+        .ok()?
+        .ok()?;
+    let prints: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            // "256 SHA256:abc... host (ED25519)"
+            let mut parts = l.split_whitespace();
+            let fp = parts.nth(1)?;
+            let kind = parts.last()?.trim_matches(|c| c == '(' || c == ')');
+            Some(format!("{kind} key {fp}"))
+        })
+        .collect();
+    (!prints.is_empty()).then(|| prints.join(", "))
 }
 
 fn text_mentions_auth(text: &str) -> bool {

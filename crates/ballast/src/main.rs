@@ -14,6 +14,10 @@ use output::Printer;
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    // Unwrapped lines keep paths, commands and names whole for copy and grep.
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+    }));
     let out = Printer::new(cli.json);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

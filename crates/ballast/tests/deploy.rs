@@ -232,6 +232,10 @@ fn deploy_rollback_redeploy_and_a_version_that_never_gets_healthy() {
         stderr.contains("host key verification failed") && stderr.contains(&h1.ip),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("ED25519 key SHA256:"),
+        "shows the presented key's fingerprint:\n{stderr}"
+    );
     assert_eq!(versions(&inv), all("v2"));
 }
 
@@ -277,6 +281,76 @@ fn the_lock_refuses_a_second_deploy_and_survives_a_killed_one() {
     assert!(String::from_utf8_lossy(&status.stdout).contains("free"));
     ok(run(&config, &["deploy", "--version", "v1"]));
     assert_eq!(versions(&inv), all("v1"));
+
+    // Logs: merged across hosts, prefixed by host and role, filterable.
+    let logs = ok(run(&config, &["logs", "--tail", "20"]));
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    for (h, role) in [
+        (&inv.hosts[0], "web"),
+        (&inv.hosts[1], "web"),
+        (&inv.hosts[2], "worker"),
+    ] {
+        let line = format!("{} {role} | hello v1 listening", h.ip);
+        assert!(logs.contains(&line), "missing {line:?} in:\n{logs}");
+    }
+    let only = ok(run(
+        &config,
+        &["logs", "--role", "worker", "--grep", "listening"],
+    ));
+    let only = String::from_utf8_lossy(&only.stdout);
+    assert!(
+        !only.is_empty()
+            && only
+                .lines()
+                .all(|l| l.contains(" worker | ") && l.contains("listening")),
+        "{only}"
+    );
+    let bad = run(&config, &["logs", "--role", "nope"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    let mut follow = spawn(&config, &["logs", "-f", "--tail", "1"]);
+    std::thread::sleep(Duration::from_secs(4));
+    follow.kill().unwrap();
+    let followed = follow.wait_with_output().unwrap();
+    let followed = String::from_utf8_lossy(&followed.stdout);
+    for h in &inv.hosts {
+        assert!(followed.contains(&h.ip), "-f shows every host:\n{followed}");
+    }
+}
+
+#[test]
+fn init_writes_a_starter_that_config_reads_without_showing_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ballast.yml");
+    ok(run(&path, &["init"]));
+    let again = run(&path, &["init"]);
+    assert_eq!(again.status.code(), Some(4), "{}", text(&again));
+    let missing = run(&path, &["config"]);
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "an undefined secret is refused:\n{}",
+        text(&missing)
+    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("DATABASE_PASSWORD"));
+    std::fs::create_dir_all(dir.path().join(".ballast")).unwrap();
+    std::fs::write(
+        dir.path().join(".ballast/secrets"),
+        "DATABASE_PASSWORD=hunter2-very-secret\n",
+    )
+    .unwrap();
+    let shown = ok(run(&path, &["config"]));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&shown.stdout),
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert!(all.contains("DATABASE_PASSWORD"), "{all}");
+    assert!(
+        !all.contains("hunter2"),
+        "a secret value was printed:\n{all}"
+    );
+    let reference = ok(run(&path, &["config", "--reference"]));
+    assert!(String::from_utf8_lossy(&reference.stdout).contains("health_timeout"));
 }
 
 #[test]
