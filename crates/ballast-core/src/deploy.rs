@@ -200,14 +200,9 @@ async fn prepare(
 }
 
 async fn observe(fleet: &Fleet, service: &str) -> Result<HashMap<String, Vec<AppContainer>>> {
-    let found = fleet
-        .each(16, |h: &Host| async move {
-            release::observe(h.engine(), service).await
-        })
-        .await;
     let mut observed = HashMap::new();
-    for (name, r) in found {
-        observed.insert(name, r?);
+    for (name, found) in release::observe_fleet(fleet, service).await {
+        observed.insert(name, found?);
     }
     Ok(observed)
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::fleet::Fleet;
 
 pub const SERVICE_LABEL: &str = "io.ballast.service";
 pub const ROLE_LABEL: &str = "io.ballast.role";
@@ -105,6 +106,16 @@ pub async fn observe(engine: &Engine, service: &str) -> Result<Vec<AppContainer>
         .collect();
     found.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
     Ok(found)
+}
+
+/// Every container of `service` on each connected host of `fleet`, by host.
+pub async fn observe_fleet(
+    fleet: &Fleet,
+    service: &str,
+) -> Vec<(String, Result<Vec<AppContainer>>)> {
+    fleet
+        .each(16, |h| async move { observe(h.engine(), service).await })
+        .await
 }
 
 #[cfg(test)]

@@ -5,13 +5,9 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
-};
+use bollard::query_parameters::{RemoveImageOptionsBuilder, TagImageOptionsBuilder};
 
 use ballast_core::delivery::{self, DeliveryReport, Prepared};
 use ballast_core::image::ImageEvent;
@@ -19,13 +15,6 @@ use ballast_core::ssh::SshHost;
 use ballast_core::Engine;
 
 use common::*;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Sends `image` to `to`, checking that progress reached the final count.
 async fn deliver(image: &Prepared, to: &Engine) -> DeliveryReport {
@@ -54,37 +43,6 @@ async fn deliver(image: &Prepared, to: &Engine) -> DeliveryReport {
     assert_eq!(report.host, to.host());
     assert_eq!(report.image_id, image.image_id());
     report
-}
-
-/// Runs hello from `image` on a host, publishing port 8080 on `port`.
-async fn run_hello(engine: &Engine, image: &str, port: u16) {
-    let docker = engine.docker();
-    let body = ContainerCreateBody {
-        image: Some(image.to_string()),
-        exposed_ports: Some(vec!["8080/tcp".into()]),
-        host_config: Some(HostConfig {
-            port_bindings: Some(HashMap::from([(
-                "8080/tcp".to_string(),
-                Some(vec![PortBinding {
-                    host_ip: None,
-                    host_port: Some(port.to_string()),
-                }]),
-            )])),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let options = CreateContainerOptionsBuilder::default()
-        .name("hello-delivery")
-        .build();
-    docker
-        .create_container(Some(options), body)
-        .await
-        .expect("create hello");
-    docker
-        .start_container("hello-delivery", None)
-        .await
-        .expect("start hello");
 }
 
 #[test]
@@ -148,7 +106,7 @@ fn only_missing_layers_cross_the_wire_and_the_image_runs() {
             h1.image_id(&v2).await.unwrap().as_deref(),
             Some(p2.image_id())
         );
-        run_hello(h1, &v2, 18080).await;
+        run_hello(h1, &v2, "hello-delivery", 18080).await;
         let ip1 = &inv.hosts[0].ip;
         let (_, body) =
             wait_http_ok(&format!("http://{ip1}:18080/"), Duration::from_secs(20)).await;

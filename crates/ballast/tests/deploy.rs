@@ -18,13 +18,6 @@ use common::*;
 
 const WEB_PORT: u16 = 18080;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Writes ballast.yml for the lab into `dir` and returns its path.
 fn write_config(dir: &Path, inv: &Inventory, known_hosts: &Path) -> PathBuf {
     let ip = |n: usize| inv.hosts[n].ip.clone();
@@ -121,6 +114,17 @@ fn versions(inv: &Inventory) -> Vec<String> {
 
 fn all(version: &str) -> Vec<String> {
     vec![version.to_string(); 3]
+}
+
+/// A 3-host lab with hello v1 deployed; returns the lab, the directory of
+/// its config, and the config's path.
+fn deployed_lab(tag: &str) -> (Lab, tempfile::TempDir, PathBuf) {
+    hello_image("v1");
+    let lab = Lab::up(tag, 3);
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config(work.path(), &lab.inventory, &lab.inventory.known_hosts);
+    ok(run(&config, &["deploy", "--version", "v1"]));
+    (lab, work, config)
 }
 
 fn wait_for_lock(config: &Path) {
@@ -241,13 +245,9 @@ fn deploy_rollback_redeploy_and_a_version_that_never_gets_healthy() {
 
 #[test]
 fn the_lock_refuses_a_second_deploy_and_survives_a_killed_one() {
-    hello_image("v1");
     hello_image_with("slow", "HELLO_STARTUP_DELAY=5s");
-    let lab = Lab::up("lock", 3);
+    let (lab, _work, config) = deployed_lab("lock");
     let inv = lab.inventory.clone();
-    let work = tempfile::tempdir().unwrap();
-    let config = write_config(work.path(), &inv, &inv.known_hosts);
-    ok(run(&config, &["deploy", "--version", "v1"]));
 
     // A second deploy while one runs is refused, naming the holder.
     let first = spawn(&config, &["deploy", "--version", "slow", "-m", "first one"]);
@@ -355,13 +355,9 @@ fn init_writes_a_starter_that_config_reads_without_showing_secrets() {
 
 #[test]
 fn a_host_stopped_mid_deploy_is_named_and_the_rest_stay_whole() {
-    hello_image("v1");
     hello_image_with("slow2", "HELLO_STARTUP_DELAY=4s");
-    let lab = Lab::up("stop", 3);
+    let (lab, _work, config) = deployed_lab("stop");
     let inv = lab.inventory.clone();
-    let work = tempfile::tempdir().unwrap();
-    let config = write_config(work.path(), &inv, &inv.known_hosts);
-    ok(run(&config, &["deploy", "--version", "v1"]));
 
     let deploy = spawn(&config, &["deploy", "--version", "slow2"]);
     wait_for_lock(&config);

@@ -4,11 +4,7 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
-use bollard::query_parameters::CreateContainerOptionsBuilder;
 
 use ballast_core::image;
 use ballast_core::ssh::SshHost;
@@ -16,44 +12,6 @@ use ballast_lab::lab::owned;
 use ballast_lab::LabName;
 
 use common::*;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Runs hello from `image` on a host, publishing port 8080 on `port`.
-async fn run_hello(host: &SshHost, image: &str, port: u16) {
-    let docker = host.engine().docker();
-    let body = ContainerCreateBody {
-        image: Some(image.to_string()),
-        exposed_ports: Some(vec!["8080/tcp".into()]),
-        host_config: Some(HostConfig {
-            port_bindings: Some(HashMap::from([(
-                "8080/tcp".to_string(),
-                Some(vec![PortBinding {
-                    host_ip: None,
-                    host_port: Some(port.to_string()),
-                }]),
-            )])),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let options = CreateContainerOptionsBuilder::default()
-        .name("hello-e2e")
-        .build();
-    docker
-        .create_container(Some(options), body)
-        .await
-        .expect("create hello");
-    docker
-        .start_container("hello-e2e", None)
-        .await
-        .expect("start hello");
-}
 
 #[test]
 fn three_host_lab_answers_over_strict_ssh_and_goes_away_cleanly() {
@@ -99,7 +57,7 @@ fn three_host_lab_answers_over_strict_ssh_and_goes_away_cleanly() {
         .await
         .unwrap();
         assert!(sent > 1_000_000, "a whole image crossed: {sent} bytes");
-        run_hello(&hosts[1], &hello, 18080).await;
+        run_hello(hosts[1].engine(), &hello, "hello-e2e", 18080).await;
         let (_, up) = wait_http_ok(&format!("http://{ip2}:18080/up"), Duration::from_secs(20)).await;
         assert_eq!(up, "ok\n");
         let (_, version) = wait_http_ok(&format!("http://{ip2}:18080/"), Duration::from_secs(5)).await;

@@ -31,13 +31,7 @@ struct Unreachable {
 pub async fn status(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
     let loaded = service::load(config)?;
     let fleet = service::fleet(&loaded, accept_new).await;
-    let service_name = loaded.config.service.clone();
-    let found = fleet
-        .each(16, |h| {
-            let s = service_name.clone();
-            async move { release::observe(h.engine(), &s).await }
-        })
-        .await;
+    let found = release::observe_fleet(&fleet, &loaded.config.service).await;
     let found: BTreeMap<String, Result<Vec<AppContainer>>> = found.into_iter().collect();
     let mut rows = Vec::new();
     let mut unreachable: Vec<Unreachable> = fleet
@@ -126,13 +120,7 @@ struct ReleaseRow {
 pub async fn releases(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
     let loaded = service::load(config)?;
     let fleet = service::fleet(&loaded, accept_new).await;
-    let service_name = loaded.config.service.clone();
-    let found = fleet
-        .each(16, |h| {
-            let s = service_name.clone();
-            async move { release::observe(h.engine(), &s).await }
-        })
-        .await;
+    let found = release::observe_fleet(&fleet, &loaded.config.service).await;
     let unreachable: Vec<String> = fleet.unreachable.iter().map(|e| e.to_string()).collect();
     fleet.close().await;
     let mut by_version: BTreeMap<String, ReleaseRow> = BTreeMap::new();

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use ballast_core::Engine;
 use ballast_lab::Inventory;
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
 
 /// Labs made by tests carry this prefix, so `.ci/run` can sweep leftovers
 /// without touching a developer's own labs.
@@ -150,4 +152,42 @@ pub async fn wait_http_ok(url: &str, deadline: Duration) -> (u16, String) {
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
+}
+
+/// Runs hello from `image` as container `name` on `engine`, publishing its
+/// port 8080 on `port` of the host.
+pub async fn run_hello(engine: &Engine, image: &str, name: &str, port: u16) {
+    let docker = engine.docker();
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        exposed_ports: Some(vec!["8080/tcp".into()]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(std::collections::HashMap::from([(
+                "8080/tcp".to_string(),
+                Some(vec![PortBinding {
+                    host_ip: None,
+                    host_port: Some(port.to_string()),
+                }]),
+            )])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::default().name(name).build();
+    docker
+        .create_container(Some(options), body)
+        .await
+        .expect("create hello");
+    docker
+        .start_container(name, None)
+        .await
+        .expect("start hello");
+}
+
+/// A multi-threaded runtime for tests that mix the binary and async checks.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
