@@ -56,7 +56,13 @@ pub struct Report {
     pub delivered: Vec<DeliveryReport>,
     /// Seconds spent in each phase, in order.
     pub phases: Vec<(String, f64)>,
+    /// Seconds of rolling spent starting, waiting for health and switching:
+    /// per batch the slowest host's, summed over batches.
+    pub steps: std::collections::BTreeMap<String, f64>,
 }
+
+/// Seconds per kind of step.
+type Timing = std::collections::BTreeMap<&'static str, f64>;
 
 impl Report {
     pub fn failed(&self) -> bool {
@@ -188,6 +194,7 @@ async fn prepare(
         hosts: Vec::new(),
         delivered: Vec::new(),
         phases: Vec::new(),
+        steps: Default::default(),
     };
     if ctx.dry_run {
         return Ok((plan, report));
@@ -371,6 +378,7 @@ async fn execute(
 ) {
     let started = Instant::now();
     let mut halted = false;
+    let mut step_times = Timing::new();
     for batch in &plan.batches {
         if halted {
             report
@@ -379,7 +387,7 @@ async fn execute(
             continue;
         }
         let (version, image_id) = (report.version.as_str(), report.image_id.as_str());
-        let results: Vec<(&HostPlan, Result<()>)> = stream::iter(batch.hosts.iter())
+        let results: Vec<(&HostPlan, (Result<()>, Timing))> = stream::iter(batch.hosts.iter())
             .map(|p| async move {
                 (
                     p,
@@ -389,7 +397,18 @@ async fn execute(
             .buffer_unordered(batch.hosts.len().max(1))
             .collect()
             .await;
-        for (p, r) in results {
+        // Hosts of a batch roll together: the slowest one sets the pace.
+        let mut slowest = Timing::new();
+        for (_, (_, timing)) in &results {
+            for (phase, secs) in timing {
+                let e = slowest.entry(phase).or_default();
+                *e = e.max(*secs);
+            }
+        }
+        for (phase, secs) in slowest {
+            *step_times.entry(phase).or_default() += secs;
+        }
+        for (p, (r, _)) in results {
             match r {
                 Ok(()) if p.is_current() => report.hosts.push(outcome(p, "current", None)),
                 Ok(()) => report.hosts.push(outcome(p, "updated", None)),
@@ -405,6 +424,10 @@ async fn execute(
         .sort_by(|a, b| (&a.role, &a.host).cmp(&(&b.role, &b.host)));
     phases.push(("roll".to_string(), started.elapsed().as_secs_f64()));
     report.phases = phases.clone();
+    report.steps = step_times
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
 }
 
 fn outcome(p: &HostPlan, outcome: &str, error: Option<String>) -> HostOutcome {
@@ -423,14 +446,15 @@ async fn roll_host(
     version: &str,
     image_id: &str,
     on_event: OnEvent<'_>,
-) -> Result<()> {
+) -> (Result<()>, Timing) {
+    let mut timing = Timing::new();
     if p.is_current() {
         say(
             on_event,
             Some(&p.host),
             format!("{} already runs {}", p.role, p.target),
         );
-        return Ok(());
+        return (Ok(()), timing);
     }
     let config = &ctx.loaded.config;
     let host = fleet.get(&p.host).expect("connected");
@@ -456,12 +480,16 @@ async fn roll_host(
         stop_timeout: spec.stop_timeout,
     };
     let name = p.host.clone();
-    rollout::run(host, p, &rollout, &mut |e| match e {
-        RolloutEvent::Done(step) => say(on_event, Some(&name), step.describe()),
+    let result = rollout::run(host, p, &rollout, &mut |e| match e {
+        RolloutEvent::Done(step, took) => {
+            *timing.entry(step.phase()).or_default() += took.as_secs_f64();
+            say(on_event, Some(&name), step.describe())
+        }
         RolloutEvent::Warning(w) => say(on_event, Some(&name), format!("warning: {w}")),
         RolloutEvent::Undo(u) => say(on_event, Some(&name), format!("undo: {u}")),
     })
-    .await
+    .await;
+    (result, timing)
 }
 
 async fn image_has_healthcheck(engine: &Engine, image_id: &str) -> bool {

@@ -69,6 +69,18 @@ pub enum Step {
 }
 
 impl Step {
+    /// The phase of a deploy this step belongs to, for timing reports.
+    pub fn phase(&self) -> &'static str {
+        match self {
+            Step::Rename { .. }
+            | Step::Remove { .. }
+            | Step::Create { .. }
+            | Step::Start { .. } => "start",
+            Step::AwaitHealthy { .. } => "healthy",
+            Step::Stop { .. } => "switch",
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Step::Rename { from, to } => format!("rename {from} to {to}"),

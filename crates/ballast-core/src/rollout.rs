@@ -30,7 +30,8 @@ pub struct Rollout {
 /// Progress of one host's rollout.
 #[derive(Debug, Clone)]
 pub enum RolloutEvent {
-    Done(Step),
+    /// A step finished, and how long it took.
+    Done(Step, Duration),
     /// A cleanup step failed after the switch; the rollout still succeeded.
     Warning(String),
     /// Undoing after a failure.
@@ -48,6 +49,7 @@ pub async fn run(
     let mut undo = Undo::default();
     let mut healthy = false;
     for step in &plan.steps {
+        let started = std::time::Instant::now();
         let result = match step {
             Step::Remove { name } if healthy => {
                 if let Err(e) = remove(host, name).await {
@@ -56,7 +58,7 @@ pub async fn run(
                         e.cause
                     )));
                 }
-                on_event(RolloutEvent::Done(step.clone()));
+                on_event(RolloutEvent::Done(step.clone(), started.elapsed()));
                 continue;
             }
             Step::Rename { from, to } => rename(host, from, to)
@@ -81,7 +83,7 @@ pub async fn run(
                 .map(|()| undo.stopped.push(name.clone())),
         };
         match result {
-            Ok(()) => on_event(RolloutEvent::Done(step.clone())),
+            Ok(()) => on_event(RolloutEvent::Done(step.clone(), started.elapsed())),
             Err(e) => {
                 let logs = if undo.created || undo.started {
                     host.engine()

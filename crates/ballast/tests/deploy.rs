@@ -282,6 +282,36 @@ fn the_lock_refuses_a_second_deploy_and_survives_a_killed_one() {
     ok(run(&config, &["deploy", "--version", "v1"]));
     assert_eq!(versions(&inv), all("v1"));
 
+    // Ctrl-C during a deploy releases the lock and records the interruption.
+    let interrupted = spawn(&config, &["deploy", "--version", "slow"]);
+    wait_for_lock(&config);
+    let sigint = Command::new("kill")
+        .args(["-INT", &interrupted.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sigint.success());
+    let interrupted = interrupted.wait_with_output().unwrap();
+    assert_eq!(
+        interrupted.status.code(),
+        Some(130),
+        "{}",
+        text(&interrupted)
+    );
+    let status = ok(run(&config, &["lock", "status"]));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("free"),
+        "{}",
+        text(&status)
+    );
+    let audit = ok(run(&config, &["--json", "audit", "--tail", "1"]));
+    assert!(
+        String::from_utf8_lossy(&audit.stdout).contains("\"outcome\":\"interrupted\""),
+        "{}",
+        text(&audit)
+    );
+    ok(run(&config, &["deploy", "--version", "v1"]));
+    assert_eq!(versions(&inv), all("v1"));
+
     // Logs: merged across hosts, prefixed by host and role, filterable.
     let logs = ok(run(&config, &["logs", "--tail", "20"]));
     let logs = String::from_utf8_lossy(&logs.stdout);

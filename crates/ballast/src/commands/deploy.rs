@@ -146,7 +146,16 @@ fn finish(report: Report, out: &Printer) -> Result<()> {
         .iter()
         .map(|(p, s)| format!("{p} {s:.1}s"))
         .collect();
-    text.push_str(&format!("phases: {}", phases.join(", ")));
+    let steps: Vec<String> = report
+        .steps
+        .iter()
+        .map(|(p, s)| format!("{p} {s:.1}s"))
+        .collect();
+    text.push_str(&format!(
+        "phases: {} (rolling: {})",
+        phases.join(", "),
+        steps.join(", ")
+    ));
     if report.failed() {
         out.result(&report, &text);
         let failed: Vec<String> = report
