@@ -102,12 +102,7 @@ impl SshHost {
 
     async fn open(target: &SshTarget) -> Result<SshHost> {
         let name = target.destination.clone();
-        let session = match builder(target)?.connect_mux(&target.destination).await {
-            Ok(s) => s,
-            Err(e) => {
-                return Err(with_fingerprint(ssh_error(&name, "connect over SSH", e), target).await)
-            }
-        };
+        let session = open_session(target).await?;
         let socket_dir = tempfile::Builder::new()
             .prefix("ballast-ssh-")
             .tempdir()
@@ -169,39 +164,71 @@ impl SshHost {
         args: &[&str],
         stdin: Option<&[u8]>,
     ) -> Result<CommandOutput> {
-        use tokio::io::AsyncWriteExt;
-        let step = format!("run {program}");
-        let mut cmd = self.session.command(program);
-        cmd.args(args)
-            .stdin(if stdin.is_some() {
-                openssh::Stdio::piped()
-            } else {
-                openssh::Stdio::null()
-            })
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .await
-            .map_err(|e| ssh_error(&self.name, &step, e))?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin().take()) {
-            pipe.write_all(input)
-                .await
-                .map_err(|e| Error::failed(&step, e).on(&self.name))?;
-            drop(pipe);
-        }
-        let output = child
-            .wait_with_output()
-            .await
-            .map_err(|e| ssh_error(&self.name, &step, e))?;
-        Ok(CommandOutput {
-            status: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
+        run_on(&self.session, &self.name, program, args, stdin).await
     }
 
     /// Closes the master connection and the forwarded socket.
+    pub async fn close(self) -> Result<()> {
+        let name = self.name.clone();
+        self.session
+            .close()
+            .await
+            .map_err(|e| ssh_error(&name, "close the SSH connection", e))
+    }
+}
+
+/// Opens the multiplexed master connection, adding the presented key's
+/// fingerprint to a host-key refusal.
+async fn open_session(target: &SshTarget) -> Result<Session> {
+    let name = &target.destination;
+    match builder(target)?.connect_mux(&target.destination).await {
+        Ok(s) => Ok(s),
+        Err(e) => Err(with_fingerprint(ssh_error(name, "connect over SSH", e), target).await),
+    }
+}
+
+/// An SSH connection without the Docker engine, for hosts whose engine is
+/// down or not installed yet: commands only.
+pub struct SshSession {
+    name: String,
+    session: Session,
+}
+
+impl SshSession {
+    /// Connects within the target's deadline.
+    pub async fn connect(target: &SshTarget) -> Result<SshSession> {
+        let deadline = target.connect_timeout + Duration::from_secs(5);
+        match tokio::time::timeout(deadline, open_session(target)).await {
+            Ok(session) => Ok(SshSession {
+                name: target.destination.clone(),
+                session: session?,
+            }),
+            Err(_) => Err(Error::timeout("connect over SSH", deadline)
+                .on(&target.destination)
+                .kind(ErrorKind::Unreachable)
+                .hint("check that the host is up and reachable on its SSH port")),
+        }
+    }
+
+    /// Runs a program with arguments passed as data, within `deadline`.
+    pub async fn run(
+        &self,
+        program: &str,
+        args: &[&str],
+        deadline: Duration,
+    ) -> Result<CommandOutput> {
+        let step = format!("run {program}");
+        match tokio::time::timeout(
+            deadline,
+            run_on(&self.session, &self.name, program, args, None),
+        )
+        .await
+        {
+            Err(_) => Err(Error::timeout(step, deadline).on(&self.name)),
+            Ok(r) => r,
+        }
+    }
+
     pub async fn close(self) -> Result<()> {
         let name = self.name.clone();
         self.session
@@ -290,6 +317,44 @@ fn ssh_error(host: &str, step: &str, e: openssh::Error) -> Error {
         err = err.hint("the host refused the key: check the user, the identity file and the host's authorized_keys");
     }
     err
+}
+
+/// Runs `program` over `session`: each argument quoted for the remote shell
+/// by the openssh crate, never pasted into a command string.
+async fn run_on(
+    session: &Session,
+    name: &str,
+    program: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> Result<CommandOutput> {
+    use tokio::io::AsyncWriteExt;
+    let step = format!("run {program}");
+    let mut cmd = session.command(program);
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            openssh::Stdio::piped()
+        } else {
+            openssh::Stdio::null()
+        })
+        .stdout(openssh::Stdio::piped())
+        .stderr(openssh::Stdio::piped());
+    let mut child = cmd.spawn().await.map_err(|e| ssh_error(name, &step, e))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin().take()) {
+        pipe.write_all(input)
+            .await
+            .map_err(|e| Error::failed(&step, e).on(name))?;
+        drop(pipe);
+    }
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|e| ssh_error(name, &step, e))?;
+    Ok(CommandOutput {
+        status: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
 }
 
 fn is_host_key_failure(text: &str) -> bool {

@@ -11,10 +11,11 @@ use bollard::models::{
 };
 use bollard::query_parameters::{CreateContainerOptionsBuilder, UploadToContainerOptionsBuilder};
 
-use ballast_core::ssh::SshHost;
+use ballast_core::ssh::{SshHost, SshSession};
 use ballast_core::{Engine, Error, ErrorKind, Result};
 
 use crate::files::{Inventory, LabHost};
+use crate::lab::HostOverrides;
 use crate::name::{LabName, HOST_LABEL, LAB_LABEL};
 use crate::recipe;
 
@@ -36,21 +37,28 @@ pub(crate) async fn start_host(
     ip: &str,
     tag: &str,
     public_key: &str,
+    overrides: &HostOverrides,
 ) -> Result<()> {
     let host = name.hostname(n);
-    let volume = name.docker_volume(n);
     let container = name.container(n);
-    engine
-        .call(
-            "create the Docker volume",
-            engine.docker().create_volume(VolumeCreateRequest {
-                name: Some(volume.clone()),
-                labels: Some(labels(name, Some(n))),
-                ..Default::default()
-            }),
-        )
-        .await
-        .map_err(|e| e.on(&host))?;
+    let docker_root = match &overrides.docker_root {
+        Some(dir) => dir.display().to_string(),
+        None => {
+            let volume = name.docker_volume(n);
+            engine
+                .call(
+                    "create the Docker volume",
+                    engine.docker().create_volume(VolumeCreateRequest {
+                        name: Some(volume.clone()),
+                        labels: Some(labels(name, Some(n))),
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map_err(|e| e.on(&host))?;
+            volume
+        }
+    };
     let body = ContainerCreateBody {
         image: Some(tag.to_string()),
         hostname: Some(host.clone()),
@@ -70,7 +78,7 @@ pub(crate) async fn start_host(
             readonly_paths: Some(vec![]),
             binds: Some(vec![
                 "/sys/fs/cgroup:/sys/fs/cgroup:rw".into(),
-                format!("{volume}:/var/lib/docker"),
+                format!("{docker_root}:/var/lib/docker"),
             ]),
             tmpfs: Some(HashMap::from([("/run".to_string(), String::new())])),
             network_mode: Some(name.network()),
@@ -100,21 +108,32 @@ pub(crate) async fn start_host(
         )
         .await
         .map_err(|e| e.on(&host))?;
-    let keys = authorized_keys_tar(public_key)?;
-    let upload = UploadToContainerOptionsBuilder::default()
-        .path("/root")
-        .build();
-    engine
-        .call(
-            "install the lab key",
-            engine.docker().upload_to_container(
-                &container,
-                Some(upload),
-                bollard::body_full(keys.into()),
-            ),
-        )
-        .await
-        .map_err(|e| e.on(&host))?;
+    let mut files = vec![(
+        "/root",
+        "install the lab key",
+        authorized_keys_tar(public_key)?,
+    )];
+    if let Some(json) = &overrides.daemon_json {
+        files.push((
+            "/etc/docker",
+            "write daemon.json",
+            file_tar("daemon.json", json)?,
+        ));
+    }
+    for (dir, step, tar) in files {
+        let upload = UploadToContainerOptionsBuilder::default().path(dir).build();
+        engine
+            .call(
+                step,
+                engine.docker().upload_to_container(
+                    &container,
+                    Some(upload),
+                    bollard::body_full(tar.into()),
+                ),
+            )
+            .await
+            .map_err(|e| e.on(&host))?;
+    }
     engine
         .call(
             "start the host container",
@@ -123,6 +142,17 @@ pub(crate) async fn start_host(
         .await
         .map_err(|e| e.on(&host))?;
     Ok(())
+}
+
+/// A tar holding one file, readable by all.
+fn file_tar(name: &str, text: &str) -> Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    header.set_size(text.len() as u64);
+    tar.append_data(&mut header, name, text.as_bytes())
+        .and_then(|()| tar.into_inner())
+        .map_err(|e| Error::failed(format!("pack {name}"), e))
 }
 
 /// A tar of `.ssh/authorized_keys` with the modes sshd insists on.
@@ -150,6 +180,7 @@ pub(crate) async fn wait_inside(
     engine: &Engine,
     name: &LabName,
     n: usize,
+    needs_docker: bool,
     deadline: Instant,
 ) -> Result<String> {
     let host = name.hostname(n);
@@ -172,7 +203,12 @@ pub(crate) async fn wait_inside(
             )
             .await;
         match (key, docker) {
-            (Ok(k), Ok(d)) if k.success() && d.success() => return Ok(k.stdout.trim().to_string()),
+            (Ok(k), Ok(d)) if k.success() && (d.success() || !needs_docker) => {
+                return Ok(k.stdout.trim().to_string())
+            }
+            (Ok(k), Err(_)) if k.success() && !needs_docker => {
+                return Ok(k.stdout.trim().to_string())
+            }
             (Ok(k), _) if !k.success() => {
                 last = format!("no SSH host key yet: {}", k.stderr.trim())
             }
@@ -194,11 +230,17 @@ pub(crate) async fn wait_inside(
 pub(crate) async fn answer_over_ssh(
     inventory: &Inventory,
     host: &LabHost,
+    needs_docker: bool,
     deadline: Instant,
 ) -> Result<()> {
     let target = inventory.ssh_target(host);
     loop {
         let attempt = async {
+            if !needs_docker {
+                let ssh = SshSession::connect(&target).await?;
+                let _ = ssh.close().await;
+                return Ok(());
+            }
             let ssh = SshHost::connect(&target).await?;
             let engine = ssh.engine().clone();
             let ping = engine.call("ping the engine", engine.docker().ping()).await;

@@ -2,7 +2,7 @@
 //! container per host, each host checked until its sshd and dockerd answer,
 //! and everything removed again by label, whatever state it was left in.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,22 @@ pub struct UpRequest {
     pub subnet: Option<String>,
     /// How long hosts may take to answer over SSH with a working dockerd.
     pub timeout: Duration,
+    /// Hosts made different on purpose (by number, 1-based), e.g. to give
+    /// doctor a real fault to find.
+    pub overrides: BTreeMap<usize, HostOverrides>,
+}
+
+/// What makes one lab host differ from the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostOverrides {
+    /// A directory of this machine bind-mounted as the host's
+    /// `/var/lib/docker` instead of a volume (e.g. a loop-mounted filesystem).
+    pub docker_root: Option<PathBuf>,
+    /// Contents of the host's `/etc/docker/daemon.json`.
+    pub daemon_json: Option<String>,
+    /// The host's dockerd is expected not to start: the host is up once sshd
+    /// answers.
+    pub docker_may_fail: bool,
 }
 
 /// Progress of `lab up`.
@@ -163,7 +179,8 @@ async fn start(
             let public_key = public_key.clone();
             async move {
                 let ip = subnet::host_ip(&net, n)?.to_string();
-                start_host(engine, &req.name, n, &ip, tag, &public_key).await?;
+                let overrides = req.overrides.get(&n).cloned().unwrap_or_default();
+                start_host(engine, &req.name, n, &ip, tag, &public_key, &overrides).await?;
                 Ok((n, ip))
             }
         })
@@ -185,7 +202,10 @@ async fn start(
     // so known_hosts holds real keys without trusting the network first.
     let deadline = started + req.timeout;
     let keys: Vec<Result<String>> = stream::iter(hosts.iter())
-        .map(|(n, _)| wait_inside(engine, &req.name, *n, deadline))
+        .map(|(n, _)| {
+            let needs_docker = !req.overrides.get(n).is_some_and(|o| o.docker_may_fail);
+            wait_inside(engine, &req.name, *n, needs_docker, deadline)
+        })
         .buffered(FAN_OUT)
         .collect()
         .await;
@@ -220,10 +240,17 @@ async fn start(
     let checks: Vec<(String, Result<()>)> = stream::iter(inventory.hosts.iter())
         .map(|h| {
             let inventory = &inventory;
+            let n = h
+                .name
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0);
+            let needs_docker = !req.overrides.get(&n).is_some_and(|o| o.docker_may_fail);
             async move {
                 (
                     h.name.clone(),
-                    answer_over_ssh(inventory, h, deadline).await,
+                    answer_over_ssh(inventory, h, needs_docker, deadline).await,
                 )
             }
         })
@@ -479,6 +506,7 @@ mod tests {
             base: PathBuf::from("/tmp"),
             subnet: subnet.map(String::from),
             timeout: Duration::from_secs(1),
+            overrides: BTreeMap::new(),
         }
     }
 

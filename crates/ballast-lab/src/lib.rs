@@ -20,5 +20,5 @@ pub mod status;
 pub mod subnet;
 
 pub use files::{default_base, Inventory, LabDir, LabHost};
-pub use lab::{down, up, LabEvent, Removed, UpRequest};
+pub use lab::{down, up, HostOverrides, LabEvent, Removed, UpRequest};
 pub use name::LabName;

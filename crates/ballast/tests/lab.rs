@@ -206,3 +206,51 @@ fn bad_lab_input_is_refused_and_changes_nothing() {
         }
     });
 }
+
+/// A host can be given its own Docker root (a directory of this machine) and
+/// daemon.json, which later doctor tests use to build real faults.
+#[test]
+fn a_host_can_have_its_own_docker_root_and_daemon_json() {
+    let home = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir_in("/var/tmp").unwrap();
+    let name = LabName::parse(&lab_name("own")).unwrap();
+    let request = ballast_lab::UpRequest {
+        name: name.clone(),
+        hosts: 2,
+        base: home.path().to_path_buf(),
+        subnet: None,
+        timeout: Duration::from_secs(120),
+        overrides: std::collections::BTreeMap::from([(
+            1,
+            ballast_lab::HostOverrides {
+                docker_root: Some(root.path().to_path_buf()),
+                daemon_json: Some(r#"{"log-driver": "local"}"#.into()),
+                docker_may_fail: false,
+            },
+        )]),
+    };
+    runtime().block_on(async {
+        let engine = local_engine().await;
+        let result = ballast_lab::up(&engine, &request, &mut |_| {}).await;
+        let checked = async {
+            let inv = result?;
+            let first = SshHost::connect(&inv.ssh_target(&inv.hosts[0])).await?;
+            let second = SshHost::connect(&inv.ssh_target(&inv.hosts[1])).await?;
+            let a = first.engine().docker().info().await.unwrap();
+            let b = second.engine().docker().info().await.unwrap();
+            assert_eq!(a.logging_driver.as_deref(), Some("local"));
+            assert_eq!(b.logging_driver.as_deref(), Some("json-file"));
+            assert!(
+                root.path().join(a.driver.unwrap()).is_dir(),
+                "dockerd writes into the given root"
+            );
+            first.close().await?;
+            second.close().await
+        }
+        .await;
+        ballast_lab::down(&engine, &name, home.path())
+            .await
+            .unwrap();
+        checked.unwrap();
+    });
+}

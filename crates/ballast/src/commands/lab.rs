@@ -32,6 +32,7 @@ async fn up(args: LabUpArgs, out: &Printer) -> Result<()> {
         base: base(&args.lab.dir),
         subnet: args.subnet,
         timeout: args.timeout,
+        overrides: Default::default(),
     };
     let engine = Engine::local().await?;
     let started = std::time::Instant::now();
