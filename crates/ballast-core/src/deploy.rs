@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::config::{Batch as BatchSetting, Loaded};
 use crate::delivery::{self, DeliveryReport};
+use crate::doctor;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Fleet;
@@ -78,6 +79,8 @@ pub struct Context<'a> {
     pub command: String,
     pub message: Option<String>,
     pub dry_run: bool,
+    /// Hosts to deploy to even though doctor blocks them.
+    pub force_unsafe: Vec<String>,
 }
 
 type OnEvent<'e> = &'e (dyn Fn(Event) + Send + Sync);
@@ -121,6 +124,7 @@ async fn locked(
     phases: &mut Vec<(String, f64)>,
 ) -> Result<(Plan, Report)> {
     let service = &ctx.loaded.config.service;
+    let forced = doctor_gate(ctx, fleet, on_event).await?;
     let primary = fleet.primary().expect("require_all passed, so hosts exist");
     state::acquire_lock(
         primary,
@@ -135,12 +139,77 @@ async fn locked(
         Ok::<_, Error>((plan, report))
     }
     .await;
-    audit(ctx, fleet, &outcome, on_event).await;
+    audit(ctx, fleet, &outcome, forced, on_event).await;
     let released = state::release_lock(primary, service).await;
     say(on_event, Some(primary.name()), "lock released".into());
     let (plan, report) = outcome?;
     released?;
     Ok((plan, report))
+}
+
+/// Runs doctor's host rules and refuses hosts with a block finding, unless
+/// the operator forced them; returns the forced ones with their rules, for
+/// the audit log.
+async fn doctor_gate(
+    ctx: &Context<'_>,
+    fleet: &Fleet,
+    on_event: OnEvent<'_>,
+) -> Result<Vec<String>> {
+    say(
+        on_event,
+        None,
+        "checking the hosts against known Docker failure modes".into(),
+    );
+    let reports = doctor::check_hosts(fleet, &ctx.loaded.config).await;
+    let mut refused = Vec::new();
+    let mut forced = Vec::new();
+    for report in reports {
+        // Config findings are doctor's to report; the gate is about hosts.
+        let blocks: Vec<&doctor::Finding> = report
+            .findings
+            .iter()
+            .filter(|f| f.severity == doctor::Severity::Block && f.role.is_none())
+            .collect();
+        if blocks.is_empty() {
+            continue;
+        }
+        let rules: Vec<&str> = blocks.iter().map(|f| f.rule).collect();
+        if ctx.force_unsafe.contains(&report.host) {
+            say(
+                on_event,
+                Some(&report.host),
+                format!(
+                    "warning: unsafe for Docker ({}), deploying anyway as forced",
+                    rules.join(", ")
+                ),
+            );
+            forced.push(format!("{} ({})", report.host, rules.join(", ")));
+        } else {
+            let why: Vec<String> = blocks
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{}: {}{}",
+                        f.rule,
+                        f.reason,
+                        f.detail
+                            .as_deref()
+                            .map(|d| format!(" ({d})"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            refused.push(format!("  {}: {}", report.host, why.join("; ")));
+        }
+    }
+    if refused.is_empty() {
+        return Ok(forced);
+    }
+    Err(Error::failed(
+        "check the hosts (doctor)",
+        format_args!("{} host(s) are not safe for Docker:\n{}", refused.len(), refused.join("\n")),
+    )
+    .hint("`ballast doctor` shows each cause and its fix; to deploy anyway, pass --force-unsafe-host HOST (it is written to the audit log)"))
 }
 
 /// Chooses the release, plans, and delivers the image where needed.
@@ -507,6 +576,7 @@ async fn audit(
     ctx: &Context<'_>,
     fleet: &Fleet,
     outcome: &Result<(Plan, Report)>,
+    forced_unsafe: Vec<String>,
     on_event: OnEvent<'_>,
 ) {
     let (version, result) = match outcome {
@@ -532,6 +602,7 @@ async fn audit(
         version,
         hosts: fleet.order.clone(),
         outcome: result,
+        forced_unsafe,
     };
     let written = fleet
         .each(16, |h: &Host| {

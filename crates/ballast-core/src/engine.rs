@@ -20,6 +20,9 @@ pub const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 /// Upper bound bollard puts on any request before its response starts. Long
 /// streams (image load, build) are bounded by their callers' own deadlines.
 const REQUEST_TIMEOUT_SECS: u64 = 3600;
+/// The step of every error about reaching an engine: callers tell "the host
+/// answers but its engine does not" by it.
+pub const CONNECT_STEP: &str = "connect to the Docker engine";
 /// Where the engine listens unless `DOCKER_HOST` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 
@@ -54,7 +57,7 @@ impl Engine {
 
     /// An engine behind a unix socket, reported as `host` in errors.
     pub async fn unix(host: &str, socket: &Path) -> Result<Engine> {
-        let step = "connect to the Docker engine";
+        let step = CONNECT_STEP;
         let path = socket.to_string_lossy();
         let docker =
             Docker::connect_with_unix(&path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`]: `ballast.yml`: schema, loading, validation, secrets, reference.
 //! - [`deploy`]: a whole deploy or rollback: lock, deliver, plan, roll, audit.
+//! - [`doctor`]: hosts and config checked against known Docker failure modes.
 //! - [`delivery`]: getting an image onto hosts, sending only missing layers.
 //! - [`error`]: the one error type: host, step, cause, hint.
 //! - [`engine`]: a Docker engine reached through a unix socket (bollard).
@@ -21,6 +22,7 @@
 pub mod config;
 pub mod delivery;
 pub mod deploy;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod fleet;

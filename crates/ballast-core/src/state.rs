@@ -176,6 +176,10 @@ pub struct AuditRecord {
     pub hosts: Vec<String>,
     /// "ok", or "failed: <why>".
     pub outcome: String,
+    /// Hosts doctor blocked that the operator deployed to anyway, with the
+    /// rules they break (`--force-unsafe-host`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forced_unsafe: Vec<String>,
 }
 
 /// Appends `record` to the audit log on `host`.

@@ -68,6 +68,9 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         tail: usize,
     },
+    /// Check every host (and the config) against known Docker failure modes.
+    /// Exit code: 0 all ok, 1 warnings or an unreachable host, 2 a host is blocked.
+    Doctor(DoctorArgs),
     /// Build an image from a context directory on the local engine.
     Build(BuildArgs),
     /// A lab of Docker hosts with sshd on this machine, for trying ballast.
@@ -90,6 +93,10 @@ pub struct DeployArgs {
     /// A note kept with the lock and in the audit log.
     #[arg(short, long)]
     pub message: Option<String>,
+    /// Deploy to this host even though doctor blocks it (repeatable;
+    /// written to the audit log).
+    #[arg(long = "force-unsafe-host", value_name = "HOST")]
+    pub force_unsafe_host: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +106,10 @@ pub struct RollbackArgs {
     /// A note kept with the lock and in the audit log.
     #[arg(short, long)]
     pub message: Option<String>,
+    /// Roll back on this host even though doctor blocks it (repeatable;
+    /// written to the audit log).
+    #[arg(long = "force-unsafe-host", value_name = "HOST")]
+    pub force_unsafe_host: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +140,17 @@ pub enum LockCommand {
     Status,
     /// Remove the lock, whoever holds it (after a killed deploy).
     Release,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Only this host (repeatable).
+    #[arg(long)]
+    pub host: Vec<String>,
+    /// Print the facts gathered from each host as JSON, without judging
+    /// them (exit code 0).
+    #[arg(long)]
+    pub facts: bool,
 }
 
 #[derive(Debug, Args)]

@@ -25,23 +25,34 @@ fn main() {
         .expect("start the async runtime");
     let result = runtime.block_on(async {
         let (config, accept) = (cli.config.as_path(), cli.accept_new_host_keys);
+        let done = |r: ballast_core::Result<()>| r.map(|()| exit::SUCCESS);
         match cli.command {
-            Command::Init => commands::setup::init(config, &out),
-            Command::Config { reference } => commands::setup::show(config, reference, &out),
-            Command::Plan(args) => commands::deploy::plan(config, accept, args, &out).await,
-            Command::Deploy(args) => commands::deploy::deploy(config, accept, args, &out).await,
-            Command::Rollback(args) => commands::deploy::rollback(config, accept, args, &out).await,
-            Command::Releases => commands::inspect::releases(config, accept, &out).await,
-            Command::Status => commands::inspect::status(config, accept, &out).await,
-            Command::Logs(args) => commands::logs::run(config, accept, args, &out).await,
-            Command::Lock(command) => commands::lock::run(config, accept, command, &out).await,
-            Command::Audit { tail } => commands::lock::audit(config, accept, tail, &out).await,
-            Command::Build(args) => commands::build::run(args, &out).await,
-            Command::Lab(command) => commands::lab::run(command, &out).await,
+            Command::Init => done(commands::setup::init(config, &out)),
+            Command::Config { reference } => done(commands::setup::show(config, reference, &out)),
+            Command::Plan(args) => done(commands::deploy::plan(config, accept, args, &out).await),
+            Command::Deploy(args) => {
+                done(commands::deploy::deploy(config, accept, args, &out).await)
+            }
+            Command::Rollback(args) => {
+                done(commands::deploy::rollback(config, accept, args, &out).await)
+            }
+            Command::Releases => done(commands::inspect::releases(config, accept, &out).await),
+            Command::Status => done(commands::inspect::status(config, accept, &out).await),
+            Command::Logs(args) => done(commands::logs::run(config, accept, args, &out).await),
+            Command::Lock(command) => {
+                done(commands::lock::run(config, accept, command, &out).await)
+            }
+            Command::Audit { tail } => {
+                done(commands::lock::audit(config, accept, tail, &out).await)
+            }
+            // doctor's own exit codes: 0 all ok, 1 warnings, 2 a host is blocked.
+            Command::Doctor(args) => commands::doctor::run(config, accept, args, &out).await,
+            Command::Build(args) => done(commands::build::run(args, &out).await),
+            Command::Lab(command) => done(commands::lab::run(command, &out).await),
         }
     });
     let code = match result {
-        Ok(()) => exit::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             out.error(&e);
             exit::code(e.kind)

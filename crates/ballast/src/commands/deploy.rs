@@ -23,6 +23,7 @@ pub async fn plan(config: &Path, accept_new: bool, args: VersionArgs, out: &Prin
         command: "plan".into(),
         message: None,
         dry_run: true,
+        force_unsafe: Vec::new(),
     };
     let goal = Goal::Deploy {
         image: chosen.image,
@@ -56,7 +57,16 @@ pub async fn deploy(
         image: resolved.image,
         version: resolved.version,
     };
-    let mut report = roll(&loaded, accept_new, command, args.message, &goal, out).await?;
+    let mut report = roll(
+        &loaded,
+        accept_new,
+        command,
+        args.message,
+        args.force_unsafe_host,
+        &goal,
+        out,
+    )
+    .await?;
     report.phases.insert(0, ("build".into(), build_seconds));
     finish(report, out)
 }
@@ -80,6 +90,7 @@ pub async fn rollback(
         accept_new,
         command,
         args.message,
+        args.force_unsafe_host,
         &Goal::Rollback(args.version.clone()),
         out,
     )
@@ -93,6 +104,7 @@ async fn roll(
     accept_new: bool,
     command: String,
     message: Option<String>,
+    force_unsafe: Vec<String>,
     goal: &Goal,
     out: &Printer,
 ) -> Result<Report> {
@@ -103,6 +115,7 @@ async fn roll(
         command: command.clone(),
         message,
         dry_run: false,
+        force_unsafe,
     };
     let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
     tokio::select! {
@@ -130,6 +143,7 @@ async fn interrupted(loaded: &ballast_core::config::Loaded, accept_new: bool, co
             version: None,
             hosts: loaded.config.hosts(),
             outcome: "interrupted".into(),
+            forced_unsafe: Vec::new(),
         };
         let _ = state::append_audit(primary, service, &record).await;
     }

@@ -48,6 +48,7 @@ pub async fn run(
                     Some(l) => format!("ok: cleared the lock {}", l.describe()),
                     None => "ok: the lock was free".into(),
                 },
+                forced_unsafe: Vec::new(),
             };
             state::append_audit(primary, service_name, &record).await?;
             let text = match &held {

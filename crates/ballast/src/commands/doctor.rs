@@ -1,0 +1,346 @@
+//! `ballast doctor`: gathers facts from every host of the config (or the
+//! ones named with `--host`), runs the rules, and prints per host a table
+//! of findings, the config's own findings once, and a summary. `--facts`
+//! prints the gathered facts as JSON instead.
+//!
+//! Its exit code is its own convention (docs/doctor-rules.md): 0 nothing
+//! above info, 1 warnings or an unreachable host, 2 a host is blocked.
+//! Errors before any host is checked (config, arguments) exit as usual.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use ballast_core::doctor::{self, Finding, Gather, HostReport, Severity};
+use ballast_core::fleet::Fleet;
+use ballast_core::{Error, Result};
+
+use crate::cli::DoctorArgs;
+use crate::commands::service;
+use crate::output::Printer;
+
+/// Nothing above info on any host.
+pub const ALL_OK: i32 = 0;
+/// Warnings, or a host that could not be checked.
+pub const WARNINGS: i32 = 1;
+/// At least one host is blocked: deploy would refuse it.
+pub const BLOCKED: i32 = 2;
+
+/// Width of the reason and fix columns before they wrap.
+const TEXT_WIDTH: usize = 46;
+
+#[derive(Debug, Serialize)]
+struct Outcome<'a> {
+    hosts: &'a [HostReport],
+    summary: Summary,
+    exit_code: i32,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    hosts: usize,
+    blocked: usize,
+    warned: usize,
+    unreachable: usize,
+}
+
+/// Runs doctor and returns its exit code.
+pub async fn run(config: &Path, accept_new: bool, args: DoctorArgs, out: &Printer) -> Result<i32> {
+    let loaded = service::load(config)?;
+    let names = select(&loaded.config.hosts(), &args.host)?;
+    let reach = service::reach(&loaded, accept_new);
+    let concurrency = service::concurrency(&loaded);
+    out.phase(&format!("checking {} hosts", names.len()));
+    let fleet = Fleet::connect(&names, &reach, concurrency).await;
+    let how = Gather {
+        image: Some(&loaded.config.image),
+        reach: Some(&reach),
+        concurrency,
+    };
+    let facts = doctor::gather(&fleet, how).await;
+    fleet.close().await;
+    if args.facts {
+        let value = serde_json::json!({ "hosts": facts });
+        let human = serde_json::to_string_pretty(&value).expect("facts serialize");
+        out.result(&value, &human);
+        return Ok(ALL_OK);
+    }
+    let reports = doctor::evaluate(&facts, Some(&loaded.config));
+    let code = exit_code(&reports);
+    let outcome = Outcome {
+        hosts: &reports,
+        summary: summary(&reports),
+        exit_code: code,
+    };
+    out.result(&outcome, &human(&reports, &outcome.summary));
+    Ok(code)
+}
+
+/// The hosts to check: all of the config's, or those named, which must be
+/// the config's.
+fn select(all: &[String], wanted: &[String]) -> Result<Vec<String>> {
+    if wanted.is_empty() {
+        return Ok(all.to_vec());
+    }
+    for w in wanted {
+        if !all.contains(w) {
+            return Err(Error::input(
+                "select hosts",
+                format_args!("`{w}` is not a host of this config"),
+            )
+            .hint(format!("its hosts are: {}", all.join(", "))));
+        }
+    }
+    Ok(all.iter().filter(|h| wanted.contains(h)).cloned().collect())
+}
+
+pub fn exit_code(reports: &[HostReport]) -> i32 {
+    if reports.iter().any(HostReport::blocks) {
+        BLOCKED
+    } else if reports
+        .iter()
+        .any(|r| r.unreachable.is_some() || r.worst() == Some(Severity::Warn))
+    {
+        WARNINGS
+    } else {
+        ALL_OK
+    }
+}
+
+fn summary(reports: &[HostReport]) -> Summary {
+    Summary {
+        hosts: reports.len(),
+        blocked: reports.iter().filter(|r| r.blocks()).count(),
+        warned: reports
+            .iter()
+            .filter(|r| r.worst() == Some(Severity::Warn))
+            .count(),
+        unreachable: reports.iter().filter(|r| r.unreachable.is_some()).count(),
+    }
+}
+
+/// Per host a table of its own findings; the config's findings once, with
+/// the hosts they concern; then the summary.
+fn human(reports: &[HostReport], summary: &Summary) -> String {
+    let mut text = String::new();
+    let mut config: BTreeMap<(usize, String, String), (Finding, Vec<&str>)> = BTreeMap::new();
+    for (i, r) in reports.iter().enumerate() {
+        text.push_str(format!("{}  {}", r.host, r.about).trim_end());
+        text.push('\n');
+        if let Some(why) = &r.unreachable {
+            text.push_str(&format!("  unreachable: {why}\n\n"));
+        }
+        let own: Vec<&Finding> = r.findings.iter().filter(|f| f.role.is_none()).collect();
+        for f in r.findings.iter().filter(|f| f.role.is_some()) {
+            let key = (
+                usize::MAX - f.severity as usize,
+                f.rule.to_string(),
+                f.detail.clone().unwrap_or_default(),
+            );
+            config
+                .entry(key)
+                .or_insert_with(|| (f.clone(), Vec::new()))
+                .1
+                .push(&reports[i].host);
+        }
+        if r.unreachable.is_none() {
+            if own.is_empty() {
+                text.push_str("  no findings\n\n");
+            } else {
+                text.push_str(&table(&own));
+                text.push('\n');
+            }
+        }
+    }
+    if !config.is_empty() {
+        text.push_str("ballast.yml\n");
+        let mut rows: Vec<Finding> = Vec::new();
+        for (f, hosts) in config.into_values() {
+            let mut f = f;
+            f.detail = Some(format!(
+                "{} (on {})",
+                f.detail.unwrap_or_default(),
+                hosts.join(", ")
+            ));
+            rows.push(f);
+        }
+        text.push_str(&table(&rows.iter().collect::<Vec<_>>()));
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "{} host{} checked: {} blocked, {} with warnings, {} unreachable\n",
+        summary.hosts,
+        if summary.hosts == 1 { "" } else { "s" },
+        summary.blocked,
+        summary.warned,
+        summary.unreachable
+    ));
+    text
+}
+
+/// Columns SEVERITY, RULE, REASON, FIX (reason and fix wrapped), each
+/// finding followed by what was seen.
+fn table(findings: &[&Finding]) -> String {
+    let rule_width = findings
+        .iter()
+        .map(|f| f.rule.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut out = format!(
+        "  {:<10}{:<rw$}  {:<tw$}  FIX\n",
+        "SEVERITY",
+        "RULE",
+        "REASON",
+        rw = rule_width,
+        tw = TEXT_WIDTH
+    );
+    for f in findings {
+        let reason = wrap(f.reason, TEXT_WIDTH);
+        let fix = wrap(f.fix, TEXT_WIDTH);
+        for i in 0..reason.len().max(fix.len()) {
+            let (sev, rule) = if i == 0 {
+                (f.severity.as_str(), f.rule)
+            } else {
+                ("", "")
+            };
+            let line = format!(
+                "  {sev:<10}{rule:<rw$}  {:<tw$}  {}",
+                reason.get(i).map(String::as_str).unwrap_or(""),
+                fix.get(i).map(String::as_str).unwrap_or(""),
+                rw = rule_width,
+                tw = TEXT_WIDTH
+            );
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        if let Some(d) = &f.detail {
+            out.push_str(&format!(
+                "  {:<10}{:<rw$}  seen: {d}\n",
+                "",
+                "",
+                rw = rule_width
+            ));
+        }
+    }
+    out
+}
+
+/// Splits `text` into lines of at most `width` characters, at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(rule: &'static str, severity: Severity) -> Finding {
+        Finding {
+            rule,
+            severity,
+            reason: "a reason long enough to be wrapped onto a second line of the table",
+            fix: "a fix",
+            source: "docs",
+            detail: Some("what was seen".into()),
+            role: None,
+        }
+    }
+
+    fn report(host: &str, findings: Vec<Finding>, unreachable: Option<&str>) -> HostReport {
+        HostReport {
+            host: host.into(),
+            about: "Debian 12".into(),
+            findings,
+            unreachable: unreachable.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_the_worst_host() {
+        let ok = report("a", vec![finding("x", Severity::Info)], None);
+        let warn = report("b", vec![finding("y", Severity::Warn)], None);
+        let block = report("c", vec![finding("z", Severity::Block)], None);
+        let gone = report("d", vec![], Some("connect over SSH: timed out"));
+        assert_eq!(exit_code(std::slice::from_ref(&ok)), ALL_OK);
+        assert_eq!(exit_code(&[ok.clone(), warn.clone()]), WARNINGS);
+        assert_eq!(exit_code(&[ok.clone(), gone.clone()]), WARNINGS);
+        assert_eq!(exit_code(&[warn, block, gone]), BLOCKED);
+    }
+
+    #[test]
+    fn hosts_must_be_the_configs() {
+        let all = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(select(&all, &[]).unwrap(), all);
+        assert_eq!(select(&all, &["b".into()]).unwrap(), ["b"]);
+        let e = select(&all, &["c".into()]).unwrap_err();
+        assert!(e.cause.contains("`c` is not a host"));
+        assert_eq!(e.hint.as_deref(), Some("its hosts are: a, b"));
+    }
+
+    #[test]
+    fn the_table_wraps_and_shows_what_was_seen() {
+        let reports = [
+            report(
+                "10.0.0.1",
+                vec![finding("log-no-rotation", Severity::Warn)],
+                None,
+            ),
+            report("10.0.0.2", vec![], Some("connect over SSH: timed out")),
+        ];
+        let text = human(&reports, &summary(&reports));
+        assert!(text.contains("  SEVERITY"), "{text}");
+        let first = text
+            .lines()
+            .find(|l| l.starts_with("  warn"))
+            .unwrap_or_default();
+        assert!(
+            first.starts_with(
+                "  warn      log-no-rotation  a reason long enough to be wrapped onto a "
+            ) && first.ends_with("  a fix"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("\n{:29}second line of the table\n", "")),
+            "{text}"
+        );
+        assert!(text.contains("seen: what was seen"), "{text}");
+        assert!(
+            text.contains("  unreachable: connect over SSH: timed out"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("2 hosts checked: 0 blocked, 1 with warnings, 1 unreachable\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn config_findings_are_shown_once_with_their_hosts() {
+        let mut f = finding("secret-in-clear", Severity::Block);
+        f.role = Some("web".into());
+        let reports = [
+            report("a", vec![f.clone()], None),
+            report("b", vec![f], None),
+        ];
+        let text = human(&reports, &summary(&reports));
+        assert_eq!(text.matches("secret-in-clear").count(), 1, "{text}");
+        assert!(text.contains("seen: what was seen (on a, b)"), "{text}");
+        assert!(text.contains("a  Debian 12\n  no findings"), "{text}");
+    }
+}
