@@ -1,1 +1,259 @@
-//! ballast-proxy (being written).
+//! ballast-proxy: the on-host HTTP reverse proxy that makes ballast's
+//! deploys zero-downtime.
+//!
+//! It runs on each host as the container `ballast-proxy` (publishing 80, and
+//! 443 with TLS), routes requests by Host and path prefix to services, and
+//! hands a service over to a new container only once that container is
+//! healthy: the old one keeps serving until then, and is drained after.
+//! ballast drives it through an admin API on a unix socket, over SSH.
+//!
+//! # Layout
+//! - [`wire`]: the admin API's request and response types (shared with the CLI).
+//! - `table`: the routing table snapshot and route lookup.
+//! - `target`: one upstream and its in-flight count (what draining waits for).
+//! - `proxy`: the data path: route, wait out pauses, forward, answer errors.
+//! - `headers`: hop-by-hop and `X-Forwarded-*` header rewriting.
+//! - `tunnel`: WebSocket (and other upgrade) pass-through.
+//! - `health`: health checks of candidate targets.
+//! - `control`: the control path: commands → new table → save → swap; the
+//!   deploy handoff (check, switch, drain).
+//! - `admin`: the admin API server on a unix socket, and [`admin_request`],
+//!   its client.
+//! - `state`: saving and loading the table (routes survive restarts).
+//! - `tls`: rustls configuration from PEM files; the HTTP→HTTPS redirect.
+//! - `server`: the client-facing accept loops and graceful shutdown.
+//! - `access_log`: one JSON line per request.
+//!
+//! [`run`] runs the proxy until a shutdown future resolves; [`start`] binds
+//! everything and hands back a [`Started`] handle with the bound addresses
+//! (tests bind port 0).
+
+mod access_log;
+mod admin;
+mod control;
+mod headers;
+mod health;
+mod proxy;
+mod server;
+mod state;
+mod table;
+mod target;
+mod tls;
+mod tunnel;
+pub mod wire;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use access_log::AccessLog;
+pub use admin::{admin_request, AdminError, AdminSocketError};
+pub use health::HealthError;
+pub use proxy::Timeouts;
+pub use state::{StateError, STATE_FILE};
+pub use tls::{TlsError, TlsFiles};
+pub use wire::{AdminRequest, AdminResponse};
+
+/// Where the proxy listens and keeps its state.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Plain HTTP (port 80 in production; port 0 picks a free one). With TLS
+    /// on, it only redirects to HTTPS.
+    pub http_addr: SocketAddr,
+    /// HTTPS; required exactly when `tls` is set.
+    pub https_addr: Option<SocketAddr>,
+    /// Certificate and key; `None` serves plain HTTP only.
+    pub tls: Option<TlsFiles>,
+    /// The admin API's unix socket (in a host directory, never TCP).
+    pub admin_socket: PathBuf,
+    /// Where the routes are saved, so they survive a restart.
+    pub state_dir: PathBuf,
+    /// Time limits of the data path.
+    pub timeouts: Timeouts,
+    /// Where the access log goes.
+    pub access_log: AccessLog,
+}
+
+impl ProxyConfig {
+    /// Plain HTTP on `http_addr` with default timeouts and the access log on
+    /// stdout.
+    pub fn new(
+        http_addr: SocketAddr,
+        admin_socket: impl Into<PathBuf>,
+        state_dir: impl Into<PathBuf>,
+    ) -> ProxyConfig {
+        ProxyConfig {
+            http_addr,
+            https_addr: None,
+            tls: None,
+            admin_socket: admin_socket.into(),
+            state_dir: state_dir.into(),
+            timeouts: Timeouts::default(),
+            access_log: AccessLog::Stdout,
+        }
+    }
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The configuration contradicts itself.
+    #[error("invalid proxy configuration: {0}")]
+    Config(String),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The saved routes could not be read.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A listening address could not be bound.
+    #[error("cannot listen on {addr}: {source}; hint: is another proxy or web server using it?")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The admin socket could not be opened.
+    #[error(transparent)]
+    Admin(#[from] AdminSocketError),
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Started {
+    http_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
+    admin_socket: PathBuf,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Started {
+    /// The bound plain-HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The bound HTTPS address, when TLS is on.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    /// The admin socket's path.
+    pub fn admin_socket(&self) -> &Path {
+        &self.admin_socket
+    }
+
+    /// Stops accepting, lets open requests finish (up to the shutdown
+    /// grace), closes tunnels and removes the admin socket.
+    pub async fn stop(mut self) {
+        self.stop.send_replace(true);
+        while self.tasks.join_next().await.is_some() {}
+        let _ = std::fs::remove_file(&self.admin_socket);
+    }
+}
+
+/// Runs the proxy until `shutdown` resolves.
+pub async fn run(
+    config: ProxyConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ProxyError> {
+    let started = start(config).await?;
+    shutdown.await;
+    started.stop().await;
+    Ok(())
+}
+
+/// Loads the saved routes, binds every listener and the admin socket, and
+/// starts serving.
+pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
+    let tls = match (&config.tls, config.https_addr) {
+        (Some(files), Some(_)) => Some(tls::server_config(files)?),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ProxyError::Config(
+                "TLS files are given but no HTTPS address to listen on".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ProxyError::Config(
+                "an HTTPS address is given but no certificate and key".into(),
+            ))
+        }
+    };
+    let store = state::StateStore::new(&config.state_dir);
+    let table = Arc::new(ArcSwap::from_pointee(store.load()?));
+
+    let bind = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProxyError::Bind { addr, source })
+    };
+    let http = bind(config.http_addr).await?;
+    let https = match config.https_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let local = |l: &TcpListener, addr| {
+        l.local_addr()
+            .map_err(|source| ProxyError::Bind { addr, source })
+    };
+    let http_addr = local(&http, config.http_addr)?;
+    let https_addr = match (&https, config.https_addr) {
+        (Some(l), Some(addr)) => Some(local(l, addr)?),
+        _ => None,
+    };
+    let admin = admin::bind(&config.admin_socket).await?;
+
+    let (stop, shutdown) = watch::channel(false);
+    let client = proxy::upstream_client(config.timeouts.connect, config.timeouts.upstream_idle);
+    let data = Arc::new(proxy::DataPath {
+        table: Arc::clone(&table),
+        client: client.clone(),
+        log: access_log::AccessLogger::start(&config.access_log),
+        timeouts: config.timeouts,
+        shutdown: shutdown.clone(),
+    });
+    let control = Arc::new(control::Control::new(table, store, client));
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(admin::serve(admin, control, shutdown.clone()));
+    match (tls, https, https_addr) {
+        (Some(tls), Some(https), Some(https_addr)) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+            let redirect = server::Mode::Redirect {
+                https_port: https_addr.port(),
+            };
+            tasks.spawn(server::serve(
+                http,
+                redirect,
+                Arc::clone(&data),
+                shutdown.clone(),
+            ));
+            tasks.spawn(server::serve(
+                https,
+                server::Mode::Https(acceptor),
+                data,
+                shutdown,
+            ));
+        }
+        _ => {
+            tasks.spawn(server::serve(http, server::Mode::Http, data, shutdown));
+        }
+    }
+    tracing::info!(%http_addr, ?https_addr, admin = %config.admin_socket.display(), "proxy started");
+    Ok(Started {
+        http_addr,
+        https_addr,
+        admin_socket: config.admin_socket,
+        stop,
+        tasks,
+    })
+}

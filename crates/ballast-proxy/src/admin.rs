@@ -1,0 +1,303 @@
+//! The admin API: HTTP/1.1 + JSON over a unix socket, never TCP.
+//!
+//! The socket lives in a host directory (ballast reaches it over SSH stream
+//! forwarding) and is made readable and writable by its owner only. One
+//! route per command, `/v1/<command>` (see [`crate::wire`]); every answer is
+//! an [`AdminResponse`], and a malformed request gets an error while the
+//! socket keeps serving. [`admin_request`] is the client the CLI uses.
+
+use std::convert::Infallible;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::control::Control;
+use crate::wire::{AdminRequest, AdminResponse};
+
+/// The largest request body the admin API reads.
+const MAX_BODY: usize = 1 << 20;
+
+/// Why the admin socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminSocketError {
+    /// Another process answers on the socket.
+    #[error(
+        "another proxy is already listening on {}; hint: stop it first, or give this one \
+         another admin socket",
+        path.display()
+    )]
+    InUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Creating, replacing or binding the socket failed.
+    #[error("cannot {action} admin socket {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The socket path.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+}
+
+/// Binds the admin socket at `path`, replacing a stale one left by a proxy
+/// that died, and restricts it to its owner.
+pub async fn bind(path: &Path) -> Result<UnixListener, AdminSocketError> {
+    let io = |action| {
+        let path = path.to_path_buf();
+        move |source| AdminSocketError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io("restrict the directory of"))?;
+        }
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(AdminSocketError::InUse {
+                path: path.to_path_buf(),
+            });
+        }
+        std::fs::remove_file(path).map_err(io("remove the stale"))?;
+    }
+    let listener = UnixListener::bind(path).map_err(io("bind"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io("restrict"))?;
+    Ok(listener)
+}
+
+/// Serves the admin API until `shutdown` turns `true`; then stops accepting
+/// and ends the open admin connections.
+pub async fn serve(
+    listener: UnixListener,
+    control: Arc<Control>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = crate::server::stopped(&mut shutdown) => break,
+        };
+        let control = Arc::clone(&control);
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let control = Arc::clone(&control);
+                async move { Ok::<_, Infallible>(answer(req, &control).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+}
+
+/// Answers one admin request.
+async fn answer(req: Request<Incoming>, control: &Arc<Control>) -> Response<Full<Bytes>> {
+    let (status, response) = match parse(req).await {
+        Ok(request) => {
+            let response = control.execute(request).await;
+            let status = if response.ok {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            (status, response)
+        }
+        Err((status, message)) => (status, AdminResponse::error(message)),
+    };
+    let body = serde_json::to_vec(&response).expect("responses always serialize");
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Reads a request into a command, or says what is wrong with it.
+async fn parse(req: Request<Incoming>) -> Result<AdminRequest, (StatusCode, String)> {
+    let path = req.uri().path().to_string();
+    let Some(command) = path.strip_prefix("/v1/") else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("unknown route `{path}`; commands live under /v1/<command>"),
+        ));
+    };
+    let command = command.to_string();
+    let expected = if command == "status" {
+        Method::GET
+    } else {
+        Method::POST
+    };
+    if req.method() != expected && crate::wire::COMMANDS.contains(&command.as_str()) {
+        return Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("`{command}` takes {expected}, not {}", req.method()),
+        ));
+    }
+    let body = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("cannot read the request body: {e}"),
+            )
+        })?
+        .to_bytes();
+    AdminRequest::from_route(&command, &body).map_err(|e| {
+        let status = if crate::wire::COMMANDS.contains(&command.as_str()) {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        (status, e)
+    })
+}
+
+/// Why an admin request got no successful answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The socket could not be reached.
+    #[error(
+        "cannot reach the proxy's admin socket {}: {source}; hint: is ballast-proxy running \
+         on this host?",
+        socket.display()
+    )]
+    Connect {
+        /// The socket path.
+        socket: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// No answer came within the deadline.
+    #[error("the proxy did not answer `{command}` within {} ms", deadline.as_millis())]
+    Timeout {
+        /// The command sent.
+        command: &'static str,
+        /// The deadline given.
+        deadline: Duration,
+    },
+    /// The exchange broke off, or the answer was not an admin response.
+    #[error("`{command}` to the proxy failed: {reason}")]
+    Protocol {
+        /// The command sent.
+        command: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The proxy answered, with an error.
+    #[error("the proxy refused `{command}`: {message}")]
+    Refused {
+        /// The command sent.
+        command: &'static str,
+        /// The proxy's explanation.
+        message: String,
+        /// The full answer.
+        response: Box<AdminResponse>,
+    },
+}
+
+/// Sends one command to the admin socket at `socket` and waits up to
+/// `deadline` for its answer. A deploy answers only once switched and
+/// drained, so give it the deploy and drain timeouts plus a margin. A deploy
+/// or remove the proxy has started runs to its end even when the deadline
+/// passes or the connection drops (ask `status` to see where it went).
+pub async fn admin_request(
+    socket: &Path,
+    request: &AdminRequest,
+    deadline: Duration,
+) -> Result<AdminResponse, AdminError> {
+    let command = request.command();
+    match tokio::time::timeout(deadline, exchange(socket, request)).await {
+        Err(_) => Err(AdminError::Timeout { command, deadline }),
+        Ok(result) => result,
+    }
+}
+
+async fn exchange(socket: &Path, request: &AdminRequest) -> Result<AdminResponse, AdminError> {
+    let command = request.command();
+    let protocol = |reason: String| AdminError::Protocol { command, reason };
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|source| AdminError::Connect {
+            socket: socket.to_path_buf(),
+            source,
+        })?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| protocol(e.to_string()))?;
+    let driver = tokio::spawn(connection);
+    let (method, path) = request.route();
+    let body = request
+        .body()
+        .map(|b| Bytes::from(serde_json::to_vec(&b).expect("requests always serialize")))
+        .unwrap_or_default();
+    let http = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, "ballast-proxy")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|e| protocol(e.to_string()))?;
+    let answer = sender
+        .send_request(http)
+        .await
+        .map_err(|e| protocol(e.to_string()))?;
+    let status = answer.status();
+    let bytes = answer
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| protocol(e.to_string()))?
+        .to_bytes();
+    driver.abort();
+    let response: AdminResponse = serde_json::from_slice(&bytes).map_err(|e| {
+        protocol(format!(
+            "answer {status} is not an admin response ({e}): {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+        ))
+    })?;
+    if response.ok {
+        Ok(response)
+    } else {
+        Err(AdminError::Refused {
+            command,
+            message: response
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("answer {status} without a reason")),
+            response: Box::new(response),
+        })
+    }
+}

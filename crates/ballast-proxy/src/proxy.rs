@@ -1,0 +1,438 @@
+//! The data path: route each request, forward it, answer errors.
+//!
+//! A request reads the current [`Table`] snapshot (an `ArcSwap` load: no
+//! lock), finds its service, waits at the service's pause gate if any, picks
+//! a target round robin and enters it (counting itself in flight until its
+//! response body or tunnel ends), and is forwarded with a pooled keep-alive
+//! client. Failures remember their side: the upstream's (502, or 504 on a
+//! timeout) or the client's (400).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::access_log::{now_rfc3339, AccessEntry, AccessLogger};
+use crate::headers;
+use crate::table::{Service, Table};
+use crate::target::InFlight;
+use crate::tunnel;
+
+/// Every body the proxy sends: upstream bodies and its own short answers.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// The pooled keep-alive HTTP/1.1 client to upstreams.
+pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
+
+/// The proxy's time limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// How long a connection to an upstream may take to open.
+    pub connect: Duration,
+    /// How long an upstream may take to send its response headers.
+    pub request: Duration,
+    /// How long an idle keep-alive connection to an upstream is kept.
+    pub upstream_idle: Duration,
+    /// How long a client may take to send its request headers.
+    pub client_header: Duration,
+    /// At shutdown, how long open requests get to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(60),
+            upstream_idle: Duration::from_secs(60),
+            client_header: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A pooled keep-alive client that gives up connecting after
+/// `connect_timeout` and closes connections idle for `idle`.
+pub fn upstream_client(connect_timeout: Duration, idle: Duration) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(idle)
+        .pool_timer(TokioTimer::new())
+        .build(connector)
+}
+
+/// An empty body.
+pub fn empty() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// A body of `text`.
+pub fn full(text: impl Into<Bytes>) -> ProxyBody {
+    Full::new(text.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// What every connection's requests share.
+#[derive(Debug)]
+pub struct DataPath {
+    /// The current routes; the control path swaps in new snapshots.
+    pub table: Arc<ArcSwap<Table>>,
+    /// Pooled keep-alive connections to upstreams.
+    pub client: UpstreamClient,
+    /// Where access-log lines go.
+    pub log: AccessLogger,
+    /// Time limits.
+    pub timeouts: Timeouts,
+    /// Turns `true` at shutdown, so upgraded tunnels close.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Why a request was not forwarded, and on which side it went wrong.
+#[derive(Debug)]
+enum ForwardError {
+    /// No service answers this host and path.
+    NoRoute,
+    /// The service has no target that accepts requests.
+    NoTarget,
+    /// The upstream could not be reached or broke off.
+    Upstream(String),
+    /// The upstream sent no response headers in time.
+    UpstreamTimeout(Duration),
+    /// The client's request could not be forwarded (bad URI, aborted body).
+    Downstream(String),
+}
+
+impl ForwardError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ForwardError::NoRoute => StatusCode::NOT_FOUND,
+            ForwardError::NoTarget => StatusCode::SERVICE_UNAVAILABLE,
+            ForwardError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ForwardError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ForwardError::Downstream(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ForwardError::NoRoute => "no service answers this host and path".into(),
+            ForwardError::NoTarget => "the service has no target".into(),
+            ForwardError::Upstream(e) => format!("upstream failed: {e}"),
+            ForwardError::UpstreamTimeout(d) => {
+                format!("upstream sent no answer within {} ms", d.as_millis())
+            }
+            ForwardError::Downstream(e) => format!("bad request: {e}"),
+        }
+    }
+}
+
+/// What was known about a request when it was accepted, for the access log.
+struct Pending {
+    entry: AccessEntry,
+    start: Instant,
+    log: AccessLogger,
+}
+
+impl Pending {
+    fn finish(mut self, status: StatusCode, error: Option<String>) {
+        self.entry.status = status.as_u16();
+        self.entry.error = error;
+        self.entry.duration_ms = self.start.elapsed().as_millis() as u64;
+        self.entry.time = now_rfc3339();
+        self.log.log(self.entry);
+    }
+}
+
+impl DataPath {
+    /// Answers one request from `peer`, received over `scheme`.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        scheme: &'static str,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let host = request_host(&req);
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let mut pending = Pending {
+            entry: AccessEntry {
+                time: String::new(),
+                client: peer.ip(),
+                scheme,
+                protocol: format!("{:?}", req.version()),
+                method: req.method().to_string(),
+                host: host.clone(),
+                path: path.clone(),
+                status: 0,
+                service: None,
+                target: None,
+                duration_ms: 0,
+                error: None,
+                dropped: 0,
+            },
+            start: Instant::now(),
+            log: self.log.clone(),
+        };
+        let (service, in_flight) = match self.admit(&host, req.uri().path()).await {
+            Ok(Admitted::Forward(service, in_flight)) => (service, in_flight),
+            Ok(Admitted::Maintenance(service)) => {
+                pending.entry.service = Some(service.name.clone());
+                pending.finish(StatusCode::SERVICE_UNAVAILABLE, None);
+                return Ok(maintenance_page());
+            }
+            Err((service, e)) => {
+                pending.entry.service = service;
+                return Ok(local_error(pending, e));
+            }
+        };
+        pending.entry.service = Some(service.name.clone());
+        pending.entry.target = Some(in_flight.target().addr().to_string());
+        let target = in_flight.target().addr().to_string();
+        match self.forward(req, &target, &host, &path, peer, scheme).await {
+            Ok(Forwarded::Response(response)) => {
+                let (parts, body) = response.into_parts();
+                let status = parts.status;
+                let body = Tracked {
+                    inner: body,
+                    _in_flight: in_flight,
+                    pending: Some((pending, status)),
+                };
+                Ok(Response::from_parts(parts, body.boxed()))
+            }
+            Ok(Forwarded::Upgrade(response, client, upstream)) => {
+                let target = Arc::clone(in_flight.target());
+                let shutdown = self.shutdown.clone();
+                let status = response.status();
+                tokio::spawn(async move {
+                    let outcome = tunnel::run(client, upstream, &target, shutdown).await;
+                    drop(in_flight);
+                    pending.finish(status, outcome.err());
+                });
+                Ok(response)
+            }
+            Err(e) => Ok(local_error(pending, e)),
+        }
+    }
+
+    /// Finds the request's service, waits out a pause, enters a target.
+    async fn admit(
+        &self,
+        host: &str,
+        path: &str,
+    ) -> Result<Admitted, (Option<String>, ForwardError)> {
+        // A target retired between the load and the enter makes us pick
+        // again from the new table; a few rounds always suffice.
+        let mut retired = 0;
+        while retired < 8 {
+            let service = match self.table.load().route(host, path) {
+                Some(service) => Arc::clone(service),
+                None => return Err((None, ForwardError::NoRoute)),
+            };
+            if service.maintenance {
+                return Ok(Admitted::Maintenance(service));
+            }
+            if let Some(gate) = service.pause.as_ref().filter(|g| g.is_holding()) {
+                gate.wait().await;
+                continue; // the table may have changed while we waited
+            }
+            let Some(target) = service.pick() else {
+                return Err((Some(service.name.clone()), ForwardError::NoTarget));
+            };
+            match target.enter() {
+                Some(in_flight) => return Ok(Admitted::Forward(service, in_flight)),
+                None => retired += 1,
+            }
+        }
+        Err((None, ForwardError::NoTarget))
+    }
+
+    /// Sends the request to `target` and waits for the response headers.
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        target: &str,
+        host: &str,
+        path: &str,
+        peer: SocketAddr,
+        scheme: &'static str,
+    ) -> Result<Forwarded, ForwardError> {
+        let protocol = headers::upgrade_protocol(req.headers());
+        let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        parts.uri = Uri::try_from(format!("http://{target}{path}"))
+            .map_err(|e| ForwardError::Downstream(format!("cannot forward `{path}`: {e}")))?;
+        headers::strip_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = protocol {
+            headers::restore_upgrade(&mut parts.headers, protocol);
+        }
+        headers::add_forwarded(&mut parts.headers, peer.ip(), host, scheme);
+        if !host.is_empty() && !parts.headers.contains_key(header::HOST) {
+            // HTTP/2 carries the host in the URI's authority.
+            if let Ok(value) = HeaderValue::from_str(host) {
+                parts.headers.insert(header::HOST, value);
+            }
+        }
+        parts.version = Version::HTTP_11;
+        let request = Request::from_parts(parts, body.boxed());
+        let answer =
+            tokio::time::timeout(self.timeouts.request, self.client.request(request)).await;
+        let mut response = match answer {
+            Err(_) => return Err(ForwardError::UpstreamTimeout(self.timeouts.request)),
+            Ok(Err(e)) => return Err(classify(&e)),
+            Ok(Ok(response)) => response,
+        };
+        if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status())
+        {
+            let upstream = hyper::upgrade::on(&mut response);
+            let (mut parts, _) = response.into_parts();
+            let protocol = headers::upgrade_protocol(&parts.headers);
+            headers::strip_hop_by_hop(&mut parts.headers);
+            if let Some(protocol) = protocol {
+                headers::restore_upgrade(&mut parts.headers, protocol);
+            }
+            return Ok(Forwarded::Upgrade(
+                Response::from_parts(parts, empty()),
+                client,
+                upstream,
+            ));
+        }
+        headers::strip_hop_by_hop(response.headers_mut());
+        Ok(Forwarded::Response(response))
+    }
+}
+
+/// Where a request was admitted to.
+enum Admitted {
+    /// Forward to this service's entered target.
+    Forward(Arc<Service>, InFlight),
+    /// The service is in maintenance.
+    Maintenance(Arc<Service>),
+}
+
+/// What the upstream answered.
+enum Forwarded {
+    /// A response whose body is still to come.
+    Response(Response<Incoming>),
+    /// `101 Switching Protocols`: the response for the client and both
+    /// sides' upgrades, to be joined into a tunnel.
+    Upgrade(
+        Response<ProxyBody>,
+        hyper::upgrade::OnUpgrade,
+        hyper::upgrade::OnUpgrade,
+    ),
+}
+
+/// Sorts a client error into the side that failed.
+fn classify(e: &hyper_util::client::legacy::Error) -> ForwardError {
+    let text = crate::health::describe_client_error(e);
+    if e.is_connect() {
+        return ForwardError::Upstream(text);
+    }
+    // An error reading the client's request body is the client's.
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
+            if hyper_error.is_user() || hyper_error.is_body_write_aborted() {
+                return ForwardError::Downstream(text);
+            }
+        }
+        source = cause.source();
+    }
+    ForwardError::Upstream(text)
+}
+
+/// The host a request is for: its Host header, else its URI's authority.
+fn request_host<B>(req: &Request<B>) -> String {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+/// The proxy's own short answer to a failed request.
+fn local_error(pending: Pending, e: ForwardError) -> Response<ProxyBody> {
+    let status = e.status();
+    let detail = e.detail();
+    pending.finish(status, Some(detail.clone()));
+    let mut response = Response::new(full(format!("{detail}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The page a service in maintenance answers with.
+fn maintenance_page() -> Response<ProxyBody> {
+    const PAGE: &str = "<!doctype html>\n<html><head><title>Down for maintenance</title></head>\n\
+        <body><h1>Down for maintenance</h1><p>This service is being maintained and will be \
+        back shortly.</p></body></html>\n";
+    let mut response = Response::new(full(PAGE));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// An upstream body that keeps its request in flight until it is finished,
+/// and writes the access-log line then.
+struct Tracked {
+    inner: Incoming,
+    _in_flight: InFlight,
+    pending: Option<(Pending, StatusCode)>,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some((pending, status)) = self.pending.take() {
+            pending.finish(status, None);
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! The admin API's wire types, shared by the proxy and the ballast CLI.
+//!
+//! The admin API is HTTP/1.1 + JSON over a unix socket, one route per
+//! command ([`AdminRequest::route`]). Every answer is an [`AdminResponse`]:
+//! `ok: true` with the command's result, or `ok: false` with an `error`
+//! sentence that says what went wrong and what to do next.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One command to the proxy's admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum AdminRequest {
+    /// Hand a service over to new targets: health-check, switch, drain.
+    Deploy(DeployRequest),
+    /// Stop routing a service, draining its targets.
+    Remove(RemoveRequest),
+    /// Turn a service's maintenance page on or off.
+    Maintenance(MaintenanceRequest),
+    /// Hold a service's new requests until resumed (or `max_ms` passed).
+    Pause(PauseRequest),
+    /// Release a paused service's held requests.
+    Resume(ResumeRequest),
+    /// Report every service, its targets and their in-flight requests.
+    Status,
+}
+
+/// Every command's name, in the order the admin API lists them.
+pub const COMMANDS: [&str; 6] = [
+    "deploy",
+    "remove",
+    "maintenance",
+    "pause",
+    "resume",
+    "status",
+];
+
+impl AdminRequest {
+    /// The command's name, which is also the last part of its route.
+    pub fn command(&self) -> &'static str {
+        match self {
+            AdminRequest::Deploy(_) => "deploy",
+            AdminRequest::Remove(_) => "remove",
+            AdminRequest::Maintenance(_) => "maintenance",
+            AdminRequest::Pause(_) => "pause",
+            AdminRequest::Resume(_) => "resume",
+            AdminRequest::Status => "status",
+        }
+    }
+
+    /// The HTTP method and path the command is sent to.
+    pub fn route(&self) -> (&'static str, String) {
+        let method = match self {
+            AdminRequest::Status => "GET",
+            _ => "POST",
+        };
+        (method, format!("/v1/{}", self.command()))
+    }
+
+    /// The JSON body sent with the command (`None` for `GET` commands).
+    pub fn body(&self) -> Option<serde_json::Value> {
+        let value = match self {
+            AdminRequest::Deploy(r) => serde_json::to_value(r),
+            AdminRequest::Remove(r) => serde_json::to_value(r),
+            AdminRequest::Maintenance(r) => serde_json::to_value(r),
+            AdminRequest::Pause(r) => serde_json::to_value(r),
+            AdminRequest::Resume(r) => serde_json::to_value(r),
+            AdminRequest::Status => return None,
+        };
+        Some(value.expect("admin requests always serialize"))
+    }
+
+    /// Parses the body sent to `/v1/<command>` back into a request.
+    pub fn from_route(command: &str, body: &[u8]) -> Result<AdminRequest, String> {
+        fn parse<T: serde::de::DeserializeOwned>(command: &str, body: &[u8]) -> Result<T, String> {
+            serde_json::from_slice(body).map_err(|e| format!("malformed `{command}` request: {e}"))
+        }
+        Ok(match command {
+            "deploy" => AdminRequest::Deploy(parse(command, body)?),
+            "remove" => AdminRequest::Remove(parse(command, body)?),
+            "maintenance" => AdminRequest::Maintenance(parse(command, body)?),
+            "pause" => AdminRequest::Pause(parse(command, body)?),
+            "resume" => AdminRequest::Resume(parse(command, body)?),
+            "status" => AdminRequest::Status,
+            other => {
+                return Err(format!(
+                    "unknown command `{other}`; the commands are: {}",
+                    COMMANDS.join(", ")
+                ))
+            }
+        })
+    }
+}
+
+/// How the proxy decides that a new target is ready for traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// Path requested with `GET`; a 2xx answer means healthy.
+    pub path: String,
+    /// Pause between two checks.
+    pub interval_ms: u64,
+    /// How long one check may take before it counts as failed.
+    pub timeout_ms: u64,
+}
+
+impl HealthSpec {
+    /// The pause between two checks.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// The time one check may take.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// Route a service to new targets once they are healthy, then drain the old.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// The service's name: the key of its route (one route per service).
+    pub service: String,
+    /// Host names the service answers for; none makes it the default service.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Path prefix the service answers under (`/` when absent).
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// The new targets, each `ip:port` (or `name:port`); requests are spread
+    /// round robin across them. All must be healthy before any is switched in.
+    pub targets: Vec<String>,
+    /// The health check the new targets must pass.
+    pub health: HealthSpec,
+    /// How long the new targets have to become healthy.
+    pub deploy_timeout_ms: u64,
+    /// How long the old targets' in-flight requests have to finish.
+    pub drain_timeout_ms: u64,
+}
+
+/// Stop routing a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveRequest {
+    /// The service to remove.
+    pub service: String,
+    /// How long its targets' in-flight requests have to finish.
+    #[serde(default = "default_drain_ms")]
+    pub drain_timeout_ms: u64,
+}
+
+fn default_drain_ms() -> u64 {
+    30_000
+}
+
+/// Turn a service's maintenance page on or off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceRequest {
+    /// The service concerned.
+    pub service: String,
+    /// `true` answers every request with 503 and a maintenance page.
+    pub on: bool,
+}
+
+/// Hold a service's new requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    /// The service concerned.
+    pub service: String,
+    /// Held requests are released after this long even without `resume`.
+    pub max_ms: u64,
+}
+
+/// Release a paused service's held requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRequest {
+    /// The service concerned.
+    pub service: String,
+}
+
+/// The proxy's answer to any command.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminResponse {
+    /// Whether the command did what it was asked.
+    pub ok: bool,
+    /// Why not, and what to do next (only when `ok` is false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What a successful `deploy` did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeployReport>,
+    /// What a successful `remove` drained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainReport>,
+    /// The proxy's routes (answer to `status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusReport>,
+}
+
+impl AdminResponse {
+    /// A bare success.
+    pub fn ok() -> AdminResponse {
+        AdminResponse {
+            ok: true,
+            ..AdminResponse::default()
+        }
+    }
+
+    /// A failure that says why.
+    pub fn error(message: impl Into<String>) -> AdminResponse {
+        AdminResponse {
+            ok: false,
+            error: Some(message.into()),
+            ..AdminResponse::default()
+        }
+    }
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployReport {
+    /// The service deployed.
+    pub service: String,
+    /// The targets that now receive its traffic.
+    pub targets: Vec<String>,
+    /// How long the new targets took to pass their health check.
+    pub healthy_after_ms: u64,
+    /// How the old targets were drained.
+    pub drain: DrainReport,
+}
+
+/// How old targets were drained.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainReport {
+    /// The targets that no longer receive traffic.
+    pub drained: Vec<String>,
+    /// Requests (and tunnels) still open when the drain timeout ran out;
+    /// 0 means every in-flight request finished.
+    pub unfinished: u64,
+    /// How long the drain took.
+    pub elapsed_ms: u64,
+}
+
+/// Every service the proxy routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The proxy's version (the ballast version it was built from).
+    pub version: String,
+    /// The services, sorted by name.
+    pub services: Vec<ServiceStatus>,
+}
+
+/// One service as the proxy routes it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// The service's name.
+    pub name: String,
+    /// The host names it answers for (none: the default service).
+    pub hosts: Vec<String>,
+    /// The path prefix it answers under.
+    pub path_prefix: String,
+    /// Its targets and their in-flight requests.
+    pub targets: Vec<TargetStatus>,
+    /// Whether its maintenance page is on.
+    pub maintenance: bool,
+    /// Whether its new requests are being held.
+    pub paused: bool,
+}
+
+/// One target and its load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    /// `ip:port` of the target.
+    pub addr: String,
+    /// Requests and tunnels in flight to it now.
+    pub in_flight: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deploy() -> DeployRequest {
+        DeployRequest {
+            service: "shop-web".into(),
+            hosts: vec!["shop.example.com".into()],
+            path_prefix: Some("/api".into()),
+            targets: vec!["172.18.0.5:8080".into()],
+            health: HealthSpec {
+                path: "/up".into(),
+                interval_ms: 1000,
+                timeout_ms: 5000,
+            },
+            deploy_timeout_ms: 30_000,
+            drain_timeout_ms: 30_000,
+        }
+    }
+
+    #[test]
+    fn every_request_round_trips_through_its_route() {
+        let requests = [
+            AdminRequest::Deploy(deploy()),
+            AdminRequest::Remove(RemoveRequest {
+                service: "a".into(),
+                drain_timeout_ms: 10,
+            }),
+            AdminRequest::Maintenance(MaintenanceRequest {
+                service: "a".into(),
+                on: true,
+            }),
+            AdminRequest::Pause(PauseRequest {
+                service: "a".into(),
+                max_ms: 5000,
+            }),
+            AdminRequest::Resume(ResumeRequest {
+                service: "a".into(),
+            }),
+            AdminRequest::Status,
+        ];
+        for request in requests {
+            let (method, path) = request.route();
+            let command = path.strip_prefix("/v1/").unwrap();
+            assert_eq!(command, request.command());
+            assert_eq!(method == "GET", request.body().is_none());
+            let body = request
+                .body()
+                .map(|b| serde_json::to_vec(&b).unwrap())
+                .unwrap_or_default();
+            assert_eq!(AdminRequest::from_route(command, &body).unwrap(), request);
+            // The tagged form round-trips too.
+            let tagged = serde_json::to_string(&request).unwrap();
+            assert_eq!(
+                serde_json::from_str::<AdminRequest>(&tagged).unwrap(),
+                request
+            );
+        }
+    }
+
+    #[test]
+    fn responses_round_trip_and_omit_empty_parts() {
+        let response = AdminResponse {
+            ok: true,
+            deploy: Some(DeployReport {
+                service: "web".into(),
+                targets: vec!["127.0.0.1:1".into()],
+                healthy_after_ms: 12,
+                drain: DrainReport {
+                    drained: vec!["127.0.0.1:2".into()],
+                    unfinished: 0,
+                    elapsed_ms: 3,
+                },
+            }),
+            ..AdminResponse::default()
+        };
+        let text = serde_json::to_string(&response).unwrap();
+        assert!(!text.contains("error"), "{text}");
+        assert_eq!(
+            serde_json::from_str::<AdminResponse>(&text).unwrap(),
+            response
+        );
+        let error = serde_json::to_string(&AdminResponse::error("no")).unwrap();
+        assert_eq!(error, r#"{"ok":false,"error":"no"}"#);
+    }
+
+    #[test]
+    fn malformed_bodies_and_unknown_commands_say_what_is_wrong() {
+        let err = AdminRequest::from_route("deploy", b"{not json").unwrap_err();
+        assert!(err.starts_with("malformed `deploy` request"), "{err}");
+        let err = AdminRequest::from_route("pause", br#"{"service":"a"}"#).unwrap_err();
+        assert!(err.contains("missing field `max_ms`"), "{err}");
+        let err = AdminRequest::from_route("resume", br#"{"service":"a","extra":1}"#).unwrap_err();
+        assert!(err.contains("unknown field `extra`"), "{err}");
+        let err = AdminRequest::from_route("explode", b"{}").unwrap_err();
+        assert_eq!(
+            err,
+            "unknown command `explode`; the commands are: \
+             deploy, remove, maintenance, pause, resume, status"
+        );
+    }
+
+    #[test]
+    fn remove_drain_defaults_to_thirty_seconds() {
+        let r: RemoveRequest = serde_json::from_str(r#"{"service":"a"}"#).unwrap();
+        assert_eq!(r.drain_timeout_ms, 30_000);
+    }
+}
