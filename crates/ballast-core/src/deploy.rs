@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Fleet;
 use crate::host::{Host, Reach};
 use crate::plan::{self, BatchSize, HostPlan, Plan, RoleTarget};
+use crate::proxy;
 use crate::release::{self, AppContainer};
 use crate::rollout::{self, Rollout, RolloutEvent};
 use crate::spec::{health_mode, ReleaseStamp, RoleSpec};
@@ -110,6 +111,30 @@ pub async fn run(ctx: &Context<'_>, goal: &Goal, on_event: OnEvent<'_>) -> Resul
             return Ok((plan, report));
         }
         locked(ctx, &fleet, goal, on_event, &mut phases).await
+    }
+    .await;
+    fleet.close().await;
+    result
+}
+
+/// Prepares every host: checks them with doctor (refusing blocked ones
+/// unless forced) and starts ballast-proxy where a role needs it.
+pub async fn setup(ctx: &Context<'_>, on_event: OnEvent<'_>) -> Result<()> {
+    let config = &ctx.loaded.config;
+    let concurrency = config
+        .ssh
+        .concurrency
+        .unwrap_or_else(crate::config::defaults::concurrency);
+    say(
+        on_event,
+        None,
+        format!("connecting to {} hosts", config.hosts().len()),
+    );
+    let fleet = Fleet::connect(&config.hosts(), ctx.reach, concurrency).await;
+    let result = async {
+        fleet.require_all("connect to the hosts")?;
+        doctor_gate(ctx, &fleet, on_event).await?;
+        ensure_proxies(ctx, &fleet, on_event).await
     }
     .await;
     fleet.close().await;
@@ -271,8 +296,85 @@ async fn prepare(
     let started = Instant::now();
     report.delivered =
         deliver(ctx, fleet, &plan, image_ref.as_deref(), &image_id, on_event).await?;
+    ensure_proxies(ctx, fleet, on_event).await?;
     phases.push(("deliver".to_string(), started.elapsed().as_secs_f64()));
     Ok((plan, report))
+}
+
+/// How the proxy routes to `role`, if the role is proxied.
+fn proxy_route(ctx: &Context<'_>, role_name: &str) -> Option<proxy::Route> {
+    let config = &ctx.loaded.config;
+    let role = &config.roles[role_name];
+    let settings = role.proxy.as_ref()?;
+    let (path, interval, timeout) = match &role.healthcheck {
+        Some(hc) => (hc.path.clone(), hc.interval, hc.timeout),
+        None => (
+            crate::config::defaults::health_path(),
+            crate::config::defaults::interval(),
+            crate::config::defaults::check_timeout(),
+        ),
+    };
+    Some(proxy::Route {
+        service: format!("{}-{role_name}", config.service),
+        hosts: settings.hosts.clone(),
+        path_prefix: settings.path_prefix.clone(),
+        port: role
+            .healthcheck
+            .as_ref()
+            .and_then(|h| h.port)
+            .or(role.port)
+            .unwrap_or(80),
+        health: ballast_proxy::wire::HealthSpec {
+            path,
+            // The proxy checks more often than the operator-facing interval:
+            // a quicker switch, and the check is cheap.
+            interval_ms: (interval.as_millis() as u64).min(250),
+            timeout_ms: timeout.as_millis() as u64,
+        },
+        deploy_timeout: config.deploy.health_timeout,
+        drain_timeout: settings.drain_timeout,
+    })
+}
+
+/// Starts (or upgrades) ballast-proxy on every host of a proxied role,
+/// delivering its image where missing.
+pub async fn ensure_proxies(ctx: &Context<'_>, fleet: &Fleet, on_event: OnEvent<'_>) -> Result<()> {
+    let config = &ctx.loaded.config;
+    let mut ports: std::collections::BTreeMap<String, u16> = std::collections::BTreeMap::new();
+    for role in config.roles.values() {
+        if let Some(settings) = &role.proxy {
+            for h in &role.hosts {
+                ports.insert(h.address().to_string(), settings.http_port);
+            }
+        }
+    }
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let local = Engine::local().await?;
+    let tag = proxy::image(&local).await?;
+    let prepared = delivery::prepare(&local, &tag).await?;
+    let image_id = prepared.image_id().to_string();
+    let results: Vec<Result<()>> = stream::iter(ports.iter())
+        .map(|(name, port)| {
+            let (prepared, image_id, tag) = (&prepared, &image_id, &tag);
+            async move {
+                let host = fleet.get(name).expect("connected");
+                prepared.send(host.engine(), &mut |_| {}).await?;
+                if proxy::ensure(host, image_id, *port).await? {
+                    say(
+                        on_event,
+                        Some(name),
+                        format!("ballast-proxy {tag} running on port {port}"),
+                    );
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }
 
 async fn observe(fleet: &Fleet, service: &str) -> Result<HashMap<String, Vec<AppContainer>>> {
@@ -309,6 +411,7 @@ fn role_targets(
                 image_id: image_id.to_string(),
                 digest,
                 publishes: !spec.publish.is_empty(),
+                proxied: role.proxy.is_some(),
             }
         })
         .collect()
@@ -547,6 +650,7 @@ async fn roll_host(
         health: health_mode(role, has_healthcheck),
         health_timeout: config.deploy.health_timeout,
         stop_timeout: spec.stop_timeout,
+        route: proxy_route(ctx, &p.role),
     };
     let name = p.host.clone();
     let result = rollout::run(host, p, &rollout, &mut |e| match e {

@@ -135,6 +135,37 @@ impl Host {
         }
     }
 
+    /// A local path that reaches the unix socket `remote` on the host: the
+    /// socket itself for the local host, an SSH forward otherwise.
+    pub async fn unix(&self, remote: &str, deadline: Duration) -> Result<PathBuf> {
+        let ssh = match &self.path {
+            Path::Local => return Ok(PathBuf::from(remote)),
+            Path::Ssh(ssh) => ssh,
+        };
+        let local = self.tunnels.path().join(format!(
+            "{}.sock",
+            remote.trim_start_matches('/').replace('/', "_")
+        ));
+        if local.exists() {
+            return Ok(local);
+        }
+        let step = format!("forward {remote} from the host");
+        let forward = ssh.session().request_port_forward(
+            ForwardType::Local,
+            Socket::UnixSocket {
+                path: local.as_path().into(),
+            },
+            Socket::UnixSocket {
+                path: std::path::Path::new(remote).into(),
+            },
+        );
+        match tokio::time::timeout(deadline, forward).await {
+            Err(_) => Err(Error::timeout(&step, deadline).on(&self.name)),
+            Ok(Err(e)) => Err(Error::failed(&step, e).on(&self.name)),
+            Ok(Ok(())) => Ok(local),
+        }
+    }
+
     /// Closes the SSH connection, if any.
     pub async fn close(self) {
         if let Path::Ssh(ssh) = self.path {

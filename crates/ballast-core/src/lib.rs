@@ -8,6 +8,7 @@
 //! - [`error`]: the one error type: host, step, cause, hint.
 //! - [`engine`]: a Docker engine reached through a unix socket (bollard).
 //! - [`plan`]: the pure rollout plan: per-host steps in batches.
+//! - [`proxy`]: ballast-proxy on the hosts: image, container, admin socket.
 //! - [`release`]: app containers and the labels that record releases.
 //! - [`state`]: the lock and the audit log, files on the hosts.
 //! - [`rollout`]: one host's steps, undone if one fails.
@@ -30,6 +31,7 @@ pub mod health;
 pub mod host;
 pub mod image;
 pub mod plan;
+pub mod proxy;
 pub mod release;
 pub mod rollout;
 pub mod spec;

@@ -19,6 +19,9 @@ pub struct RoleTarget {
     pub digest: String,
     /// Publishes host ports: the old container must stop before the new starts.
     pub publishes: bool,
+    /// Served through ballast-proxy: the proxy checks the new container and
+    /// switches to it before the old one stops.
+    pub proxied: bool,
 }
 
 /// How many hosts of a role switch together.
@@ -62,6 +65,11 @@ pub enum Step {
     AwaitHealthy {
         name: String,
     },
+    /// Have the host's proxy check the container, switch to it and drain
+    /// the old one.
+    Route {
+        name: String,
+    },
     /// Stop an old container; it is kept for rollback.
     Stop {
         name: String,
@@ -76,7 +84,7 @@ impl Step {
             | Step::Remove { .. }
             | Step::Create { .. }
             | Step::Start { .. } => "start",
-            Step::AwaitHealthy { .. } => "healthy",
+            Step::AwaitHealthy { .. } | Step::Route { .. } => "healthy",
             Step::Stop { .. } => "switch",
         }
     }
@@ -88,6 +96,9 @@ impl Step {
             Step::Create { name } => format!("create {name}"),
             Step::Start { name } => format!("start {name}"),
             Step::AwaitHealthy { name } => format!("wait until {name} is healthy"),
+            Step::Route { name } => {
+                format!("switch the proxy to {name} once healthy, drain the old")
+            }
             Step::Stop { name } => format!("stop {name} (kept for rollback)"),
         }
     }
@@ -240,7 +251,11 @@ fn plan_host(
         steps.push(Step::Create { name: name.clone() });
     }
     let stop_old = old.iter().map(|n| Step::Stop { name: n.clone() });
-    if target.publishes {
+    if target.proxied {
+        steps.push(Step::Start { name: name.clone() });
+        steps.push(Step::Route { name: name.clone() });
+        steps.extend(stop_old);
+    } else if target.publishes {
         steps.extend(stop_old);
         steps.push(Step::Start { name: name.clone() });
         steps.push(Step::AwaitHealthy { name: name.clone() });
@@ -295,6 +310,7 @@ mod tests {
             image_id: format!("sha256:{version}"),
             digest: "cfg".into(),
             publishes,
+            proxied: false,
         }
     }
 
@@ -377,6 +393,17 @@ mod tests {
             steps,
             [create("v2"), stop("v1"), start("v2"), healthy("v2")]
         );
+    }
+
+    #[test]
+    fn proxied_roles_switch_through_the_proxy_before_stopping_old() {
+        let mut t = target("v2", false, &["h1"]);
+        t.proxied = true;
+        let steps = steps_for(t, vec![container("v1", true, 1)], 5);
+        let route = Step::Route {
+            name: "shop-web-v2".into(),
+        };
+        assert_eq!(steps, [create("v2"), start("v2"), route, stop("v1")]);
     }
 
     #[test]

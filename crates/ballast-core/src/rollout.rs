@@ -25,6 +25,8 @@ pub struct Rollout {
     pub health: HealthMode,
     pub health_timeout: Duration,
     pub stop_timeout: Duration,
+    /// How the host's proxy routes to the role, for proxied roles.
+    pub route: Option<crate::proxy::Route>,
 }
 
 /// Progress of one host's rollout.
@@ -78,6 +80,7 @@ pub async fn run(
                     .await
                     .map(|()| healthy = true)
             }
+            Step::Route { name } => route(host, name, rollout).await.map(|()| healthy = true),
             Step::Stop { name } => stop(host, name, rollout.stop_timeout)
                 .await
                 .map(|()| undo.stopped.push(name.clone())),
@@ -161,6 +164,25 @@ fn with_logs(mut e: Error, container: &str, logs: &str) -> Error {
         );
     }
     e
+}
+
+/// Points the host's proxy at the new container; the proxy checks it first.
+async fn route(host: &Host, name: &str, rollout: &Rollout) -> Result<()> {
+    let Some(route) = &rollout.route else {
+        return Err(
+            Error::failed(format!("route to {name}"), "the role has no proxy settings")
+                .on(host.name()),
+        );
+    };
+    let ip = crate::health::container_ip(host, name).await?;
+    if ip.is_empty() {
+        return Err(Error::failed(
+            format!("route to {name}"),
+            "the container has no address on the ballast network",
+        )
+        .on(host.name()));
+    }
+    crate::proxy::switch(host, route, &format!("{ip}:{}", route.port)).await
 }
 
 async fn create(host: &Host, name: &str, body: &ContainerCreateBody) -> Result<()> {

@@ -63,6 +63,9 @@ pub struct RoleSpec {
     pub log_driver: String,
     pub log_options: BTreeMap<String, String>,
     pub stop_timeout: Duration,
+    /// The Docker network to join: `ballast` for proxied roles, so the proxy
+    /// reaches them; the default bridge otherwise.
+    pub network: Option<String>,
 }
 
 impl RoleSpec {
@@ -90,6 +93,10 @@ impl RoleSpec {
             log_driver: config.logging.driver.clone(),
             log_options: config.logging.options.clone(),
             stop_timeout: role.stop_timeout.unwrap_or_else(defaults::stop_timeout),
+            network: role
+                .proxy
+                .as_ref()
+                .map(|_| crate::proxy::NETWORK.to_string()),
         }
     }
 
@@ -170,6 +177,7 @@ impl RoleSpec {
                     config: Some(self.log_options.clone().into_iter().collect()),
                 }),
                 init: Some(true),
+                network_mode: self.network.clone(),
                 ..Default::default()
             }),
             ..Default::default()
@@ -234,6 +242,7 @@ mod tests {
             volumes: vec!["/srv/data:/data".into()],
             healthcheck: None,
             stop_timeout: None,
+            proxy: None,
         }
     }
 

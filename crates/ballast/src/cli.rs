@@ -71,6 +71,16 @@ pub enum Command {
     /// Check every host (and the config) against known Docker failure modes.
     /// Exit code: 0 all ok, 1 warnings or an unreachable host, 2 a host is blocked.
     Doctor(DoctorArgs),
+    /// Check every host with doctor and start ballast-proxy where roles need it.
+    Setup {
+        /// Set up this host even though doctor blocks it (repeatable;
+        /// written to the audit log).
+        #[arg(long = "force-unsafe-host", value_name = "HOST")]
+        force_unsafe_host: Vec<String>,
+    },
+    /// ballast-proxy: run it (inside its container), or look at it on the hosts.
+    #[command(subcommand)]
+    Proxy(ProxyCommand),
     /// Build an image from a context directory on the local engine.
     Build(BuildArgs),
     /// A lab of Docker hosts with sshd on this machine, for trying ballast.
@@ -151,6 +161,36 @@ pub struct DoctorArgs {
     /// them (exit code 0).
     #[arg(long)]
     pub facts: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxyCommand {
+    /// Run the proxy in the foreground (what its container does).
+    Run(ProxyRunArgs),
+    /// Each host's proxy: its routes, targets and requests in flight.
+    Status,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyRunArgs {
+    /// Address for plain HTTP.
+    #[arg(long, default_value = "0.0.0.0:80")]
+    pub http: std::net::SocketAddr,
+    /// Address for HTTPS (needs --tls-cert and --tls-key).
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub https: Option<std::net::SocketAddr>,
+    /// PEM certificate chain for HTTPS.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The admin API's unix socket (never a TCP port).
+    #[arg(long, default_value = "/var/lib/ballast/proxy/admin.sock")]
+    pub admin_socket: PathBuf,
+    /// Where routes are kept across restarts.
+    #[arg(long, default_value = "/var/lib/ballast/proxy")]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

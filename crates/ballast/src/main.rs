@@ -8,7 +8,7 @@ mod output;
 
 use clap::Parser;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, ProxyCommand};
 use output::Printer;
 
 fn main() {
@@ -47,6 +47,13 @@ fn main() {
             }
             // doctor's own exit codes: 0 all ok, 1 warnings, 2 a host is blocked.
             Command::Doctor(args) => commands::doctor::run(config, accept, args, &out).await,
+            Command::Setup { force_unsafe_host } => {
+                done(commands::proxy::setup(config, accept, force_unsafe_host, &out).await)
+            }
+            Command::Proxy(ProxyCommand::Run(args)) => done(commands::proxy::run(args).await),
+            Command::Proxy(ProxyCommand::Status) => {
+                done(commands::proxy::status(config, accept, &out).await)
+            }
             Command::Build(args) => done(commands::build::run(args, &out).await),
             Command::Lab(command) => done(commands::lab::run(command, &out).await),
         }

@@ -138,6 +138,32 @@ pub struct Role {
     #[serde(default, with = "humantime_serde::option")]
     #[schemars(with = "Option<String>", extend("format" = "duration"))]
     pub stop_timeout: Option<Duration>,
+    /// Serve this role through ballast-proxy on each of its hosts: requests
+    /// switch to a new version only once it is healthy, with none failed.
+    /// Needs `port`.
+    #[serde(default)]
+    pub proxy: Option<RoleProxy>,
+}
+
+/// How ballast-proxy routes to a role.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleProxy {
+    /// Host names (the `Host` header) routed to this role; none routes every
+    /// host name not claimed by another service.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Path prefix routed to this role [default: all paths].
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Port the proxy listens on for HTTP on each host.
+    #[serde(default = "defaults::proxy_http_port")]
+    #[schemars(range(min = 1))]
+    pub http_port: u16,
+    /// How long requests in flight on the old container get to finish.
+    #[serde(default = "defaults::drain_timeout", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
+    pub drain_timeout: Duration,
 }
 
 /// One host of a role.
@@ -300,6 +326,12 @@ pub mod defaults {
     }
     pub fn concurrency() -> usize {
         10
+    }
+    pub fn proxy_http_port() -> u16 {
+        80
+    }
+    pub fn drain_timeout() -> Duration {
+        Duration::from_secs(30)
     }
     pub fn log_driver() -> String {
         "local".into()

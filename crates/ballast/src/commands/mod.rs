@@ -8,5 +8,6 @@ pub mod inspect;
 pub mod lab;
 pub mod lock;
 pub mod logs;
+pub mod proxy;
 pub mod service;
 pub mod setup;

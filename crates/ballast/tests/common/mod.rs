@@ -2,6 +2,8 @@
 //! labs up and always down again, build hello images, speak HTTP to hosts.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -190,4 +192,35 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// A static ballast binary (the proxy image is built from it), built once
+/// per test process; pass it as `BALLAST_PROXY_BINARY`.
+pub fn static_ballast() -> PathBuf {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.as_ref() {
+        return path.clone();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = "x86_64-unknown-linux-gnu";
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            target,
+            "-p",
+            "ballast",
+        ])
+        .current_dir(&root)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run cargo build");
+    assert!(out.status.success(), "static build failed:\n{}", text(&out));
+    let path = root.join("target").join(target).join("release/ballast");
+    *built = Some(path.clone());
+    path
 }

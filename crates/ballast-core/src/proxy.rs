@@ -1,0 +1,262 @@
+//! ballast-proxy on the hosts: its image (`FROM scratch`, built offline from
+//! a static ballast binary), its container on the `ballast` network, and its
+//! admin socket, reached over the host's SSH connection only.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ballast_proxy::wire::{AdminRequest, AdminResponse, DeployRequest, HealthSpec};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use sha2::{Digest, Sha256};
+
+use crate::engine::Engine;
+use crate::error::{Error, ErrorKind, Result};
+use crate::host::Host;
+use crate::image::{self, BuildSpec};
+
+pub const CONTAINER: &str = "ballast-proxy";
+/// The network the proxy shares with the app containers it routes to.
+pub const NETWORK: &str = "ballast";
+/// Routes and the admin socket live here on each host, outside the container.
+pub const STATE_DIR: &str = "/var/lib/ballast/proxy";
+pub const ADMIN_SOCKET: &str = "/var/lib/ballast/proxy/admin.sock";
+const IMAGE_REPO: &str = "ballast-proxy";
+const LABEL: &str = "io.ballast.proxy";
+
+/// A static ballast binary to build the proxy image from:
+/// `BALLAST_PROXY_BINARY`, else this very binary when it is static.
+pub fn static_binary() -> Result<PathBuf> {
+    let step = "find a static ballast binary for the proxy image";
+    let candidate = match std::env::var_os("BALLAST_PROXY_BINARY").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe().map_err(|e| Error::failed(step, e))?,
+    };
+    let bytes = std::fs::read(&candidate)
+        .map_err(|e| Error::failed(step, format_args!("{}: {e}", candidate.display())))?;
+    let elf = goblin::elf::Elf::parse(&bytes).map_err(|e| {
+        Error::input(
+            step,
+            format_args!("{} is not an ELF binary: {e}", candidate.display()),
+        )
+    })?;
+    if elf.interpreter.is_some() {
+        return Err(Error::input(step, format_args!("{} is dynamically linked; a FROM scratch image needs a static one", candidate.display()))
+            .hint("build one with RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --target x86_64-unknown-linux-gnu -p ballast, then point BALLAST_PROXY_BINARY at target/x86_64-unknown-linux-gnu/release/ballast"));
+    }
+    Ok(candidate)
+}
+
+/// Builds the proxy image on this machine if it is missing; its tag is a
+/// hash of the binary, so each ballast build has its own proxy version.
+pub async fn image(local: &Engine) -> Result<String> {
+    let binary = static_binary()?;
+    let bytes = std::fs::read(&binary).map_err(|e| Error::failed("read the ballast binary", e))?;
+    let hash: String = Sha256::digest(&bytes)
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let tag = format!("{IMAGE_REPO}:{hash}");
+    if local.image_id(&tag).await?.is_some() {
+        return Ok(tag);
+    }
+    let context = tempfile::tempdir().map_err(|e| Error::failed("stage the proxy image", e))?;
+    std::fs::write(context.path().join("ballast"), &bytes)
+        .map_err(|e| Error::failed("stage the proxy image", e))?;
+    set_executable(&context.path().join("ballast"))?;
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM scratch\nCOPY ballast /ballast\nENTRYPOINT [\"/ballast\", \"proxy\", \"run\"]\n",
+    )
+    .map_err(|e| Error::failed("stage the proxy image", e))?;
+    image::build(local, &BuildSpec::new(context.path(), &tag), &mut |_| {}).await?;
+    Ok(tag)
+}
+
+fn set_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| Error::failed("stage the proxy image", e))
+}
+
+/// Makes sure `host` runs the proxy from `image_id` on `http_port`, on the
+/// `ballast` network, restarting by itself; replaces a proxy of another
+/// version (routes survive: they live in the state directory). Returns
+/// whether anything changed.
+pub async fn ensure(host: &Host, image_id: &str, http_port: u16) -> Result<bool> {
+    let engine = host.engine();
+    let docker = engine.docker();
+    ensure_network(host).await?;
+    if let Ok(current) = docker.inspect_container(CONTAINER, None).await {
+        let same = current.image.as_deref() == Some(image_id);
+        let running = current.state.and_then(|s| s.running).unwrap_or(false);
+        if same && running {
+            return Ok(false);
+        }
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        engine
+            .call(
+                "replace the proxy",
+                docker.remove_container(CONTAINER, Some(options)),
+            )
+            .await?;
+    }
+    let mkdir = host
+        .run("mkdir", &["-p", STATE_DIR], None, Duration::from_secs(15))
+        .await?;
+    if !mkdir.success() {
+        return Err(
+            Error::failed("create the proxy's state directory", mkdir.stderr.trim())
+                .on(host.name()),
+        );
+    }
+    let body = ContainerCreateBody {
+        image: Some(image_id.to_string()),
+        cmd: Some(vec![
+            "--http".into(),
+            "0.0.0.0:80".into(),
+            "--admin-socket".into(),
+            ADMIN_SOCKET.into(),
+            "--state-dir".into(),
+            STATE_DIR.into(),
+        ]),
+        labels: Some(HashMap::from([(LABEL.to_string(), "1".to_string())])),
+        exposed_ports: Some(vec!["80/tcp".into()]),
+        host_config: Some(HostConfig {
+            binds: Some(vec![format!("{STATE_DIR}:{STATE_DIR}")]),
+            port_bindings: Some(HashMap::from([(
+                "80/tcp".to_string(),
+                Some(vec![PortBinding {
+                    host_ip: None,
+                    host_port: Some(http_port.to_string()),
+                }]),
+            )])),
+            network_mode: Some(NETWORK.into()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ALWAYS),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::default()
+        .name(CONTAINER)
+        .build();
+    engine
+        .call(
+            "create the proxy",
+            docker.create_container(Some(options), body),
+        )
+        .await?;
+    engine
+        .call("start the proxy", docker.start_container(CONTAINER, None))
+        .await?;
+    wait_for_admin(host).await?;
+    Ok(true)
+}
+
+async fn ensure_network(host: &Host) -> Result<()> {
+    let engine = host.engine();
+    let docker = engine.docker();
+    if docker.inspect_network(NETWORK, None).await.is_ok() {
+        return Ok(());
+    }
+    let request = NetworkCreateRequest {
+        name: NETWORK.into(),
+        driver: Some("bridge".into()),
+        labels: Some(HashMap::from([(LABEL.to_string(), "1".to_string())])),
+        ..Default::default()
+    };
+    match engine
+        .call("create the ballast network", docker.create_network(request))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Another deploy made it first.
+        Err(e) if e.kind == ErrorKind::Conflict => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn wait_for_admin(host: &Host) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match admin(host, &AdminRequest::Status, Duration::from_secs(3)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                let logs = host
+                    .engine()
+                    .log_tail(CONTAINER, 10)
+                    .await
+                    .unwrap_or_default();
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "wait for the proxy",
+                    format_args!(
+                        "{}\n  last log lines:\n    {}",
+                        e.cause,
+                        logs.trim().replace('\n', "\n    ")
+                    ),
+                )
+                .on(host.name())
+                .hint(format!("see `docker logs {CONTAINER}` on the host")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Sends one admin request to the proxy on `host`, through its socket.
+pub async fn admin(
+    host: &Host,
+    request: &AdminRequest,
+    deadline: Duration,
+) -> Result<AdminResponse> {
+    let socket = host.unix(ADMIN_SOCKET, Duration::from_secs(10)).await?;
+    ballast_proxy::admin_request(&socket, request, deadline)
+        .await
+        .map_err(|e| Error::failed("ask the proxy", e).on(host.name()))
+}
+
+/// Where and how a role is routed.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The proxy's name for the route: `<service>-<role>`.
+    pub service: String,
+    pub hosts: Vec<String>,
+    pub path_prefix: Option<String>,
+    /// The app's port inside its container.
+    pub port: u16,
+    pub health: HealthSpec,
+    pub deploy_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+/// Has the proxy on `host` check `target` (`ip:port`), switch to it and
+/// drain the old target; answers once done. If the target never gets
+/// healthy, nothing is switched and the error says so.
+pub async fn switch(host: &Host, route: &Route, target: &str) -> Result<()> {
+    let request = AdminRequest::Deploy(DeployRequest {
+        service: route.service.clone(),
+        hosts: route.hosts.clone(),
+        path_prefix: route.path_prefix.clone(),
+        targets: vec![target.to_string()],
+        health: route.health.clone(),
+        deploy_timeout_ms: route.deploy_timeout.as_millis() as u64,
+        drain_timeout_ms: route.drain_timeout.as_millis() as u64,
+    });
+    let deadline = route.deploy_timeout + route.drain_timeout + Duration::from_secs(15);
+    admin(host, &request, deadline)
+        .await
+        .map(|_| ())
+        .map_err(|e| Error {
+            step: format!("switch the proxy to {target}"),
+            ..e
+        })
+}

@@ -1,0 +1,112 @@
+//! `ballast proxy run|status` and `ballast setup`: the on-host proxy.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ballast_core::deploy::{self, Context, Event};
+use ballast_core::{proxy, Error, Result};
+use ballast_proxy::wire::AdminRequest;
+use ballast_proxy::{ProxyConfig, TlsFiles};
+
+use crate::cli::ProxyRunArgs;
+use crate::commands::service;
+use crate::output::Printer;
+
+/// Runs the proxy until SIGTERM or SIGINT.
+pub async fn run(args: ProxyRunArgs) -> Result<()> {
+    let mut config = ProxyConfig::new(args.http, &args.admin_socket, &args.state_dir);
+    config.https_addr = args.https;
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(TlsFiles { cert, key });
+    }
+    ballast_proxy::run(config, stop_signal())
+        .await
+        .map_err(|e| Error::failed("run the proxy", e))
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+pub async fn status(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
+    let loaded = service::load(config)?;
+    let fleet = service::fleet(&loaded, accept_new).await;
+    let answers = fleet
+        .each(16, |h| async move {
+            proxy::admin(h, &AdminRequest::Status, Duration::from_secs(10)).await
+        })
+        .await;
+    let mut text = String::new();
+    let mut json = Vec::new();
+    for e in &fleet.unreachable {
+        text.push_str(&format!("{}\n", e));
+    }
+    for (host, answer) in answers {
+        match answer {
+            Ok(response) => {
+                let status = response.status.unwrap_or_default();
+                text.push_str(&format!("{host}: proxy {}\n", status.version));
+                for s in &status.services {
+                    let targets: Vec<String> = s
+                        .targets
+                        .iter()
+                        .map(|t| format!("{} ({} in flight)", t.addr, t.in_flight))
+                        .collect();
+                    text.push_str(&format!(
+                        "  {} hosts={:?} prefix={} -> {}{}{}\n",
+                        s.name,
+                        s.hosts,
+                        s.path_prefix,
+                        targets.join(", "),
+                        if s.maintenance { " [maintenance]" } else { "" },
+                        if s.paused { " [paused]" } else { "" }
+                    ));
+                }
+                json.push(serde_json::json!({"host": host, "status": status}));
+            }
+            Err(e) => {
+                text.push_str(&format!("{host}: no proxy answers: {}\n", e.cause));
+                json.push(serde_json::json!({"host": host, "error": e.cause}));
+            }
+        }
+    }
+    fleet.close().await;
+    out.result(&serde_json::json!({"proxies": json}), &text);
+    Ok(())
+}
+
+pub async fn setup(
+    config: &Path,
+    accept_new: bool,
+    force_unsafe: Vec<String>,
+    out: &Printer,
+) -> Result<()> {
+    let loaded = service::load(config)?;
+    let reach = service::reach(&loaded, accept_new);
+    let ctx = Context {
+        loaded: &loaded,
+        reach: &reach,
+        command: "setup".into(),
+        message: None,
+        dry_run: false,
+        force_unsafe,
+    };
+    let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
+    deploy::setup(&ctx, &on_event).await?;
+    out.result(
+        &serde_json::json!({"ready": loaded.config.hosts()}),
+        "every host is ready",
+    );
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Zero-downtime HTTP on a real 2-host lab: ballast-proxy on each host, a
+//! load client counting every response through a deploy v1 → v2 and a v3
+//! that never becomes healthy, a slow request across the switch, the admin
+//! socket kept off the network, and a proxy that comes back after a crash.
+#![allow(clippy::print_stderr)] // tests report what they measure
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use ballast_core::host::Host;
+use ballast_core::proxy;
+
+use common::*;
+
+fn write_config(dir: &Path, lab: &Lab) -> PathBuf {
+    let inv = &lab.inventory;
+    let text = format!(
+        "service: hello
+image: hello
+ssh:
+  user: root
+  identity_file: {key}
+  known_hosts: {kh}
+roles:
+  web:
+    hosts: [{h1}, {h2}]
+    port: 8080
+    proxy:
+      drain_timeout: 10s
+deploy:
+  health_timeout: 10s
+",
+        key = inv.key.display(),
+        kh = inv.known_hosts.display(),
+        h1 = inv.hosts[0].ip,
+        h2 = inv.hosts[1].ip,
+    );
+    let path = dir.join("ballast.yml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn ballast_cmd(config: &Path, binary: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(ballast_bin());
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .env("BALLAST_PROXY_BINARY", binary)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn run_ok(config: &Path, binary: &Path, args: &[&str]) -> std::process::Output {
+    let out = ballast_cmd(config, binary, args).output().unwrap();
+    assert!(out.status.success(), "{args:?}\n{}", text(&out));
+    out
+}
+
+/// Runs `ballast deploy --version V` under load; returns its output and
+/// what the load saw while it ran.
+async fn deploy_under_load(
+    config: &Path,
+    binary: &Path,
+    version: &str,
+    urls: &[String],
+) -> (std::process::Output, load::LoadReport) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(load::run(urls.to_vec(), 300, 6, stop_rx));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let child = ballast_cmd(config, binary, &["deploy", "--version", version])
+        .spawn()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_tx.send(true).unwrap();
+    (out, load.await.unwrap())
+}
+
+/// Every answer of a burst of requests, after a deploy returned.
+async fn answers(urls: &[String], n: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    for i in 0..n {
+        let (status, body) = http_get(&urls[i % urls.len()]).await.unwrap();
+        seen.push(format!("{status} {}", body.trim()));
+    }
+    seen
+}
+
+#[test]
+fn deploys_through_the_proxy_fail_no_request() {
+    let binary = static_ballast();
+    hello_image("v1");
+    hello_image("v2");
+    hello_image_with("v3", "HELLO_FAIL_HEALTH=1");
+    let lab = Lab::up("proxy", 2);
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config(work.path(), &lab);
+    let inv = lab.inventory.clone();
+    let urls: Vec<String> = inv
+        .hosts
+        .iter()
+        .map(|h| format!("http://{}:80/", h.ip))
+        .collect();
+
+    run_ok(&config, &binary, &["setup"]);
+    run_ok(&config, &binary, &["deploy", "--version", "v1"]);
+
+    runtime().block_on(async {
+        assert!(answers(&urls, 4).await.iter().all(|a| a == "200 v1"));
+
+        // A 3 s request in flight at the switch completes with 200.
+        let slow_url = format!("http://{}:80/slow/3000", inv.hosts[0].ip);
+        let slow = tokio::spawn(async move { http_get(&slow_url).await });
+
+        let (out, seen) = deploy_under_load(&config, &binary, "v2", &urls).await;
+        assert!(out.status.success(), "{}", text(&out));
+        eprintln!(
+            "measure: v1 -> v2 under load: {} requests in {:.1}s ({:.0}/s), {} failed, versions {:?}",
+            seen.sent, seen.seconds, seen.rate(), seen.failed, seen.versions
+        );
+        assert_eq!(seen.failed, 0, "failed requests: {:?}", seen.failures);
+        assert!(seen.rate() >= 200.0, "load too light: {:.0}/s", seen.rate());
+        assert!(answers(&urls, 20).await.iter().all(|a| a == "200 v2"));
+        let slow = slow.await.unwrap().unwrap();
+        assert_eq!(slow, (200, "v1\n".to_string()), "the slow request finished on the old version");
+
+        // A v3 that never gets healthy takes no traffic and fails no request.
+        let (out, seen) = deploy_under_load(&config, &binary, "v3", &urls).await;
+        assert!(!out.status.success(), "{}", text(&out));
+        eprintln!(
+            "measure: v3 (never healthy) under load: {} requests ({:.0}/s), {} failed, versions {:?}",
+            seen.sent, seen.rate(), seen.failed, seen.versions
+        );
+        assert_eq!(seen.failed, 0, "failed requests: {:?}", seen.failures);
+        assert_eq!(seen.versions.keys().collect::<Vec<_>>(), ["v2"]);
+        assert!(answers(&urls, 10).await.iter().all(|a| a == "200 v2"));
+
+        let h1 = &inv.hosts[0];
+        let host = Host::connect(&h1.ip, &inv.ssh_target(h1)).await.unwrap();
+
+        // The admin socket is a unix socket only: nothing but sshd and the
+        // proxy's HTTP port listens on the network (loopback aside).
+        let listening = host.run("ss", &["-Hltn"], None, Duration::from_secs(10)).await.unwrap();
+        for line in listening.stdout.lines() {
+            let local = line.split_whitespace().nth(3).unwrap_or_default();
+            let (addr, port) = local.rsplit_once(':').unwrap_or_default();
+            if addr.starts_with("127.") || addr == "[::1]" {
+                continue;
+            }
+            assert!(["22", "80"].contains(&port), "unexpected listener: {line}");
+        }
+
+        // A malformed admin request is refused, and the proxy keeps serving.
+        let socket = host.unix(proxy::ADMIN_SOCKET, Duration::from_secs(10)).await.unwrap();
+        let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+        stream.write_all(b"POST /v1/deploy HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\nConnection: close\r\n\r\n{not json").await.unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+        assert!(answers(&urls, 4).await.iter().all(|a| a == "200 v2"));
+
+        // The proxy's process killed: back within seconds, routes intact.
+        let kill = host.run("pkill", &["-KILL", "-f", "/ballast proxy run"], None, Duration::from_secs(10)).await.unwrap();
+        assert!(kill.success(), "{kill:?}");
+        let killed_at = Instant::now();
+        let back = loop {
+            if let Ok((200, body)) = http_get(&urls[0]).await {
+                break body;
+            }
+            assert!(killed_at.elapsed() < Duration::from_secs(30), "the proxy did not come back");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        eprintln!("measure: proxy back {:.1}s after its process was killed", killed_at.elapsed().as_secs_f64());
+        assert_eq!(back.trim(), "v2");
+        host.close().await;
+    });
+}
