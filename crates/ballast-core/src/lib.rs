@@ -39,5 +39,8 @@ pub mod ssh;
 pub mod state;
 pub mod version;
 
+#[cfg(test)]
+mod testing;
+
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};

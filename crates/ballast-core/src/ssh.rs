@@ -150,11 +150,7 @@ impl SshHost {
         args: &[&str],
         deadline: Duration,
     ) -> Result<CommandOutput> {
-        let step = format!("run {program}");
-        match tokio::time::timeout(deadline, self.run_with_input(program, args, None)).await {
-            Err(_) => Err(Error::timeout(step, deadline).on(&self.name)),
-            Ok(r) => r,
-        }
+        run_within(&self.session, &self.name, program, args, deadline).await
     }
 
     /// Like [`SshHost::run`] without a deadline of its own, feeding `stdin`.
@@ -217,16 +213,7 @@ impl SshSession {
         args: &[&str],
         deadline: Duration,
     ) -> Result<CommandOutput> {
-        let step = format!("run {program}");
-        match tokio::time::timeout(
-            deadline,
-            run_on(&self.session, &self.name, program, args, None),
-        )
-        .await
-        {
-            Err(_) => Err(Error::timeout(step, deadline).on(&self.name)),
-            Ok(r) => r,
-        }
+        run_within(&self.session, &self.name, program, args, deadline).await
     }
 
     pub async fn close(self) -> Result<()> {
@@ -317,6 +304,20 @@ fn ssh_error(host: &str, step: &str, e: openssh::Error) -> Error {
         err = err.hint("the host refused the key: check the user, the identity file and the host's authorized_keys");
     }
     err
+}
+
+/// [`run_on`] within `deadline`, without input.
+async fn run_within(
+    session: &Session,
+    name: &str,
+    program: &str,
+    args: &[&str],
+    deadline: Duration,
+) -> Result<CommandOutput> {
+    match tokio::time::timeout(deadline, run_on(session, name, program, args, None)).await {
+        Err(_) => Err(Error::timeout(format!("run {program}"), deadline).on(name)),
+        Ok(r) => r,
+    }
 }
 
 /// Runs `program` over `session`: each argument quoted for the remote shell

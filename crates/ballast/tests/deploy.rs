@@ -21,14 +21,8 @@ const WEB_PORT: u16 = 18080;
 /// Writes ballast.yml for the lab into `dir` and returns its path.
 fn write_config(dir: &Path, inv: &Inventory, known_hosts: &Path) -> PathBuf {
     let ip = |n: usize| inv.hosts[n].ip.clone();
-    let text = format!(
-        "service: hello
-image: hello
-ssh:
-  user: root
-  identity_file: {key}
-  known_hosts: {kh}
-roles:
+    let rest = format!(
+        "roles:
   web:
     hosts: [{h1}, {h2}]
     port: 8080
@@ -39,22 +33,15 @@ roles:
 deploy:
   health_timeout: 12s
 ",
-        key = inv.key.display(),
-        kh = known_hosts.display(),
         h1 = ip(0),
         h2 = ip(1),
         h3 = ip(2),
     );
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("ballast.yml");
-    std::fs::write(&path, text).unwrap();
-    path
+    lab_config(dir, inv, known_hosts, "hello", "hello", &rest)
 }
 
 fn run(config: &Path, args: &[&str]) -> std::process::Output {
-    let mut full = vec!["--config", config.to_str().unwrap()];
-    full.extend_from_slice(args);
-    ballast(config.parent().unwrap(), &full)
+    run_with_config(config, args)
 }
 
 fn spawn(config: &Path, args: &[&str]) -> Child {

@@ -87,9 +87,7 @@ impl Drop for LoopFs {
 }
 
 fn run(config: &Path, args: &[&str]) -> std::process::Output {
-    let mut full = vec!["--config", config.to_str().unwrap()];
-    full.extend_from_slice(args);
-    ballast(config.parent().unwrap(), &full)
+    run_with_config(config, args)
 }
 
 fn findings(report: &serde_json::Value, host: &str) -> Vec<(String, String, String)> {
@@ -173,21 +171,22 @@ fn doctor_names_real_faults_and_deploy_refuses_blocked_hosts() {
     let ips: Vec<String> = inv.hosts.iter().map(|h| h.ip.clone()).collect();
 
     let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("ballast.yml");
     let write = |hosts: &[&String]| {
         let list: Vec<&str> = hosts.iter().map(|h| h.as_str()).collect();
-        std::fs::write(
-            &config,
-            format!(
-                "service: faults\nimage: hello\nssh:\n  user: root\n  identity_file: {}\n  known_hosts: {}\nroles:\n  web:\n    hosts: [{}]\n    port: 8080\n",
-                inv.key.display(),
-                inv.known_hosts.display(),
-                list.join(", ")
-            ),
+        let rest = format!(
+            "roles:\n  web:\n    hosts: [{}]\n    port: 8080\n",
+            list.join(", ")
+        );
+        lab_config(
+            work.path(),
+            &inv,
+            &inv.known_hosts,
+            "faults",
+            "hello",
+            &rest,
         )
-        .unwrap();
     };
-    write(&[&ips[0], &ips[1], &ips[2]]);
+    let config = write(&[&ips[0], &ips[1], &ips[2]]);
 
     let out = run(&config, &["--json", "doctor"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

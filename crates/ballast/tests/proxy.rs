@@ -19,14 +19,8 @@ use common::*;
 
 fn write_config(dir: &Path, lab: &Lab) -> PathBuf {
     let inv = &lab.inventory;
-    let text = format!(
-        "service: hello
-image: hello
-ssh:
-  user: root
-  identity_file: {key}
-  known_hosts: {kh}
-roles:
+    let rest = format!(
+        "roles:
   web:
     hosts: [{h1}, {h2}]
     port: 8080
@@ -35,14 +29,10 @@ roles:
 deploy:
   health_timeout: 10s
 ",
-        key = inv.key.display(),
-        kh = inv.known_hosts.display(),
         h1 = inv.hosts[0].ip,
         h2 = inv.hosts[1].ip,
     );
-    let path = dir.join("ballast.yml");
-    std::fs::write(&path, text).unwrap();
-    path
+    lab_config(dir, inv, &inv.known_hosts, "hello", "hello", &rest)
 }
 
 fn ballast_cmd(config: &Path, binary: &Path, args: &[&str]) -> Command {

@@ -384,18 +384,10 @@ mod tests {
     /// `docs/config.md` is generated; this fails when it is stale.
     #[test]
     fn docs_config_md_is_up_to_date() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md");
-        let want = reference_markdown();
-        if std::env::var_os("UPDATE_DOCS").is_some() {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &want).unwrap();
-            return;
-        }
-        let have = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            have == want,
-            "docs/config.md is stale: regenerate it with \
-             `UPDATE_DOCS=1 cargo test -p ballast-core config::reference`"
+        crate::testing::check_generated_doc(
+            "docs/config.md",
+            &reference_markdown(),
+            "cargo test -p ballast-core config::reference",
         );
     }
 }

@@ -139,19 +139,10 @@ mod tests {
     /// `docs/doctor-rules.md` is generated; this fails when it is stale.
     #[test]
     fn docs_doctor_rules_md_is_up_to_date() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/doctor-rules.md");
-        let want = rules_markdown();
-        if std::env::var_os("UPDATE_DOCS").is_some() {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &want).unwrap();
-            return;
-        }
-        let have = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            have == want,
-            "docs/doctor-rules.md is stale: regenerate it with \
-             `UPDATE_DOCS=1 cargo test -p ballast-core doctor::docs`"
+        crate::testing::check_generated_doc(
+            "docs/doctor-rules.md",
+            &rules_markdown(),
+            "cargo test -p ballast-core doctor::docs",
         );
     }
 

@@ -224,3 +224,32 @@ pub fn static_ballast() -> PathBuf {
     *built = Some(path.clone());
     path
 }
+
+/// Writes `dir/ballast.yml` reaching a lab's hosts over SSH with its key and
+/// `known_hosts`, for `service` from `image`, followed by `rest` (roles and
+/// whatever else the test needs) as written.
+pub fn lab_config(
+    dir: &Path,
+    inv: &Inventory,
+    known_hosts: &Path,
+    service: &str,
+    image: &str,
+    rest: &str,
+) -> PathBuf {
+    let text = format!(
+        "service: {service}\nimage: {image}\nssh:\n  user: root\n  identity_file: {}\n  known_hosts: {}\n{rest}",
+        inv.key.display(),
+        known_hosts.display()
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("ballast.yml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `ballast --config CONFIG ARGS`.
+pub fn run_with_config(config: &Path, args: &[&str]) -> Output {
+    let mut full = vec!["--config", config.to_str().unwrap()];
+    full.extend_from_slice(args);
+    ballast(config.parent().unwrap(), &full)
+}
