@@ -336,11 +336,9 @@ fn proxy_route(ctx: &Context<'_>, role_name: &str) -> Option<proxy::Route> {
     })
 }
 
-/// Starts (or upgrades) ballast-proxy on every host of a proxied role,
-/// delivering its image where missing.
-pub async fn ensure_proxies(ctx: &Context<'_>, fleet: &Fleet, on_event: OnEvent<'_>) -> Result<()> {
-    let config = &ctx.loaded.config;
-    let mut ports: std::collections::BTreeMap<String, u16> = std::collections::BTreeMap::new();
+/// The hosts of proxied roles, with the HTTP port their proxy listens on.
+pub fn proxied_hosts(config: &crate::config::Config) -> std::collections::BTreeMap<String, u16> {
+    let mut ports = std::collections::BTreeMap::new();
     for role in config.roles.values() {
         if let Some(settings) = &role.proxy {
             for h in &role.hosts {
@@ -348,6 +346,19 @@ pub async fn ensure_proxies(ctx: &Context<'_>, fleet: &Fleet, on_event: OnEvent<
             }
         }
     }
+    ports
+}
+
+/// Starts (or upgrades) ballast-proxy on every host of a proxied role,
+/// delivering its image where missing; `one_at_a_time` rolls host by host,
+/// so at most one proxy is restarting at any moment.
+pub async fn ensure_proxies_with(
+    ctx: &Context<'_>,
+    fleet: &Fleet,
+    one_at_a_time: bool,
+    on_event: OnEvent<'_>,
+) -> Result<()> {
+    let ports = proxied_hosts(&ctx.loaded.config);
     if ports.is_empty() {
         return Ok(());
     }
@@ -371,10 +382,15 @@ pub async fn ensure_proxies(ctx: &Context<'_>, fleet: &Fleet, on_event: OnEvent<
                 Ok(())
             }
         })
-        .buffer_unordered(16)
+        .buffer_unordered(if one_at_a_time { 1 } else { 16 })
         .collect()
         .await;
     results.into_iter().collect()
+}
+
+/// [`ensure_proxies_with`], all hosts at once.
+pub async fn ensure_proxies(ctx: &Context<'_>, fleet: &Fleet, on_event: OnEvent<'_>) -> Result<()> {
+    ensure_proxies_with(ctx, fleet, false, on_event).await
 }
 
 async fn observe(fleet: &Fleet, service: &str) -> Result<HashMap<String, Vec<AppContainer>>> {

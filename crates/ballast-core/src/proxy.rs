@@ -212,6 +212,22 @@ async fn wait_for_admin(host: &Host) -> Result<()> {
     }
 }
 
+/// Restarts the proxy on `host` and waits until it answers again; routes
+/// come back from its state directory.
+pub async fn restart(host: &Host) -> Result<()> {
+    let engine = host.engine();
+    let options = bollard::query_parameters::RestartContainerOptionsBuilder::default()
+        .t(10)
+        .build();
+    engine
+        .call(
+            "restart the proxy",
+            engine.docker().restart_container(CONTAINER, Some(options)),
+        )
+        .await?;
+    wait_for_admin(host).await
+}
+
 /// Sends one admin request to the proxy on `host`, through its socket.
 pub async fn admin(
     host: &Host,

@@ -169,6 +169,19 @@ pub enum ProxyCommand {
     Run(ProxyRunArgs),
     /// Each host's proxy: its routes, targets and requests in flight.
     Status,
+    /// The proxies' logs (one JSON access line per request), merged.
+    Logs {
+        /// Keep following every host.
+        #[arg(short, long)]
+        follow: bool,
+        /// Lines per host to start from.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+    },
+    /// Restart the proxies one host at a time; routes survive.
+    Restart,
+    /// Move every proxy to this ballast's version, one host at a time.
+    Upgrade,
 }
 
 #[derive(Debug, Args)]

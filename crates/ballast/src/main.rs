@@ -54,6 +54,15 @@ fn main() {
             Command::Proxy(ProxyCommand::Status) => {
                 done(commands::proxy::status(config, accept, &out).await)
             }
+            Command::Proxy(ProxyCommand::Logs { follow, tail }) => {
+                done(commands::proxy::logs(config, accept, follow, tail, &out).await)
+            }
+            Command::Proxy(ProxyCommand::Restart) => {
+                done(commands::proxy::restart(config, accept, &out).await)
+            }
+            Command::Proxy(ProxyCommand::Upgrade) => {
+                done(commands::proxy::upgrade(config, accept, &out).await)
+            }
             Command::Build(args) => done(commands::build::run(args, &out).await),
             Command::Lab(command) => done(commands::lab::run(command, &out).await),
         }

@@ -173,4 +173,29 @@ fn deploys_through_the_proxy_fail_no_request() {
         assert_eq!(back.trim(), "v2");
         host.close().await;
     });
+
+    // Operators see each proxy's routes and logs, and can restart or
+    // upgrade them host by host; routes survive both.
+    let status = run_ok(&config, &binary, &["--json", "proxy", "status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    for h in &inv.hosts {
+        assert!(status.contains(&h.ip), "{status}");
+    }
+    assert_eq!(
+        status.matches("\"name\":\"hello-web\"").count(),
+        2,
+        "{status}"
+    );
+    let logs = run_ok(&config, &binary, &["proxy", "logs", "--tail", "5"]);
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(" proxy | ") && l.contains("\"status\":200")),
+        "{logs}"
+    );
+    run_ok(&config, &binary, &["proxy", "restart"]);
+    run_ok(&config, &binary, &["proxy", "upgrade"]);
+    runtime().block_on(async {
+        assert!(answers(&urls, 4).await.iter().all(|a| a == "200 v2"));
+    });
 }

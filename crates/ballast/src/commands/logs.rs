@@ -17,6 +17,81 @@ use crate::cli::LogsArgs;
 use crate::commands::service;
 use crate::output::Printer;
 
+/// A container whose log is shown, and what to call it.
+pub struct Source {
+    pub host: String,
+    pub role: String,
+    pub docker: bollard::Docker,
+    pub container: String,
+}
+
+/// Which part of the logs to show.
+pub struct Window {
+    pub follow: bool,
+    pub tail: usize,
+    /// Unix seconds; only lines newer than this.
+    pub since: Option<i32>,
+}
+
+/// Shows the logs of every source, each line prefixed by host and role:
+/// merged in time order, or as they arrive when following.
+pub async fn merge(sources: Vec<Source>, window: &Window, grep: Option<&Regex>, out: &Printer) {
+    if sources.is_empty() {
+        out.progress(None, "no running containers match");
+        return;
+    }
+    let (tx, mut rx) = mpsc::channel::<Line>(1024);
+    for source in sources {
+        let mut options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .follow(window.follow)
+            .tail(&window.tail.to_string());
+        if let Some(s) = window.since {
+            options = options.since(s);
+        }
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut stream = source.docker.logs(&source.container, Some(options.build()));
+            while let Some(Ok(chunk)) = stream.next().await {
+                for raw in chunk.to_string().lines() {
+                    let (time, text) = raw.split_once(' ').unwrap_or(("", raw));
+                    let line = Line {
+                        time: time.into(),
+                        host: source.host.clone(),
+                        role: source.role.clone(),
+                        text: text.into(),
+                    };
+                    if tx.send(line).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    let keep = |l: &Line| grep.is_none_or(|g| g.is_match(&l.text));
+    if window.follow {
+        while let Some(line) = rx.recv().await {
+            if keep(&line) {
+                out.log(&line.host, &line.role, &line.time, &line.text);
+            }
+        }
+        return;
+    }
+    let mut lines = Vec::new();
+    while let Some(line) = rx.recv().await {
+        if keep(&line) {
+            lines.push(line);
+        }
+    }
+    lines.sort_by(|a, b| a.time.cmp(&b.time));
+    for l in &lines {
+        out.log(&l.host, &l.role, &l.time, &l.text);
+    }
+}
+
 /// One log line and where it came from.
 struct Line {
     /// RFC 3339 time Docker put in front of the line; sorts as text.
@@ -54,72 +129,29 @@ pub async fn run(config: &Path, accept_new: bool, args: LogsArgs, out: &Printer)
             .unwrap_or(0);
         now.saturating_sub(d.as_secs()) as i32
     });
-    let (tx, mut rx) = mpsc::channel::<Line>(1024);
-    let mut streams = 0;
+    let mut sources = Vec::new();
     for (name, host) in &fleet.hosts {
         if args.host.as_deref().is_some_and(|h| h != name) {
             continue;
         }
         for c in release::observe(host.engine(), &loaded.config.service).await? {
             let wanted_role = args.role.as_deref().is_none_or(|r| r == c.role);
-            if !c.running || !wanted_role {
-                continue;
+            if c.running && wanted_role {
+                sources.push(Source {
+                    host: name.clone(),
+                    role: c.role.clone(),
+                    docker: host.engine().docker().clone(),
+                    container: c.id.clone(),
+                });
             }
-            streams += 1;
-            let mut options = LogsOptionsBuilder::default()
-                .stdout(true)
-                .stderr(true)
-                .timestamps(true)
-                .follow(args.follow)
-                .tail(&args.tail.to_string());
-            if let Some(s) = since {
-                options = options.since(s);
-            }
-            let docker = host.engine().docker().clone();
-            let (tx, host_name, role, id) =
-                (tx.clone(), name.clone(), c.role.clone(), c.id.clone());
-            tokio::spawn(async move {
-                let mut stream = docker.logs(&id, Some(options.build()));
-                while let Some(Ok(chunk)) = stream.next().await {
-                    for raw in chunk.to_string().lines() {
-                        let (time, text) = raw.split_once(' ').unwrap_or(("", raw));
-                        let line = Line {
-                            time: time.into(),
-                            host: host_name.clone(),
-                            role: role.clone(),
-                            text: text.into(),
-                        };
-                        if tx.send(line).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
         }
     }
-    drop(tx);
-    if streams == 0 {
-        out.progress(None, "no running containers match");
-    }
-    let keep = |l: &Line| grep.as_ref().is_none_or(|g| g.is_match(&l.text));
-    if args.follow {
-        while let Some(line) = rx.recv().await {
-            if keep(&line) {
-                out.log(&line.host, &line.role, &line.time, &line.text);
-            }
-        }
-    } else {
-        let mut lines = Vec::new();
-        while let Some(line) = rx.recv().await {
-            if keep(&line) {
-                lines.push(line);
-            }
-        }
-        lines.sort_by(|a, b| a.time.cmp(&b.time));
-        for l in &lines {
-            out.log(&l.host, &l.role, &l.time, &l.text);
-        }
-    }
+    let window = Window {
+        follow: args.follow,
+        tail: args.tail,
+        since,
+    };
+    merge(sources, &window, grep.as_ref(), out).await;
     fleet.close().await;
     Ok(())
 }

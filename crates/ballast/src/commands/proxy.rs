@@ -110,3 +110,86 @@ pub async fn setup(
     );
     Ok(())
 }
+
+pub async fn logs(
+    config: &Path,
+    accept_new: bool,
+    follow: bool,
+    tail: usize,
+    out: &Printer,
+) -> Result<()> {
+    let loaded = service::load(config)?;
+    let fleet = service::fleet(&loaded, accept_new).await;
+    for e in &fleet.unreachable {
+        out.progress(e.host.as_deref(), &format!("did not answer: {}", e.cause));
+    }
+    let sources = deploy::proxied_hosts(&loaded.config)
+        .keys()
+        .filter_map(|name| fleet.get(name))
+        .map(|host| crate::commands::logs::Source {
+            host: host.name().to_string(),
+            role: "proxy".into(),
+            docker: host.engine().docker().clone(),
+            container: proxy::CONTAINER.into(),
+        })
+        .collect();
+    let window = crate::commands::logs::Window {
+        follow,
+        tail,
+        since: None,
+    };
+    crate::commands::logs::merge(sources, &window, None, out).await;
+    fleet.close().await;
+    Ok(())
+}
+
+/// Restarts every proxy, one host at a time, each back before the next.
+pub async fn restart(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
+    let loaded = service::load(config)?;
+    let fleet = service::fleet(&loaded, accept_new).await;
+    let result = async {
+        fleet.require_all("connect to the hosts")?;
+        for name in deploy::proxied_hosts(&loaded.config).keys() {
+            let host = fleet.get(name).expect("connected");
+            proxy::restart(host).await?;
+            out.progress(Some(name), "proxy restarted and answering");
+        }
+        Ok::<_, ballast_core::Error>(())
+    }
+    .await;
+    fleet.close().await;
+    result?;
+    out.result(
+        &serde_json::json!({"restarted": true}),
+        "every proxy restarted",
+    );
+    Ok(())
+}
+
+/// Moves every proxy to the image built from this ballast, one host at a time.
+pub async fn upgrade(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
+    let loaded = service::load(config)?;
+    let reach = service::reach(&loaded, accept_new);
+    let ctx = Context {
+        loaded: &loaded,
+        reach: &reach,
+        command: "proxy upgrade".into(),
+        message: None,
+        dry_run: false,
+        force_unsafe: Vec::new(),
+    };
+    let fleet = service::fleet(&loaded, accept_new).await;
+    let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
+    let result = async {
+        fleet.require_all("connect to the hosts")?;
+        deploy::ensure_proxies_with(&ctx, &fleet, true, &on_event).await
+    }
+    .await;
+    fleet.close().await;
+    result?;
+    out.result(
+        &serde_json::json!({"upgraded": true}),
+        "every proxy runs this ballast's version",
+    );
+    Ok(())
+}
