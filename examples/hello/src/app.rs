@@ -147,6 +147,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let app = app.clone();
                     async move {
+                        if req.uri().path() == "/ws" && crate::ws::is_upgrade(&req) {
+                            return Ok::<_, Infallible>(crate::ws::accept(req, app.version.clone()));
+                        }
                         Ok::<_, Infallible>(app.handle(req.method(), req.uri().path()).await)
                     }
                 });
@@ -249,6 +252,26 @@ mod tests {
             a.handle(&Method::GET, "/slow/abc").await.status(),
             StatusCode::BAD_REQUEST
         );
+    }
+
+    #[tokio::test]
+    async fn websocket_echo_names_the_version() {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(app(Knobs::default())),
+            std::future::pending(),
+        ));
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .unwrap();
+        ws.send(Message::text("hi")).await.unwrap();
+        let reply = ws.next().await.unwrap().unwrap();
+        assert_eq!(reply.into_text().unwrap().as_str(), "v7 hi");
+        server.abort();
     }
 
     /// A request in flight when the stop signal arrives still gets its answer,

@@ -2,12 +2,14 @@
 //!
 //! `GET /` answers the version baked into the image (`/VERSION`), `GET /up` is
 //! the health check, `GET|POST /count` reads or bumps a counter kept in
-//! `HELLO_DATA_DIR`, `GET /slow/<ms>` answers late. Knobs in `knobs.rs` make it
+//! `HELLO_DATA_DIR`, `GET /slow/<ms>` answers late, `GET /ws` echoes WebSocket
+//! messages prefixed by the version. Knobs in `knobs.rs` make it
 //! boot slowly, fail its health check, crash or answer slowly. On SIGTERM or
 //! SIGINT it stops accepting, finishes what is in flight, then exits.
 
 mod app;
 mod knobs;
+mod ws;
 
 use std::sync::Arc;
 
