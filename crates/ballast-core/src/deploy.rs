@@ -336,7 +336,7 @@ fn proxy_route(ctx: &Context<'_>, role_name: &str) -> Option<proxy::Route> {
     })
 }
 
-/// The hosts of proxied roles, with the HTTP port their proxy listens on.
+/// The hosts of proxied roles, with what their proxy listens on.
 pub fn proxied_hosts(config: &crate::config::Config) -> std::collections::BTreeMap<String, u16> {
     let mut ports = std::collections::BTreeMap::new();
     for role in config.roles.values() {
@@ -349,6 +349,50 @@ pub fn proxied_hosts(config: &crate::config::Config) -> std::collections::BTreeM
     ports
 }
 
+/// What each proxied host's proxy listens on, reading TLS files from the
+/// operator's machine (paths relative to the config file).
+fn proxy_listens(ctx: &Context<'_>) -> Result<std::collections::BTreeMap<String, proxy::Listen>> {
+    let config = &ctx.loaded.config;
+    let mut listens = std::collections::BTreeMap::new();
+    for role in config.roles.values() {
+        let Some(settings) = &role.proxy else {
+            continue;
+        };
+        let tls = match &settings.tls {
+            None => None,
+            Some(t) => {
+                let read = |p: &std::path::PathBuf| {
+                    let path = ctx.loaded.dir.join(p);
+                    std::fs::read(&path).map_err(|e| {
+                        Error::input(
+                            "read the proxy's TLS files",
+                            format_args!("{}: {e}", path.display()),
+                        )
+                        .hint("fix proxy.tls.cert / proxy.tls.key in the config")
+                    })
+                };
+                Some(proxy::Tls {
+                    https_port: t.https_port,
+                    cert_pem: read(&t.cert)?,
+                    key_pem: read(&t.key)?,
+                })
+            }
+        };
+        for h in &role.hosts {
+            let entry = listens
+                .entry(h.address().to_string())
+                .or_insert(proxy::Listen {
+                    http_port: settings.http_port,
+                    tls: None,
+                });
+            if entry.tls.is_none() {
+                entry.tls = tls.clone();
+            }
+        }
+    }
+    Ok(listens)
+}
+
 /// Starts (or upgrades) ballast-proxy on every host of a proxied role,
 /// delivering its image where missing; `one_at_a_time` rolls host by host,
 /// so at most one proxy is restarting at any moment.
@@ -358,25 +402,31 @@ pub async fn ensure_proxies_with(
     one_at_a_time: bool,
     on_event: OnEvent<'_>,
 ) -> Result<()> {
-    let ports = proxied_hosts(&ctx.loaded.config);
-    if ports.is_empty() {
+    let listens = proxy_listens(ctx)?;
+    if listens.is_empty() {
         return Ok(());
     }
     let local = Engine::local().await?;
     let tag = proxy::image(&local).await?;
     let prepared = delivery::prepare(&local, &tag).await?;
     let image_id = prepared.image_id().to_string();
-    let results: Vec<Result<()>> = stream::iter(ports.iter())
-        .map(|(name, port)| {
+    let results: Vec<Result<()>> = stream::iter(listens.iter())
+        .map(|(name, listen)| {
             let (prepared, image_id, tag) = (&prepared, &image_id, &tag);
             async move {
                 let host = fleet.get(name).expect("connected");
                 prepared.send(host.engine(), &mut |_| {}).await?;
-                if proxy::ensure(host, image_id, *port).await? {
+                if proxy::ensure(host, image_id, listen).await? {
+                    let https = listen
+                        .tls
+                        .as_ref()
+                        .map(|t| format!(", HTTPS on {}", t.https_port))
+                        .unwrap_or_default();
+                    let http = listen.http_port;
                     say(
                         on_event,
                         Some(name),
-                        format!("ballast-proxy {tag} running on port {port}"),
+                        format!("ballast-proxy {tag} running on port {http}{https}"),
                     );
                 }
                 Ok(())

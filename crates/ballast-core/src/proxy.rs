@@ -84,16 +84,106 @@ fn set_executable(path: &Path) -> Result<()> {
         .map_err(|e| Error::failed("stage the proxy image", e))
 }
 
-/// Makes sure `host` runs the proxy from `image_id` on `http_port`, on the
-/// `ballast` network, restarting by itself; replaces a proxy of another
-/// version (routes survive: they live in the state directory). Returns
-/// whether anything changed.
-pub async fn ensure(host: &Host, image_id: &str, http_port: u16) -> Result<bool> {
+/// What a host's proxy listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listen {
+    pub http_port: u16,
+    /// HTTPS port and the PEM certificate chain and key (their contents).
+    pub tls: Option<Tls>,
+}
+
+/// TLS for a host's proxy. `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub https_port: u16,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("https_port", &self.https_port)
+            .field("key_pem", &"[redacted]")
+            .finish()
+    }
+}
+
+const TLS_DIR: &str = "/var/lib/ballast/proxy/tls";
+/// Label holding a digest of the proxy's image and settings: a proxy whose
+/// digest differs is replaced.
+const SETTINGS_LABEL: &str = "io.ballast.proxy.settings";
+
+impl Listen {
+    fn digest(&self, image_id: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(image_id);
+        h.update(self.http_port.to_le_bytes());
+        if let Some(tls) = &self.tls {
+            h.update(tls.https_port.to_le_bytes());
+            h.update(&tls.cert_pem);
+            h.update(&tls.key_pem);
+        }
+        h.finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--http".to_string(),
+            "0.0.0.0:80".into(),
+            "--admin-socket".into(),
+            ADMIN_SOCKET.into(),
+            "--state-dir".into(),
+            STATE_DIR.into(),
+        ];
+        if self.tls.is_some() {
+            args.extend([
+                "--https".to_string(),
+                "0.0.0.0:443".into(),
+                "--tls-cert".into(),
+                format!("{TLS_DIR}/cert.pem"),
+                "--tls-key".into(),
+                format!("{TLS_DIR}/key.pem"),
+            ]);
+        }
+        args
+    }
+
+    fn ports(&self) -> HashMap<String, Option<Vec<PortBinding>>> {
+        let bind = |port: u16| {
+            Some(vec![PortBinding {
+                host_ip: None,
+                host_port: Some(port.to_string()),
+            }])
+        };
+        let mut ports = HashMap::from([("80/tcp".to_string(), bind(self.http_port))]);
+        if let Some(tls) = &self.tls {
+            ports.insert("443/tcp".to_string(), bind(tls.https_port));
+        }
+        ports
+    }
+}
+
+/// Makes sure `host` runs the proxy from `image_id` listening as `listen`,
+/// on the `ballast` network, restarting by itself; replaces a proxy of
+/// another version or other settings (routes survive: they live in the
+/// state directory). Returns whether anything changed.
+pub async fn ensure(host: &Host, image_id: &str, listen: &Listen) -> Result<bool> {
     let engine = host.engine();
     let docker = engine.docker();
     ensure_network(host).await?;
+    let digest = listen.digest(image_id);
     if let Ok(current) = docker.inspect_container(CONTAINER, None).await {
-        let same = current.image.as_deref() == Some(image_id);
+        let same = current
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(SETTINGS_LABEL))
+            == Some(&digest);
         let running = current.state.and_then(|s| s.running).unwrap_or(false);
         if same && running {
             return Ok(false);
@@ -106,36 +196,28 @@ pub async fn ensure(host: &Host, image_id: &str, http_port: u16) -> Result<bool>
             )
             .await?;
     }
-    let mkdir = host
-        .run("mkdir", &["-p", STATE_DIR], None, Duration::from_secs(15))
-        .await?;
-    if !mkdir.success() {
-        return Err(
-            Error::failed("create the proxy's state directory", mkdir.stderr.trim())
-                .on(host.name()),
-        );
+    run_checked(
+        host,
+        "create the proxy's state directory",
+        "mkdir",
+        &["-p", STATE_DIR],
+        None,
+    )
+    .await?;
+    if let Some(tls) = &listen.tls {
+        install_tls(host, tls).await?;
     }
     let body = ContainerCreateBody {
         image: Some(image_id.to_string()),
-        cmd: Some(vec![
-            "--http".into(),
-            "0.0.0.0:80".into(),
-            "--admin-socket".into(),
-            ADMIN_SOCKET.into(),
-            "--state-dir".into(),
-            STATE_DIR.into(),
-        ]),
-        labels: Some(HashMap::from([(LABEL.to_string(), "1".to_string())])),
-        exposed_ports: Some(vec!["80/tcp".into()]),
+        cmd: Some(listen.args()),
+        labels: Some(HashMap::from([
+            (LABEL.to_string(), "1".to_string()),
+            (SETTINGS_LABEL.to_string(), digest),
+        ])),
+        exposed_ports: Some(listen.ports().keys().cloned().collect()),
         host_config: Some(HostConfig {
             binds: Some(vec![format!("{STATE_DIR}:{STATE_DIR}")]),
-            port_bindings: Some(HashMap::from([(
-                "80/tcp".to_string(),
-                Some(vec![PortBinding {
-                    host_ip: None,
-                    host_port: Some(http_port.to_string()),
-                }]),
-            )])),
+            port_bindings: Some(listen.ports()),
             network_mode: Some(NETWORK.into()),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::ALWAYS),
@@ -159,6 +241,42 @@ pub async fn ensure(host: &Host, image_id: &str, http_port: u16) -> Result<bool>
         .await?;
     wait_for_admin(host).await?;
     Ok(true)
+}
+
+/// Writes the certificate and key into a directory only root can read; the
+/// key travels over stdin, never in arguments.
+async fn install_tls(host: &Host, tls: &Tls) -> Result<()> {
+    let step = "install the TLS certificate";
+    run_checked(host, step, "mkdir", &["-p", "-m", "700", TLS_DIR], None).await?;
+    for (name, data) in [("cert.pem", &tls.cert_pem), ("key.pem", &tls.key_pem)] {
+        let path = format!("{TLS_DIR}/{name}");
+        run_checked(
+            host,
+            step,
+            "install",
+            &["-m", "600", "/dev/stdin", &path],
+            Some(data),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn run_checked(
+    host: &Host,
+    step: &str,
+    program: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> Result<()> {
+    let out = host
+        .run(program, args, stdin, Duration::from_secs(15))
+        .await?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(Error::failed(step, out.stderr.trim()).on(host.name()))
+    }
 }
 
 async fn ensure_network(host: &Host) -> Result<()> {

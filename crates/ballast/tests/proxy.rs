@@ -240,3 +240,93 @@ fn deploys_through_the_proxy_fail_no_request() {
         assert!(answers(&urls, 4).await.iter().all(|a| a == "200 v1"));
     });
 }
+
+#[test]
+fn https_with_the_configured_certificate_and_plain_http_redirected() {
+    let binary = static_ballast();
+    hello_image("v1");
+    let lab = Lab::up("tls", 1);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let openssl = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=hello.test",
+            "-addext",
+            "subjectAltName=DNS:hello.test",
+        ])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(openssl.status.success(), "{}", text(&openssl));
+    let inv = &lab.inventory;
+    let ip = inv.hosts[0].ip.clone();
+    let rest = format!(
+        "roles:\n  web:\n    hosts: [{ip}]\n    port: 8080\n    proxy:\n      hosts: [hello.test]\n      tls: {{ cert: cert.pem, key: key.pem }}\n"
+    );
+    let config = lab_config(dir, inv, &inv.known_hosts, "hello", "hello", &rest);
+    let setup = run_ok(&config, &binary, &["setup"]);
+    let deploy = run_ok(&config, &binary, &["deploy", "--version", "v1"]);
+    for out in [&setup, &deploy] {
+        let all = text(out);
+        assert!(!all.contains("PRIVATE KEY"), "the key was printed:\n{all}");
+    }
+
+    let https = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(dir.join("cert.pem"))
+        .args([
+            "--resolve",
+            &format!("hello.test:443:{ip}"),
+            "https://hello.test/",
+        ])
+        .output()
+        .unwrap();
+    assert!(https.status.success(), "{}", text(&https));
+    assert_eq!(String::from_utf8_lossy(&https.stdout), "v1\n");
+
+    let plain = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+        ])
+        .args(["-H", "Host: hello.test", &format!("http://{ip}/")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&plain.stdout),
+        "301 https://hello.test/",
+        "{}",
+        text(&plain)
+    );
+
+    runtime().block_on(async {
+        let host = Host::connect(&ip, &inv.ssh_target(&inv.hosts[0]))
+            .await
+            .unwrap();
+        let mode = host
+            .run(
+                "stat",
+                &["-c", "%a", "/var/lib/ballast/proxy/tls/key.pem"],
+                None,
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            mode.stdout.trim(),
+            "600",
+            "the key is readable by root only"
+        );
+        host.close().await;
+    });
+}

@@ -164,6 +164,25 @@ pub struct RoleProxy {
     #[serde(default = "defaults::drain_timeout", with = "humantime_serde")]
     #[schemars(with = "String", extend("format" = "duration"))]
     pub drain_timeout: Duration,
+    /// Serve HTTPS with this certificate, and redirect plain HTTP to it.
+    /// One certificate per host: roles sharing a host share it.
+    #[serde(default)]
+    pub tls: Option<ProxyTls>,
+}
+
+/// The certificate the proxy serves HTTPS with.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyTls {
+    /// PEM certificate chain, relative to the config file.
+    pub cert: PathBuf,
+    /// PEM private key, relative to the config file; it is copied to the
+    /// hosts readable by root only, and never printed.
+    pub key: PathBuf,
+    /// Port the proxy listens on for HTTPS on each host.
+    #[serde(default = "defaults::proxy_https_port")]
+    #[schemars(range(min = 1))]
+    pub https_port: u16,
 }
 
 /// One host of a role.
@@ -329,6 +348,9 @@ pub mod defaults {
     }
     pub fn proxy_http_port() -> u16 {
         80
+    }
+    pub fn proxy_https_port() -> u16 {
+        443
     }
     pub fn drain_timeout() -> Duration {
         Duration::from_secs(30)
