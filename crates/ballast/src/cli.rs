@@ -180,6 +180,31 @@ pub enum ProxyCommand {
     },
     /// Restart the proxies one host at a time; routes survive.
     Restart,
+    /// Answer a role's requests with a 503 maintenance page (on), or route
+    /// them again (off).
+    Maintenance {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// The proxied role [default: every proxied role].
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Hold a role's new requests (for a short interruption) until resumed
+    /// or until --max passes.
+    Pause {
+        /// The proxied role [default: every proxied role].
+        #[arg(long)]
+        role: Option<String>,
+        /// Release held requests after this long even without resume.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        max: Duration,
+    },
+    /// Release the requests a pause holds.
+    Resume {
+        /// The proxied role [default: every proxied role].
+        #[arg(long)]
+        role: Option<String>,
+    },
     /// Move every proxy to this ballast's version, one host at a time.
     Upgrade,
 }

@@ -8,7 +8,7 @@ mod output;
 
 use clap::Parser;
 
-use cli::{Cli, Command, ProxyCommand};
+use cli::{Cli, Command};
 use output::Printer;
 
 fn main() {
@@ -50,18 +50,8 @@ fn main() {
             Command::Setup { force_unsafe_host } => {
                 done(commands::proxy::setup(config, accept, force_unsafe_host, &out).await)
             }
-            Command::Proxy(ProxyCommand::Run(args)) => done(commands::proxy::run(args).await),
-            Command::Proxy(ProxyCommand::Status) => {
-                done(commands::proxy::status(config, accept, &out).await)
-            }
-            Command::Proxy(ProxyCommand::Logs { follow, tail }) => {
-                done(commands::proxy::logs(config, accept, follow, tail, &out).await)
-            }
-            Command::Proxy(ProxyCommand::Restart) => {
-                done(commands::proxy::restart(config, accept, &out).await)
-            }
-            Command::Proxy(ProxyCommand::Upgrade) => {
-                done(commands::proxy::upgrade(config, accept, &out).await)
+            Command::Proxy(command) => {
+                done(commands::proxy::dispatch(command, config, accept, &out).await)
             }
             Command::Build(args) => done(commands::build::run(args, &out).await),
             Command::Lab(command) => done(commands::lab::run(command, &out).await),

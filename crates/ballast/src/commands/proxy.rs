@@ -5,15 +5,51 @@ use std::time::Duration;
 
 use ballast_core::deploy::{self, Context, Event};
 use ballast_core::{proxy, Error, Result};
-use ballast_proxy::wire::AdminRequest;
+use ballast_proxy::wire::{AdminRequest, MaintenanceRequest, PauseRequest, ResumeRequest};
 use ballast_proxy::{ProxyConfig, TlsFiles};
 
-use crate::cli::ProxyRunArgs;
+use crate::cli::{ProxyCommand, ProxyRunArgs};
 use crate::commands::service;
 use crate::output::Printer;
 
+/// Runs one `ballast proxy` subcommand.
+pub async fn dispatch(
+    command: ProxyCommand,
+    config: &Path,
+    accept: bool,
+    out: &Printer,
+) -> Result<()> {
+    let only = |role: &Option<String>| role.clone();
+    match command {
+        ProxyCommand::Run(args) => run(args).await,
+        ProxyCommand::Status => status(config, accept, out).await,
+        ProxyCommand::Logs { follow, tail } => logs(config, accept, follow, tail, out).await,
+        ProxyCommand::Restart => restart(config, accept, out).await,
+        ProxyCommand::Upgrade => upgrade(config, accept, out).await,
+        ProxyCommand::Maintenance { state, role } => {
+            let on = state == "on";
+            let make = move |service| AdminRequest::Maintenance(MaintenanceRequest { service, on });
+            let said = if on {
+                "in maintenance (503)"
+            } else {
+                "routed again"
+            };
+            command_each(config, accept, only(&role).as_deref(), make, said, out).await
+        }
+        ProxyCommand::Pause { role, max } => {
+            let max_ms = max.as_millis() as u64;
+            let make = move |service| AdminRequest::Pause(PauseRequest { service, max_ms });
+            command_each(config, accept, only(&role).as_deref(), make, "paused", out).await
+        }
+        ProxyCommand::Resume { role } => {
+            let make = |service| AdminRequest::Resume(ResumeRequest { service });
+            command_each(config, accept, only(&role).as_deref(), make, "resumed", out).await
+        }
+    }
+}
+
 /// Runs the proxy until SIGTERM or SIGINT.
-pub async fn run(args: ProxyRunArgs) -> Result<()> {
+async fn run(args: ProxyRunArgs) -> Result<()> {
     let mut config = ProxyConfig::new(args.http, &args.admin_socket, &args.state_dir);
     config.https_addr = args.https;
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
@@ -39,7 +75,7 @@ async fn stop_signal() {
     }
 }
 
-pub async fn status(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
+async fn status(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
     let loaded = service::load(config)?;
     let fleet = service::fleet(&loaded, accept_new).await;
     let answers = fleet
@@ -111,7 +147,7 @@ pub async fn setup(
     Ok(())
 }
 
-pub async fn logs(
+async fn logs(
     config: &Path,
     accept_new: bool,
     follow: bool,
@@ -144,7 +180,7 @@ pub async fn logs(
 }
 
 /// Restarts every proxy, one host at a time, each back before the next.
-pub async fn restart(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
+async fn restart(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
     let loaded = service::load(config)?;
     let fleet = service::fleet(&loaded, accept_new).await;
     let result = async {
@@ -167,7 +203,7 @@ pub async fn restart(config: &Path, accept_new: bool, out: &Printer) -> Result<(
 }
 
 /// Moves every proxy to the image built from this ballast, one host at a time.
-pub async fn upgrade(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
+async fn upgrade(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
     let loaded = service::load(config)?;
     let reach = service::reach(&loaded, accept_new);
     let ctx = Context {
@@ -191,5 +227,55 @@ pub async fn upgrade(config: &Path, accept_new: bool, out: &Printer) -> Result<(
         &serde_json::json!({"upgraded": true}),
         "every proxy runs this ballast's version",
     );
+    Ok(())
+}
+
+/// Sends one admin command per proxied role (or `only`) to each of its hosts.
+async fn command_each(
+    config: &Path,
+    accept_new: bool,
+    only: Option<&str>,
+    make: impl Fn(String) -> AdminRequest,
+    done: &str,
+    out: &Printer,
+) -> Result<()> {
+    let loaded = service::load(config)?;
+    let roles: Vec<(&String, &ballast_core::config::Role)> = loaded
+        .config
+        .roles
+        .iter()
+        .filter(|(name, role)| role.proxy.is_some() && only.is_none_or(|o| o == name.as_str()))
+        .collect();
+    if roles.is_empty() {
+        let proxied: Vec<&str> = loaded
+            .config
+            .roles
+            .iter()
+            .filter(|(_, r)| r.proxy.is_some())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        return Err(Error::input(
+            "choose the role",
+            format_args!("no proxied role matches {only:?}"),
+        )
+        .hint(format!("proxied roles: {}", proxied.join(", "))));
+    }
+    let fleet = service::fleet(&loaded, accept_new).await;
+    let result = async {
+        fleet.require_all("connect to the hosts")?;
+        for (name, role) in &roles {
+            let route = format!("{}-{name}", loaded.config.service);
+            for entry in &role.hosts {
+                let host = fleet.get(entry.address()).expect("connected");
+                proxy::admin(host, &make(route.clone()), Duration::from_secs(15)).await?;
+                out.progress(Some(host.name()), &format!("{name}: {done}"));
+            }
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    fleet.close().await;
+    result?;
+    out.result(&serde_json::json!({"done": done}), done);
     Ok(())
 }
