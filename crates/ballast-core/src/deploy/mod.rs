@@ -11,17 +11,26 @@ use serde::Serialize;
 
 use crate::config::{Batch as BatchSetting, Loaded};
 use crate::delivery::{self, DeliveryReport};
-use crate::doctor;
 use crate::engine::Engine;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::fleet::Fleet;
-use crate::host::{Host, Reach};
+use crate::host::Reach;
 use crate::plan::{self, BatchSize, HostPlan, Plan, RoleTarget};
-use crate::proxy;
 use crate::release::{self, AppContainer};
 use crate::rollout::{self, Rollout, RolloutEvent};
 use crate::spec::{health_mode, ReleaseStamp, RoleSpec};
-use crate::state::{self, AuditRecord, LockInfo};
+use crate::state::{self, LockInfo};
+
+mod audit;
+mod gate;
+mod proxies;
+mod rollback;
+
+use audit::audit;
+use gate::doctor_gate;
+use proxies::proxy_route;
+pub use proxies::{ensure_proxies, ensure_proxies_with, proxied_hosts, setup};
+use rollback::choose_rollback;
 
 /// What to roll out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,30 +126,6 @@ pub async fn run(ctx: &Context<'_>, goal: &Goal, on_event: OnEvent<'_>) -> Resul
     result
 }
 
-/// Prepares every host: checks them with doctor (refusing blocked ones
-/// unless forced) and starts ballast-proxy where a role needs it.
-pub async fn setup(ctx: &Context<'_>, on_event: OnEvent<'_>) -> Result<()> {
-    let config = &ctx.loaded.config;
-    let concurrency = config
-        .ssh
-        .concurrency
-        .unwrap_or_else(crate::config::defaults::concurrency);
-    say(
-        on_event,
-        None,
-        format!("connecting to {} hosts", config.hosts().len()),
-    );
-    let fleet = Fleet::connect(&config.hosts(), ctx.reach, concurrency).await;
-    let result = async {
-        fleet.require_all("connect to the hosts")?;
-        doctor_gate(ctx, &fleet, on_event).await?;
-        ensure_proxies(ctx, &fleet, on_event).await
-    }
-    .await;
-    fleet.close().await;
-    result
-}
-
 async fn locked(
     ctx: &Context<'_>,
     fleet: &Fleet,
@@ -170,71 +155,6 @@ async fn locked(
     let (plan, report) = outcome?;
     released?;
     Ok((plan, report))
-}
-
-/// Runs doctor's host rules and refuses hosts with a block finding, unless
-/// the operator forced them; returns the forced ones with their rules, for
-/// the audit log.
-async fn doctor_gate(
-    ctx: &Context<'_>,
-    fleet: &Fleet,
-    on_event: OnEvent<'_>,
-) -> Result<Vec<String>> {
-    say(
-        on_event,
-        None,
-        "checking the hosts against known Docker failure modes".into(),
-    );
-    let reports = doctor::check_hosts(fleet, &ctx.loaded.config).await;
-    let mut refused = Vec::new();
-    let mut forced = Vec::new();
-    for report in reports {
-        // Config findings are doctor's to report; the gate is about hosts.
-        let blocks: Vec<&doctor::Finding> = report
-            .findings
-            .iter()
-            .filter(|f| f.severity == doctor::Severity::Block && f.role.is_none())
-            .collect();
-        if blocks.is_empty() {
-            continue;
-        }
-        let rules: Vec<&str> = blocks.iter().map(|f| f.rule).collect();
-        if ctx.force_unsafe.contains(&report.host) {
-            say(
-                on_event,
-                Some(&report.host),
-                format!(
-                    "warning: unsafe for Docker ({}), deploying anyway as forced",
-                    rules.join(", ")
-                ),
-            );
-            forced.push(format!("{} ({})", report.host, rules.join(", ")));
-        } else {
-            let why: Vec<String> = blocks
-                .iter()
-                .map(|f| {
-                    format!(
-                        "{}: {}{}",
-                        f.rule,
-                        f.reason,
-                        f.detail
-                            .as_deref()
-                            .map(|d| format!(" ({d})"))
-                            .unwrap_or_default()
-                    )
-                })
-                .collect();
-            refused.push(format!("  {}: {}", report.host, why.join("; ")));
-        }
-    }
-    if refused.is_empty() {
-        return Ok(forced);
-    }
-    Err(Error::failed(
-        "check the hosts (doctor)",
-        format_args!("{} host(s) are not safe for Docker:\n{}", refused.len(), refused.join("\n")),
-    )
-    .hint("`ballast doctor` shows each cause and its fix; to deploy anyway, pass --force-unsafe-host HOST (it is written to the audit log)"))
 }
 
 /// Chooses the release, plans, and delivers the image where needed.
@@ -301,148 +221,6 @@ async fn prepare(
     Ok((plan, report))
 }
 
-/// How the proxy routes to `role`, if the role is proxied.
-fn proxy_route(ctx: &Context<'_>, role_name: &str) -> Option<proxy::Route> {
-    let config = &ctx.loaded.config;
-    let role = &config.roles[role_name];
-    let settings = role.proxy.as_ref()?;
-    let (path, interval, timeout) = match &role.healthcheck {
-        Some(hc) => (hc.path.clone(), hc.interval, hc.timeout),
-        None => (
-            crate::config::defaults::health_path(),
-            crate::config::defaults::interval(),
-            crate::config::defaults::check_timeout(),
-        ),
-    };
-    Some(proxy::Route {
-        service: format!("{}-{role_name}", config.service),
-        hosts: settings.hosts.clone(),
-        path_prefix: settings.path_prefix.clone(),
-        port: role
-            .healthcheck
-            .as_ref()
-            .and_then(|h| h.port)
-            .or(role.port)
-            .unwrap_or(80),
-        health: ballast_proxy::wire::HealthSpec {
-            path,
-            // The proxy checks more often than the operator-facing interval:
-            // a quicker switch, and the check is cheap.
-            interval_ms: (interval.as_millis() as u64).min(250),
-            timeout_ms: timeout.as_millis() as u64,
-        },
-        deploy_timeout: config.deploy.health_timeout,
-        drain_timeout: settings.drain_timeout,
-    })
-}
-
-/// The hosts of proxied roles, with what their proxy listens on.
-pub fn proxied_hosts(config: &crate::config::Config) -> std::collections::BTreeMap<String, u16> {
-    let mut ports = std::collections::BTreeMap::new();
-    for role in config.roles.values() {
-        if let Some(settings) = &role.proxy {
-            for h in &role.hosts {
-                ports.insert(h.address().to_string(), settings.http_port);
-            }
-        }
-    }
-    ports
-}
-
-/// What each proxied host's proxy listens on, reading TLS files from the
-/// operator's machine (paths relative to the config file).
-fn proxy_listens(ctx: &Context<'_>) -> Result<std::collections::BTreeMap<String, proxy::Listen>> {
-    let config = &ctx.loaded.config;
-    let mut listens = std::collections::BTreeMap::new();
-    for role in config.roles.values() {
-        let Some(settings) = &role.proxy else {
-            continue;
-        };
-        let tls = match &settings.tls {
-            None => None,
-            Some(t) => {
-                let read = |p: &std::path::PathBuf| {
-                    let path = ctx.loaded.dir.join(p);
-                    std::fs::read(&path).map_err(|e| {
-                        Error::input(
-                            "read the proxy's TLS files",
-                            format_args!("{}: {e}", path.display()),
-                        )
-                        .hint("fix proxy.tls.cert / proxy.tls.key in the config")
-                    })
-                };
-                Some(proxy::Tls {
-                    https_port: t.https_port,
-                    cert_pem: read(&t.cert)?,
-                    key_pem: read(&t.key)?,
-                })
-            }
-        };
-        for h in &role.hosts {
-            let entry = listens
-                .entry(h.address().to_string())
-                .or_insert(proxy::Listen {
-                    http_port: settings.http_port,
-                    tls: None,
-                });
-            if entry.tls.is_none() {
-                entry.tls = tls.clone();
-            }
-        }
-    }
-    Ok(listens)
-}
-
-/// Starts (or upgrades) ballast-proxy on every host of a proxied role,
-/// delivering its image where missing; `one_at_a_time` rolls host by host,
-/// so at most one proxy is restarting at any moment.
-pub async fn ensure_proxies_with(
-    ctx: &Context<'_>,
-    fleet: &Fleet,
-    one_at_a_time: bool,
-    on_event: OnEvent<'_>,
-) -> Result<()> {
-    let listens = proxy_listens(ctx)?;
-    if listens.is_empty() {
-        return Ok(());
-    }
-    let local = Engine::local().await?;
-    let tag = proxy::image(&local).await?;
-    let prepared = delivery::prepare(&local, &tag).await?;
-    let image_id = prepared.image_id().to_string();
-    let results: Vec<Result<()>> = stream::iter(listens.iter())
-        .map(|(name, listen)| {
-            let (prepared, image_id, tag) = (&prepared, &image_id, &tag);
-            async move {
-                let host = fleet.get(name).expect("connected");
-                prepared.send(host.engine(), &mut |_| {}).await?;
-                if proxy::ensure(host, image_id, listen).await? {
-                    let https = listen
-                        .tls
-                        .as_ref()
-                        .map(|t| format!(", HTTPS on {}", t.https_port))
-                        .unwrap_or_default();
-                    let http = listen.http_port;
-                    say(
-                        on_event,
-                        Some(name),
-                        format!("ballast-proxy {tag} running on port {http}{https}"),
-                    );
-                }
-                Ok(())
-            }
-        })
-        .buffer_unordered(if one_at_a_time { 1 } else { 16 })
-        .collect()
-        .await;
-    results.into_iter().collect()
-}
-
-/// [`ensure_proxies_with`], all hosts at once.
-pub async fn ensure_proxies(ctx: &Context<'_>, fleet: &Fleet, on_event: OnEvent<'_>) -> Result<()> {
-    ensure_proxies_with(ctx, fleet, false, on_event).await
-}
-
 async fn observe(fleet: &Fleet, service: &str) -> Result<HashMap<String, Vec<AppContainer>>> {
     let mut observed = HashMap::new();
     for (name, found) in release::observe_fleet(fleet, service).await {
@@ -481,51 +259,6 @@ fn role_targets(
             }
         })
         .collect()
-}
-
-/// The release to roll back to: `wanted`, or the newest retained version
-/// that no host runs now. Returns version, image ID and each role's digest.
-fn choose_rollback(
-    observed: &HashMap<String, Vec<AppContainer>>,
-    wanted: Option<&str>,
-) -> Result<(String, String, HashMap<String, String>)> {
-    let all: Vec<&AppContainer> = observed.values().flatten().collect();
-    let running: Vec<&str> = all
-        .iter()
-        .filter(|c| c.running)
-        .map(|c| c.version.as_str())
-        .collect();
-    let mut candidates: Vec<&&AppContainer> = all
-        .iter()
-        .filter(|c| match wanted {
-            Some(v) => c.version == v,
-            None => !running.contains(&c.version.as_str()),
-        })
-        .collect();
-    candidates.sort_by_key(|c| std::cmp::Reverse(c.created));
-    let Some(chosen) = candidates.first() else {
-        let mut versions: Vec<&str> = all.iter().map(|c| c.version.as_str()).collect();
-        versions.sort();
-        versions.dedup();
-        return Err(Error::new(
-            ErrorKind::NotFound,
-            "choose the release to roll back to",
-            match wanted {
-                Some(v) => format!("no host retains release {v}"),
-                None => "no host retains a release other than the current one".to_string(),
-            },
-        )
-        .hint(format!(
-            "`ballast releases` lists what the hosts keep (seen: {})",
-            versions.join(", ")
-        )));
-    };
-    let digests = all
-        .iter()
-        .filter(|c| c.version == chosen.version)
-        .map(|c| (c.role.clone(), c.config_digest.clone()))
-        .collect();
-    Ok((chosen.version.clone(), chosen.image_id.clone(), digests))
 }
 
 fn batch_size(setting: &BatchSetting) -> BatchSize {
@@ -740,56 +473,6 @@ async fn image_has_healthcheck(engine: &Engine, image_id: &str) -> bool {
         .and_then(|c| c.healthcheck)
         .and_then(|h| h.test)
         .is_some_and(|t| !t.is_empty() && t[0] != "NONE")
-}
-
-async fn audit(
-    ctx: &Context<'_>,
-    fleet: &Fleet,
-    outcome: &Result<(Plan, Report)>,
-    forced_unsafe: Vec<String>,
-    on_event: OnEvent<'_>,
-) {
-    let (version, result) = match outcome {
-        Ok((_, report)) if report.failed() => {
-            let failed: Vec<&str> = report
-                .hosts
-                .iter()
-                .filter(|h| h.outcome == "failed")
-                .map(|h| h.host.as_str())
-                .collect();
-            (
-                Some(report.version.clone()),
-                format!("failed on {}", failed.join(", ")),
-            )
-        }
-        Ok((_, report)) => (Some(report.version.clone()), "ok".to_string()),
-        Err(e) => (None, format!("failed: {e}")),
-    };
-    let record = AuditRecord {
-        at: state::now_rfc3339(),
-        who: state::whoami(),
-        command: ctx.command.clone(),
-        version,
-        hosts: fleet.order.clone(),
-        outcome: result,
-        forced_unsafe,
-    };
-    let written = fleet
-        .each(16, |h: &Host| {
-            let record = &record;
-            let service = &ctx.loaded.config.service;
-            async move { state::append_audit(h, service, record).await }
-        })
-        .await;
-    for (host, r) in written {
-        if let Err(e) = r {
-            say(
-                on_event,
-                Some(&host),
-                format!("warning: audit log not written: {}", e.cause),
-            );
-        }
-    }
 }
 
 fn say(on_event: OnEvent<'_>, host: Option<&str>, message: String) {

@@ -1,0 +1,178 @@
+//! ballast-proxy in a deploy: where each host's proxy listens, starting or
+//! upgrading the proxies, how a proxied role is routed, and `setup`.
+
+use futures_util::{stream, StreamExt};
+
+use super::gate::doctor_gate;
+use super::{say, Context, OnEvent};
+use crate::delivery;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::fleet::Fleet;
+use crate::proxy;
+
+/// Prepares every host: checks them with doctor (refusing blocked ones
+/// unless forced) and starts ballast-proxy where a role needs it.
+pub async fn setup(ctx: &Context<'_>, on_event: OnEvent<'_>) -> Result<()> {
+    let config = &ctx.loaded.config;
+    let concurrency = config
+        .ssh
+        .concurrency
+        .unwrap_or_else(crate::config::defaults::concurrency);
+    say(
+        on_event,
+        None,
+        format!("connecting to {} hosts", config.hosts().len()),
+    );
+    let fleet = Fleet::connect(&config.hosts(), ctx.reach, concurrency).await;
+    let result = async {
+        fleet.require_all("connect to the hosts")?;
+        doctor_gate(ctx, &fleet, on_event).await?;
+        ensure_proxies(ctx, &fleet, on_event).await
+    }
+    .await;
+    fleet.close().await;
+    result
+}
+
+/// How the proxy routes to `role`, if the role is proxied.
+pub(super) fn proxy_route(ctx: &Context<'_>, role_name: &str) -> Option<proxy::Route> {
+    let config = &ctx.loaded.config;
+    let role = &config.roles[role_name];
+    let settings = role.proxy.as_ref()?;
+    let (path, interval, timeout) = match &role.healthcheck {
+        Some(hc) => (hc.path.clone(), hc.interval, hc.timeout),
+        None => (
+            crate::config::defaults::health_path(),
+            crate::config::defaults::interval(),
+            crate::config::defaults::check_timeout(),
+        ),
+    };
+    Some(proxy::Route {
+        service: format!("{}-{role_name}", config.service),
+        hosts: settings.hosts.clone(),
+        path_prefix: settings.path_prefix.clone(),
+        port: role
+            .healthcheck
+            .as_ref()
+            .and_then(|h| h.port)
+            .or(role.port)
+            .unwrap_or(80),
+        health: ballast_proxy::wire::HealthSpec {
+            path,
+            // The proxy checks more often than the operator-facing interval:
+            // a quicker switch, and the check is cheap.
+            interval_ms: (interval.as_millis() as u64).min(250),
+            timeout_ms: timeout.as_millis() as u64,
+        },
+        deploy_timeout: config.deploy.health_timeout,
+        drain_timeout: settings.drain_timeout,
+    })
+}
+
+/// The hosts of proxied roles, with what their proxy listens on.
+pub fn proxied_hosts(config: &crate::config::Config) -> std::collections::BTreeMap<String, u16> {
+    let mut ports = std::collections::BTreeMap::new();
+    for role in config.roles.values() {
+        if let Some(settings) = &role.proxy {
+            for h in &role.hosts {
+                ports.insert(h.address().to_string(), settings.http_port);
+            }
+        }
+    }
+    ports
+}
+
+/// What each proxied host's proxy listens on, reading TLS files from the
+/// operator's machine (paths relative to the config file).
+fn proxy_listens(ctx: &Context<'_>) -> Result<std::collections::BTreeMap<String, proxy::Listen>> {
+    let config = &ctx.loaded.config;
+    let mut listens = std::collections::BTreeMap::new();
+    for role in config.roles.values() {
+        let Some(settings) = &role.proxy else {
+            continue;
+        };
+        let tls = match &settings.tls {
+            None => None,
+            Some(t) => {
+                let read = |p: &std::path::PathBuf| {
+                    let path = ctx.loaded.dir.join(p);
+                    std::fs::read(&path).map_err(|e| {
+                        Error::input(
+                            "read the proxy's TLS files",
+                            format_args!("{}: {e}", path.display()),
+                        )
+                        .hint("fix proxy.tls.cert / proxy.tls.key in the config")
+                    })
+                };
+                Some(proxy::Tls {
+                    https_port: t.https_port,
+                    cert_pem: read(&t.cert)?,
+                    key_pem: read(&t.key)?,
+                })
+            }
+        };
+        for h in &role.hosts {
+            let entry = listens
+                .entry(h.address().to_string())
+                .or_insert(proxy::Listen {
+                    http_port: settings.http_port,
+                    tls: None,
+                });
+            if entry.tls.is_none() {
+                entry.tls = tls.clone();
+            }
+        }
+    }
+    Ok(listens)
+}
+
+/// Starts (or upgrades) ballast-proxy on every host of a proxied role,
+/// delivering its image where missing; `one_at_a_time` rolls host by host,
+/// so at most one proxy is restarting at any moment.
+pub async fn ensure_proxies_with(
+    ctx: &Context<'_>,
+    fleet: &Fleet,
+    one_at_a_time: bool,
+    on_event: OnEvent<'_>,
+) -> Result<()> {
+    let listens = proxy_listens(ctx)?;
+    if listens.is_empty() {
+        return Ok(());
+    }
+    let local = Engine::local().await?;
+    let tag = proxy::image(&local).await?;
+    let prepared = delivery::prepare(&local, &tag).await?;
+    let image_id = prepared.image_id().to_string();
+    let results: Vec<Result<()>> = stream::iter(listens.iter())
+        .map(|(name, listen)| {
+            let (prepared, image_id, tag) = (&prepared, &image_id, &tag);
+            async move {
+                let host = fleet.get(name).expect("connected");
+                prepared.send(host.engine(), &mut |_| {}).await?;
+                if proxy::ensure(host, image_id, listen).await? {
+                    let https = listen
+                        .tls
+                        .as_ref()
+                        .map(|t| format!(", HTTPS on {}", t.https_port))
+                        .unwrap_or_default();
+                    let http = listen.http_port;
+                    say(
+                        on_event,
+                        Some(name),
+                        format!("ballast-proxy {tag} running on port {http}{https}"),
+                    );
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(if one_at_a_time { 1 } else { 16 })
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// [`ensure_proxies_with`], all hosts at once.
+pub async fn ensure_proxies(ctx: &Context<'_>, fleet: &Fleet, on_event: OnEvent<'_>) -> Result<()> {
+    ensure_proxies_with(ctx, fleet, false, on_event).await
+}
