@@ -61,6 +61,21 @@ fn ok(out: std::process::Output) -> std::process::Output {
     out
 }
 
+/// Connects to a lab host and lists the service's running containers there.
+async fn running_on(
+    inv: &Inventory,
+    h: &ballast_lab::LabHost,
+) -> (Host, Vec<release::AppContainer>) {
+    let host = Host::connect(&h.ip, &inv.ssh_target(h)).await.unwrap();
+    let running = release::observe(host.engine(), "hello")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.running)
+        .collect();
+    (host, running)
+}
+
 /// Asks every container which version it runs: web through its published
 /// port from the machine, worker through its host (as health checks do).
 fn versions(inv: &Inventory) -> Vec<String> {
@@ -77,13 +92,7 @@ fn versions(inv: &Inventory) -> Vec<String> {
             });
         }
         let h3 = &inv.hosts[2];
-        let host = Host::connect(&h3.ip, &inv.ssh_target(h3)).await.unwrap();
-        let running: Vec<_> = release::observe(host.engine(), "hello")
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|c| c.running)
-            .collect();
+        let (host, running) = running_on(inv, h3).await;
         assert_eq!(
             running.len(),
             1,
@@ -408,13 +417,7 @@ fn a_host_stopped_mid_deploy_is_named_and_the_rest_stay_whole() {
     );
     runtime().block_on(async {
         for h in [&inv.hosts[0], &inv.hosts[2]] {
-            let host = Host::connect(&h.ip, &inv.ssh_target(h)).await.unwrap();
-            let running: Vec<_> = release::observe(host.engine(), "hello")
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|c| c.running)
-                .collect();
+            let (host, running) = running_on(&inv, h).await;
             assert_eq!(running.len(), 1, "{}: {running:?}", h.name);
             host.close().await;
         }
