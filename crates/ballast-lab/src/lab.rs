@@ -301,10 +301,17 @@ fn not_up(failures: &[Error], timeout: Duration) -> Result<()> {
 
 async fn create_network(engine: &Engine, req: &UpRequest) -> Result<Ipv4Net> {
     let step = "create the lab network";
+    // Subnets the engine refused as overlapping though no network lists
+    // them (another lab's, being created or just removed): not tried again.
+    let mut refused = Vec::new();
     for attempt in 1..=NETWORK_ATTEMPTS {
         let net = match &req.subnet {
             Some(s) => subnet::parse_user(s, req.hosts)?,
-            None => subnet::pick(&taken_subnets(engine).await?)?,
+            None => {
+                let mut taken = taken_subnets(engine).await?;
+                taken.extend(refused.iter().copied());
+                subnet::pick(&taken)?
+            }
         };
         let request = NetworkCreateRequest {
             name: req.name.network(),
@@ -331,7 +338,8 @@ async fn create_network(engine: &Engine, req: &UpRequest) -> Result<Ipv4Net> {
                     && req.subnet.is_none()
                     && attempt < NETWORK_ATTEMPTS =>
             {
-                continue
+                refused.push(net);
+                continue;
             }
             Err(e) if e.cause.contains("overlap") => {
                 return Err(e.hint(
