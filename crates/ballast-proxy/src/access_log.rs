@@ -1,17 +1,28 @@
 //! The access log: one JSON line per request.
 //!
-//! Lines go through a bounded queue to one writer task, so a slow stdout
-//! never holds a request; when the queue is full, lines are dropped and
-//! counted, and the count is written with the next line that gets through.
+//! Each lane serializes its lines into its own batch; the batch is handed to
+//! one writer thread [`FLUSH_AFTER`] after its first line (or at once when it
+//! grows large), so a lane pays for one hand-off per batch, not per request,
+//! and a line reaches stdout at most that late.
+//! The hand-off never waits: when the writer is behind (a slow stdout), the
+//! batch is dropped and its lines counted, and the count is written with the
+//! next line that gets through.
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
-use tokio::io::AsyncWriteExt;
+use hyper::header::HeaderValue;
+use hyper::http::uri::PathAndQuery;
+use hyper::{Method, Version};
+use serde::{Serialize, Serializer};
 use tokio::sync::mpsc;
+
+use crate::table::Service;
+use crate::target::Target;
 
 /// Where access-log lines go.
 #[derive(Debug, Clone, Default)]
@@ -25,31 +36,43 @@ pub enum AccessLog {
     Off,
 }
 
-/// One request as logged.
+/// One request as logged. Fields hold what the request already had (shared
+/// buffers, `Arc`s), so building an entry allocates nothing.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccessEntry {
     /// When the request ended, RFC 3339 in UTC.
-    pub time: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub time: SystemTime,
     /// The client's address (the TCP peer).
     pub client: IpAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// `HTTP/1.1`, `HTTP/2.0`, …
-    pub protocol: String,
+    #[serde(serialize_with = "version")]
+    pub protocol: Version,
     /// Request method.
-    pub method: String,
+    #[serde(serialize_with = "method")]
+    pub method: Method,
     /// The Host the client asked for.
-    pub host: String,
+    #[serde(serialize_with = "header_text")]
+    pub host: HeaderValue,
     /// Path and query.
-    pub path: String,
+    #[serde(serialize_with = "path")]
+    pub path: PathAndQuery,
     /// The status sent to the client.
     pub status: u16,
     /// The service that answered (none when no route matched).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "service_name"
+    )]
+    pub service: Option<Arc<Service>>,
     /// The target the request went to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "target_addr"
+    )]
+    pub target: Option<Arc<Target>>,
     /// From the request's start to the end of its response (or tunnel).
     pub duration_ms: u64,
     /// What went wrong, when the proxy answered an error itself.
@@ -64,12 +87,39 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// The current time as RFC 3339 with milliseconds.
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+fn rfc3339<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_millis(*time))
 }
 
-/// Hands lines to the configured sink; cheap to clone.
+fn version<S: Serializer>(v: &Version, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{v:?}"))
+}
+
+fn method<S: Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
+}
+
+fn header_text<S: Serializer>(v: &HeaderValue, s: S) -> Result<S::Ok, S::Error> {
+    match v.to_str() {
+        Ok(text) => s.serialize_str(text),
+        Err(_) => s.serialize_str(&String::from_utf8_lossy(v.as_bytes())),
+    }
+}
+
+fn path<S: Serializer>(p: &PathAndQuery, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.as_str())
+}
+
+fn service_name<S: Serializer>(service: &Option<Arc<Service>>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(service.as_ref().map_or("", |svc| svc.name.as_str()))
+}
+
+fn target_addr<S: Serializer>(target: &Option<Arc<Target>>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(target.as_ref().map_or("", |t| t.addr()))
+}
+
+/// Hands lines to the configured sink; cheap to clone. Clones share one
+/// batch; [`AccessLogger::lane`] makes a logger with a batch of its own.
 #[derive(Debug, Clone)]
 pub struct AccessLogger {
     sink: Sink,
@@ -79,25 +129,65 @@ pub struct AccessLogger {
 
 #[derive(Debug, Clone)]
 enum Sink {
-    Queue(mpsc::Sender<String>),
+    Batched {
+        batch: Arc<Mutex<Batch>>,
+        writer: SyncSender<Chunk>,
+    },
     Channel(mpsc::UnboundedSender<String>),
     Off,
 }
 
-/// How many lines may wait for the writer before new ones are dropped.
-const QUEUE: usize = 8192;
+/// Lines serialized and not yet handed to the writer.
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    lines: u64,
+    /// The drop counts these lines carry: lost again if the batch is.
+    carried: u64,
+    /// A task that will hand this batch over is already on its way.
+    flush_pending: bool,
+}
+
+/// What the writer thread receives.
+enum Chunk {
+    /// Whole lines, newline-terminated.
+    Lines(Vec<u8>),
+    /// Answer once everything sent before is written.
+    Sync(std::sync::mpsc::Sender<()>),
+}
+
+/// How many batches may wait for the writer before new ones are dropped.
+const QUEUE: usize = 128;
+
+/// A batch this large is handed over at once.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// How long a batch collects lines before it is handed over.
+pub const FLUSH_AFTER: Duration = Duration::from_millis(100);
+
+/// How long [`AccessLogger::finish`] waits for the writer.
+const FINISH_WAIT: Duration = Duration::from_secs(5);
 
 impl AccessLogger {
-    /// A logger for `target`; for stdout this spawns the writer task, which
-    /// ends once every logger clone is dropped.
+    /// A logger for `target`; for stdout this starts the writer thread,
+    /// which ends once every logger clone is dropped.
     pub fn start(target: &AccessLog) -> AccessLogger {
         let sink = match target {
             AccessLog::Off => Sink::Off,
             AccessLog::Channel(tx) => Sink::Channel(tx.clone()),
             AccessLog::Stdout => {
-                let (tx, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(write_lines(rx));
-                Sink::Queue(tx)
+                let (writer, chunks) = sync_channel(QUEUE);
+                let spawned = std::thread::Builder::new()
+                    .name("access-log".into())
+                    .spawn(move || write_chunks(chunks, std::io::stdout()));
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "cannot start the access-log writer; access log off");
+                    return AccessLogger::off();
+                }
+                Sink::Batched {
+                    batch: Arc::default(),
+                    writer,
+                }
             }
         };
         AccessLogger {
@@ -106,38 +196,132 @@ impl AccessLogger {
         }
     }
 
+    fn off() -> AccessLogger {
+        AccessLogger {
+            sink: Sink::Off,
+            dropped: Arc::default(),
+        }
+    }
+
+    /// A logger writing to the same place with a batch of its own (one per lane).
+    pub fn lane(&self) -> AccessLogger {
+        let sink = match &self.sink {
+            Sink::Batched { writer, .. } => Sink::Batched {
+                batch: Arc::default(),
+                writer: writer.clone(),
+            },
+            other => other.clone(),
+        };
+        AccessLogger {
+            sink,
+            dropped: Arc::clone(&self.dropped),
+        }
+    }
+
     /// Logs one request.
     pub fn log(&self, mut entry: AccessEntry) {
-        if matches!(self.sink, Sink::Off) {
+        match &self.sink {
+            Sink::Off => {}
+            Sink::Channel(tx) => {
+                entry.dropped = self.dropped.swap(0, Ordering::Relaxed);
+                let line = serde_json::to_string(&entry).expect("access entries always serialize");
+                if tx.send(line).is_err() {
+                    self.dropped.fetch_add(1 + entry.dropped, Ordering::Relaxed);
+                }
+            }
+            Sink::Batched { batch, .. } => {
+                let mut b = lock(batch);
+                entry.dropped = self.dropped.swap(0, Ordering::Relaxed);
+                serde_json::to_writer(&mut b.bytes, &entry)
+                    .expect("access entries always serialize");
+                b.bytes.push(b'\n');
+                b.lines += 1;
+                b.carried += entry.dropped;
+                if b.bytes.len() >= BATCH_BYTES {
+                    drop(b);
+                    self.ship();
+                } else if !b.flush_pending {
+                    b.flush_pending = true;
+                    drop(b);
+                    self.ship_soon();
+                }
+            }
+        }
+    }
+
+    /// Hands the batch over [`FLUSH_AFTER`] from now, with whatever lines
+    /// joined it meanwhile.
+    fn ship_soon(&self) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let logger = self.clone();
+                runtime.spawn(async move {
+                    tokio::time::sleep(FLUSH_AFTER).await;
+                    logger.ship();
+                });
+            }
+            Err(_) => self.ship(),
+        }
+    }
+
+    /// Hands the current batch to the writer now.
+    pub fn ship(&self) {
+        let Sink::Batched { batch, writer } = &self.sink else {
+            return;
+        };
+        let (bytes, lines, carried) = {
+            let mut b = lock(batch);
+            b.flush_pending = false;
+            let lines = std::mem::take(&mut b.lines);
+            let carried = std::mem::take(&mut b.carried);
+            (std::mem::take(&mut b.bytes), lines, carried)
+        };
+        if lines == 0 {
             return;
         }
-        entry.dropped = self.dropped.swap(0, Ordering::Relaxed);
-        let line = serde_json::to_string(&entry).expect("access entries always serialize");
-        let sent = match &self.sink {
-            Sink::Queue(tx) => tx.try_send(line).is_ok(),
-            Sink::Channel(tx) => tx.send(line).is_ok(),
-            Sink::Off => true,
+        match writer.try_send(Chunk::Lines(bytes)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(lines + carried, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Hands over this logger's batch and waits (a bounded time) until the
+    /// writer has written everything handed to it so far. Blocks: call it
+    /// at shutdown, outside the async workers.
+    pub fn finish(&self) {
+        self.ship();
+        let Sink::Batched { writer, .. } = &self.sink else {
+            return;
         };
-        if !sent {
-            self.dropped.fetch_add(1 + entry.dropped, Ordering::Relaxed);
+        let (ack, acked) = std::sync::mpsc::channel();
+        if writer.send(Chunk::Sync(ack)).is_ok() {
+            let _ = acked.recv_timeout(FINISH_WAIT);
         }
     }
 }
 
-/// Writes queued lines to stdout, flushing whenever the queue runs empty.
-async fn write_lines(mut rx: mpsc::Receiver<String>) {
-    let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
-    while let Some(line) = rx.recv().await {
-        let mut next = Some(line);
-        while let Some(line) = next {
-            if out.write_all(line.as_bytes()).await.is_err() || out.write_all(b"\n").await.is_err()
-            {
-                return;
+/// The batch, even if a thread panicked while holding it.
+fn lock(batch: &Mutex<Batch>) -> MutexGuard<'_, Batch> {
+    batch
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Writes chunks to `out` until every sender is gone. A broken `out` drops
+/// what comes (senders must never block on a dead log).
+fn write_chunks(chunks: Receiver<Chunk>, mut out: impl Write) {
+    let mut broken = false;
+    for chunk in chunks {
+        match chunk {
+            Chunk::Lines(bytes) if !broken => {
+                broken = out.write_all(&bytes).and_then(|()| out.flush()).is_err();
             }
-            next = rx.try_recv().ok();
-        }
-        if out.flush().await.is_err() {
-            return;
+            Chunk::Lines(_) => {}
+            Chunk::Sync(ack) => {
+                let _ = ack.send(());
+            }
         }
     }
 }
@@ -148,16 +332,16 @@ mod tests {
 
     fn entry() -> AccessEntry {
         AccessEntry {
-            time: now_rfc3339(),
+            time: SystemTime::now(),
             client: "127.0.0.1".parse().unwrap(),
             scheme: "http",
-            protocol: "HTTP/1.1".into(),
-            method: "GET".into(),
-            host: "shop.example.com".into(),
-            path: "/cart?id=1".into(),
+            protocol: Version::HTTP_11,
+            method: Method::GET,
+            host: HeaderValue::from_static("shop.example.com"),
+            path: PathAndQuery::from_static("/cart?id=1"),
             status: 200,
-            service: Some("shop".into()),
-            target: Some("10.0.0.1:80".into()),
+            service: None,
+            target: Some(Target::new("10.0.0.1:80")),
             duration_ms: 3,
             error: None,
             dropped: 0,
@@ -173,8 +357,12 @@ mod tests {
         assert!(!line.contains('\n'));
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["status"], 200);
-        assert_eq!(value["service"], "shop");
+        assert_eq!(value["protocol"], "HTTP/1.1");
+        assert_eq!(value["method"], "GET");
+        assert_eq!(value["host"], "shop.example.com");
+        assert_eq!(value["target"], "10.0.0.1:80");
         assert_eq!(value["path"], "/cart?id=1");
+        assert!(value.get("service").is_none());
         assert!(value.get("error").is_none());
         assert!(value.get("dropped").is_none());
         assert!(value["time"].as_str().unwrap().ends_with('Z'));
@@ -188,5 +376,116 @@ mod tests {
         logger.log(entry());
         logger.log(entry());
         assert_eq!(logger.dropped.load(Ordering::Relaxed), 2);
+    }
+
+    /// A logger batching into a writer thread that writes to `out`.
+    fn batched(out: impl Write + Send + 'static, queue: usize) -> AccessLogger {
+        let (writer, chunks) = sync_channel(queue);
+        std::thread::spawn(move || write_chunks(chunks, out));
+        AccessLogger {
+            sink: Sink::Batched {
+                batch: Arc::default(),
+                writer,
+            },
+            dropped: Arc::default(),
+        }
+    }
+
+    /// A `Write` whose bytes tests can read, that can be made to stall,
+    /// and that says when a write begins.
+    #[derive(Clone)]
+    struct Shared {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        gate: Arc<Mutex<()>>,
+        began: std::sync::mpsc::Sender<()>,
+    }
+
+    impl Shared {
+        fn new() -> (Shared, Receiver<()>) {
+            let (began, writes) = std::sync::mpsc::channel();
+            let shared = Shared {
+                bytes: Arc::default(),
+                gate: Arc::default(),
+                began,
+            };
+            (shared, writes)
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8(self.bytes.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.began.send(());
+            let _open = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+            self.bytes.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lines_travel_in_batches_and_finish_waits_for_them() {
+        let (out, _writes) = Shared::new();
+        let logger = batched(out.clone(), QUEUE);
+        for _ in 0..3 {
+            logger.log(entry());
+        }
+        let waiting = || match &logger.sink {
+            Sink::Batched { batch, .. } => lock(batch).lines,
+            _ => unreachable!(),
+        };
+        assert_eq!(waiting(), 3, "lines wait for the batch to be handed over");
+        tokio::time::sleep(FLUSH_AFTER * 2).await;
+        assert_eq!(waiting(), 0, "handed over after FLUSH_AFTER");
+        let lane = logger.lane();
+        lane.log(entry());
+        tokio::task::spawn_blocking(move || lane.finish())
+            .await
+            .unwrap();
+        let text = out.text();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        for line in text.lines() {
+            serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_writer_drops_batches_and_counts_their_lines() {
+        let (out, writes) = Shared::new();
+        let stall = out.gate.lock().unwrap();
+        let logger = batched(out.clone(), 1);
+        let log_now = |logger: &AccessLogger| {
+            logger.log(entry());
+            logger.ship();
+        };
+        log_now(&logger);
+        writes.recv().unwrap(); // the writer holds line 1, stalled
+        log_now(&logger); // line 2 waits in the queue
+        for _ in 0..3 {
+            log_now(&logger); // lines 3 to 5 find the queue full
+        }
+        drop(stall);
+        let finisher = logger.clone();
+        tokio::task::spawn_blocking(move || finisher.finish())
+            .await
+            .unwrap();
+        logger.log(entry());
+        let finisher = logger.clone();
+        tokio::task::spawn_blocking(move || finisher.finish())
+            .await
+            .unwrap();
+        let lines: Vec<serde_json::Value> = out
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[..2].iter().all(|l| l.get("dropped").is_none()));
+        assert_eq!(lines[2]["dropped"], 3, "the last line counts lines 3 to 5");
     }
 }

@@ -17,15 +17,15 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers that concern one connection only (RFC 9110 §7.6.1), never forwarded.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "http2-settings",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// The protocol a request asks to upgrade to (`websocket`, …), if it does.
@@ -45,6 +45,15 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        strip_named_by_connection(headers);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn strip_named_by_connection(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -53,9 +62,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
         .collect();
     for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -68,7 +74,7 @@ pub fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
 
 /// Adds the `X-Forwarded-*` headers for a request from `client` for `host`
 /// over `scheme`.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: &str, scheme: &str) {
+pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: &HeaderValue, scheme: &str) {
     let earlier: Vec<&str> = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
@@ -86,13 +92,10 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: &str, scheme
         X_FORWARDED_PROTO,
         HeaderValue::from_static(scheme_value(scheme)),
     );
-    match HeaderValue::from_str(host) {
-        Ok(value) if !host.is_empty() => {
-            headers.insert(X_FORWARDED_HOST, value);
-        }
-        _ => {
-            headers.remove(X_FORWARDED_HOST);
-        }
+    if host.is_empty() {
+        headers.remove(X_FORWARDED_HOST);
+    } else {
+        headers.insert(X_FORWARDED_HOST, host.clone());
     }
 }
 
@@ -161,7 +164,7 @@ mod tests {
         add_forwarded(
             &mut h,
             "127.0.0.1".parse().unwrap(),
-            "shop.example.com",
+            &HeaderValue::from_static("shop.example.com"),
             "http",
         );
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
@@ -169,7 +172,12 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "shop.example.com");
 
         let mut h = HeaderMap::new();
-        add_forwarded(&mut h, "::1".parse().unwrap(), "", "https");
+        add_forwarded(
+            &mut h,
+            "::1".parse().unwrap(),
+            &HeaderValue::from_static(""),
+            "https",
+        );
         assert_eq!(h["x-forwarded-for"], "::1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert!(h.get("x-forwarded-host").is_none());

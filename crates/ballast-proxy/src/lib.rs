@@ -12,6 +12,7 @@
 //! - `table`: the routing table snapshot and route lookup.
 //! - `target`: one upstream and its in-flight count (what draining waits for).
 //! - `proxy`: the data path: route, wait out pauses, forward, answer errors.
+//! - `upstream`: each lane's keep-alive connections to targets.
 //! - `headers`: hop-by-hop and `X-Forwarded-*` header rewriting.
 //! - `tunnel`: WebSocket (and other upgrade) pass-through.
 //! - `health`: health checks of candidate targets.
@@ -22,6 +23,7 @@
 //! - `state`: saving and loading the table (routes survive restarts).
 //! - `tls`: rustls configuration from PEM files; the HTTP→HTTPS redirect.
 //! - `server`: the client-facing accept loops and graceful shutdown.
+//! - `workers`: the data path's lanes, one single-threaded runtime per core.
 //! - `access_log`: one JSON line per request.
 //!
 //! [`run`] runs the proxy until a shutdown future resolves; [`start`] binds
@@ -40,7 +42,9 @@ mod table;
 mod target;
 mod tls;
 mod tunnel;
+mod upstream;
 pub mod wire;
+mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -78,6 +82,8 @@ pub struct ProxyConfig {
     pub timeouts: Timeouts,
     /// Where the access log goes.
     pub access_log: AccessLog,
+    /// Threads serving requests; 0 is one per core.
+    pub workers: usize,
 }
 
 impl ProxyConfig {
@@ -96,6 +102,7 @@ impl ProxyConfig {
             state_dir: state_dir.into(),
             timeouts: Timeouts::default(),
             access_log: AccessLog::Stdout,
+            workers: 0,
         }
     }
 }
@@ -123,6 +130,9 @@ pub enum ProxyError {
     /// The admin socket could not be opened.
     #[error(transparent)]
     Admin(#[from] AdminSocketError),
+    /// The threads serving requests could not be started.
+    #[error("cannot start the proxy's worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// A running proxy.
@@ -133,6 +143,8 @@ pub struct Started {
     admin_socket: PathBuf,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    workers: Arc<workers::Workers>,
+    log: access_log::AccessLogger,
 }
 
 impl Started {
@@ -156,7 +168,15 @@ impl Started {
     pub async fn stop(mut self) {
         self.stop.send_replace(true);
         while self.tasks.join_next().await.is_some() {}
+        self.workers.stop().await;
+        let log = self.log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.finish()).await;
         let _ = std::fs::remove_file(&self.admin_socket);
+    }
+
+    /// Connections open on each lane now.
+    pub fn open_connections(&self) -> Vec<usize> {
+        self.workers.open_connections()
     }
 }
 
@@ -213,15 +233,21 @@ pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
     let admin = admin::bind(&config.admin_socket).await?;
 
     let (stop, shutdown) = watch::channel(false);
-    let client = proxy::upstream_client(config.timeouts.connect, config.timeouts.upstream_idle);
-    let data = Arc::new(proxy::DataPath {
+    let timeouts = config.timeouts;
+    let upstream = || proxy::upstream_client(timeouts.connect, timeouts.upstream_idle);
+    let log = access_log::AccessLogger::start(&config.access_log);
+    let lanes = workers::lane_count(config.workers);
+    let workers = workers::Workers::start(lanes, |_| proxy::DataPath {
         table: Arc::clone(&table),
-        client: client.clone(),
-        log: access_log::AccessLogger::start(&config.access_log),
-        timeouts: config.timeouts,
+        upstreams: upstream::Upstreams::new(timeouts.connect, timeouts.upstream_idle),
+        log: log.lane(),
+        timeouts,
         shutdown: shutdown.clone(),
-    });
-    let control = Arc::new(control::Control::new(table, store, client));
+    })
+    .map_err(ProxyError::Workers)?;
+    let workers = Arc::new(workers);
+    let control = Arc::new(control::Control::new(table, store, upstream()));
+    let grace = timeouts.shutdown_grace;
 
     let mut tasks = JoinSet::new();
     tasks.spawn(admin::serve(admin, control, shutdown.clone()));
@@ -234,26 +260,37 @@ pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
             tasks.spawn(server::serve(
                 http,
                 redirect,
-                Arc::clone(&data),
+                Arc::clone(&workers),
+                grace,
                 shutdown.clone(),
             ));
             tasks.spawn(server::serve(
                 https,
                 server::Mode::Https(acceptor),
-                data,
+                Arc::clone(&workers),
+                grace,
                 shutdown,
             ));
         }
         _ => {
-            tasks.spawn(server::serve(http, server::Mode::Http, data, shutdown));
+            let mode = server::Mode::Http;
+            tasks.spawn(server::serve(
+                http,
+                mode,
+                Arc::clone(&workers),
+                grace,
+                shutdown,
+            ));
         }
     }
-    tracing::info!(%http_addr, ?https_addr, admin = %config.admin_socket.display(), "proxy started");
+    tracing::info!(%http_addr, ?https_addr, lanes, admin = %config.admin_socket.display(), "proxy started");
     Ok(Started {
         http_addr,
         https_addr,
         admin_socket: config.admin_socket,
         stop,
         tasks,
+        workers,
+        log,
     })
 }

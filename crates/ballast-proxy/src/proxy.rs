@@ -12,24 +12,26 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderValue};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::access_log::{now_rfc3339, AccessEntry, AccessLogger};
+use crate::access_log::{AccessEntry, AccessLogger};
 use crate::headers;
 use crate::table::{Service, Table};
-use crate::target::InFlight;
+use crate::target::{InFlight, Target};
 use crate::tunnel;
+use crate::upstream::{Lease, UpstreamError, Upstreams};
 
 /// Every body the proxy sends: upstream bodies and its own short answers.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -93,8 +95,8 @@ pub fn full(text: impl Into<Bytes>) -> ProxyBody {
 pub struct DataPath {
     /// The current routes; the control path swaps in new snapshots.
     pub table: Arc<ArcSwap<Table>>,
-    /// Pooled keep-alive connections to upstreams.
-    pub client: UpstreamClient,
+    /// This lane's keep-alive connections to targets.
+    pub upstreams: Arc<Upstreams>,
     /// Where access-log lines go.
     pub log: AccessLogger,
     /// Time limits.
@@ -154,7 +156,7 @@ impl Pending {
         self.entry.status = status.as_u16();
         self.entry.error = error;
         self.entry.duration_ms = self.start.elapsed().as_millis() as u64;
-        self.entry.time = now_rfc3339();
+        self.entry.time = SystemTime::now();
         self.log.log(self.entry);
     }
 }
@@ -171,15 +173,15 @@ impl DataPath {
         let path = req
             .uri()
             .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut pending = Pending {
             entry: AccessEntry {
-                time: String::new(),
+                time: SystemTime::UNIX_EPOCH,
                 client: peer.ip(),
                 scheme,
-                protocol: format!("{:?}", req.version()),
-                method: req.method().to_string(),
+                protocol: req.version(),
+                method: req.method().clone(),
                 host: host.clone(),
                 path: path.clone(),
                 status: 0,
@@ -192,10 +194,11 @@ impl DataPath {
             start: Instant::now(),
             log: self.log.clone(),
         };
-        let (service, in_flight) = match self.admit(&host, req.uri().path()).await {
+        let host_text = host.to_str().unwrap_or_default();
+        let (service, in_flight) = match self.admit(host_text, path.path()).await {
             Ok(Admitted::Forward(service, in_flight)) => (service, in_flight),
             Ok(Admitted::Maintenance(service)) => {
-                pending.entry.service = Some(service.name.clone());
+                pending.entry.service = Some(service);
                 pending.finish(StatusCode::SERVICE_UNAVAILABLE, None);
                 return Ok(maintenance_page());
             }
@@ -204,15 +207,16 @@ impl DataPath {
                 return Ok(local_error(pending, e));
             }
         };
-        pending.entry.service = Some(service.name.clone());
-        pending.entry.target = Some(in_flight.target().addr().to_string());
-        let target = in_flight.target().addr().to_string();
-        match self.forward(req, &target, &host, &path, peer, scheme).await {
-            Ok(Forwarded::Response(response)) => {
+        pending.entry.service = Some(service);
+        let target = Arc::clone(in_flight.target());
+        pending.entry.target = Some(Arc::clone(&target));
+        match self.forward(req, &target, &host, path, peer, scheme).await {
+            Ok(Forwarded::Response(response, lease)) => {
                 let (parts, body) = response.into_parts();
                 let status = parts.status;
                 let body = Tracked {
                     inner: body,
+                    lease: Some(lease),
                     _in_flight: in_flight,
                     pending: Some((pending, status)),
                 };
@@ -238,7 +242,7 @@ impl DataPath {
         &self,
         host: &str,
         path: &str,
-    ) -> Result<Admitted, (Option<String>, ForwardError)> {
+    ) -> Result<Admitted, (Option<Arc<Service>>, ForwardError)> {
         // A target retired between the load and the enter makes us pick
         // again from the new table; a few rounds always suffice.
         let mut retired = 0;
@@ -255,7 +259,7 @@ impl DataPath {
                 continue; // the table may have changed while we waited
             }
             let Some(target) = service.pick() else {
-                return Err((Some(service.name.clone()), ForwardError::NoTarget));
+                return Err((Some(service), ForwardError::NoTarget));
             };
             match target.enter() {
                 Some(in_flight) => return Ok(Admitted::Forward(service, in_flight)),
@@ -269,17 +273,17 @@ impl DataPath {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        target: &str,
-        host: &str,
-        path: &str,
+        target: &Target,
+        host: &HeaderValue,
+        path: PathAndQuery,
         peer: SocketAddr,
         scheme: &'static str,
     ) -> Result<Forwarded, ForwardError> {
         let protocol = headers::upgrade_protocol(req.headers());
         let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        parts.uri = Uri::try_from(format!("http://{target}{path}"))
-            .map_err(|e| ForwardError::Downstream(format!("cannot forward `{path}`: {e}")))?;
+        // Origin form: the connection already goes to the target.
+        parts.uri = Uri::from(path);
         headers::strip_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = protocol {
             headers::restore_upgrade(&mut parts.headers, protocol);
@@ -287,18 +291,15 @@ impl DataPath {
         headers::add_forwarded(&mut parts.headers, peer.ip(), host, scheme);
         if !host.is_empty() && !parts.headers.contains_key(header::HOST) {
             // HTTP/2 carries the host in the URI's authority.
-            if let Ok(value) = HeaderValue::from_str(host) {
-                parts.headers.insert(header::HOST, value);
-            }
+            parts.headers.insert(header::HOST, host.clone());
         }
         parts.version = Version::HTTP_11;
         let request = Request::from_parts(parts, body.boxed());
-        let answer =
-            tokio::time::timeout(self.timeouts.request, self.client.request(request)).await;
-        let mut response = match answer {
+        let sent = self.upstreams.send(target.addr(), request);
+        let (mut response, lease) = match tokio::time::timeout(self.timeouts.request, sent).await {
             Err(_) => return Err(ForwardError::UpstreamTimeout(self.timeouts.request)),
-            Ok(Err(e)) => return Err(classify(&e)),
-            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return Err(classify(e)),
+            Ok(Ok(answer)) => answer,
         };
         if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status())
         {
@@ -309,6 +310,7 @@ impl DataPath {
             if let Some(protocol) = protocol {
                 headers::restore_upgrade(&mut parts.headers, protocol);
             }
+            // The connection now belongs to the tunnel: `lease` is dropped.
             return Ok(Forwarded::Upgrade(
                 Response::from_parts(parts, empty()),
                 client,
@@ -316,7 +318,7 @@ impl DataPath {
             ));
         }
         headers::strip_hop_by_hop(response.headers_mut());
-        Ok(Forwarded::Response(response))
+        Ok(Forwarded::Response(response, lease))
     }
 }
 
@@ -330,8 +332,8 @@ enum Admitted {
 
 /// What the upstream answered.
 enum Forwarded {
-    /// A response whose body is still to come.
-    Response(Response<Incoming>),
+    /// A response whose body is still to come, and its connection.
+    Response(Response<Incoming>, Lease),
     /// `101 Switching Protocols`: the response for the client and both
     /// sides' upgrades, to be joined into a tunnel.
     Upgrade(
@@ -341,33 +343,27 @@ enum Forwarded {
     ),
 }
 
-/// Sorts a client error into the side that failed.
-fn classify(e: &hyper_util::client::legacy::Error) -> ForwardError {
-    let text = crate::health::describe_client_error(e);
-    if e.is_connect() {
-        return ForwardError::Upstream(text);
-    }
-    // An error reading the client's request body is the client's.
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
-            if hyper_error.is_user() || hyper_error.is_body_write_aborted() {
-                return ForwardError::Downstream(text);
-            }
+/// Sorts an upstream error into the side that failed.
+fn classify(e: UpstreamError) -> ForwardError {
+    let text = e.to_string();
+    match e {
+        // An error reading the client's request body is the client's.
+        UpstreamError::Request(e) if e.is_user() || e.is_body_write_aborted() => {
+            ForwardError::Downstream(text)
         }
-        source = cause.source();
+        _ => ForwardError::Upstream(text),
     }
-    ForwardError::Upstream(text)
 }
 
 /// The host a request is for: its Host header, else its URI's authority.
-fn request_host<B>(req: &Request<B>) -> String {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
-        .unwrap_or_default()
+fn request_host<B>(req: &Request<B>) -> HeaderValue {
+    if let Some(host) = req.headers().get(header::HOST) {
+        return host.clone();
+    }
+    req.uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .unwrap_or_else(|| HeaderValue::from_static(""))
 }
 
 /// The proxy's own short answer to a failed request.
@@ -402,9 +398,11 @@ fn maintenance_page() -> Response<ProxyBody> {
 }
 
 /// An upstream body that keeps its request in flight until it is finished,
-/// and writes the access-log line then.
+/// writes the access-log line then, and gives its connection back if it was
+/// read to the end.
 struct Tracked {
     inner: Incoming,
+    lease: Option<Lease>,
     _in_flight: InFlight,
     pending: Option<(Pending, StatusCode)>,
 }
@@ -431,6 +429,11 @@ impl Body for Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            if self.inner.is_end_stream() {
+                lease.release();
+            }
+        }
         if let Some((pending, status)) = self.pending.take() {
             pending.finish(status, None);
         }

@@ -1,8 +1,9 @@
 //! The client-facing listeners: accept loops for plain HTTP, HTTPS and the
 //! HTTP→HTTPS redirect, with graceful shutdown.
 //!
-//! Each connection speaks HTTP/1.1 or HTTP/2 (prior knowledge on plain
-//! HTTP, ALPN over TLS), with upgrades enabled. At shutdown the listeners
+//! Each accepted connection is handed to a lane (see `workers`) and speaks
+//! HTTP/1.1 or HTTP/2 (prior knowledge on plain HTTP, ALPN over TLS), with
+//! upgrades enabled. At shutdown the listeners
 //! stop accepting, open connections are asked to finish their requests and
 //! close, and are dropped after the grace period.
 
@@ -16,12 +17,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::DataPath;
 use crate::tls;
+use crate::workers::Workers;
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,7 +56,8 @@ impl Mode {
 pub async fn serve(
     listener: TcpListener,
     mode: Mode,
-    data: Arc<DataPath>,
+    workers: Arc<Workers>,
+    grace: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -72,8 +75,24 @@ pub async fn serve(
             () = crate::server::stopped(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
-        let (mode, data, watcher) = (mode.clone(), Arc::clone(&data), graceful.watcher());
-        tokio::spawn(async move {
+        // Handed to a lane as a plain socket: it registers with that lane's
+        // reactor there.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "cannot hand the connection to a lane");
+                continue;
+            }
+        };
+        let (mode, watcher) = (mode.clone(), graceful.watcher());
+        workers.spawn(move |data| async move {
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "cannot serve the connection");
+                    return;
+                }
+            };
             match &mode {
                 Mode::Https(acceptor) => {
                     let accepted =
@@ -89,7 +108,6 @@ pub async fn serve(
         });
     }
     drop(listener);
-    let grace = data.timeouts.shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()

@@ -166,13 +166,15 @@ impl Table {
     /// The service that answers a request for `host` (a Host header, port
     /// allowed) and `path`.
     pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Service>> {
-        let host = normalize_host(host);
+        // Hosts in the table are lower case; comparing without case spares
+        // the request path an allocation.
+        let host = host_name(host);
         let best = |named: bool| {
             self.services
                 .iter()
                 .filter(|s| {
                     if named {
-                        s.hosts.contains(&host)
+                        s.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
                     } else {
                         s.hosts.is_empty()
                     }
@@ -207,6 +209,11 @@ impl Table {
 
 /// A Host header's host name: lower case, without port or trailing dot.
 pub fn normalize_host(host: &str) -> String {
+    host_name(host).to_ascii_lowercase()
+}
+
+/// The name part of a Host header: no port, no brackets, no trailing dot.
+fn host_name(host: &str) -> &str {
     let host = host.trim();
     let name = if let Some(rest) = host.strip_prefix('[') {
         // [v6]:port
@@ -216,7 +223,7 @@ pub fn normalize_host(host: &str) -> String {
     } else {
         host
     };
-    name.trim_end_matches('.').to_ascii_lowercase()
+    name.trim_end_matches('.')
 }
 
 /// A path prefix in canonical form: leading `/`, no trailing `/` (but `/`).

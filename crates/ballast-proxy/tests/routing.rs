@@ -1,7 +1,7 @@
 //! Routing and the proxy's other behaviour: Host and path-prefix routing,
-//! round robin, forwarded headers, HTTP/2 (h2c), maintenance, pause/resume,
-//! upstream errors, the access log, the admin socket's refusals, and routes
-//! surviving a restart.
+//! round robin, connections spread over lanes, forwarded headers, HTTP/2
+//! (h2c), maintenance, pause/resume, upstream errors, the access log, the
+//! admin socket's refusals, and routes surviving a restart.
 
 mod common;
 
@@ -111,6 +111,31 @@ async fn several_targets_share_the_traffic_round_robin() {
     }
     bodies.sort();
     assert_eq!(bodies, ["a", "a", "b", "b"]);
+    proxy.started.stop().await;
+}
+
+#[tokio::test]
+async fn connections_are_spread_over_the_lanes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = TestProxy::config(dir.path());
+    config.workers = 2;
+    let proxy = TestProxy::start_with(config).await;
+    let v1 = Upstream::start("v1").await;
+    proxy
+        .deploy("web", &[], None, &[&v1], 5000, 1000)
+        .await
+        .unwrap();
+    // Four clients, four kept-alive connections, each served by a lane.
+    let clients: Vec<_> = (0..4).map(|_| client()).collect();
+    for c in &clients {
+        assert_eq!(get(c, proxy.addr(), "x.test", "/").await.unwrap().1, "v1");
+    }
+    assert_eq!(proxy.started.open_connections(), [2, 2]);
+    drop(clients);
+    eventually("closed connections leave their lanes", || async {
+        proxy.started.open_connections() == [0, 0]
+    })
+    .await;
     proxy.started.stop().await;
 }
 

@@ -229,6 +229,9 @@ pub struct ProxyRunArgs {
     /// Where routes are kept across restarts.
     #[arg(long, default_value = "/var/lib/ballast/proxy")]
     pub state_dir: PathBuf,
+    /// Threads serving requests [default: one per core].
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    pub workers: usize,
 }
 
 #[derive(Debug, Args)]
