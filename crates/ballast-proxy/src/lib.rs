@@ -169,8 +169,9 @@ impl Started {
         self.stop.send_replace(true);
         while self.tasks.join_next().await.is_some() {}
         self.workers.stop().await;
-        let log = self.log.clone();
-        let _ = tokio::task::spawn_blocking(move || log.finish()).await;
+        let mut loggers = self.workers.loggers();
+        loggers.push(self.log.clone());
+        let _ = tokio::task::spawn_blocking(move || access_log::finish(&loggers)).await;
         let _ = std::fs::remove_file(&self.admin_socket);
     }
 
@@ -237,10 +238,11 @@ pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
     let upstream = || proxy::upstream_client(timeouts.connect, timeouts.upstream_idle);
     let log = access_log::AccessLogger::start(&config.access_log);
     let lanes = workers::lane_count(config.workers);
-    let workers = workers::Workers::start(lanes, |_| proxy::DataPath {
+    let workers = workers::Workers::start(lanes, |load| proxy::DataPath {
         table: Arc::clone(&table),
         upstreams: upstream::Upstreams::new(timeouts.connect, timeouts.upstream_idle),
         log: log.lane(),
+        load,
         timeouts,
         shutdown: shutdown.clone(),
     })

@@ -32,6 +32,7 @@ use crate::table::{Service, Table};
 use crate::target::{InFlight, Target};
 use crate::tunnel;
 use crate::upstream::{Lease, UpstreamError, Upstreams};
+use crate::workers::Load;
 
 /// Every body the proxy sends: upstream bodies and its own short answers.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -99,6 +100,8 @@ pub struct DataPath {
     pub upstreams: Arc<Upstreams>,
     /// Where access-log lines go.
     pub log: AccessLogger,
+    /// This lane's connections and tunnels (tunnels outlive their connection).
+    pub load: Load,
     /// Time limits.
     pub timeouts: Timeouts,
     /// Turns `true` at shutdown, so upgraded tunnels close.
@@ -216,6 +219,7 @@ impl DataPath {
                 let status = parts.status;
                 let body = Tracked {
                     inner: body,
+                    ended: false,
                     lease: Some(lease),
                     _in_flight: in_flight,
                     pending: Some((pending, status)),
@@ -226,7 +230,9 @@ impl DataPath {
                 let target = Arc::clone(in_flight.target());
                 let shutdown = self.shutdown.clone();
                 let status = response.status();
+                let counted = self.load.count();
                 tokio::spawn(async move {
+                    let _counted = counted;
                     let outcome = tunnel::run(client, upstream, &target, shutdown).await;
                     drop(in_flight);
                     pending.finish(status, outcome.err());
@@ -289,9 +295,16 @@ impl DataPath {
             headers::restore_upgrade(&mut parts.headers, protocol);
         }
         headers::add_forwarded(&mut parts.headers, peer.ip(), host, scheme);
-        if !host.is_empty() && !parts.headers.contains_key(header::HOST) {
-            // HTTP/2 carries the host in the URI's authority.
-            parts.headers.insert(header::HOST, host.clone());
+        if !parts.headers.contains_key(header::HOST) {
+            // HTTP/2 carries the host in the URI's authority; an HTTP/1.0
+            // request may have none, and HTTP/1.1 upstreams require one.
+            let host = match host.is_empty() {
+                false => Some(host.clone()),
+                true => HeaderValue::from_str(target.addr()).ok(),
+            };
+            if let Some(host) = host {
+                parts.headers.insert(header::HOST, host);
+            }
         }
         parts.version = Version::HTTP_11;
         let request = Request::from_parts(parts, body.boxed());
@@ -402,6 +415,9 @@ fn maintenance_page() -> Response<ProxyBody> {
 /// read to the end.
 struct Tracked {
     inner: Incoming,
+    /// The body was read to its end (a chunked body's length is never
+    /// known, so `is_end_stream` alone cannot tell).
+    ended: bool,
     lease: Option<Lease>,
     _in_flight: InFlight,
     pending: Option<(Pending, StatusCode)>,
@@ -415,7 +431,12 @@ impl Body for Tracked {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            this.ended = true;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -430,7 +451,7 @@ impl Body for Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
-            if self.inner.is_end_stream() {
+            if self.ended || self.inner.is_end_stream() {
                 lease.release();
             }
         }

@@ -86,8 +86,27 @@ pub struct Lease {
 impl Lease {
     /// Returns the connection to the idle list: call once the response was
     /// read to its end (dropping the lease instead closes the connection).
+    /// A connection still busy (sending a request body the target answered
+    /// early, say) joins the list only once it is ready, so no request ever
+    /// waits on a pooled connection.
     pub fn release(self) {
-        self.upstreams.put_back(self.target, self.sender);
+        let Lease {
+            mut sender,
+            target,
+            upstreams,
+        } = self;
+        if sender.is_ready() {
+            upstreams.put_back(target, sender);
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let wait = upstreams.idle_timeout;
+            runtime.spawn(async move {
+                if let Ok(Ok(())) = tokio::time::timeout(wait, sender.ready()).await {
+                    upstreams.put_back(target, sender);
+                }
+            });
+        }
     }
 }
 
@@ -136,14 +155,10 @@ impl Upstreams {
         &self,
         target: &str,
     ) -> Result<(SendRequest<ProxyBody>, bool), UpstreamError> {
-        while let Some(mut sender) = self.take_idle(target) {
+        // Only ready connections are put back, so one not ready now was
+        // closed by the target since.
+        while let Some(sender) = self.take_idle(target) {
             if sender.is_ready() {
-                return Ok((sender, true));
-            }
-            // Released at the end of its response: ready in a moment,
-            // unless the target closed it.
-            let ready = tokio::time::timeout(self.connect_timeout, sender.ready()).await;
-            if let Ok(Ok(())) = ready {
                 return Ok((sender, true));
             }
         }

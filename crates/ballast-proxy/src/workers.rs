@@ -2,8 +2,10 @@
 //! each with its own upstream connections and access-log batch.
 //!
 //! The accept loops hand every new connection to the lane with the fewest
-//! open connections; from then on the connection, its requests and the
-//! upstream connections they use stay on that lane's thread. Nothing on the
+//! open connections (a WebSocket tunnel counts as one); from then on the
+//! connection, its requests and the upstream connections they use stay on
+//! that lane's thread. So the streams of one HTTP/2 connection (a load
+//! balancer in front, say) share one core. Nothing on the
 //! request path wakes another thread, which on a busy host is what a
 //! work-stealing runtime spends most of its time on (measured in
 //! BENCHMARKS.md). The control path (admin API, health checks) stays on the
@@ -17,14 +19,15 @@ use std::thread::JoinHandle;
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
 
+use crate::access_log::AccessLogger;
 use crate::proxy::DataPath;
 
 /// One lane: its runtime, what its requests share, its open connections.
 struct Lane {
     runtime: Handle,
     data: Arc<DataPath>,
-    /// Connections handed to this lane and not yet closed.
-    open: Arc<AtomicUsize>,
+    /// Connections and tunnels on this lane now.
+    open: Load,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -53,28 +56,39 @@ pub fn lane_count(asked: usize) -> usize {
 }
 
 impl Workers {
-    /// Starts `count` lanes, each with the data path `make(lane)` builds.
-    pub fn start(
-        count: usize,
-        mut make: impl FnMut(usize) -> DataPath,
-    ) -> std::io::Result<Workers> {
+    /// Starts `count` lanes, each with the data path `make(load)` builds
+    /// (`load` is the lane's count of connections and tunnels).
+    pub fn start(count: usize, mut make: impl FnMut(Load) -> DataPath) -> std::io::Result<Workers> {
         let mut lanes = Vec::with_capacity(count);
         for index in 0..count.max(1) {
-            let runtime = Builder::new_current_thread().enable_all().build()?;
-            let handle = runtime.handle().clone();
             let (stop, stopped) = oneshot::channel::<()>();
+            let (runtime_tx, runtime_rx) = std::sync::mpsc::channel();
+            // The runtime is built, run and dropped on its own thread: a
+            // runtime must never be dropped inside another one.
             let thread = std::thread::Builder::new()
                 .name(format!("proxy-lane-{index}"))
                 .spawn(move || {
+                    let runtime = match Builder::new_current_thread().enable_all().build() {
+                        Ok(runtime) => runtime,
+                        Err(e) => {
+                            let _ = runtime_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = runtime_tx.send(Ok(runtime.handle().clone()));
                     runtime.block_on(async {
                         let _ = stopped.await;
                     });
                     // Dropping the runtime drops the connections still open.
                 })?;
+            let runtime = runtime_rx.recv().map_err(|_| {
+                std::io::Error::other(format!("proxy lane {index} ended before it started"))
+            })??;
+            let open = Load::default();
             lanes.push(Lane {
-                runtime: handle,
-                data: Arc::new(make(index)),
-                open: Arc::new(AtomicUsize::new(0)),
+                runtime,
+                data: Arc::new(make(open.clone())),
+                open,
                 stop: Mutex::new(Some(stop)),
                 thread: Mutex::new(Some(thread)),
             });
@@ -92,11 +106,10 @@ impl Workers {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let lane = self.least_busy();
-        let open = Arc::clone(&lane.open);
-        open.fetch_add(1, Ordering::Relaxed);
+        let counted = lane.open.count();
         let data = Arc::clone(&lane.data);
         lane.runtime.spawn(async move {
-            let _closed = Closed(open);
+            let _counted = counted;
             serve(data).await;
         });
     }
@@ -106,20 +119,22 @@ impl Workers {
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         (0..n)
             .map(|i| &self.lanes[(start + i) % n])
-            .min_by_key(|lane| lane.open.load(Ordering::Relaxed))
+            .min_by_key(|lane| lane.open.now())
             .expect("there is at least one lane")
     }
 
     /// Open connections per lane, for tests and status.
     pub fn open_connections(&self) -> Vec<usize> {
-        self.lanes
-            .iter()
-            .map(|l| l.open.load(Ordering::Relaxed))
-            .collect()
+        self.lanes.iter().map(|l| l.open.now()).collect()
     }
 
-    /// Stops every lane (dropping what is still open), writes out their
-    /// access-log batches and waits for their threads.
+    /// Each lane's access logger, to write out their batches at the end.
+    pub fn loggers(&self) -> Vec<AccessLogger> {
+        self.lanes.iter().map(|l| l.data.log.clone()).collect()
+    }
+
+    /// Stops every lane (dropping what is still open) and waits for their
+    /// threads.
     pub async fn stop(&self) {
         for lane in &self.lanes {
             if let Some(stop) = take(&lane.stop) {
@@ -134,9 +149,6 @@ impl Workers {
             }
         })
         .await;
-        for lane in &self.lanes {
-            lane.data.log.ship();
-        }
     }
 }
 
@@ -146,10 +158,27 @@ fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
         .take()
 }
 
-/// Counts a connection as closed when its task ends, however it ends.
-struct Closed(Arc<AtomicUsize>);
+/// How many connections and tunnels a lane holds; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Load(Arc<AtomicUsize>);
 
-impl Drop for Closed {
+impl Load {
+    /// Counts one more until the returned guard is dropped.
+    pub fn count(&self) -> Counted {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Counted(Arc::clone(&self.0))
+    }
+
+    fn now(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One connection or tunnel counted in its lane's [`Load`], however it ends.
+#[derive(Debug)]
+pub struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }

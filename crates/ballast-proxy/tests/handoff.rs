@@ -176,6 +176,8 @@ async fn a_websocket_keeps_working_on_the_old_target_until_drained() {
 
     let mut ws = open_websocket(proxy.addr()).await;
     assert_eq!(echo(&mut ws, "a").await, "v1:a");
+    let load = || proxy.started.open_connections().iter().sum::<usize>();
+    assert_eq!(load(), 1, "an open tunnel counts in its lane's load");
 
     let deploy = {
         let proxy = Arc::clone(&proxy);
@@ -204,6 +206,7 @@ async fn a_websocket_keeps_working_on_the_old_target_until_drained() {
     while ws.next().await.is_some() {}
     drop(ws);
     let response = deploy.await.unwrap().unwrap();
+    eventually("the closed tunnel left its lane", || async { load() == 0 }).await;
     assert_eq!(response.deploy.unwrap().drain.unfinished, 0);
     let mut ws = open_websocket(proxy.addr()).await;
     assert_eq!(echo(&mut ws, "d").await, "v2:d");

@@ -15,6 +15,7 @@ use common::*;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::{header, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn host_and_path_prefix_pick_the_service() {
@@ -136,6 +137,50 @@ async fn connections_are_spread_over_the_lanes() {
         proxy.started.open_connections() == [0, 0]
     })
     .await;
+    proxy.started.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_after_sized_and_chunked_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = TestProxy::config(dir.path());
+    config.workers = 1;
+    let proxy = TestProxy::start_with(config).await;
+    let v1 = Upstream::start("v1").await;
+    proxy
+        .deploy("web", &[], None, &[&v1], 5000, 1000)
+        .await
+        .unwrap();
+    let after_health_checks = v1.connections.load(Ordering::SeqCst);
+    let c = client();
+    for path in ["/", "/chunked", "/", "/chunked", "/"] {
+        assert_eq!(get(&c, proxy.addr(), "x.test", path).await.unwrap().1, "v1");
+    }
+    let used = v1.connections.load(Ordering::SeqCst) - after_health_checks;
+    assert_eq!(used, 1, "one upstream connection carries every request");
+    proxy.started.stop().await;
+}
+
+#[tokio::test]
+async fn an_http_1_0_request_without_host_reaches_the_upstream_with_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = TestProxy::start(dir.path()).await;
+    let v1 = Upstream::start("v1").await;
+    proxy
+        .deploy("web", &[], None, &[&v1], 5000, 1000)
+        .await
+        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /headers HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let seen: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(seen["host"], v1.target(), "{seen}");
     proxy.started.stop().await;
 }
 

@@ -30,8 +30,8 @@ use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, Message};
 use tokio_tungstenite::WebSocketStream;
 
 /// A tiny upstream: answers its name, `/up` (200 when healthy, else 503),
-/// `/slow?ms=N`, `/headers` (the request's headers as JSON) and `/ws` (a
-/// WebSocket echoing `name:message`).
+/// `/slow?ms=N`, `/chunked` (its name, chunked), `/headers` (the request's
+/// headers as JSON) and `/ws` (a WebSocket echoing `name:message`).
 pub struct Upstream {
     pub name: String,
     pub addr: SocketAddr,
@@ -39,6 +39,8 @@ pub struct Upstream {
     pub healthy: Arc<AtomicBool>,
     /// Requests seen, `/up` excluded.
     pub hits: Arc<AtomicU64>,
+    /// Connections accepted.
+    pub connections: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -54,6 +56,8 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let healthy = Arc::new(AtomicBool::new(healthy));
         let hits = Arc::new(AtomicU64::new(0));
+        let connections = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::clone(&connections);
         let (n, h, c) = (name.to_string(), Arc::clone(&healthy), Arc::clone(&hits));
         let task = tokio::spawn(async move {
             // Dropping this set (when the task is aborted) ends every
@@ -61,6 +65,7 @@ impl Upstream {
             let mut connections = JoinSet::new();
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (n, h, c) = (n.clone(), Arc::clone(&h), Arc::clone(&c));
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
@@ -79,6 +84,7 @@ impl Upstream {
             addr,
             healthy,
             hits,
+            connections,
             task,
         }
     }
@@ -131,6 +137,14 @@ async fn answer(
                 .unwrap_or(1000);
             tokio::time::sleep(Duration::from_millis(ms)).await;
             text(200, name)
+        }
+        "/chunked" => {
+            let mut response = Response::new(Full::new(Bytes::from(name)));
+            response.headers_mut().insert(
+                header::TRANSFER_ENCODING,
+                header::HeaderValue::from_static("chunked"),
+            );
+            Ok(response)
         }
         "/headers" => {
             let mut seen: BTreeMap<String, String> = req
