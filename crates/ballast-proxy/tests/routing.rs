@@ -120,12 +120,7 @@ async fn connections_are_spread_over_the_lanes() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = TestProxy::config(dir.path());
     config.workers = 2;
-    let proxy = TestProxy::start_with(config).await;
-    let v1 = Upstream::start("v1").await;
-    proxy
-        .deploy("web", &[], None, &[&v1], 5000, 1000)
-        .await
-        .unwrap();
+    let (proxy, _v1) = proxy_serving_v1(config).await;
     // Four clients, four kept-alive connections, each served by a lane.
     let clients: Vec<_> = (0..4).map(|_| client()).collect();
     for c in &clients {
@@ -145,12 +140,7 @@ async fn upstream_connections_are_reused_after_sized_and_chunked_bodies() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = TestProxy::config(dir.path());
     config.workers = 1;
-    let proxy = TestProxy::start_with(config).await;
-    let v1 = Upstream::start("v1").await;
-    proxy
-        .deploy("web", &[], None, &[&v1], 5000, 1000)
-        .await
-        .unwrap();
+    let (proxy, v1) = proxy_serving_v1(config).await;
     let after_health_checks = v1.connections.load(Ordering::SeqCst);
     let c = client();
     for path in ["/", "/chunked", "/", "/chunked", "/"] {
@@ -164,12 +154,7 @@ async fn upstream_connections_are_reused_after_sized_and_chunked_bodies() {
 #[tokio::test]
 async fn an_http_1_0_request_without_host_reaches_the_upstream_with_one() {
     let dir = tempfile::tempdir().unwrap();
-    let proxy = TestProxy::start(dir.path()).await;
-    let v1 = Upstream::start("v1").await;
-    proxy
-        .deploy("web", &[], None, &[&v1], 5000, 1000)
-        .await
-        .unwrap();
+    let (proxy, v1) = proxy_serving_v1(TestProxy::config(dir.path())).await;
     let mut stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
     stream
         .write_all(b"GET /headers HTTP/1.0\r\n\r\n")
@@ -246,12 +231,7 @@ async fn http2_without_tls_is_proxied() {
 #[tokio::test]
 async fn maintenance_answers_503_until_turned_off() {
     let dir = tempfile::tempdir().unwrap();
-    let proxy = TestProxy::start(dir.path()).await;
-    let v1 = Upstream::start("v1").await;
-    proxy
-        .deploy("web", &[], None, &[&v1], 5000, 1000)
-        .await
-        .unwrap();
+    let (proxy, v1) = proxy_serving_v1(TestProxy::config(dir.path())).await;
     let maintenance = |on| {
         AdminRequest::Maintenance(MaintenanceRequest {
             service: "web".into(),
@@ -273,12 +253,7 @@ async fn maintenance_answers_503_until_turned_off() {
 #[tokio::test]
 async fn pause_holds_requests_until_resume_or_its_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let proxy = TestProxy::start(dir.path()).await;
-    let v1 = Upstream::start("v1").await;
-    proxy
-        .deploy("web", &[], None, &[&v1], 5000, 1000)
-        .await
-        .unwrap();
+    let (proxy, v1) = proxy_serving_v1(TestProxy::config(dir.path())).await;
     let pause = |max_ms| {
         AdminRequest::Pause(PauseRequest {
             service: "web".into(),
@@ -317,12 +292,7 @@ async fn upstream_failures_answer_502_and_504() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = TestProxy::config(dir.path());
     config.timeouts.request = Duration::from_millis(300);
-    let proxy = TestProxy::start_with(config).await;
-    let v1 = Upstream::start("v1").await;
-    proxy
-        .deploy("web", &[], None, &[&v1], 5000, 1000)
-        .await
-        .unwrap();
+    let (proxy, v1) = proxy_serving_v1(config).await;
     let c = client();
     let (status, body) = get(&c, proxy.addr(), "x.test", "/slow?ms=5000")
         .await
@@ -397,12 +367,7 @@ async fn malformed_admin_requests_are_refused_and_the_proxy_keeps_serving() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = tempfile::tempdir().unwrap();
-    let proxy = TestProxy::start(dir.path()).await;
-    let v1 = Upstream::start("v1").await;
-    proxy
-        .deploy("web", &[], None, &[&v1], 5000, 1000)
-        .await
-        .unwrap();
+    let (proxy, v1) = proxy_serving_v1(TestProxy::config(dir.path())).await;
 
     let (status, answer) = raw_admin(&proxy, "POST", "/v1/deploy", "{not json").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

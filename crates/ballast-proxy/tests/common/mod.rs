@@ -270,6 +270,18 @@ impl TestProxy {
     }
 }
 
+/// A proxy started with `config` whose default service `web` routes to a
+/// fresh upstream `v1`.
+pub async fn proxy_serving_v1(config: ProxyConfig) -> (TestProxy, Upstream) {
+    let proxy = TestProxy::start_with(config).await;
+    let v1 = Upstream::start("v1").await;
+    proxy
+        .deploy("web", &[], None, &[&v1], 5000, 1000)
+        .await
+        .unwrap();
+    (proxy, v1)
+}
+
 pub fn deploy_request(
     service: &str,
     hosts: &[&str],
