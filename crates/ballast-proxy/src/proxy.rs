@@ -279,7 +279,7 @@ impl DataPath {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        target: &Target,
+        target: &Arc<Target>,
         host: &HeaderValue,
         path: PathAndQuery,
         peer: SocketAddr,
@@ -308,7 +308,7 @@ impl DataPath {
         }
         parts.version = Version::HTTP_11;
         let request = Request::from_parts(parts, body.boxed());
-        let sent = self.upstreams.send(target.addr(), request);
+        let sent = self.upstreams.send(target, request);
         let (mut response, lease) = match tokio::time::timeout(self.timeouts.request, sent).await {
             Err(_) => return Err(ForwardError::UpstreamTimeout(self.timeouts.request)),
             Ok(Err(e)) => return Err(classify(e)),

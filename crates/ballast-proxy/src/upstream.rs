@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::proxy::ProxyBody;
+use crate::target::Target;
 
 /// Idle connections kept per target and lane; more are closed.
 const MAX_IDLE_PER_TARGET: usize = 256;
@@ -79,7 +80,7 @@ impl std::fmt::Debug for Pool {
 /// A connection lent to one request; [`Lease::release`] gives it back.
 pub struct Lease {
     sender: SendRequest<ProxyBody>,
-    target: String,
+    target: Arc<Target>,
     upstreams: Arc<Upstreams>,
 }
 
@@ -96,14 +97,14 @@ impl Lease {
             upstreams,
         } = self;
         if sender.is_ready() {
-            upstreams.put_back(target, sender);
+            upstreams.put_back(target.addr(), sender);
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let wait = upstreams.idle_timeout;
             runtime.spawn(async move {
                 if let Ok(Ok(())) = tokio::time::timeout(wait, sender.ready()).await {
-                    upstreams.put_back(target, sender);
+                    upstreams.put_back(target.addr(), sender);
                 }
             });
         }
@@ -121,20 +122,20 @@ impl Upstreams {
         })
     }
 
-    /// Sends `req` (origin-form URI, Host set) to `target` (`host:port`)
-    /// and waits for the response head.
+    /// Sends `req` (origin-form URI, Host set) to `target` and waits for
+    /// the response head.
     pub async fn send(
         self: &Arc<Self>,
-        target: &str,
+        target: &Arc<Target>,
         mut req: Request<ProxyBody>,
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
         loop {
-            let (mut sender, reused) = self.checkout(target).await?;
+            let (mut sender, reused) = self.checkout(target.addr()).await?;
             match sender.try_send_request(req).await {
                 Ok(response) => {
                     let lease = Lease {
                         sender,
-                        target: target.to_string(),
+                        target: Arc::clone(target),
                         upstreams: Arc::clone(self),
                     };
                     return Ok((response, lease));
@@ -201,7 +202,7 @@ impl Upstreams {
         Ok(sender)
     }
 
-    fn put_back(&self, target: String, sender: SendRequest<ProxyBody>) {
+    fn put_back(&self, target: &str, sender: SendRequest<ProxyBody>) {
         if sender.is_closed() {
             return;
         }
@@ -218,9 +219,13 @@ impl Upstreams {
             });
             pool.last_sweep = Some(now);
         }
-        let list = pool.by_target.entry(target).or_default();
-        if list.len() < MAX_IDLE_PER_TARGET {
-            list.push(Idle { sender, since: now });
+        let idle = Idle { sender, since: now };
+        match pool.by_target.get_mut(target) {
+            Some(list) if list.len() < MAX_IDLE_PER_TARGET => list.push(idle),
+            Some(_) => {}
+            None => {
+                pool.by_target.insert(target.to_string(), vec![idle]);
+            }
         }
     }
 
@@ -285,7 +290,7 @@ mod tests {
     }
 
     async fn fetch(upstreams: &Arc<Upstreams>, target: &str) -> String {
-        let (response, lease) = upstreams.send(target, get()).await.unwrap();
+        let (response, lease) = upstreams.send(&Target::new(target), get()).await.unwrap();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         lease.release();
         String::from_utf8(body.to_vec()).unwrap()
@@ -306,7 +311,10 @@ mod tests {
     async fn a_dropped_lease_closes_its_connection() {
         let (addr, accepted) = server(0).await;
         let upstreams = Upstreams::new(Duration::from_secs(1), Duration::from_secs(60));
-        let (_response, lease) = upstreams.send(&addr, get()).await.unwrap();
+        let (_response, lease) = upstreams
+            .send(&Target::new(addr.as_str()), get())
+            .await
+            .unwrap();
         drop(lease);
         assert_eq!(upstreams.idle_count(&addr), 0);
         assert_eq!(fetch(&upstreams, &addr).await, "ok");
@@ -339,7 +347,11 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         drop(listener);
         let upstreams = Upstreams::new(Duration::from_secs(1), Duration::from_secs(5));
-        let err = upstreams.send(&addr, get()).await.err().unwrap();
+        let err = upstreams
+            .send(&Target::new(addr.as_str()), get())
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(err, UpstreamError::Connect(_)), "{err}");
     }
 }
