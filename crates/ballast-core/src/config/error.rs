@@ -203,11 +203,7 @@ impl<'a> Source<'a> {
         message: impl Into<String>,
     ) -> ConfigError {
         let (line, column) = (line.max(1), column.max(1));
-        let start = self.byte_offset(line, column);
-        let end = self.text[start..]
-            .char_indices()
-            .nth(chars)
-            .map_or(self.text.len(), |(i, _)| start + i);
+        let (start, end) = self.byte_range(line, column, chars);
         ConfigError(Box::new(Details {
             path: self.path.to_path_buf(),
             line,
@@ -228,6 +224,15 @@ impl<'a> Source<'a> {
         let loc = node.referenced;
         let (line, column) = (loc.line() as usize, loc.column() as usize);
         self.error_at(line, column, loc.span().len() as usize, message)
+    }
+
+    /// The text of `node` as the file writes it (`99999999999999999999999`,
+    /// where the node holds the nearest float).
+    pub(crate) fn written(&self, node: &Located) -> &str {
+        let loc = node.referenced;
+        let (line, column) = (loc.line() as usize, loc.column() as usize);
+        let (start, end) = self.byte_range(line.max(1), column.max(1), loc.span().len() as usize);
+        &self.text[start..end]
     }
 
     /// Turns a serde-saphyr error into a located `ConfigError`. `typed` says
@@ -263,6 +268,16 @@ impl<'a> Source<'a> {
         self.error_at(loc.line() as usize, loc.column() as usize, 1, message)
             .with_label(label)
             .with_hint(hint)
+    }
+
+    /// Byte offsets of `chars` characters from a 1-based line and column.
+    fn byte_range(&self, line: usize, column: usize, chars: usize) -> (usize, usize) {
+        let start = self.byte_offset(line, column);
+        let end = self.text[start..]
+            .char_indices()
+            .nth(chars)
+            .map_or(self.text.len(), |(i, _)| start + i);
+        (start, end)
     }
 
     /// Byte offset of a 1-based line and character column.

@@ -188,7 +188,8 @@ pub(crate) fn closest<'a>(typed: &str, known: impl Iterator<Item = &'a str>) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::assert_error;
+    use super::super::schema::OnFailure;
+    use super::super::testing::{assert_error, parse_yaml};
     use super::*;
 
     const HEAD: &str = "service: shop\nimage: shop\nroles:\n  web:\n    hosts: [a]\n";
@@ -291,13 +292,13 @@ mod tests {
             "roles.web.port: expected a whole number from 1 to 65535",
             "1 to 65535",
         );
-        let yaml = format!("{HEAD}ssh: {{concurrency: 0}}\n");
+        let yaml = format!("{HEAD}ssh: {{port: -22}}\n");
         assert_error(
             &yaml,
             6,
-            20,
-            "ssh.concurrency: expected a whole number of at least 1",
-            "at least 1",
+            13,
+            "ssh.port: expected a whole number from 1 to 65535, found the number `-22`",
+            "1 to 65535",
         );
     }
 
@@ -329,6 +330,30 @@ mod tests {
             "deploy.health_timeout: expected a duration",
             "(e.g. `30s`)",
         );
+    }
+
+    #[test]
+    fn an_unknown_failure_policy_lists_the_choices() {
+        let yaml = format!("{HEAD}deploy:\n  on_failure: rollback\n");
+        assert_error(
+            &yaml,
+            7,
+            15,
+            "deploy.on_failure: expected one of `stop`, `revert`, found the string `rollback`",
+            "use one of `stop`, `revert`",
+        );
+        let yaml = format!("{HEAD}deploy: {{on_failure: revrt}}\n");
+        assert_error(
+            &yaml,
+            6,
+            22,
+            "expected one of `stop`, `revert`",
+            "did you mean `revert`?",
+        );
+        let loaded = parse_yaml(&format!("{HEAD}deploy: {{on_failure: revert}}\n")).unwrap();
+        assert_eq!(loaded.config.deploy.on_failure, OnFailure::Revert);
+        let loaded = parse_yaml(HEAD).unwrap();
+        assert_eq!(loaded.config.deploy.on_failure, OnFailure::Stop);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //!   every error its line and column.
 //! - `shape`, `hints`: unknown keys, missing keys, wrong types, checked
 //!   against the JSON schema of the types, and the words of those errors.
+//! - `bounds`: [`LIMITS`], the least and most of every duration and count,
+//!   enforced by the shape check and cited by the reference.
 //! - `validate`, `roles`, `names`: semantic checks (names, image, hosts,
 //!   ports, volumes, batch, variables) and the grammars they use.
 //! - [`secrets`]: secret values from the environment or `.ballast/secrets`.
@@ -19,6 +21,7 @@
 //! (serde-saphyr), shape (schema walk), types (serde into [`Config`]),
 //! semantics, then secrets.
 
+mod bounds;
 mod error;
 mod hints;
 mod names;
@@ -35,6 +38,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use bounds::{Limit, LimitRange, LIMITS};
 pub use error::ConfigError;
 pub use names::image_problem;
 pub use redact::redacted_yaml;

@@ -1,8 +1,9 @@
 //! The config reference, generated from the schema: schemars turns the types
 //! of `schema.rs` (and their doc comments) into a JSON schema, and this file
 //! turns that into `docs/config.md`: every key with its type, default and
-//! description, one section per nested mapping. The shape check reads the
-//! same JSON schema, so the reference and the validation cannot disagree.
+//! description, one section per nested mapping, then the limits of
+//! durations and counts from `bounds`. The shape check reads the same JSON
+//! schema and limits, so the reference and the validation cannot disagree.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -10,6 +11,7 @@ use std::sync::OnceLock;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde_json::Value;
 
+use super::bounds::{limit_for, LimitRange, LIMITS};
 use super::schema::*;
 
 /// The JSON schema of `ballast.yml`, built once.
@@ -57,6 +59,8 @@ fn declared_fields() -> &'static BTreeMap<&'static str, &'static [&'static str]>
             ("Build", fields_of::<Build>()),
             ("Ssh", fields_of::<Ssh>()),
             ("Role", fields_of::<Role>()),
+            ("RoleProxy", fields_of::<RoleProxy>()),
+            ("ProxyTls", fields_of::<ProxyTls>()),
             ("HostWithEnv", fields_of::<HostWithEnv>()),
             ("Env", fields_of::<Env>()),
             ("Healthcheck", fields_of::<Healthcheck>()),
@@ -198,11 +202,23 @@ fn describe<'a>(
     };
     let word = match types.iter().find(|t| **t != "null").copied() {
         Some("string") if s.get("format").and_then(Value::as_str) == Some("duration") => {
-            "duration (`500ms`, `30s`, `2m`)".to_string()
+            match limit_for(path) {
+                Some(limit) => {
+                    let (min, max) = limit.range.ends();
+                    format!("duration (`{min}` to `{max}`)")
+                }
+                None => "duration (`500ms`, `30s`, `2m`)".to_string(),
+            }
         }
         Some("integer") => {
-            let min = s.get("minimum").and_then(Value::as_u64).unwrap_or(0);
-            match s.get("maximum").and_then(Value::as_u64) {
+            let (min, max) = match limit_for(path).map(|l| l.range) {
+                Some(LimitRange::Count { min, max }) => (min, Some(max)),
+                _ => (
+                    s.get("minimum").and_then(Value::as_u64).unwrap_or(0),
+                    s.get("maximum").and_then(Value::as_u64),
+                ),
+            };
+            match max {
                 Some(max) => format!("integer ({min} to {max})"),
                 None if min > 0 => format!("integer (at least {min})"),
                 None => "integer".to_string(),
@@ -302,9 +318,11 @@ pub fn reference_markdown() -> String {
     );
     md.push_str(
         "Keys marked **required** must be given; every other key may be left out \
-         and takes its default. Unknown keys are errors. `ballast init` writes a \
-         commented starter file; `ballast config` prints the file as ballast \
-         understood it, defaults filled in.\n",
+         and takes its default. Unknown keys are errors. Durations are a number \
+         and a unit, such as `500ms`, `30s`, `2m` or `1h30m`; every duration and \
+         count has a least and a most value, listed under [Limits](#limits). \
+         `ballast init` writes a commented starter file; `ballast config` prints \
+         the file as ballast understood it, defaults filled in.\n",
     );
     for section in sections() {
         let title = if section.path.is_empty() {
@@ -329,7 +347,35 @@ pub fn reference_markdown() -> String {
             ));
         }
     }
+    md.push_str(
+        "\n## Limits\n\n\
+         A value outside its limits is refused when the file is read, with \
+         the key, the limit and where it was written.\n\n\
+         | Key | From | To | Why not less | Why not more |\n|---|---|---|---|---|\n",
+    );
+    for limit in LIMITS {
+        let (min, max) = limit.range.ends();
+        let (min, max) = match limit.range {
+            LimitRange::Duration { .. } => (format!("`{min}`"), format!("`{max}`")),
+            LimitRange::Count { .. } => (min, max),
+        };
+        md.push_str(&format!(
+            "| `{}` | {min} | {max} | {} | {} |\n",
+            limit.key,
+            cell(&sentence(limit.below)),
+            cell(&sentence(limit.above))
+        ));
+    }
     md
+}
+
+/// A reason as a sentence of its own; `—` for none.
+fn sentence(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => "—".to_string(),
+    }
 }
 
 fn cell(s: &str) -> String {
@@ -375,10 +421,25 @@ mod tests {
     fn reference_shows_type_default_and_description() {
         let md = reference_markdown();
         assert!(md.contains("| `service` | string | **required** | Name of the service."));
-        assert!(md.contains("| `retain` | integer | `5` |"), "{md}");
-        assert!(md.contains("| `health_timeout` | duration"));
+        assert!(
+            md.contains("| `retain` | integer (1 to 100) | `5` |"),
+            "{md}"
+        );
+        assert!(md.contains("| `concurrency` | integer (1 to 1000), optional | — |"));
+        assert!(md.contains("| `health_timeout` | duration (`5s` to `1h`) | `30s` |"));
+        assert!(md.contains("| `batch` | integer (1 to 10000) or string | `1` |"));
+        assert!(md.contains("| `on_failure` | one of `stop`, `revert` | `stop` |"));
         assert!(md.contains("one of `direct`, `registry`"));
         assert!(md.contains("| `hosts` | list of string or mapping (section `roles.<name>.hosts[]`) | **required** |"), "{md}");
+    }
+
+    #[test]
+    fn reference_lists_every_limit_with_its_reasons() {
+        let md = reference_markdown();
+        let limits = &md[md.find("## Limits").expect("a Limits section")..];
+        assert!(limits.contains("| `deploy.retain` | 1 | 100 | 0 would keep no release"));
+        assert!(limits.contains("| `roles.<name>.stop_timeout` | `0s` | `1h` | — | A deploy waits"));
+        assert_eq!(limits.matches("\n| `").count(), LIMITS.len());
     }
 
     /// `docs/config.md` is generated; this fails when it is stale.

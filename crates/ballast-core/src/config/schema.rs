@@ -85,7 +85,6 @@ pub struct Ssh {
     pub connect_timeout: Option<Duration>,
     /// How many hosts are worked on at once [default: 10].
     #[serde(default)]
-    #[schemars(range(min = 1))]
     pub concurrency: Option<usize>,
 }
 
@@ -266,6 +265,10 @@ pub struct DeploySettings {
     /// keeps for rollback, the running one included.
     #[serde(default = "defaults::retain")]
     pub retain: usize,
+    /// What a deploy does when a host fails: its new container does not
+    /// become healthy, or a step of its switch fails.
+    #[serde(default)]
+    pub on_failure: OnFailure,
 }
 
 impl Default for DeploySettings {
@@ -274,8 +277,24 @@ impl Default for DeploySettings {
             batch: defaults::batch(),
             health_timeout: defaults::health_timeout(),
             retain: defaults::retain(),
+            on_failure: OnFailure::default(),
         }
     }
+}
+
+/// What a deploy does when a host fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The failed host keeps its previous version, later batches are not
+    /// touched, and hosts already switched in this deploy stay on the new
+    /// version.
+    #[default]
+    Stop,
+    /// Hosts already switched in this deploy go back to the release they ran
+    /// before, through the same health gate and proxy switch, so the fleet
+    /// does not stay on mixed versions.
+    Revert,
 }
 
 /// Batch size: a count of hosts or a percentage of a role's hosts.

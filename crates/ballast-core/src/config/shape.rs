@@ -1,12 +1,15 @@
 //! The shape check: walks the located YAML tree alongside the JSON schema
 //! of `Config` and reports, at the offending node, unknown keys, missing
 //! required keys, wrong types, out-of-range numbers, unknown choices and
-//! malformed durations (the words are in `hints`). It runs before serde so
-//! these errors get precise places and helpful hints; serde then only fails
-//! on what this check does not cover.
+//! malformed durations (the words are in `hints`), and durations and counts
+//! outside their limits (the table and its words are in `bounds`). It runs
+//! before serde so these errors get precise places and helpful hints, and
+//! so serde never reads a duration humantime cannot add up; serde then only
+//! fails on what this check does not cover.
 
 use serde_json::Value;
 
+use super::bounds::{self, BadDuration};
 use super::error::{ConfigError, Source};
 use super::hints;
 use super::node::{Located, Node};
@@ -35,6 +38,9 @@ impl Walker<'_> {
     ) -> Result<(), ConfigError> {
         let (s, name) = deref(s);
         let type_name = name.or(type_name);
+        if let Some(e) = bounds::violation(self.src, s, node, path) {
+            return Err(e);
+        }
         if let Some(branches) = s.get("anyOf").or(s.get("oneOf")).and_then(Value::as_array) {
             return self.walk_choice(branches, node, path, owner);
         }
@@ -65,13 +71,14 @@ impl Walker<'_> {
                     _ => Err(hints::out_of_range(self.src, min, max, node, path)),
                 }
             }
-            Node::Str(_) | Node::Int(_) | Node::Float(_)
+            Node::Str(_) | Node::Int(_) | Node::Float(_) | Node::Bool(_)
                 if s.get("format").and_then(Value::as_str) == Some("duration") =>
             {
                 let text = node.value.scalar_text().unwrap_or_default();
-                match humantime::parse_duration(&text) {
+                match bounds::parse_duration(&text) {
                     Ok(_) => Ok(()),
-                    Err(_) => Err(hints::bad_duration(self.src, node, path)),
+                    Err(BadDuration::Malformed) => Err(hints::bad_duration(self.src, node, path)),
+                    Err(BadDuration::TooLong) => Err(bounds::too_long(self.src, node, path)),
                 }
             }
             _ => Ok(()),

@@ -57,11 +57,14 @@ roles:
     cmd: [app, worker]
 
 # How deploys roll: one host at a time (or a share: "25%"), each given 30s
-# to become healthy; each host keeps 5 releases for `ballast rollback`.
+# to become healthy; each host keeps 5 releases for `ballast rollback`. When
+# a host fails, the deploy stops there; `on_failure: revert` also puts the
+# hosts it already switched back on their previous release.
 deploy:
   batch: 1
   health_timeout: 30s
   retain: 5
+  on_failure: stop
 
 # Container logs rotate: at most 5 files of 10 MB per container.
 logging:

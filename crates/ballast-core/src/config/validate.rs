@@ -1,8 +1,8 @@
 //! Semantic checks: what serde and the schema cannot say about a
 //! well-shaped `ballast.yml`. Here: the service name, the image reference,
-//! clear-versus-secret variables, batch and retain, and features not
-//! available yet; the checks of each role's hosts, ports and volumes are in
-//! `roles`. Each error points, through the located tree, at the node to fix;
+//! clear-versus-secret variables, a batch given as a percentage, and
+//! features not available yet; the checks of each role's hosts, ports and
+//! volumes are in `roles`, the limits of durations and counts in `bounds`. Each error points, through the located tree, at the node to fix;
 //! the first in the file is reported.
 
 use super::error::{ConfigError, Source};
@@ -26,6 +26,7 @@ pub(crate) fn check(config: &Config, root: &Located, src: &Source) -> Result<(),
     }
     c.roles(config);
     c.deploy(&config.deploy);
+    c.health_deadlines(config);
     let mut errors = c.errors;
     errors.sort_by_key(ConfigError::position);
     errors.into_iter().next().map_or(Ok(()), Err)
@@ -143,44 +144,31 @@ impl Checker<'_> {
         }
     }
 
+    /// A batch given as a percentage; the limits of a count are in `bounds`.
     fn deploy(&mut self, d: &DeploySettings) {
+        let Batch::Percent(p) = &d.batch else {
+            return;
+        };
         let path = ["deploy", "batch"];
-        match &d.batch {
-            Batch::Count(0) => {
+        match parse_percent(p) {
+            Some(1..=100) => {}
+            Some(_) => {
                 self.error(
                     &path,
-                    "deploy.batch: a batch of 0 hosts would never deploy".into(),
+                    format!("deploy.batch: `{}` is not from 1% to 100%", shorten(p)),
                 )
-                .set_hint("use 1 or more hosts, or a share of each role's hosts such as `\"25%\"`");
+                .set_hint("use a percentage from `\"1%\"` to `\"100%\"`, or a number of hosts");
             }
-            Batch::Count(_) => {}
-            Batch::Percent(p) => {
-                match parse_percent(p) {
-                    Some(1..=100) => {}
-                    Some(_) => {
-                        self.error(
-                            &path,
-                            format!("deploy.batch: `{}` is not from 1% to 100%", shorten(p)),
-                        )
-                        .set_hint(
-                            "use a percentage from `\"1%\"` to `\"100%\"`, or a number of hosts",
-                        );
-                    }
-                    None => {
-                        self.error(&path, format!("deploy.batch: `{}` is neither a number of hosts nor a percentage", shorten(p)))
-                        .set_hint("write a number of hosts (`2`) or a percentage written `N%` (`\"25%\"`)");
-                    }
-                }
+            None => {
+                self.error(
+                    &path,
+                    format!(
+                        "deploy.batch: `{}` is neither a number of hosts nor a percentage",
+                        shorten(p)
+                    ),
+                )
+                .set_hint("write a number of hosts (`2`) or a percentage written `N%` (`\"25%\"`)");
             }
-        }
-        if d.retain == 0 {
-            self.error(
-                &["deploy", "retain"],
-                "deploy.retain: 0 would keep no release, not even the running one".into(),
-            )
-            .set_hint(
-                "keep at least 1 release (the default is 5; 2 or more makes rollback possible)",
-            );
         }
     }
 }
@@ -255,8 +243,8 @@ mod tests {
             &yaml,
             6,
             17,
-            "deploy.batch: a batch of 0 hosts would never deploy",
-            "1 or more",
+            "deploy.batch: 0 is less than 1, the least allowed",
+            "a batch of 0 hosts would never deploy",
         );
         let yaml = format!("{HEAD}deploy: {{batch: 150%}}\n");
         assert_error(&yaml, 6, 17, "`150%` is not from 1% to 100%", "\"1%\"");
@@ -275,8 +263,8 @@ mod tests {
             &yaml,
             7,
             11,
-            "deploy.retain: 0 would keep no release",
-            "at least 1",
+            "deploy.retain: 0 is less than 1, the least allowed",
+            "0 would keep no release, not even the running one",
         );
         let ok = parse_yaml(&format!("{HEAD}deploy: {{batch: 25%}}\n")).unwrap();
         assert_eq!(ok.config.deploy.batch.percent(), Some(25));
