@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket};
 
-use crate::engine::Engine;
+use crate::engine::{rerun_hint, Engine};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Where dockerd listens on a remote host unless told otherwise.
@@ -120,7 +120,7 @@ impl SshHost {
             )
             .await
             .map_err(|e| ssh_error(&name, "forward the Docker socket", e))?;
-        let engine = Engine::unix(&name, &local).await?;
+        let engine = Engine::forwarded(&name, &local).await?;
         Ok(SshHost {
             name,
             session,
@@ -275,6 +275,22 @@ fn must_exist(host: &str, what: &str, path: &Path) -> Result<()> {
 /// Maps an openssh error to ours; a refused host key gets its own hint because
 /// it is the one failure users must act on by hand.
 fn ssh_error(host: &str, step: &str, e: openssh::Error) -> Error {
+    match &e {
+        openssh::Error::Disconnected => return lost_ssh(host, step, None),
+        openssh::Error::Master(io) => return lost_ssh(host, step, Some(&io.to_string())),
+        openssh::Error::SshMux(_) if mux_connection_dropped(&e) => {
+            return lost_ssh(host, step, None)
+        }
+        openssh::Error::RemoteProcessTerminated => {
+            return Error::failed(
+                step,
+                "the program ended without an exit status: it was killed on the host, or the SSH connection went away",
+            )
+            .on(host)
+            .hint(rerun_hint(&format!("ssh {host} true")))
+        }
+        _ => {}
+    }
     let text = error_chain(&e);
     if is_host_key_failure(&text) {
         return Error::new(
@@ -304,6 +320,54 @@ fn ssh_error(host: &str, step: &str, e: openssh::Error) -> Error {
         err = err.hint("the host refused the key: check the user, the identity file and the host's authorized_keys");
     }
     err
+}
+
+/// The master connection to `host` is gone: the host, its sshd or the
+/// network went away. `detail` is kept in parentheses when it adds something.
+fn lost_ssh(host: &str, step: &str, detail: Option<&str>) -> Error {
+    let mut cause =
+        "lost the SSH connection to the host: the host or the network went away".to_string();
+    if let Some(d) = detail.map(str::trim).filter(|d| !d.is_empty()) {
+        cause = format!("{cause} ({d})");
+    }
+    Error::new(ErrorKind::Unreachable, step, cause)
+        .on(host)
+        .hint(rerun_hint(&format!("ssh {host} true")))
+}
+
+/// Whether the connection to the master's control socket broke, which the
+/// openssh crate reports as a multiplexing error rather than `Disconnected`.
+fn mux_connection_dropped(e: &openssh::Error) -> bool {
+    use std::io::ErrorKind as Io;
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                Io::NotFound
+                    | Io::ConnectionRefused
+                    | Io::ConnectionReset
+                    | Io::ConnectionAborted
+                    | Io::BrokenPipe
+                    | Io::UnexpectedEof
+                    | Io::NotConnected
+            );
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Refines an error of a program run on the host: when the master
+/// connection no longer answers, the SSH connection was lost, whatever the
+/// program's pipes said.
+async fn lost_or(session: &Session, host: &str, step: &str, otherwise: Error) -> Error {
+    // The master closes its clients' sockets as it exits: let it finish.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    match session.check().await {
+        Ok(()) => otherwise,
+        Err(_) => lost_ssh(host, step, None),
+    }
 }
 
 /// [`run_on`] within `deadline`, without input.
@@ -342,15 +406,23 @@ async fn run_on(
         .stderr(openssh::Stdio::piped());
     let mut child = cmd.spawn().await.map_err(|e| ssh_error(name, &step, e))?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin().take()) {
-        pipe.write_all(input)
-            .await
-            .map_err(|e| Error::failed(&step, e).on(name))?;
+        if let Err(e) = pipe.write_all(input).await {
+            let failed = Error::failed(&step, format_args!("writing its input: {e}")).on(name);
+            return Err(lost_or(session, name, &step, failed).await);
+        }
         drop(pipe);
     }
-    let output = child
-        .wait_with_output()
-        .await
-        .map_err(|e| ssh_error(name, &step, e))?;
+    let output = match child.wait_with_output().await {
+        Ok(output) => output,
+        // The mux protocol reports a lost master like a killed program.
+        Err(openssh::Error::RemoteProcessTerminated) => {
+            let killed =
+                Error::failed(&step, "the program was killed on the host before it exited")
+                    .on(name);
+            return Err(lost_or(session, name, &step, killed).await);
+        }
+        Err(e) => return Err(ssh_error(name, &step, e)),
+    };
     Ok(CommandOutput {
         status: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -461,4 +533,81 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     parts.join(": ").trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RERUN: &str = "check that the host is up and answers SSH (`ssh web-1 true`), then run the same command again: ballast picks up where it stopped";
+
+    #[test]
+    fn a_dead_master_is_a_lost_connection_in_our_words() {
+        let e = ssh_error("web-1", "run docker", openssh::Error::Disconnected);
+        assert_eq!(e.kind, ErrorKind::Unreachable);
+        assert_eq!(
+            e.to_string(),
+            "web-1: run docker: lost the SSH connection to the host: the host or the network went away"
+        );
+        assert_eq!(e.hint.as_deref(), Some(RERUN));
+        let master = openssh::Error::Master(std::io::Error::other("master exited"));
+        let e = ssh_error("web-1", "run docker", master);
+        assert_eq!(e.kind, ErrorKind::Unreachable);
+        assert_eq!(
+            e.cause,
+            "lost the SSH connection to the host: the host or the network went away (master exited)"
+        );
+        assert_eq!(e.hint.as_deref(), Some(RERUN));
+    }
+
+    #[test]
+    fn a_program_ended_without_status_says_both_readings() {
+        let e = ssh_error(
+            "web-1",
+            "run docker",
+            openssh::Error::RemoteProcessTerminated,
+        );
+        assert_eq!(e.kind, ErrorKind::Failed);
+        assert_eq!(
+            e.cause,
+            "the program ended without an exit status: it was killed on the host, or the SSH connection went away"
+        );
+        assert_eq!(e.hint.as_deref(), Some(RERUN));
+    }
+
+    /// A session whose master is gone: its control socket is missing, or
+    /// still there and closing every connection.
+    #[tokio::test]
+    async fn running_a_program_without_a_master_names_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("gone.ctl");
+        let session = Session::resume_mux(missing.into_boxed_path(), None);
+        let e = run_on(&session, "web-1", "docker", &["ps"], None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unreachable);
+        assert_eq!(
+            e.to_string(),
+            "web-1: run docker: lost the SSH connection to the host: the host or the network went away"
+        );
+        assert_eq!(e.hint.as_deref(), Some(RERUN));
+
+        let closing = dir.path().join("closing.ctl");
+        let listener = tokio::net::UnixListener::bind(&closing).unwrap();
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        let session = Session::resume_mux(closing.into_boxed_path(), None);
+        let e = run_on(&session, "web-1", "docker", &["ps"], None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unreachable, "{e}");
+        assert_eq!(
+            e.cause,
+            "lost the SSH connection to the host: the host or the network went away"
+        );
+        server.abort();
+    }
 }

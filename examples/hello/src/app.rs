@@ -54,11 +54,13 @@ impl App {
                 }
                 self.text(StatusCode::OK, format!("{}\n", self.version))
             }
-            (&Method::GET, "/up") if self.knobs.fail_health => self.text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unhealthy: HELLO_FAIL_HEALTH is set\n".into(),
-            ),
-            (&Method::GET, "/up") => self.text(StatusCode::OK, "ok\n".into()),
+            (&Method::GET, "/up") => match self.knobs.health_failure() {
+                Some(why) => self.text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("unhealthy: {why}\n"),
+                ),
+                None => self.text(StatusCode::OK, "ok\n".into()),
+            },
             (&Method::GET, "/count") => match self.count().await {
                 Ok(n) => self.text(StatusCode::OK, format!("{n}\n")),
                 Err(e) => self.text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
@@ -199,6 +201,23 @@ mod tests {
         };
         let bad = app(failing).handle(&Method::GET, "/up").await;
         assert_eq!(bad.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn health_fails_on_the_named_shard_only() {
+        let on = |shard: &str| Knobs {
+            fail_health_shard: Some("3".into()),
+            shard: Some(shard.into()),
+            ..Knobs::default()
+        };
+        let ok = app(on("2")).handle(&Method::GET, "/up").await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        let bad = app(on("3")).handle(&Method::GET, "/up").await;
+        assert_eq!(bad.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body(bad).await,
+            "unhealthy: SHARD=3 and HELLO_FAIL_HEALTH_SHARD=3\n"
+        );
     }
 
     #[tokio::test(start_paused = true)]

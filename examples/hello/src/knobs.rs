@@ -1,7 +1,8 @@
 //! The knobs that make hello misbehave on purpose, read from its environment.
 //!
-//! Tests of ballast need an app that starts slowly, fails its health check,
-//! crashes, answers slowly or writes data; each of those is one variable here.
+//! Tests of ballast need an app that starts slowly, fails its health check
+//! (everywhere or on one host), crashes, answers slowly or writes data; each
+//! of those is one variable here.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,6 +19,12 @@ pub struct Knobs {
     /// Answer `/up` with 503 forever, like a version that never gets healthy
     /// (`HELLO_FAIL_HEALTH=1`).
     pub fail_health: bool,
+    /// Answer `/up` with 503 forever on the host whose `SHARD` variable has
+    /// this value, like a version that fails on one host of a role
+    /// (`HELLO_FAIL_HEALTH_SHARD=3` with per-host env `SHARD=1,2,3`).
+    pub fail_health_shard: Option<String>,
+    /// This host's shard, as set per host by the deploy (`SHARD`).
+    pub shard: Option<String>,
     /// Exit with status 1 this long after start, like a crashing app
     /// (`HELLO_CRASH_AFTER`).
     pub crash_after: Option<Duration>,
@@ -38,6 +45,8 @@ impl Default for Knobs {
             port: 8080,
             startup_delay: Duration::ZERO,
             fail_health: false,
+            fail_health_shard: None,
+            shard: None,
             crash_after: None,
             response_delay: Duration::ZERO,
             data_dir: None,
@@ -95,6 +104,12 @@ impl Knobs {
         if let Some(v) = vars.get("HELLO_FAIL_HEALTH") {
             knobs.fail_health = flag("HELLO_FAIL_HEALTH", v)?;
         }
+        if let Some(v) = vars.get("HELLO_FAIL_HEALTH_SHARD") {
+            knobs.fail_health_shard = shard("HELLO_FAIL_HEALTH_SHARD", v)?;
+        }
+        if let Some(v) = vars.get("SHARD") {
+            knobs.shard = Some(v.trim().to_string()).filter(|s| !s.is_empty());
+        }
         if let Some(v) = vars.get("HELLO_CRASH_AFTER") {
             knobs.crash_after = Some(duration("HELLO_CRASH_AFTER", v)?);
         }
@@ -109,6 +124,19 @@ impl Knobs {
         }
         Ok(knobs)
     }
+
+    /// Why `/up` must fail, or `None` when hello may say it is healthy.
+    pub fn health_failure(&self) -> Option<String> {
+        if self.fail_health {
+            return Some("HELLO_FAIL_HEALTH is set".into());
+        }
+        match (&self.fail_health_shard, &self.shard) {
+            (Some(failing), Some(mine)) if failing == mine => Some(format!(
+                "SHARD={mine} and HELLO_FAIL_HEALTH_SHARD={failing}"
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Accepts `humantime` durations ("500ms", "2s", "1m") and bare seconds ("3").
@@ -122,6 +150,20 @@ fn duration(variable: &'static str, value: &str) -> Result<Duration, KnobError> 
         value: value.to_string(),
         expected: "a duration such as 500ms, 2s or 1m",
     })
+}
+
+/// One shard value, compared with `SHARD` as written; empty means unset. A
+/// list ("2,3") or spaces would never match, so they are refused.
+fn shard(variable: &'static str, value: &str) -> Result<Option<String>, KnobError> {
+    let v = value.trim();
+    if v.contains(|c: char| c == ',' || c.is_whitespace()) {
+        return Err(KnobError {
+            variable,
+            value: value.to_string(),
+            expected: "one SHARD value, such as 3",
+        });
+    }
+    Ok(Some(v.to_string()).filter(|v| !v.is_empty()))
 }
 
 fn flag(variable: &'static str, value: &str) -> Result<bool, KnobError> {
@@ -158,6 +200,8 @@ mod tests {
             ("HELLO_PORT", "9000"),
             ("HELLO_STARTUP_DELAY", "1500ms"),
             ("HELLO_FAIL_HEALTH", "true"),
+            ("HELLO_FAIL_HEALTH_SHARD", "3"),
+            ("SHARD", "1"),
             ("HELLO_CRASH_AFTER", "10"),
             ("HELLO_RESPONSE_DELAY", "3s"),
             ("HELLO_DATA_DIR", "/data"),
@@ -170,6 +214,8 @@ mod tests {
                 port: 9000,
                 startup_delay: Duration::from_millis(1500),
                 fail_health: true,
+                fail_health_shard: Some("3".into()),
+                shard: Some("1".into()),
                 crash_after: Some(Duration::from_secs(10)),
                 response_delay: Duration::from_secs(3),
                 data_dir: Some(PathBuf::from("/data")),
@@ -199,6 +245,8 @@ mod tests {
             ("HELLO_STARTUP_DELAY", "soon"),
             ("HELLO_CRASH_AFTER", "-1s"),
             ("HELLO_FAIL_HEALTH", "maybe"),
+            ("HELLO_FAIL_HEALTH_SHARD", "2,3"),
+            ("HELLO_FAIL_HEALTH_SHARD", "2 3"),
         ];
         for (var, value) in cases {
             let err = Knobs::from_vars(&vars(&[(var, value)])).unwrap_err();
@@ -212,5 +260,35 @@ mod tests {
     fn empty_data_dir_means_none() {
         let k = Knobs::from_vars(&vars(&[("HELLO_DATA_DIR", "")])).unwrap();
         assert_eq!(k.data_dir, None);
+    }
+
+    #[test]
+    fn health_fails_only_on_the_named_shard() {
+        let on = |shard: &str| {
+            Knobs::from_vars(&vars(&[("HELLO_FAIL_HEALTH_SHARD", "3"), ("SHARD", shard)]))
+                .unwrap()
+                .health_failure()
+        };
+        assert_eq!(on("1"), None);
+        assert_eq!(on("2"), None);
+        assert_eq!(
+            on("3"),
+            Some("SHARD=3 and HELLO_FAIL_HEALTH_SHARD=3".to_string())
+        );
+        let no_shard = Knobs::from_vars(&vars(&[("HELLO_FAIL_HEALTH_SHARD", "3")])).unwrap();
+        assert_eq!(no_shard.health_failure(), None);
+        let everywhere = Knobs::from_vars(&vars(&[("HELLO_FAIL_HEALTH", "1")])).unwrap();
+        assert_eq!(
+            everywhere.health_failure(),
+            Some("HELLO_FAIL_HEALTH is set".to_string())
+        );
+    }
+
+    #[test]
+    fn empty_fail_health_shard_means_none() {
+        let k =
+            Knobs::from_vars(&vars(&[("HELLO_FAIL_HEALTH_SHARD", " "), ("SHARD", "")])).unwrap();
+        assert_eq!(k.fail_health_shard, None);
+        assert_eq!(k.health_failure(), None);
     }
 }
