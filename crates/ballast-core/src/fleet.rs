@@ -18,6 +18,8 @@ pub struct Fleet {
     pub unreachable: Vec<Error>,
     /// Names in config order.
     pub order: Vec<String>,
+    /// How many hosts are worked on at once (`ssh.concurrency`).
+    pub concurrency: usize,
 }
 
 impl Fleet {
@@ -36,6 +38,7 @@ impl Fleet {
             hosts: BTreeMap::new(),
             unreachable: Vec::new(),
             order: names.to_vec(),
+            concurrency: concurrency.max(1),
         };
         for (name, result) in results {
             match result {
@@ -79,9 +82,9 @@ impl Fleet {
         self.order.iter().find_map(|n| self.hosts.get(n))
     }
 
-    /// Runs `work` on every connected host, `concurrency` at a time, and
-    /// returns the results by host name.
-    pub async fn each<'a, T, F, Fut>(&'a self, concurrency: usize, work: F) -> Vec<(String, T)>
+    /// Runs `work` on every connected host, [`Fleet::concurrency`] at a
+    /// time, and returns the results by host name.
+    pub async fn each<'a, T, F, Fut>(&'a self, work: F) -> Vec<(String, T)>
     where
         F: Fn(&'a Host) -> Fut,
         Fut: Future<Output = T> + 'a,
@@ -91,7 +94,7 @@ impl Fleet {
                 let fut = work(h);
                 async move { (h.name().to_string(), fut.await) }
             })
-            .buffer_unordered(concurrency.max(1))
+            .buffer_unordered(self.concurrency)
             .collect()
             .await;
         out.sort_by(|a, b| a.0.cmp(&b.0));

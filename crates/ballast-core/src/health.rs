@@ -166,3 +166,27 @@ pub async fn http_get(
 pub async fn container_ip(host: &Host, container: &str) -> Result<String> {
     container_state(host, container).await.map(|s| s.ip)
 }
+
+/// One look at whether `container` is healthy by `mode` now, without
+/// waiting: how a rerun tells a container it left proven from one it did
+/// not. Any failure to look counts as not healthy.
+pub async fn probe(host: &Host, container: &str, mode: &HealthMode) -> bool {
+    let Ok(state) = container_state(host, container).await else {
+        return false;
+    };
+    if !state.running {
+        return false;
+    }
+    match mode {
+        HealthMode::Http {
+            port,
+            path,
+            timeout,
+            ..
+        } => {
+            matches!(http_get(host, &state.ip, *port, path, *timeout).await, Ok((s, _)) if (200..300).contains(&s))
+        }
+        HealthMode::Docker => state.health.as_deref() == Some("healthy"),
+        HealthMode::Running(_) => true,
+    }
+}

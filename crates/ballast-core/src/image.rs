@@ -279,6 +279,16 @@ pub async fn copy(
     Ok(total)
 }
 
+/// Whether an image defines its own HEALTHCHECK (one that is not `NONE`).
+pub fn has_healthcheck(image: &bollard::models::ImageInspect) -> bool {
+    image
+        .config
+        .as_ref()
+        .and_then(|c| c.healthcheck.as_ref())
+        .and_then(|h| h.test.as_ref())
+        .is_some_and(|t| !t.is_empty() && t[0] != "NONE")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

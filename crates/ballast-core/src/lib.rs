@@ -1,16 +1,22 @@
 //! ballast-core: the domain of ballast, without its command line.
 //!
 //! # Layout
+//! - [`change`]: a locked, audited change outside a rollout (setup, proxy).
 //! - [`config`]: `ballast.yml`: schema, loading, validation, secrets, reference.
 //! - [`deploy`]: a whole deploy or rollback: lock, deliver, plan, roll, audit.
 //! - [`doctor`]: hosts and config checked against known Docker failure modes.
 //! - [`delivery`]: getting an image onto hosts, sending only missing layers.
 //! - [`error`]: the one error type: host, step, cause, hint.
 //! - [`engine`]: a Docker engine reached through a unix socket (bollard).
-//! - [`plan`]: the pure rollout plan: per-host steps in batches.
+//! - [`plan`]: the pure rollout plan: per-host steps in batches; the
+//!   executor's whole contract.
+//! - [`scope`]: the hosts and roles a command works on (`--hosts`, `--roles`).
+//! - [`faults`]: faults injected on purpose by tests (`BALLAST_FAILPOINTS`).
 //! - [`proxy`]: ballast-proxy on the hosts: image, container, admin socket.
 //! - [`release`]: app containers and the labels that record releases.
-//! - [`state`]: the lock and the audit log, files on the hosts.
+//! - [`lock`]: the deploy lock: on every host a command changes, leased,
+//!   released only by its holder's token.
+//! - [`state`]: the audit log (and the old one-host lock), files on the hosts.
 //! - [`rollout`]: one host's steps, undone if one fails.
 //! - [`spec`]: a role's container definition and its digest.
 //! - [`version`]: which image and version a deploy rolls out.
@@ -20,20 +26,24 @@
 //! - [`host`]: a host, local or over SSH: engine, commands, tunnels.
 //! - [`image`]: building images from a context, copying them between engines.
 
+pub mod change;
 pub mod config;
 pub mod delivery;
 pub mod deploy;
 pub mod doctor;
 pub mod engine;
 pub mod error;
+pub mod faults;
 pub mod fleet;
 pub mod health;
 pub mod host;
 pub mod image;
+pub mod lock;
 pub mod plan;
 pub mod proxy;
 pub mod release;
 pub mod rollout;
+pub mod scope;
 pub mod spec;
 pub mod ssh;
 pub mod state;

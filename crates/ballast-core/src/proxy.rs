@@ -358,8 +358,13 @@ pub async fn admin(
         .map_err(|e| Error::failed("ask the proxy", e).on(host.name()))
 }
 
+/// The proxy's name for the route of `role` of `service`.
+pub fn route_name(service: &str, role: &str) -> String {
+    format!("{service}-{role}")
+}
+
 /// Where and how a role is routed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Route {
     /// The proxy's name for the route: `<service>-<role>`.
     pub service: String,
@@ -368,8 +373,17 @@ pub struct Route {
     /// The app's port inside its container.
     pub port: u16,
     pub health: HealthSpec,
+    #[serde(with = "humantime_serde")]
     pub deploy_timeout: Duration,
+    #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+}
+
+impl Route {
+    /// The address the proxy routes to for a container at `ip`.
+    pub fn target(&self, ip: &str) -> String {
+        format!("{ip}:{}", self.port)
+    }
 }
 
 /// Has the proxy on `host` check `target` (`ip:port`), switch to it and
@@ -385,12 +399,43 @@ pub async fn switch(host: &Host, route: &Route, target: &str) -> Result<()> {
         deploy_timeout_ms: route.deploy_timeout.as_millis() as u64,
         drain_timeout_ms: route.drain_timeout.as_millis() as u64,
     });
-    let deadline = route.deploy_timeout + route.drain_timeout + Duration::from_secs(15);
-    admin(host, &request, deadline)
-        .await
-        .map(|_| ())
-        .map_err(|e| Error {
-            step: format!("switch the proxy to {target}"),
-            ..e
-        })
+    let deadline = route
+        .deploy_timeout
+        .saturating_add(route.drain_timeout)
+        .saturating_add(Duration::from_secs(15));
+    // A switch left running by an interrupted deploy finishes inside the
+    // proxy on its own; wait for it rather than fail.
+    let give_up = std::time::Instant::now() + route.deploy_timeout;
+    loop {
+        let result = admin(host, &request, deadline).await.map(|_| ());
+        match result {
+            Err(e)
+                if e.cause.contains("already under way") && std::time::Instant::now() < give_up =>
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => {
+                return other.map_err(|e| Error {
+                    step: format!("switch the proxy to {target}"),
+                    ..e
+                })
+            }
+        }
+    }
+}
+
+/// Where the proxy on `host` routes each route now (route name to
+/// `ip:port` targets); empty when the host has no proxy that answers.
+pub async fn routes(host: &Host) -> std::collections::BTreeMap<String, Vec<String>> {
+    match admin(host, &AdminRequest::Status, Duration::from_secs(5)).await {
+        Ok(AdminResponse {
+            status: Some(status),
+            ..
+        }) => status
+            .services
+            .into_iter()
+            .map(|s| (s.name, s.targets.into_iter().map(|t| t.addr).collect()))
+            .collect(),
+        _ => Default::default(),
+    }
 }

@@ -49,6 +49,63 @@ pub fn container_name(service: &str, role: &str, version: &str) -> String {
     format!("{service}-{role}-{version}")
 }
 
+/// Docker's state of a container, as far as a rollout cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerState {
+    /// Created, never started (a rollout interrupted before `start`).
+    Created,
+    Running,
+    /// Exiting and being restarted by its restart policy: a crash loop.
+    /// It holds resources (and ports) yet serves nothing.
+    Restarting,
+    Paused,
+    /// Stopped: a retained release, or a crashed container.
+    Exited,
+    Dead,
+    Removing,
+}
+
+impl ContainerState {
+    pub fn from_docker(word: &str) -> ContainerState {
+        match word {
+            "created" => ContainerState::Created,
+            "running" => ContainerState::Running,
+            "restarting" => ContainerState::Restarting,
+            "paused" => ContainerState::Paused,
+            "dead" => ContainerState::Dead,
+            "removing" => ContainerState::Removing,
+            _ => ContainerState::Exited,
+        }
+    }
+
+    /// Holds the role's resources: it must be stopped when replaced.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            ContainerState::Running | ContainerState::Restarting | ContainerState::Paused
+        )
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Paused => "paused",
+            ContainerState::Exited => "exited",
+            ContainerState::Dead => "dead",
+            ContainerState::Removing => "removing",
+        }
+    }
+}
+
+impl std::fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
 /// An app container found on a host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AppContainer {
@@ -58,9 +115,13 @@ pub struct AppContainer {
     pub version: String,
     pub image_id: String,
     pub config_digest: String,
+    /// Running and not crash-looping: the only state that can serve.
     pub running: bool,
-    /// Docker's state word: running, exited, restarting...
-    pub state: String,
+    /// Docker's state.
+    pub state: ContainerState,
+    /// Its address on the `ballast` network (proxied roles), where the
+    /// host's proxy routes to it.
+    pub ip: Option<String>,
     /// Docker's status line: "Up 3 minutes (healthy)".
     pub status: String,
     /// Unix seconds when the container was created.
@@ -87,7 +148,14 @@ pub async fn observe(engine: &Engine, service: &str) -> Result<Vec<AppContainer>
         .filter_map(|c| {
             let labels = c.labels.unwrap_or_default();
             let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
-            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+            let state =
+                ContainerState::from_docker(&c.state.map(|s| s.to_string()).unwrap_or_default());
+            let ip = c
+                .network_settings
+                .and_then(|n| n.networks)
+                .and_then(|mut nets| nets.remove(crate::proxy::NETWORK))
+                .and_then(|e| e.ip_address)
+                .filter(|ip| !ip.is_empty());
             Some(AppContainer {
                 id: c.id?,
                 name: c.names?.first()?.trim_start_matches('/').to_string(),
@@ -95,8 +163,9 @@ pub async fn observe(engine: &Engine, service: &str) -> Result<Vec<AppContainer>
                 version: label(VERSION_LABEL),
                 image_id: label(IMAGE_LABEL),
                 config_digest: label(CONFIG_LABEL),
-                running: state == "running" || state == "restarting",
+                running: state == ContainerState::Running,
                 state,
+                ip,
                 status: c.status.unwrap_or_default(),
                 created: c.created.unwrap_or(0),
                 deployed_by: label(BY_LABEL),
@@ -114,7 +183,7 @@ pub async fn observe_fleet(
     service: &str,
 ) -> Vec<(String, Result<Vec<AppContainer>>)> {
     fleet
-        .each(16, |h| async move { observe(h.engine(), service).await })
+        .each(|h| async move { observe(h.engine(), service).await })
         .await
 }
 

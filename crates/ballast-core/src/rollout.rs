@@ -1,32 +1,41 @@
 //! Carrying out one host's part of a plan, step by step, and undoing it if a
-//! step fails: the new container is removed (its last log lines kept for the
-//! error), a container moved aside gets its name back, and old containers
-//! that were stopped are started again, so the host keeps serving what it
-//! served before.
+//! step fails or the operator interrupts: old containers that were stopped
+//! are started again, the proxy is switched back to what served before,
+//! the new container is removed (its last log lines kept for the error),
+//! and a container moved aside gets its name back, so the host keeps
+//! serving what it served before.
+//!
+//! The executor decides nothing: the plan says what to create, how health
+//! is judged and how the proxy switches. An interrupt is honoured between
+//! steps and during a health wait; a proxy switch in progress is let finish
+//! (the proxy completes it anyway), then undone.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
     StopContainerOptionsBuilder,
 };
+use tokio_util::sync::CancellationToken;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::faults::{self, Fault};
 use crate::health::await_healthy;
 use crate::host::Host;
 use crate::plan::{HostPlan, Step};
-use crate::spec::HealthMode;
+use crate::spec::ReleaseStamp;
 
-/// What the steps of one host need beyond the plan.
-pub struct Rollout {
-    /// Create body of the new container (used by `Create` steps).
-    pub body: ContainerCreateBody,
-    pub health: HealthMode,
-    pub health_timeout: Duration,
-    pub stop_timeout: Duration,
-    /// How the host's proxy routes to the role, for proxied roles.
-    pub route: Option<crate::proxy::Route>,
+/// What carrying out a host plan needs besides the plan.
+pub struct Rollout<'a> {
+    pub service: &'a str,
+    /// Secret values, looked up only when a container is created.
+    pub secret: &'a (dyn Fn(&str) -> Option<String> + Sync),
+    /// `user@machine` and the time, recorded on the new container.
+    pub deployed_by: &'a str,
+    pub deployed_at: &'a str,
+    /// Set when the operator interrupts.
+    pub cancel: &'a CancellationToken,
 }
 
 /// Progress of one host's rollout.
@@ -36,78 +45,179 @@ pub enum RolloutEvent {
     Done(Step, Duration),
     /// A cleanup step failed after the switch; the rollout still succeeded.
     Warning(String),
-    /// Undoing after a failure.
+    /// Undoing after a failure or an interrupt.
     Undo(String),
 }
 
-/// Runs `plan` on `host`. On failure, undoes what it did and returns the
-/// error with the new container's last log lines.
+type OnEvent<'e> = &'e mut (dyn FnMut(RolloutEvent) + Send);
+
+/// Runs `plan` on `host`. On failure or interrupt, undoes what it did and
+/// returns the error (with the new container's last log lines).
 pub async fn run(
     host: &Host,
     plan: &HostPlan,
-    rollout: &Rollout,
-    on_event: &mut (dyn FnMut(RolloutEvent) + Send),
+    r: &Rollout<'_>,
+    on_event: OnEvent<'_>,
 ) -> Result<()> {
     let mut undo = Undo::default();
-    let mut healthy = false;
+    let mut proven = false;
     for step in &plan.steps {
-        let started = std::time::Instant::now();
-        let result = match step {
-            Step::Remove { name } if healthy => {
-                if let Err(e) = remove(host, name).await {
-                    on_event(RolloutEvent::Warning(format!(
-                        "could not prune {name}: {}",
-                        e.cause
-                    )));
-                }
-                on_event(RolloutEvent::Done(step.clone(), started.elapsed()));
-                continue;
-            }
-            Step::Rename { from, to } => rename(host, from, to)
-                .await
-                .map(|()| undo.renamed = Some((from.clone(), to.clone()))),
-            Step::Remove { name } => remove(host, name).await,
-            Step::Create { name } => create(host, name, &rollout.body)
-                .await
-                .map(|()| undo.created = true),
-            Step::Start { name } => start(host, name).await.map(|()| {
-                if *name == plan.target {
-                    undo.started = true;
-                }
-            }),
-            Step::AwaitHealthy { name } => {
-                await_healthy(host, name, &rollout.health, rollout.health_timeout)
-                    .await
-                    .map(|()| healthy = true)
-            }
-            Step::Route { name } => route(host, name, rollout).await.map(|()| healthy = true),
-            Step::Stop { name } => stop(host, name, rollout.stop_timeout)
-                .await
-                .map(|()| undo.stopped.push(name.clone())),
+        let started = Instant::now();
+        let result = match checkpoint(r.cancel, "before", step).await {
+            Err(e) => Err(e),
+            Ok(()) => do_step(host, plan, r, step, proven, &mut undo, on_event).await,
         };
-        match result {
-            Ok(()) => on_event(RolloutEvent::Done(step.clone(), started.elapsed())),
-            Err(e) => {
-                let logs = if undo.created || undo.started {
-                    host.engine()
-                        .log_tail(&plan.target, 15)
-                        .await
-                        .unwrap_or_default()
-                } else {
-                    String::new()
-                };
-                undo.apply(host, plan, rollout.stop_timeout, on_event).await;
-                return Err(with_logs(e.on(host.name()), &plan.target, &logs));
+        let result = match result {
+            Ok(now_proven) => {
+                proven |= now_proven;
+                on_event(RolloutEvent::Done(step.clone(), started.elapsed()));
+                checkpoint(r.cancel, "after", step).await
             }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            let logs = if undo.created || undo.started {
+                host.engine()
+                    .log_tail(&plan.target, 15)
+                    .await
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            undo.apply(host, plan, on_event).await;
+            return Err(with_logs(e.on(host.name()), &plan.target, &logs));
         }
     }
     Ok(())
 }
 
+/// Carries out one step; returns whether the target is now proven.
+async fn do_step(
+    host: &Host,
+    plan: &HostPlan,
+    r: &Rollout<'_>,
+    step: &Step,
+    proven: bool,
+    undo: &mut Undo,
+    on_event: OnEvent<'_>,
+) -> Result<bool> {
+    let stop_timeout = plan.spec.stop_timeout;
+    match step {
+        // Pruning after the switch: a failure is only worth a warning.
+        Step::Remove { name } if proven => {
+            if let Err(e) = remove(host, name).await {
+                on_event(RolloutEvent::Warning(format!(
+                    "could not prune {name}: {}",
+                    e.cause
+                )));
+            }
+        }
+        Step::Remove { name } => remove(host, name).await?,
+        Step::Rename { from, to } => {
+            rename(host, from, to).await?;
+            undo.renamed = Some((from.clone(), to.clone()));
+        }
+        Step::Create { name } => {
+            create(host, name, &body(plan, r)).await?;
+            undo.created = true;
+        }
+        Step::Start { name } => {
+            start(host, name).await?;
+            undo.started |= *name == plan.target;
+        }
+        Step::AwaitHealthy { name } => {
+            let wait = await_healthy(host, name, &plan.health, plan.health_timeout);
+            tokio::select! {
+                result = wait => result?,
+                () = r.cancel.cancelled() => return Err(interrupted(step)),
+            }
+            return Ok(true);
+        }
+        Step::Route { name } => {
+            let Some(route) = plan.switch.route() else {
+                return Err(Error::failed(
+                    step.describe(),
+                    "the plan has no proxy route for this role",
+                ));
+            };
+            let ip = address(host, name).await?;
+            match crate::proxy::switch(host, route, &route.target(&ip)).await {
+                Ok(()) => undo.routed = true,
+                Err(e) => {
+                    // The proxy refuses to switch to an unhealthy target;
+                    // a lost answer leaves it unknown: switch back to be sure.
+                    undo.routed = matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unreachable);
+                    return Err(e);
+                }
+            }
+            return Ok(true);
+        }
+        Step::Stop { name } => {
+            stop(host, name, stop_timeout).await?;
+            undo.stopped.push(name.clone());
+        }
+    }
+    Ok(proven)
+}
+
+/// The create body of the plan's target; secrets are filled in here only.
+fn body(plan: &HostPlan, r: &Rollout<'_>) -> ContainerCreateBody {
+    let stamp = ReleaseStamp {
+        service: r.service.to_string(),
+        version: plan.version.clone(),
+        image_id: plan.image_id.clone(),
+        digest: plan.digest.clone(),
+        deployed_by: r.deployed_by.to_string(),
+        deployed_at: r.deployed_at.to_string(),
+    };
+    plan.spec.container(&stamp, r.secret)
+}
+
+/// Honours an interrupt and the faults injected for tests at `when`
+/// (`before`/`after`) `step`.
+async fn checkpoint(cancel: &CancellationToken, when: &str, step: &Step) -> Result<()> {
+    let kind = serde_json::to_value(step.kind())
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    match faults::at(&format!("{when}-{kind}")) {
+        Some(Fault::Fail) => {
+            return Err(Error::failed(
+                step.describe(),
+                format_args!("failed on purpose ({} {when}-{kind})", faults::VARIABLE),
+            ))
+        }
+        Some(Fault::Hold) => {
+            tokio::select! {
+                () = tokio::time::sleep(faults::HOLD) => {}
+                () = cancel.cancelled() => {}
+            }
+        }
+        None => {}
+    }
+    // Between steps, an interrupt is honoured before the next one starts,
+    // so a step that completed is never undone for nothing.
+    if when == "before" && cancel.is_cancelled() {
+        return Err(interrupted(step));
+    }
+    Ok(())
+}
+
+fn interrupted(step: &Step) -> Error {
+    Error::new(
+        ErrorKind::Interrupted,
+        step.describe(),
+        "interrupted by the operator",
+    )
+    .hint("the host was put back as it was; deploy again to finish")
+}
+
+/// What a host's rollout did so far, to be undone in reverse.
 #[derive(Default)]
 struct Undo {
     created: bool,
     started: bool,
+    routed: bool,
     renamed: Option<(String, String)>,
     stopped: Vec<String>,
 }
@@ -115,14 +225,36 @@ struct Undo {
 impl Undo {
     /// Best effort: every step is tried even if one fails, and each failure
     /// is reported, so the operator knows what to check by hand.
-    async fn apply(
-        self,
-        host: &Host,
-        plan: &HostPlan,
-        stop_timeout: Duration,
-        on_event: &mut (dyn FnMut(RolloutEvent) + Send),
-    ) {
+    async fn apply(self, host: &Host, plan: &HostPlan, on_event: OnEvent<'_>) {
         let target = &plan.target;
+        let stop_timeout = plan.spec.stop_timeout;
+        let moved = |name: &str| -> String {
+            match &self.renamed {
+                Some((from, to)) if from == name => to.clone(),
+                _ => name.to_string(),
+            }
+        };
+        for name in &self.stopped {
+            on_event(RolloutEvent::Undo(format!("start {name} again")));
+            if let Err(e) = start(host, name).await {
+                on_event(RolloutEvent::Warning(e.to_string()));
+            }
+        }
+        if self.routed {
+            if let (Some(route), Some(previous)) = (plan.switch.route(), &plan.previous) {
+                let name = moved(&previous.name);
+                on_event(RolloutEvent::Undo(format!(
+                    "switch the proxy back to {name}"
+                )));
+                let back = async {
+                    let ip = address(host, &name).await?;
+                    crate::proxy::switch(host, route, &route.target(&ip)).await
+                };
+                if let Err(e) = back.await {
+                    on_event(RolloutEvent::Warning(e.to_string()));
+                }
+            }
+        }
         if self.started {
             on_event(RolloutEvent::Undo(format!("stop {target}")));
             if let Err(e) = stop(host, target, stop_timeout).await {
@@ -141,16 +273,6 @@ impl Undo {
                 on_event(RolloutEvent::Warning(e.to_string()));
             }
         }
-        for name in &self.stopped {
-            let name = match &self.renamed {
-                Some((from, to)) if to == name => from,
-                _ => name,
-            };
-            on_event(RolloutEvent::Undo(format!("start {name} again")));
-            if let Err(e) = start(host, name).await {
-                on_event(RolloutEvent::Warning(e.to_string()));
-            }
-        }
     }
 }
 
@@ -166,14 +288,8 @@ fn with_logs(mut e: Error, container: &str, logs: &str) -> Error {
     e
 }
 
-/// Points the host's proxy at the new container; the proxy checks it first.
-async fn route(host: &Host, name: &str, rollout: &Rollout) -> Result<()> {
-    let Some(route) = &rollout.route else {
-        return Err(
-            Error::failed(format!("route to {name}"), "the role has no proxy settings")
-                .on(host.name()),
-        );
-    };
+/// A container's address on the `ballast` network, where the proxy reaches it.
+async fn address(host: &Host, name: &str) -> Result<String> {
     let ip = crate::health::container_ip(host, name).await?;
     if ip.is_empty() {
         return Err(Error::failed(
@@ -182,7 +298,7 @@ async fn route(host: &Host, name: &str, rollout: &Rollout) -> Result<()> {
         )
         .on(host.name()));
     }
-    crate::proxy::switch(host, route, &format!("{ip}:{}", route.port)).await
+    Ok(ip)
 }
 
 async fn create(host: &Host, name: &str, body: &ContainerCreateBody) -> Result<()> {
@@ -211,16 +327,13 @@ async fn start(host: &Host, name: &str) -> Result<()> {
 
 async fn stop(host: &Host, name: &str, timeout: Duration) -> Result<()> {
     let engine = host.engine();
-    let options = StopContainerOptionsBuilder::default()
-        .t(timeout.as_secs() as i32)
-        .build();
+    let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+    let options = StopContainerOptionsBuilder::default().t(secs).build();
     // The engine waits up to `timeout` before killing; allow for that.
+    let deadline = timeout.saturating_add(Duration::from_secs(15));
     let work = engine.docker().stop_container(name, Some(options));
-    match tokio::time::timeout(timeout + Duration::from_secs(15), work).await {
-        Err(_) => Err(
-            Error::timeout(format!("stop {name}"), timeout + Duration::from_secs(15))
-                .on(host.name()),
-        ),
+    match tokio::time::timeout(deadline, work).await {
+        Err(_) => Err(Error::timeout(format!("stop {name}"), deadline).on(host.name())),
         Ok(Err(e)) => Err(engine.error(&format!("stop {name}"), e)),
         Ok(Ok(())) => Ok(()),
     }

@@ -20,18 +20,21 @@ use crate::release::{
 
 /// How a new container is judged healthy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HealthMode {
     /// `GET path` on the container's port answers 2xx.
     Http {
         port: u16,
         path: String,
+        #[serde(with = "humantime_serde")]
         interval: Duration,
+        #[serde(with = "humantime_serde")]
         timeout: Duration,
     },
     /// Docker's own health status (the image's HEALTHCHECK) says healthy.
     Docker,
     /// Still running after a settling time.
-    Running(Duration),
+    Running(#[serde(with = "humantime_serde")] Duration),
 }
 
 /// How long a container without any health check must keep running.
@@ -50,7 +53,7 @@ pub struct ReleaseStamp {
 }
 
 /// Everything of a role's container that depends on config, not on the image.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RoleSpec {
     pub role: String,
     pub cmd: Option<Vec<String>>,
@@ -62,6 +65,8 @@ pub struct RoleSpec {
     pub volumes: Vec<String>,
     pub log_driver: String,
     pub log_options: BTreeMap<String, String>,
+    /// Serialized as serde's default: it is part of the digest, which must
+    /// stay stable across ballast versions.
     pub stop_timeout: Duration,
     /// The Docker network to join: `ballast` for proxied roles, so the proxy
     /// reaches them; the default bridge otherwise.

@@ -1,13 +1,14 @@
 //! State ballast keeps in files on a host, under `/var/lib/ballast/<service>/`:
-//! the deploy lock (a directory, because `mkdir` is atomic) and the audit log
-//! (one JSON line per action). Files are written with plain programs and
-//! arguments passed as data; nothing is kept on the operator's machine.
+//! the audit log (one JSON line per action), and who does what. Files are
+//! written with plain programs and arguments passed as data; nothing is kept
+//! on the operator's machine. The deploy lock lives there too: see
+//! [`crate::lock`].
 
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::host::Host;
 
 /// Root of ballast's files on every host.
@@ -16,47 +17,6 @@ const FILE_DEADLINE: Duration = Duration::from_secs(15);
 
 fn service_dir(service: &str) -> String {
     format!("{STATE_ROOT}/{service}")
-}
-
-fn lock_dir(service: &str) -> String {
-    format!("{}/lock", service_dir(service))
-}
-
-/// Who holds the lock, and for what.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockInfo {
-    /// `user@machine` of the holder.
-    pub holder: String,
-    /// Process ID of the holder on its machine, to spot a killed holder.
-    pub pid: u32,
-    /// The command that took it ("deploy --version v2").
-    pub command: String,
-    pub message: Option<String>,
-    /// RFC 3339 UTC time it was taken.
-    pub since: String,
-}
-
-impl LockInfo {
-    pub fn new(command: &str, message: Option<String>) -> LockInfo {
-        LockInfo {
-            holder: whoami(),
-            pid: std::process::id(),
-            command: command.to_string(),
-            message,
-            since: now_rfc3339(),
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        let mut text = format!(
-            "held by {} since {} for `{}` (pid {})",
-            self.holder, self.since, self.command, self.pid
-        );
-        if let Some(m) = &self.message {
-            text.push_str(&format!(": {m}"));
-        }
-        text
-    }
 }
 
 /// `user@machine` of whoever runs ballast.
@@ -107,64 +67,6 @@ async fn ensure_dir(host: &Host, service: &str) -> Result<()> {
     Ok(())
 }
 
-/// Takes the lock on `host`, or fails naming who holds it.
-pub async fn acquire_lock(host: &Host, service: &str, info: &LockInfo) -> Result<()> {
-    ensure_dir(host, service).await?;
-    let dir = lock_dir(service);
-    let out = host.run("mkdir", &[&dir], None, FILE_DEADLINE).await?;
-    if !out.success() {
-        if out.stderr.contains("File exists") {
-            let holder = read_lock(host, service)
-                .await?
-                .map(|l| l.describe())
-                .unwrap_or_else(|| "held (its holder did not record itself)".into());
-            return Err(Error::new(ErrorKind::Conflict, "take the deploy lock", format_args!("the lock of {service} is {holder}"))
-                .on(host.name())
-                .hint("wait for that command to finish; if its process is gone, check `ballast lock status` and clear it with `ballast lock release`"));
-        }
-        return Err(Error::failed("take the deploy lock", out.stderr.trim()).on(host.name()));
-    }
-    let json = serde_json::to_string(info).expect("lock info serializes");
-    write_file(host, &format!("{dir}/info.json"), json.as_bytes(), false).await
-}
-
-/// Who holds the lock on `host`, if anyone.
-pub async fn read_lock(host: &Host, service: &str) -> Result<Option<LockInfo>> {
-    let dir = lock_dir(service);
-    let exists = host.run("test", &["-d", &dir], None, FILE_DEADLINE).await?;
-    if !exists.success() {
-        return Ok(None);
-    }
-    let out = host
-        .run("cat", &[&format!("{dir}/info.json")], None, FILE_DEADLINE)
-        .await?;
-    Ok(Some(serde_json::from_str(&out.stdout).unwrap_or(
-        LockInfo {
-            holder: "unknown".into(),
-            pid: 0,
-            command: "unknown".into(),
-            message: Some("the lock has no readable holder record".into()),
-            since: "unknown".into(),
-        },
-    )))
-}
-
-/// Removes the lock on `host`, whoever holds it.
-pub async fn release_lock(host: &Host, service: &str) -> Result<()> {
-    let out = host
-        .run(
-            "rm",
-            &["-rf", "--", &lock_dir(service)],
-            None,
-            FILE_DEADLINE,
-        )
-        .await?;
-    if !out.success() {
-        return Err(Error::failed("release the deploy lock", out.stderr.trim()).on(host.name()));
-    }
-    Ok(())
-}
-
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -180,6 +82,12 @@ pub struct AuditRecord {
     /// rules they break (`--force-unsafe-host`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forced_unsafe: Vec<String>,
+    /// Hosts left out because they did not answer (`--skip-unreachable`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+    /// Locks of gone holders this command took over, each described.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub took_over: Vec<String>,
 }
 
 /// Appends `record` to the audit log on `host`.
@@ -231,23 +139,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lock_info_says_who_what_and_since_when() {
-        let info = LockInfo {
-            holder: "ana@laptop".into(),
-            pid: 42,
-            command: "deploy --version v2".into(),
-            message: Some("hotfix".into()),
-            since: "2026-11-22T18:00:00Z".into(),
-        };
-        assert_eq!(
-            info.describe(),
-            "held by ana@laptop since 2026-11-22T18:00:00Z for `deploy --version v2` (pid 42): hotfix"
-        );
-    }
-
-    #[test]
     fn paths_live_under_the_service_directory() {
-        assert_eq!(lock_dir("shop"), "/var/lib/ballast/shop/lock");
+        assert_eq!(service_dir("shop"), "/var/lib/ballast/shop");
         assert!(now_rfc3339().ends_with('Z'));
     }
 }

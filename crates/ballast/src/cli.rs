@@ -48,15 +48,15 @@ pub enum Command {
         reference: bool,
     },
     /// Show what deploy would do, per host, without doing it.
-    Plan(VersionArgs),
+    Plan(PlanArgs),
     /// Build (or take) the image and roll it out to every host.
     Deploy(DeployArgs),
     /// Return to a retained release (default: the one before the current).
     Rollback(RollbackArgs),
     /// List the releases the hosts keep.
-    Releases,
+    Releases(ScopeArgs),
     /// Host by role: version, state, health, uptime.
-    Status,
+    Status(ScopeArgs),
     /// Logs of every host, merged, each line prefixed by host and role.
     Logs(LogsArgs),
     /// The deploy lock.
@@ -89,6 +89,14 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub version: VersionArgs,
+    #[command(flatten)]
+    pub scope: ChangeScopeArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct VersionArgs {
     /// Version to roll out [default: the git commit of the build context,
     /// or the image's tag].
@@ -96,10 +104,35 @@ pub struct VersionArgs {
     pub version: Option<String>,
 }
 
+/// The part of the fleet a command works on.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ScopeArgs {
+    /// Only these hosts (comma-separated or repeated), as named in the config.
+    #[arg(long, alias = "host", value_delimiter = ',', value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only these roles (comma-separated or repeated).
+    #[arg(long, alias = "role", value_delimiter = ',', value_name = "ROLE")]
+    pub roles: Vec<String>,
+}
+
+/// The part of the fleet a change works on, and whether it may go on
+/// without hosts that do not answer.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ChangeScopeArgs {
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Go on without the hosts that do not answer; they are named in the
+    /// output and the audit log, and the next full deploy brings them in line.
+    #[arg(long)]
+    pub skip_unreachable: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     #[command(flatten)]
     pub version: VersionArgs,
+    #[command(flatten)]
+    pub scope: ChangeScopeArgs,
     /// A note kept with the lock and in the audit log.
     #[arg(short, long)]
     pub message: Option<String>,
@@ -113,6 +146,8 @@ pub struct DeployArgs {
 pub struct RollbackArgs {
     /// The release to return to [default: the one before the current].
     pub version: Option<String>,
+    #[command(flatten)]
+    pub scope: ChangeScopeArgs,
     /// A note kept with the lock and in the audit log.
     #[arg(short, long)]
     pub message: Option<String>,
@@ -124,12 +159,9 @@ pub struct RollbackArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// Only this role.
-    #[arg(long)]
-    pub role: Option<String>,
-    /// Only this host.
-    #[arg(long)]
-    pub host: Option<String>,
+    /// Only these hosts and roles (`--role`/`--host` are kept as aliases).
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Keep following every host.
     #[arg(short, long)]
     pub follow: bool,
@@ -144,12 +176,33 @@ pub struct LogsArgs {
     pub grep: Option<String>,
 }
 
+/// The deploy lock lives on every host of the service; each subcommand works
+/// on all of them and reports per host.
 #[derive(Debug, Subcommand)]
 pub enum LockCommand {
-    /// Who holds the lock, since when, for what.
+    /// Per host: free or held, by whom, for what, since when, and whether
+    /// its holder still runs.
     Status,
-    /// Remove the lock, whoever holds it (after a killed deploy).
-    Release,
+    /// Take the lock on every host for manual maintenance and print the
+    /// token that releases it. Nothing renews it and no command takes it
+    /// over: it stays until released.
+    Acquire {
+        /// A note kept with the lock and in the audit log.
+        #[arg(short, long)]
+        message: Option<String>,
+    },
+    /// Give the lock back with its holder's token; without one, say who
+    /// holds it and refuse (exit code 4) unless --force.
+    Release {
+        /// The token of the holder (printed by `lock acquire`): only a lock
+        /// taken with it is released.
+        #[arg(long, conflicts_with = "force")]
+        token: Option<String>,
+        /// Remove the lock whoever holds it, after checking with `ballast
+        /// lock status` that its holder is gone (written to the audit log).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -168,9 +221,11 @@ pub enum ProxyCommand {
     /// Run the proxy in the foreground (what its container does).
     Run(ProxyRunArgs),
     /// Each host's proxy: its routes, targets and requests in flight.
-    Status,
+    Status(ScopeArgs),
     /// The proxies' logs (one JSON access line per request), merged.
     Logs {
+        #[command(flatten)]
+        scope: ScopeArgs,
         /// Keep following every host.
         #[arg(short, long)]
         follow: bool,
@@ -179,7 +234,7 @@ pub enum ProxyCommand {
         tail: usize,
     },
     /// Restart the proxies one host at a time; routes survive.
-    Restart,
+    Restart(ScopeArgs),
     /// Answer a role's requests with a 503 maintenance page (on), or route
     /// them again (off).
     Maintenance {
@@ -206,7 +261,7 @@ pub enum ProxyCommand {
         role: Option<String>,
     },
     /// Move every proxy to this ballast's version, one host at a time.
-    Upgrade,
+    Upgrade(ScopeArgs),
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod exit;
 mod output;
+mod signals;
 
 use clap::Parser;
 
@@ -19,6 +20,10 @@ fn main() {
         Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
     }));
     let out = Printer::new(cli.json);
+    if let Err(e) = ballast_core::faults::arm_from_env() {
+        out.error(&e);
+        std::process::exit(exit::code(e.kind));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -36,8 +41,12 @@ fn main() {
             Command::Rollback(args) => {
                 done(commands::deploy::rollback(config, accept, args, &out).await)
             }
-            Command::Releases => done(commands::inspect::releases(config, accept, &out).await),
-            Command::Status => done(commands::inspect::status(config, accept, &out).await),
+            Command::Releases(args) => {
+                done(commands::inspect::releases(config, accept, args, &out).await)
+            }
+            Command::Status(args) => {
+                done(commands::inspect::status(config, accept, args, &out).await)
+            }
             Command::Logs(args) => done(commands::logs::run(config, accept, args, &out).await),
             Command::Lock(command) => {
                 done(commands::lock::run(config, accept, command, &out).await)

@@ -127,7 +127,7 @@ fn wait_for_lock(config: &Path) {
     let until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < until {
         let out = run(config, &["--json", "lock", "status"]);
-        if String::from_utf8_lossy(&out.stdout).contains("\"held\":true") {
+        if String::from_utf8_lossy(&out.stdout).contains("\"state\":\"held\"") {
             return;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -259,7 +259,8 @@ fn the_lock_refuses_a_second_deploy_and_survives_a_killed_one() {
     assert!(first.status.success(), "{}", text(&first));
     assert_eq!(versions(&inv), all("slow"));
 
-    // A killed deploy leaves its lock: status reports it, release clears it.
+    // A killed deploy leaves its lock: status names the holder and says it
+    // is gone; a plain release refuses without its token, --force clears it.
     let mut killed = spawn(&config, &["deploy", "--version", "v1"]);
     wait_for_lock(&config);
     killed.kill().unwrap();
@@ -267,14 +268,16 @@ fn the_lock_refuses_a_second_deploy_and_survives_a_killed_one() {
     let status = ok(run(&config, &["lock", "status"]));
     let said = String::from_utf8_lossy(&status.stdout);
     assert!(
-        said.contains("held by") && said.contains(&killed.id().to_string()),
+        said.contains("held by")
+            && said.contains(&format!("pid {}", killed.id()))
+            && said.contains("gone"),
         "{said}"
     );
-    let refused = run(&config, &["deploy", "--version", "v1"]);
+    let refused = run(&config, &["lock", "release"]);
     assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
-    ok(run(&config, &["lock", "release"]));
+    ok(run(&config, &["lock", "release", "--force"]));
     let status = ok(run(&config, &["lock", "status"]));
-    assert!(String::from_utf8_lossy(&status.stdout).contains("free"));
+    assert!(!String::from_utf8_lossy(&status.stdout).contains("held by"));
     ok(run(&config, &["deploy", "--version", "v1"]));
     assert_eq!(versions(&inv), all("v1"));
 
@@ -295,13 +298,13 @@ fn the_lock_refuses_a_second_deploy_and_survives_a_killed_one() {
     );
     let status = ok(run(&config, &["lock", "status"]));
     assert!(
-        String::from_utf8_lossy(&status.stdout).contains("free"),
+        !String::from_utf8_lossy(&status.stdout).contains("held by"),
         "{}",
         text(&status)
     );
     let audit = ok(run(&config, &["--json", "audit", "--tail", "1"]));
     assert!(
-        String::from_utf8_lossy(&audit.stdout).contains("\"outcome\":\"interrupted\""),
+        String::from_utf8_lossy(&audit.stdout).contains("\"outcome\":\"interrupted"),
         "{}",
         text(&audit)
     );
@@ -409,9 +412,9 @@ fn a_host_stopped_mid_deploy_is_named_and_the_rest_stay_whole() {
     assert!(stopped_at.elapsed() < Duration::from_secs(120));
 
     // The hosts still up each run one version, whole; the lock is free.
-    let lock = ok(run(&config, &["lock", "status"]));
+    let lock = run(&config, &["lock", "status"]);
     assert!(
-        String::from_utf8_lossy(&lock.stdout).contains("free"),
+        !String::from_utf8_lossy(&lock.stdout).contains("held by"),
         "{}",
         text(&lock)
     );
@@ -455,4 +458,248 @@ fn config_errors_name_file_line_and_column() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("6:5"), "{stderr}");
     assert!(stderr.contains("port"), "suggests the right key:\n{stderr}");
+}
+
+/// The token `ballast lock acquire` printed.
+fn token_of(out: &std::process::Output) -> String {
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json["token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_lock_belongs_to_its_holder_wherever_the_config_puts_roles() {
+    hello_image("v1");
+    let lab = Lab::up("owner", 3);
+    let inv = lab.inventory.clone();
+    let work = tempfile::tempdir().unwrap();
+    let ip = |n: usize| inv.hosts[n].ip.clone();
+    let rest = format!(
+        "roles:\n  web:\n    hosts: [{}, {}]\n    port: 8080\n",
+        ip(0),
+        ip(1)
+    );
+    let a = lab_config(
+        &work.path().join("a"),
+        &inv,
+        &inv.known_hosts,
+        "hello",
+        "hello",
+        &rest,
+    );
+    ok(run(&a, &["deploy", "--version", "v1"]));
+
+    // Operator A takes the lock by hand.
+    let taken = ok(run(
+        &a,
+        &["--json", "lock", "acquire", "-m", "A: maintenance"],
+    ));
+    let token = token_of(&taken);
+
+    // Operator B's config has one more role, named to sort first, on a
+    // third host: the lock is still A's, and B's deploy is refused.
+    let b_rest = format!(
+        "roles:\n  api:\n    hosts: [{}]\n    port: 8080\n  web:\n    hosts: [{}, {}]\n    port: 8080\n",
+        ip(2),
+        ip(0),
+        ip(1)
+    );
+    let b = lab_config(
+        &work.path().join("b"),
+        &inv,
+        &inv.known_hosts,
+        "hello",
+        "hello",
+        &b_rest,
+    );
+    let refused = run(&b, &["deploy", "--version", "v1"]);
+    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("A: maintenance"),
+        "{}",
+        text(&refused)
+    );
+
+    // B interrupts its deploy while it still connects (one of its hosts
+    // hangs): A's lock is untouched.
+    let paused = Command::new("docker")
+        .args(["pause", &inv.hosts[2].container])
+        .output()
+        .unwrap();
+    assert!(paused.status.success(), "{}", text(&paused));
+    let b2 = lab_config(
+        &work.path().join("b2"),
+        &inv,
+        &inv.known_hosts,
+        "hello",
+        "hello",
+        &b_rest,
+    );
+    let mut text_b2 = std::fs::read_to_string(&b2).unwrap();
+    text_b2 = text_b2.replace("ssh:\n", "ssh:\n  connect_timeout: 60s\n");
+    std::fs::write(&b2, text_b2).unwrap();
+    let connecting = spawn(&b2, &["deploy", "--version", "v1"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = Command::new("kill")
+        .args(["-INT", &connecting.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let started = Instant::now();
+    let out = connecting.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the interrupt took too long"
+    );
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let unpaused = Command::new("docker")
+        .args(["unpause", &inv.hosts[2].container])
+        .output()
+        .unwrap();
+    assert!(unpaused.status.success(), "{}", text(&unpaused));
+    let status = ok(run(&a, &["lock", "status"]));
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(said.matches("A: maintenance").count(), 2, "{said}");
+    assert!(said.contains("held manually"), "{said}");
+
+    // Only A's token gives it back.
+    let wrong = run(
+        &a,
+        &[
+            "lock",
+            "release",
+            "--token",
+            "0123456789abcdef0123456789abcdef",
+        ],
+    );
+    assert_eq!(wrong.status.code(), Some(4), "{}", text(&wrong));
+    ok(run(&a, &["lock", "release", "--token", &token]));
+    ok(run(&b, &["deploy", "--version", "v1"]));
+}
+
+#[test]
+fn with_a_host_down_the_others_roll_back_and_a_later_deploy_converges() {
+    hello_image("v1");
+    hello_image("v2");
+    let lab = Lab::up("partial", 3);
+    let inv = lab.inventory.clone();
+    let work = tempfile::tempdir().unwrap();
+    let ip = |n: usize| inv.hosts[n].ip.clone();
+    let rest = format!(
+        "roles:\n  worker:\n    hosts: [{}, {}, {}]\n    port: 8080\n",
+        ip(0),
+        ip(1),
+        ip(2)
+    );
+    let config = lab_config(work.path(), &inv, &inv.known_hosts, "hello", "hello", &rest);
+    ok(run(&config, &["deploy", "--version", "v1"]));
+    ok(run(&config, &["deploy", "--version", "v2"]));
+
+    let down = &inv.hosts[2];
+    let stop = Command::new("docker")
+        .args(["stop", "-t", "1", &down.container])
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{}", text(&stop));
+
+    // Without the flag, rollback says which host is down and how to go on.
+    let refused = run(&config, &["rollback"]);
+    assert_eq!(refused.status.code(), Some(5), "{}", text(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&down.ip) && stderr.contains("--skip-unreachable"),
+        "{stderr}"
+    );
+    let rolled = ok(run(&config, &["rollback", "--skip-unreachable"]));
+    let said = text(&rolled);
+    assert!(
+        said.contains(&format!("{} ", down.ip)) && said.contains("skipped"),
+        "{said}"
+    );
+    let audit = ok(run(&config, &["--json", "audit", "--tail", "1"]));
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        audit.contains(&format!("\"skipped\":[\"{}\"]", down.ip)),
+        "{audit}"
+    );
+    runtime().block_on(async {
+        for h in &inv.hosts[..2] {
+            let (host, running) = running_on(&inv, h).await;
+            assert_eq!(running.len(), 1, "{}: {running:?}", h.name);
+            assert_eq!(running[0].version, "v1", "{}", h.name);
+            host.close().await;
+        }
+    });
+
+    // Back up, a plain deploy of v1 brings the skipped host in line.
+    let start = Command::new("docker")
+        .args(["start", &down.container])
+        .output()
+        .unwrap();
+    assert!(start.status.success(), "{}", text(&start));
+    let until = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = run(&config, &["deploy", "--version", "v1"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < until, "never converged:\n{}", text(&out));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    runtime().block_on(async {
+        for h in &inv.hosts {
+            let (host, running) = running_on(&inv, h).await;
+            assert_eq!(running.len(), 1, "{}: {running:?}", h.name);
+            assert_eq!(running[0].version, "v1", "{}", h.name);
+            host.close().await;
+        }
+    });
+}
+
+#[test]
+fn bad_scopes_and_durations_are_refused_before_any_host_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ballast.yml");
+    // Hosts on a documentation network: nothing is ever sent there, the
+    // errors come first.
+    std::fs::write(
+        &path,
+        "service: shop\nimage: shop\nroles:\n  web:\n    hosts: [192.0.2.1]\n  worker:\n    hosts: [192.0.2.2]\n",
+    )
+    .unwrap();
+    let out = run(
+        &path,
+        &["deploy", "--version", "v1", "--hosts", "192.0.2.9"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no host `192.0.2.9` in the config"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&path, &["rollback", "--roles", "wbe"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no role `wbe`") && stderr.contains("did you mean `web`"),
+        "{stderr}"
+    );
+    for args in [
+        &["status", "--roles", "db"][..],
+        &["logs", "--hosts", "nope"][..],
+    ] {
+        let out = run(&path, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+    }
+    std::fs::write(
+        &path,
+        "service: shop\nimage: shop\nroles:\n  web:\n    hosts: [192.0.2.1]\ndeploy:\n  health_timeout: 584542046090y\n",
+    )
+    .unwrap();
+    let out = run(&path, &["deploy", "--version", "v1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("health_timeout") && stderr.contains("7:19"),
+        "{stderr}"
+    );
 }

@@ -1,6 +1,6 @@
 //! The audit line a deploy, rollback or setup leaves on every host.
 
-use super::{say, Context, OnEvent, Report};
+use super::{say, Context, OnEvent, Outcome, Report};
 use crate::error::Result;
 use crate::fleet::Fleet;
 use crate::host::Host;
@@ -13,22 +13,13 @@ pub(super) async fn audit(
     fleet: &Fleet,
     outcome: &Result<(Plan, Report)>,
     forced_unsafe: Vec<String>,
+    skipped: &[String],
+    took_over: Vec<String>,
     on_event: OnEvent<'_>,
 ) {
     let (version, result) = match outcome {
-        Ok((_, report)) if report.failed() => {
-            let failed: Vec<&str> = report
-                .hosts
-                .iter()
-                .filter(|h| h.outcome == "failed")
-                .map(|h| h.host.as_str())
-                .collect();
-            (
-                Some(report.version.clone()),
-                format!("failed on {}", failed.join(", ")),
-            )
-        }
-        Ok((_, report)) => (Some(report.version.clone()), "ok".to_string()),
+        Ok((_, report)) => (Some(report.version.clone()), summary(report)),
+        Err(e) if e.kind == crate::ErrorKind::Interrupted => (None, "interrupted".to_string()),
         Err(e) => (None, format!("failed: {e}")),
     };
     let record = AuditRecord {
@@ -39,9 +30,11 @@ pub(super) async fn audit(
         hosts: fleet.order.clone(),
         outcome: result,
         forced_unsafe,
+        skipped: skipped.to_vec(),
+        took_over,
     };
     let written = fleet
-        .each(16, |h: &Host| {
+        .each(|h: &Host| {
             let record = &record;
             let service = &ctx.loaded.config.service;
             async move { state::append_audit(h, service, record).await }
@@ -56,4 +49,32 @@ pub(super) async fn audit(
             );
         }
     }
+}
+
+/// One line for the audit log: "ok", or which hosts ended how.
+fn summary(report: &Report) -> String {
+    let mut by_outcome: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for h in &report.hosts {
+        if !matches!(h.outcome, Outcome::Updated | Outcome::Current) {
+            by_outcome
+                .entry(h.outcome.word())
+                .or_default()
+                .push(h.host.as_str());
+        }
+    }
+    if by_outcome.is_empty() {
+        return "ok".to_string();
+    }
+    let parts: Vec<String> = by_outcome
+        .iter()
+        .map(|(word, hosts)| format!("{word} on {}", hosts.join(", ")))
+        .collect();
+    let lead = if report.failed() {
+        "failed"
+    } else if report.interrupted() {
+        "interrupted"
+    } else {
+        "ok"
+    };
+    format!("{lead}: {}", parts.join("; "))
 }

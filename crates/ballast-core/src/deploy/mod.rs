@@ -1,36 +1,45 @@
-//! A whole deploy or rollback: connect to every host, take the lock, choose
-//! the release, deliver its image where it is missing, plan, roll batch by
-//! batch (a failed host halts the rollout), record the outcome in the audit
-//! log, and release the lock whatever happened.
+//! A whole deploy or rollback, by phase: connect to the hosts in scope,
+//! check them with doctor, take the lock, observe and choose the release,
+//! plan, deliver the image and start the proxies where the plan says,
+//! roll batch by batch, record the outcome in the audit log, and release
+//! the lock whatever happened (an interrupt included).
+//!
+//! # Layout
+//! - `targets`: what each role should run on each host, from the config.
+//! - `observe`: what the hosts run now, as planning needs it.
+//! - `rollback`: which retained release a rollback returns to.
+//! - `deliver`: the image to the hosts that lack it.
+//! - `execute`: batches, hosts, and the failure policy (stop or revert).
+//! - `gate`, `proxies`, `audit`: doctor's gate, the proxies, the audit line.
 
-use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::{stream, StreamExt};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{Batch as BatchSetting, Loaded};
-use crate::delivery::{self, DeliveryReport};
+use crate::config::Loaded;
+use crate::delivery::DeliveryReport;
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Fleet;
 use crate::host::Reach;
-use crate::plan::{self, BatchSize, HostPlan, Plan, RoleTarget};
-use crate::release::{self, AppContainer};
-use crate::rollout::{self, Rollout, RolloutEvent};
-use crate::spec::{health_mode, ReleaseStamp, RoleSpec};
-use crate::state::{self, LockInfo};
+use crate::lock::{FleetLock, LockInfo};
+use crate::plan::{self, HostPlan, Plan};
+use crate::scope::Scope;
 
 mod audit;
+mod deliver;
+mod execute;
 mod gate;
+mod observe;
 mod proxies;
 mod rollback;
+mod targets;
 
 use audit::audit;
 use gate::doctor_gate;
-use proxies::proxy_route;
-pub use proxies::{ensure_proxies, ensure_proxies_with, proxied_hosts, setup};
-use rollback::choose_rollback;
+pub use proxies::{ensure_proxies, ensure_proxies_with, proxied_hosts, proxy_route, setup};
+pub use targets::{role_targets, Release};
 
 /// What to roll out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,14 +57,69 @@ pub struct Event {
     pub message: String,
 }
 
+/// How one host ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Switched to the release.
+    Updated,
+    /// Already ran the release.
+    Current,
+    /// A step failed; the host serves what it served before.
+    Failed,
+    /// Not reached: an earlier batch failed.
+    NotRun,
+    /// Out of reach (`--skip-unreachable`); the next full deploy brings it in line.
+    Skipped,
+    /// Switched, then put back on its previous release (`on_failure: revert`).
+    Reverted,
+    /// Switched, and putting it back failed: it may run either release.
+    RevertFailed,
+    /// The operator interrupted; what was half done was undone.
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Updated => "updated",
+            Outcome::Current => "current",
+            Outcome::Failed => "failed",
+            Outcome::NotRun => "not run",
+            Outcome::Skipped => "skipped (unreachable)",
+            Outcome::Reverted => "reverted",
+            Outcome::RevertFailed => "revert failed",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether the rollout did not do what was asked on this host.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed | Outcome::Reverted | Outcome::RevertFailed
+        )
+    }
+}
+
 /// How each host ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostOutcome {
     pub host: String,
     pub role: String,
-    /// `updated`, `current`, `failed` or `not run` (a later batch after a failure).
-    pub outcome: String,
+    pub outcome: Outcome,
     pub error: Option<String>,
+}
+
+impl HostOutcome {
+    fn of(p: &HostPlan, outcome: Outcome, error: Option<String>) -> HostOutcome {
+        HostOutcome {
+            host: p.host.clone(),
+            role: p.role.clone(),
+            outcome,
+            error,
+        }
+    }
 }
 
 /// The result of a deploy or rollback.
@@ -64,6 +128,8 @@ pub struct Report {
     pub version: String,
     pub image_id: String,
     pub hosts: Vec<HostOutcome>,
+    /// Hosts left out because they did not answer (`--skip-unreachable`).
+    pub skipped: Vec<String>,
     pub delivered: Vec<DeliveryReport>,
     /// Seconds spent in each phase, in order.
     pub phases: Vec<(String, f64)>,
@@ -72,12 +138,25 @@ pub struct Report {
     pub steps: std::collections::BTreeMap<String, f64>,
 }
 
-/// Seconds per kind of step.
-type Timing = std::collections::BTreeMap<&'static str, f64>;
-
 impl Report {
     pub fn failed(&self) -> bool {
-        self.hosts.iter().any(|h| h.outcome == "failed")
+        self.hosts.iter().any(|h| h.outcome.is_failure())
+    }
+
+    pub fn interrupted(&self) -> bool {
+        self.hosts.iter().any(|h| h.outcome == Outcome::Interrupted)
+    }
+
+    fn of(plan: &Plan) -> Report {
+        Report {
+            version: plan.version.clone(),
+            image_id: plan.image_id.clone(),
+            hosts: Vec::new(),
+            skipped: Vec::new(),
+            delivered: Vec::new(),
+            phases: Vec::new(),
+            steps: Default::default(),
+        }
     }
 }
 
@@ -91,391 +170,245 @@ pub struct Context<'a> {
     pub dry_run: bool,
     /// Hosts to deploy to even though doctor blocks them.
     pub force_unsafe: Vec<String>,
+    /// The hosts and roles to work on.
+    pub scope: Scope,
+    /// Cancelled when the operator interrupts (Ctrl-C, SIGTERM, SIGHUP).
+    pub cancel: CancellationToken,
 }
 
-type OnEvent<'e> = &'e (dyn Fn(Event) + Send + Sync);
+pub(crate) type OnEvent<'e> = &'e (dyn Fn(Event) + Send + Sync);
 
-/// Runs a deploy or rollback. The lock is released and the audit line written
-/// on success and on failure alike. With `dry_run`, stops after planning.
+/// One deploy under way: its context, its connected hosts and its printer.
+pub(crate) struct Deploy<'a> {
+    pub ctx: &'a Context<'a>,
+    pub fleet: &'a Fleet,
+    pub on_event: OnEvent<'a>,
+}
+
+/// Runs a deploy or rollback. The lock is released and the audit line
+/// written on success, failure and interrupt alike. With `dry_run`, stops
+/// after planning and changes nothing.
 pub async fn run(ctx: &Context<'_>, goal: &Goal, on_event: OnEvent<'_>) -> Result<(Plan, Report)> {
-    let config = &ctx.loaded.config;
-    let names = config.hosts();
-    let concurrency = config
-        .ssh
-        .concurrency
-        .unwrap_or_else(crate::config::defaults::concurrency);
-    let mut phases = Vec::new();
+    let names = ctx.scope.hosts_of(&ctx.loaded.config);
     let started = Instant::now();
     say(
         on_event,
         None,
         format!("connecting to {} hosts", names.len()),
     );
-    let fleet = Fleet::connect(&names, ctx.reach, concurrency).await;
-    phases.push(("connect".to_string(), started.elapsed().as_secs_f64()));
-    let result = async {
-        fleet.require_all("connect to the hosts")?;
-        if ctx.dry_run {
-            let (plan, report) = prepare(ctx, &fleet, goal, on_event, &mut phases).await?;
-            return Ok((plan, report));
-        }
-        locked(ctx, &fleet, goal, on_event, &mut phases).await
-    }
-    .await;
-    fleet.close().await;
-    result
-}
-
-async fn locked(
-    ctx: &Context<'_>,
-    fleet: &Fleet,
-    goal: &Goal,
-    on_event: OnEvent<'_>,
-    phases: &mut Vec<(String, f64)>,
-) -> Result<(Plan, Report)> {
-    let service = &ctx.loaded.config.service;
-    let forced = doctor_gate(ctx, fleet, on_event).await?;
-    let primary = fleet.primary().expect("require_all passed, so hosts exist");
-    state::acquire_lock(
-        primary,
-        service,
-        &LockInfo::new(&ctx.command, ctx.message.clone()),
-    )
-    .await?;
-    say(on_event, Some(primary.name()), "lock taken".into());
-    let outcome = async {
-        let (plan, mut report) = prepare(ctx, fleet, goal, on_event, phases).await?;
-        execute(ctx, fleet, &plan, &mut report, on_event, phases).await;
-        Ok::<_, Error>((plan, report))
-    }
-    .await;
-    audit(ctx, fleet, &outcome, forced, on_event).await;
-    let released = state::release_lock(primary, service).await;
-    say(on_event, Some(primary.name()), "lock released".into());
-    let (plan, report) = outcome?;
-    released?;
-    Ok((plan, report))
-}
-
-/// Chooses the release, plans, and delivers the image where needed.
-async fn prepare(
-    ctx: &Context<'_>,
-    fleet: &Fleet,
-    goal: &Goal,
-    on_event: OnEvent<'_>,
-    phases: &mut Vec<(String, f64)>,
-) -> Result<(Plan, Report)> {
-    let config = &ctx.loaded.config;
-    let started = Instant::now();
-    let observed = observe(fleet, &config.service).await?;
-    let (version, image_id, image_ref, digests) = match goal {
-        Goal::Deploy { image, version } => {
-            let local = Engine::local().await?;
-            let id = match local.image_id(image).await? {
-                Some(id) => id,
-                // `plan` before a build: every host will need the new image.
-                None if ctx.dry_run => "(not built yet)".to_string(),
-                None => {
-                    return Err(Error::input("find the image", format_args!("{image} is not on this machine"))
-                        .hint("build it first (ballast builds it when the config has `build`), or give an image that exists locally"))
-                }
-            };
-            (version.clone(), id, Some(image.clone()), None)
-        }
-        Goal::Rollback(wanted) => {
-            let (version, id, digests) = choose_rollback(&observed, wanted.as_deref())?;
-            say(on_event, None, format!("rolling back to {version}"));
-            (version, id, None, Some(digests))
-        }
-    };
-    let targets = role_targets(ctx, &version, &image_id, digests.as_ref(), &observed);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let plan = plan::plan(
-        &config.service,
-        &targets,
-        batch_size(&config.deploy.batch),
-        config.deploy.retain,
-        &observed,
-        now,
-    );
-    phases.push(("plan".to_string(), started.elapsed().as_secs_f64()));
-    let mut report = Report {
-        version,
-        image_id: image_id.clone(),
-        hosts: Vec::new(),
-        delivered: Vec::new(),
-        phases: Vec::new(),
-        steps: Default::default(),
-    };
-    if ctx.dry_run {
-        return Ok((plan, report));
-    }
-    let started = Instant::now();
-    report.delivered =
-        deliver(ctx, fleet, &plan, image_ref.as_deref(), &image_id, on_event).await?;
-    ensure_proxies(ctx, fleet, on_event).await?;
-    phases.push(("deliver".to_string(), started.elapsed().as_secs_f64()));
-    Ok((plan, report))
-}
-
-async fn observe(fleet: &Fleet, service: &str) -> Result<HashMap<String, Vec<AppContainer>>> {
-    let mut observed = HashMap::new();
-    for (name, found) in release::observe_fleet(fleet, service).await {
-        observed.insert(name, found?);
-    }
-    Ok(observed)
-}
-
-fn role_targets(
-    ctx: &Context<'_>,
-    version: &str,
-    image_id: &str,
-    rollback_digests: Option<&HashMap<String, String>>,
-    _observed: &HashMap<String, Vec<AppContainer>>,
-) -> Vec<RoleTarget> {
-    let config = &ctx.loaded.config;
-    let secret = |n: &str| ctx.loaded.secrets.get(n).map(str::to_string);
-    config
-        .roles
-        .iter()
-        .map(|(name, role)| {
-            let hosts: Vec<String> = role.hosts.iter().map(|h| h.address().to_string()).collect();
-            let first = hosts.first().cloned().unwrap_or_default();
-            let spec = RoleSpec::new(config, name, role, &first);
-            let digest = rollback_digests
-                .and_then(|d| d.get(name).cloned())
-                .unwrap_or_else(|| spec.digest(&secret));
-            RoleTarget {
-                role: name.to_string(),
-                hosts,
-                version: version.to_string(),
-                image_id: image_id.to_string(),
-                digest,
-                publishes: !spec.publish.is_empty(),
-                proxied: role.proxy.is_some(),
-            }
-        })
-        .collect()
-}
-
-fn batch_size(setting: &BatchSetting) -> BatchSize {
-    match setting {
-        BatchSetting::Count(n) => BatchSize::Count(*n),
-        BatchSetting::Percent(p) => {
-            BatchSize::Percent(p.trim_end_matches('%').trim().parse().unwrap_or(100))
-        }
-    }
-}
-
-/// Sends the image to every host that will create a container from it and
-/// lacks it. Rollbacks never deliver: their images are on the hosts already.
-async fn deliver(
-    ctx: &Context<'_>,
-    fleet: &Fleet,
-    plan: &Plan,
-    image_ref: Option<&str>,
-    image_id: &str,
-    on_event: OnEvent<'_>,
-) -> Result<Vec<DeliveryReport>> {
-    let mut needy: Vec<&str> = plan
-        .host_plans()
-        .filter(|p| {
-            p.steps
-                .iter()
-                .any(|s| matches!(s, plan::Step::Create { .. }))
-        })
-        .map(|p| p.host.as_str())
-        .collect();
-    needy.sort();
-    needy.dedup();
-    let Some(reference) = image_ref else {
-        return Ok(Vec::new());
-    };
-    if needy.is_empty() {
-        return Ok(Vec::new());
-    }
-    let local = Engine::local().await?;
-    say(
-        on_event,
-        None,
-        format!("delivering {reference} to {} hosts", needy.len()),
-    );
-    let prepared = delivery::prepare(&local, reference).await?;
-    debug_assert_eq!(prepared.image_id(), image_id);
     let concurrency = ctx
         .loaded
         .config
         .ssh
         .concurrency
         .unwrap_or_else(crate::config::defaults::concurrency);
-    let results: Vec<Result<DeliveryReport>> = stream::iter(needy)
-        .map(|name| {
-            let prepared = &prepared;
-            async move {
-                let host = fleet.get(name).expect("connected");
-                let report = prepared.send(host.engine(), &mut |_| {}).await?;
-                say(
-                    on_event,
-                    Some(name),
-                    if report.skipped {
-                        "image already present".to_string()
-                    } else {
-                        format!(
-                            "image delivered: {} of {} layers, {} bytes",
-                            report.layers_sent, report.layers_total, report.bytes_sent
-                        )
-                    },
-                );
-                Ok(report)
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    results.into_iter().collect()
-}
-
-/// Rolls batch by batch; the first batch with a failed host is the last.
-async fn execute(
-    ctx: &Context<'_>,
-    fleet: &Fleet,
-    plan: &Plan,
-    report: &mut Report,
-    on_event: OnEvent<'_>,
-    phases: &mut Vec<(String, f64)>,
-) {
-    let started = Instant::now();
-    let mut halted = false;
-    let mut step_times = Timing::new();
-    for batch in &plan.batches {
-        if halted {
-            report
-                .hosts
-                .extend(batch.hosts.iter().map(|p| outcome(p, "not run", None)));
-            continue;
-        }
-        let (version, image_id) = (report.version.as_str(), report.image_id.as_str());
-        let results: Vec<(&HostPlan, (Result<()>, Timing))> = stream::iter(batch.hosts.iter())
-            .map(|p| async move {
-                (
-                    p,
-                    roll_host(ctx, fleet, p, version, image_id, on_event).await,
-                )
-            })
-            .buffer_unordered(batch.hosts.len().max(1))
-            .collect()
-            .await;
-        // Hosts of a batch roll together: the slowest one sets the pace.
-        let mut slowest = Timing::new();
-        for (_, (_, timing)) in &results {
-            for (phase, secs) in timing {
-                let e = slowest.entry(phase).or_default();
-                *e = e.max(*secs);
-            }
-        }
-        for (phase, secs) in slowest {
-            *step_times.entry(phase).or_default() += secs;
-        }
-        for (p, (r, _)) in results {
-            match r {
-                Ok(()) if p.is_current() => report.hosts.push(outcome(p, "current", None)),
-                Ok(()) => report.hosts.push(outcome(p, "updated", None)),
-                Err(e) => {
-                    halted = true;
-                    report.hosts.push(outcome(p, "failed", Some(e.to_string())));
-                }
-            }
-        }
-    }
-    report
-        .hosts
-        .sort_by(|a, b| (&a.role, &a.host).cmp(&(&b.role, &b.host)));
-    phases.push(("roll".to_string(), started.elapsed().as_secs_f64()));
-    report.phases = phases.clone();
-    report.steps = step_times
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-}
-
-fn outcome(p: &HostPlan, outcome: &str, error: Option<String>) -> HostOutcome {
-    HostOutcome {
-        host: p.host.clone(),
-        role: p.role.clone(),
-        outcome: outcome.to_string(),
-        error,
-    }
-}
-
-async fn roll_host(
-    ctx: &Context<'_>,
-    fleet: &Fleet,
-    p: &HostPlan,
-    version: &str,
-    image_id: &str,
-    on_event: OnEvent<'_>,
-) -> (Result<()>, Timing) {
-    let mut timing = Timing::new();
-    if p.is_current() {
-        say(
-            on_event,
-            Some(&p.host),
-            format!("{} already runs {}", p.role, p.target),
-        );
-        return (Ok(()), timing);
-    }
-    let config = &ctx.loaded.config;
-    let host = fleet.get(&p.host).expect("connected");
-    let role = &config.roles[&p.role];
-    let spec = RoleSpec::new(config, &p.role, role, &p.host);
-    let secret = |n: &str| ctx.loaded.secrets.get(n).map(str::to_string);
-    let digest = spec.digest(&secret);
-    let has_healthcheck = image_has_healthcheck(host.engine(), image_id).await;
-    let rollout = Rollout {
-        body: spec.container(
-            &ReleaseStamp {
-                service: config.service.clone(),
-                version: version.to_string(),
-                image_id: image_id.to_string(),
-                digest,
-                deployed_by: state::whoami(),
-                deployed_at: state::now_rfc3339(),
-            },
-            &secret,
-        ),
-        health: health_mode(role, has_healthcheck),
-        health_timeout: config.deploy.health_timeout,
-        stop_timeout: spec.stop_timeout,
-        route: proxy_route(ctx, &p.role),
+    let connecting = Fleet::connect(&names, ctx.reach, concurrency);
+    let fleet = tokio::select! {
+        fleet = connecting => std::sync::Arc::new(fleet),
+        () = ctx.cancel.cancelled() => return Err(interrupted("connect to the hosts")),
     };
-    let name = p.host.clone();
-    let result = rollout::run(host, p, &rollout, &mut |e| match e {
-        RolloutEvent::Done(step, took) => {
-            *timing.entry(step.phase()).or_default() += took.as_secs_f64();
-            say(on_event, Some(&name), step.describe())
+    let connect_secs = started.elapsed().as_secs_f64();
+    let d = Deploy {
+        ctx,
+        fleet: &fleet,
+        on_event,
+    };
+    let result = async {
+        let skipped = reachable_or_skipped(&d)?;
+        if ctx.dry_run {
+            let (plan, mut report) = prepare(&d, goal).await?;
+            report.skipped = skipped;
+            return Ok((plan, report));
         }
-        RolloutEvent::Warning(w) => say(on_event, Some(&name), format!("warning: {w}")),
-        RolloutEvent::Undo(u) => say(on_event, Some(&name), format!("undo: {u}")),
-    })
+        let mut result = locked(&d, &fleet, goal, &skipped).await;
+        if let Ok((_, report)) = &mut result {
+            report
+                .phases
+                .insert(0, ("connect".to_string(), connect_secs));
+            report.skipped = skipped;
+        }
+        result
+    }
     .await;
-    (result, timing)
+    // The lock's renewal shares the fleet until the lock is released.
+    if let Ok(fleet) = std::sync::Arc::try_unwrap(fleet) {
+        fleet.close().await;
+    }
+    result
 }
 
-async fn image_has_healthcheck(engine: &Engine, image_id: &str) -> bool {
-    engine
-        .call("inspect the image", engine.docker().inspect_image(image_id))
-        .await
-        .ok()
-        .and_then(|i| i.config)
-        .and_then(|c| c.healthcheck)
-        .and_then(|h| h.test)
-        .is_some_and(|t| !t.is_empty() && t[0] != "NONE")
+/// Fails unless every host in scope answered, or names the ones skipped.
+fn reachable_or_skipped(d: &Deploy<'_>) -> Result<Vec<String>> {
+    let fleet = d.fleet;
+    if !d.ctx.scope.skip_unreachable {
+        return fleet
+            .require_all("connect to the hosts")
+            .map(|()| Vec::new())
+            .map_err(|e| {
+                let hint = e.hint.clone().unwrap_or_default();
+                e.hint(format!("{hint}; or pass --skip-unreachable to go on without them (the next full deploy brings them in line)"))
+            });
+    }
+    let skipped: Vec<String> = fleet
+        .unreachable
+        .iter()
+        .filter_map(|e| e.host.clone())
+        .collect();
+    if fleet.hosts.is_empty() {
+        return fleet.require_all("connect to the hosts").map(|()| skipped);
+    }
+    for e in &fleet.unreachable {
+        say(
+            d.on_event,
+            e.host.as_deref(),
+            format!("skipped: did not answer ({})", e.cause),
+        );
+    }
+    Ok(skipped)
 }
 
-fn say(on_event: OnEvent<'_>, host: Option<&str>, message: String) {
+fn interrupted(step: &str) -> Error {
+    Error::new(ErrorKind::Interrupted, step, "interrupted by the operator")
+        .hint("nothing was changed on the hosts")
+}
+
+/// Takes the lock on every host in reach, rolls, audits, releases.
+async fn locked(
+    d: &Deploy<'_>,
+    fleet: &std::sync::Arc<Fleet>,
+    goal: &Goal,
+    skipped: &[String],
+) -> Result<(Plan, Report)> {
+    let ctx = d.ctx;
+    let forced = tokio::select! {
+        forced = doctor_gate(ctx, d.fleet, d.on_event) => forced?,
+        () = ctx.cancel.cancelled() => return Err(interrupted("check the hosts (doctor)")),
+    };
+    let service = &ctx.loaded.config.service;
+    let info = LockInfo::new(&ctx.command, ctx.message.clone())?;
+    let hosts: Vec<String> = fleet.hosts.keys().cloned().collect();
+    let lock = FleetLock::acquire(fleet, &hosts, service, info, fleet.concurrency).await?;
+    for t in lock.takeovers() {
+        say(d.on_event, None, format!("warning: {}", t.describe()));
+    }
+    say(
+        d.on_event,
+        None,
+        format!("lock taken on {} hosts", hosts.len()),
+    );
+    let outcome = async {
+        let (plan, mut report) = prepare(d, goal).await?;
+        execute::execute(d, &plan, &mut report).await;
+        Ok::<_, Error>((plan, report))
+    }
+    .await;
+    let took_over = lock.takeovers().iter().map(|t| t.describe()).collect();
+    audit(
+        ctx, d.fleet, &outcome, forced, skipped, took_over, d.on_event,
+    )
+    .await;
+    for e in lock.lost() {
+        say(
+            d.on_event,
+            e.host.as_deref(),
+            format!("warning: {}", e.cause),
+        );
+    }
+    let released = lock.release().await;
+    say(d.on_event, None, "lock released".into());
+    let (plan, report) = outcome?;
+    released?;
+    Ok((plan, report))
+}
+
+/// Observes the hosts, chooses the release, plans, and (unless a dry run)
+/// delivers the image and starts the proxies where the plan needs them.
+async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
+    let ctx = d.ctx;
+    let config = &ctx.loaded.config;
+    let started = Instant::now();
+    let containers = observe::containers(d.fleet, &config.service).await?;
+    let (release, image_ref) = match goal {
+        Goal::Deploy { image, version } => (local_release(ctx, image, version).await?, Some(image)),
+        Goal::Rollback(wanted) => {
+            let release = rollback::choose_rollback(&containers, wanted.as_deref())?;
+            say(
+                d.on_event,
+                None,
+                format!("rolling back to {}", release.version),
+            );
+            (rollback::with_healthcheck(d.fleet, release).await, None)
+        }
+    };
+    let reachable = |h: &str| d.fleet.get(h).is_some();
+    let targets = role_targets(ctx.loaded, &release, &ctx.scope, &reachable);
+    let states = observe::host_states(d.fleet, &config.service, containers, &targets).await;
+    let settings = plan::Settings {
+        batch: targets::batch_size(&config.deploy.batch),
+        retain: config.deploy.retain,
+        now: unix_now(),
+    };
+    let plan = plan::plan(
+        &config.service,
+        &release.version,
+        &release.image_id,
+        &targets,
+        settings,
+        &states,
+    );
+    let mut report = Report::of(&plan);
+    report
+        .phases
+        .push(("plan".to_string(), started.elapsed().as_secs_f64()));
+    if ctx.dry_run {
+        return Ok((plan, report));
+    }
+    let started = Instant::now();
+    report.delivered = deliver::deliver(d, &plan, image_ref.map(String::as_str)).await?;
+    proxies::ensure_proxies_on(ctx, d.fleet, &plan, d.on_event).await?;
+    report
+        .phases
+        .push(("deliver".to_string(), started.elapsed().as_secs_f64()));
+    Ok((plan, report))
+}
+
+/// The release of a local image: its ID and whether it has a HEALTHCHECK.
+async fn local_release(ctx: &Context<'_>, image: &str, version: &str) -> Result<Release> {
+    let local = Engine::local().await?;
+    let inspected = local
+        .call("inspect the image", local.docker().inspect_image(image))
+        .await;
+    let (image_id, image_healthcheck) = match inspected {
+        Ok(i) => (
+            i.id.clone().unwrap_or_default(),
+            crate::image::has_healthcheck(&i),
+        ),
+        // `plan` before a build: every host will need the new image.
+        Err(e) if e.kind == ErrorKind::NotFound && ctx.dry_run => {
+            ("(not built yet)".to_string(), false)
+        }
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            return Err(Error::input("find the image", format_args!("{image} is not on this machine"))
+                .hint("build it first (ballast builds it when the config has `build`), or give an image that exists locally"))
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Release {
+        version: version.to_string(),
+        image_id,
+        image_healthcheck,
+        retained: Default::default(),
+    })
+}
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub(crate) fn say(on_event: OnEvent<'_>, host: Option<&str>, message: String) {
     on_event(Event {
         host: host.map(str::to_string),
         message,

@@ -11,33 +11,33 @@ use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::proxy;
 
-/// Prepares every host: checks them with doctor (refusing blocked ones
-/// unless forced) and starts ballast-proxy where a role needs it.
+/// Prepares the hosts in scope, under the lock: checks them with doctor
+/// (refusing blocked ones unless forced) and starts ballast-proxy where a
+/// role needs it.
 pub async fn setup(ctx: &Context<'_>, on_event: OnEvent<'_>) -> Result<()> {
-    let config = &ctx.loaded.config;
-    let concurrency = config
-        .ssh
-        .concurrency
-        .unwrap_or_else(crate::config::defaults::concurrency);
+    let change = crate::change::Change {
+        loaded: ctx.loaded,
+        reach: ctx.reach,
+        command: ctx.command.clone(),
+        scope: ctx.scope.clone(),
+    };
     say(
         on_event,
         None,
-        format!("connecting to {} hosts", config.hosts().len()),
+        format!(
+            "connecting to {} hosts",
+            ctx.scope.hosts_of(&ctx.loaded.config).len()
+        ),
     );
-    let fleet = Fleet::connect(&config.hosts(), ctx.reach, concurrency).await;
-    let result = async {
-        fleet.require_all("connect to the hosts")?;
-        doctor_gate(ctx, &fleet, on_event).await?;
-        ensure_proxies(ctx, &fleet, on_event).await
-    }
-    .await;
-    fleet.close().await;
-    result
+    crate::change::run(&change, async |fleet: &Fleet| {
+        doctor_gate(ctx, fleet, on_event).await?;
+        ensure_proxies_with(ctx, fleet, false, on_event).await
+    })
+    .await
 }
 
 /// How the proxy routes to `role`, if the role is proxied.
-pub(super) fn proxy_route(ctx: &Context<'_>, role_name: &str) -> Option<proxy::Route> {
-    let config = &ctx.loaded.config;
+pub fn proxy_route(config: &crate::config::Config, role_name: &str) -> Option<proxy::Route> {
     let role = &config.roles[role_name];
     let settings = role.proxy.as_ref()?;
     let (path, interval, timeout) = match &role.healthcheck {
@@ -49,7 +49,7 @@ pub(super) fn proxy_route(ctx: &Context<'_>, role_name: &str) -> Option<proxy::R
         ),
     };
     Some(proxy::Route {
-        service: format!("{}-{role_name}", config.service),
+        service: proxy::route_name(&config.service, role_name),
         hosts: settings.hosts.clone(),
         path_prefix: settings.path_prefix.clone(),
         port: role
@@ -127,16 +127,44 @@ fn proxy_listens(ctx: &Context<'_>) -> Result<std::collections::BTreeMap<String,
     Ok(listens)
 }
 
-/// Starts (or upgrades) ballast-proxy on every host of a proxied role,
-/// delivering its image where missing; `one_at_a_time` rolls host by host,
-/// so at most one proxy is restarting at any moment.
+/// Starts (or upgrades) ballast-proxy on the hosts where `plan` routes
+/// through it.
+pub(super) async fn ensure_proxies_on(
+    ctx: &Context<'_>,
+    fleet: &Fleet,
+    plan: &crate::plan::Plan,
+    on_event: OnEvent<'_>,
+) -> Result<()> {
+    let wanted: std::collections::BTreeSet<&str> = plan
+        .host_plans()
+        .filter(|p| p.switch.route().is_some() && !p.is_current())
+        .map(|p| p.host.as_str())
+        .collect();
+    ensure_proxies_where(ctx, fleet, false, &|h| wanted.contains(h), on_event).await
+}
+
+/// Starts (or upgrades) ballast-proxy on every connected host of a proxied
+/// role, delivering its image where missing; `one_at_a_time` rolls host by
+/// host, so at most one proxy is restarting at any moment.
 pub async fn ensure_proxies_with(
     ctx: &Context<'_>,
     fleet: &Fleet,
     one_at_a_time: bool,
     on_event: OnEvent<'_>,
 ) -> Result<()> {
-    let listens = proxy_listens(ctx)?;
+    let in_scope = |h: &str| ctx.scope.has_host(h);
+    ensure_proxies_where(ctx, fleet, one_at_a_time, &in_scope, on_event).await
+}
+
+async fn ensure_proxies_where(
+    ctx: &Context<'_>,
+    fleet: &Fleet,
+    one_at_a_time: bool,
+    wanted: &(dyn Fn(&str) -> bool + Sync),
+    on_event: OnEvent<'_>,
+) -> Result<()> {
+    let mut listens = proxy_listens(ctx)?;
+    listens.retain(|h, _| wanted(h) && fleet.get(h).is_some());
     if listens.is_empty() {
         return Ok(());
     }
@@ -166,7 +194,7 @@ pub async fn ensure_proxies_with(
                 Ok(())
             }
         })
-        .buffer_unordered(if one_at_a_time { 1 } else { 16 })
+        .buffer_unordered(if one_at_a_time { 1 } else { fleet.concurrency })
         .collect()
         .await;
     results.into_iter().collect()

@@ -2,23 +2,30 @@
 
 use std::collections::HashMap;
 
+use super::targets::Release;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fleet::Fleet;
 use crate::release::AppContainer;
 
 /// The release to roll back to: `wanted`, or the newest retained version
-/// that no host runs now. Returns version, image ID and each role's digest.
+/// that no host runs now; with the digest of each host's retained
+/// container, so it is started as it is.
 pub(super) fn choose_rollback(
     observed: &HashMap<String, Vec<AppContainer>>,
     wanted: Option<&str>,
-) -> Result<(String, String, HashMap<String, String>)> {
-    let all: Vec<&AppContainer> = observed.values().flatten().collect();
+) -> Result<Release> {
+    let all: Vec<(&String, &AppContainer)> = observed
+        .iter()
+        .flat_map(|(h, cs)| cs.iter().map(move |c| (h, c)))
+        .collect();
     let running: Vec<&str> = all
         .iter()
-        .filter(|c| c.running)
-        .map(|c| c.version.as_str())
+        .filter(|(_, c)| c.state.is_active())
+        .map(|(_, c)| c.version.as_str())
         .collect();
-    let mut candidates: Vec<&&AppContainer> = all
+    let mut candidates: Vec<&AppContainer> = all
         .iter()
+        .map(|(_, c)| *c)
         .filter(|c| match wanted {
             Some(v) => c.version == v,
             None => !running.contains(&c.version.as_str()),
@@ -26,7 +33,7 @@ pub(super) fn choose_rollback(
         .collect();
     candidates.sort_by_key(|c| std::cmp::Reverse(c.created));
     let Some(chosen) = candidates.first() else {
-        let mut versions: Vec<&str> = all.iter().map(|c| c.version.as_str()).collect();
+        let mut versions: Vec<&str> = all.iter().map(|(_, c)| c.version.as_str()).collect();
         versions.sort();
         versions.dedup();
         return Err(Error::new(
@@ -42,10 +49,34 @@ pub(super) fn choose_rollback(
             versions.join(", ")
         )));
     };
-    let digests = all
+    let retained = all
         .iter()
-        .filter(|c| c.version == chosen.version)
-        .map(|c| (c.role.clone(), c.config_digest.clone()))
+        .filter(|(_, c)| c.version == chosen.version && c.image_id == chosen.image_id)
+        .map(|(h, c)| ((c.role.clone(), h.to_string()), c.config_digest.clone()))
         .collect();
-    Ok((chosen.version.clone(), chosen.image_id.clone(), digests))
+    Ok(Release {
+        version: chosen.version.clone(),
+        image_id: chosen.image_id.clone(),
+        image_healthcheck: false,
+        retained,
+    })
+}
+
+/// Fills in whether the release's image has a HEALTHCHECK, asking a host
+/// that holds it.
+pub(super) async fn with_healthcheck(fleet: &Fleet, mut release: Release) -> Release {
+    for host in fleet.hosts.values() {
+        let engine = host.engine();
+        if let Ok(image) = engine
+            .call(
+                "inspect the image",
+                engine.docker().inspect_image(&release.image_id),
+            )
+            .await
+        {
+            release.image_healthcheck = crate::image::has_healthcheck(&image);
+            break;
+        }
+    }
+    release
 }

@@ -3,20 +3,24 @@
 use std::path::Path;
 use std::time::Instant;
 
-use ballast_core::deploy::{self, Context, Event, Goal, Report};
+use ballast_core::deploy::{self, Context, Event, Goal, Outcome, Report};
 use ballast_core::image::ImageEvent;
-use ballast_core::plan::Plan;
-use ballast_core::state::{self, AuditRecord};
+use ballast_core::plan::{Plan, Switch};
+use ballast_core::scope::Scope;
+use ballast_core::spec::HealthMode;
 use ballast_core::{version, Error, ErrorKind, Result};
+use tokio_util::sync::CancellationToken;
 
-use crate::cli::{DeployArgs, RollbackArgs, VersionArgs};
+use crate::cli::{DeployArgs, PlanArgs, RollbackArgs};
 use crate::commands::service;
 use crate::output::Printer;
+use crate::signals;
 
-pub async fn plan(config: &Path, accept_new: bool, args: VersionArgs, out: &Printer) -> Result<()> {
+pub async fn plan(config: &Path, accept_new: bool, args: PlanArgs, out: &Printer) -> Result<()> {
     let loaded = service::load(config)?;
+    let scope = service::change_scope(&loaded, &args.scope)?;
     let reach = service::reach(&loaded, accept_new);
-    let chosen = version::choose(&loaded, args.version.as_deref()).await?;
+    let chosen = version::choose(&loaded, args.version.version.as_deref()).await?;
     let ctx = Context {
         loaded: &loaded,
         reach: &reach,
@@ -24,6 +28,8 @@ pub async fn plan(config: &Path, accept_new: bool, args: VersionArgs, out: &Prin
         message: None,
         dry_run: true,
         force_unsafe: Vec::new(),
+        scope,
+        cancel: CancellationToken::new(),
     };
     let goal = Goal::Deploy {
         image: chosen.image,
@@ -31,7 +37,7 @@ pub async fn plan(config: &Path, accept_new: bool, args: VersionArgs, out: &Prin
     };
     let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
     let (plan, report) = deploy::run(&ctx, &goal, &on_event).await?;
-    out.result(&plan, &render_plan(&plan, &report.version));
+    out.result(&plan, &render_plan(&plan, &report.skipped));
     Ok(())
 }
 
@@ -42,6 +48,7 @@ pub async fn deploy(
     out: &Printer,
 ) -> Result<()> {
     let loaded = service::load(config)?;
+    let scope = service::change_scope(&loaded, &args.scope)?;
     let started = Instant::now();
     out.phase("preparing the image");
     let resolved = version::resolve(&loaded, args.version.version.as_deref(), &mut |e| {
@@ -52,21 +59,18 @@ pub async fn deploy(
     .await?;
     out.finish();
     let build_seconds = started.elapsed().as_secs_f64();
-    let command = format!("deploy --version {}", resolved.version);
+    let command = with_scope(format!("deploy --version {}", resolved.version), &scope);
     let goal = Goal::Deploy {
         image: resolved.image,
         version: resolved.version,
     };
-    let mut report = roll(
-        &loaded,
-        accept_new,
+    let change = Change {
         command,
-        args.message,
-        args.force_unsafe_host,
-        &goal,
-        out,
-    )
-    .await?;
+        message: args.message,
+        force_unsafe: args.force_unsafe_host,
+        scope,
+    };
+    let mut report = roll(&loaded, accept_new, change, &goal, out).await?;
     report.phases.insert(0, ("build".into(), build_seconds));
     finish(report, out)
 }
@@ -81,16 +85,21 @@ pub async fn rollback(
     if let Some(v) = &args.version {
         ballast_core::release::check_version(v)?;
     }
+    let scope = service::change_scope(&loaded, &args.scope)?;
     let command = match &args.version {
         Some(v) => format!("rollback {v}"),
         None => "rollback".to_string(),
     };
+    let change = Change {
+        command: with_scope(command, &scope),
+        message: args.message,
+        force_unsafe: args.force_unsafe_host,
+        scope,
+    };
     let report = roll(
         &loaded,
         accept_new,
-        command,
-        args.message,
-        args.force_unsafe_host,
+        change,
         &Goal::Rollback(args.version.clone()),
         out,
     )
@@ -98,62 +107,106 @@ pub async fn rollback(
     finish(report, out)
 }
 
-/// Runs the rollout; on Ctrl-C, releases the lock and records the interruption.
-async fn roll(
-    loaded: &ballast_core::config::Loaded,
-    accept_new: bool,
+/// What the operator asked to change, and where.
+struct Change {
     command: String,
     message: Option<String>,
     force_unsafe: Vec<String>,
+    scope: Scope,
+}
+
+fn with_scope(command: String, scope: &Scope) -> String {
+    match scope.describe() {
+        s if s.is_empty() => command,
+        s => format!("{command} {s}"),
+    }
+}
+
+/// Runs the rollout. An interrupt (Ctrl-C, SIGTERM, SIGHUP) lets the core
+/// undo what is half done, release the lock and audit; a second one exits.
+async fn roll(
+    loaded: &ballast_core::config::Loaded,
+    accept_new: bool,
+    change: Change,
     goal: &Goal,
     out: &Printer,
 ) -> Result<Report> {
     let reach = service::reach(loaded, accept_new);
+    let cancel = signals::cancel_on_signals();
     let ctx = Context {
         loaded,
         reach: &reach,
-        command: command.clone(),
-        message,
+        command: change.command,
+        message: change.message,
         dry_run: false,
-        force_unsafe,
+        force_unsafe: change.force_unsafe,
+        scope: change.scope,
+        cancel: cancel.clone(),
     };
     let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
+    let notice = async {
+        cancel.cancelled().await;
+        out.progress(
+            None,
+            "interrupted: undoing what is half done, then releasing the lock (a second interrupt exits at once)",
+        );
+        std::future::pending::<()>().await
+    };
     tokio::select! {
         result = deploy::run(&ctx, goal, &on_event) => result.map(|(_, report)| report),
-        _ = tokio::signal::ctrl_c() => {
-            out.progress(None, "interrupted: releasing the lock");
-            interrupted(loaded, accept_new, &command).await;
-            Err(Error::new(ErrorKind::Interrupted, command, "interrupted")
-                .hint("hosts may be between versions: run `ballast status`, then deploy again"))
-        }
+        () = notice => unreachable!("pending never completes"),
     }
-}
-
-async fn interrupted(loaded: &ballast_core::config::Loaded, accept_new: bool, command: &str) {
-    let Ok(fleet) = service::primary(loaded, accept_new).await else {
-        return;
-    };
-    if let Some(primary) = fleet.primary() {
-        let service = &loaded.config.service;
-        let _ = state::release_lock(primary, service).await;
-        let record = AuditRecord {
-            at: state::now_rfc3339(),
-            who: state::whoami(),
-            command: command.to_string(),
-            version: None,
-            hosts: loaded.config.hosts(),
-            outcome: "interrupted".into(),
-            forced_unsafe: Vec::new(),
-        };
-        let _ = state::append_audit(primary, service, &record).await;
-    }
-    fleet.close().await;
 }
 
 fn finish(report: Report, out: &Printer) -> Result<()> {
+    let text = render_report(&report);
+    out.result(&report, &text);
+    let problems: Vec<String> = report
+        .hosts
+        .iter()
+        .filter(|h| h.outcome.is_failure() || h.outcome == Outcome::Interrupted)
+        .map(|h| match &h.error {
+            Some(e) => format!("  {} ({}): {e}", h.host, h.outcome.word()),
+            None => format!("  {}: {}", h.host, h.outcome.word()),
+        })
+        .collect();
+    if report.failed() {
+        let reverted = report.hosts.iter().any(|h| h.outcome == Outcome::Reverted);
+        return Err(Error::failed(
+            format!("roll out {}", report.version),
+            format_args!("{} host(s) did not take it:\n{}", problems.len(), problems.join("\n")),
+        )
+        .hint(if reverted {
+            "the hosts this deploy had switched went back to their previous release (deploy.on_failure: revert). Fix the cause, then deploy again"
+        } else {
+            "failed hosts keep serving their previous version; later batches were not touched. Fix the cause, then deploy again"
+        }));
+    }
+    if report.interrupted() {
+        return Err(Error::new(
+            ErrorKind::Interrupted,
+            format!("roll out {}", report.version),
+            "interrupted by the operator",
+        )
+        .hint(
+            "every host serves a whole release (see above); run the same command again to finish",
+        ));
+    }
+    Ok(())
+}
+
+fn render_report(report: &Report) -> String {
     let mut text = format!("{:<16} {:<10} {}\n", "HOST", "ROLE", "OUTCOME");
     for h in &report.hosts {
-        text.push_str(&format!("{:<16} {:<10} {}\n", h.host, h.role, h.outcome));
+        text.push_str(&format!(
+            "{:<16} {:<10} {}\n",
+            h.host,
+            h.role,
+            h.outcome.word()
+        ));
+    }
+    for h in &report.skipped {
+        text.push_str(&format!("{h:<16} {:<10} skipped (did not answer)\n", "-"));
     }
     let phases: Vec<String> = report
         .phases
@@ -170,29 +223,19 @@ fn finish(report: Report, out: &Printer) -> Result<()> {
         phases.join(", "),
         steps.join(", ")
     ));
-    if report.failed() {
-        out.result(&report, &text);
-        let failed: Vec<String> = report
-            .hosts
-            .iter()
-            .filter(|h| h.outcome == "failed")
-            .map(|h| format!("  {}", h.error.as_deref().unwrap_or(&h.host)))
-            .collect();
-        return Err(Error::failed(
-            format!("roll out {}", report.version),
-            format_args!("{} host(s) failed:\n{}", failed.len(), failed.join("\n")),
-        )
-        .hint("failed hosts keep serving their previous version; later batches were not touched. Fix the cause, then deploy again"));
+    if !report.failed() && !report.interrupted() {
+        let whole = if report.skipped.is_empty() {
+            "everywhere".to_string()
+        } else {
+            format!("on every host but {}", report.skipped.join(", "))
+        };
+        text.push_str(&format!("\nrolled out {} {whole}", report.version));
     }
-    out.result(
-        &report,
-        &format!("{text}\nrolled out {} everywhere", report.version),
-    );
-    Ok(())
+    text
 }
 
-fn render_plan(plan: &Plan, version: &str) -> String {
-    let mut text = format!("plan for {} at {version}:\n", plan.service);
+fn render_plan(plan: &Plan, skipped: &[String]) -> String {
+    let mut text = format!("plan for {} at {}:\n", plan.service, plan.version);
     for (n, batch) in plan.batches.iter().enumerate() {
         text.push_str(&format!("batch {} ({}):\n", n + 1, batch.role));
         for h in &batch.hosts {
@@ -200,14 +243,38 @@ fn render_plan(plan: &Plan, version: &str) -> String {
                 text.push_str(&format!("  {}: already runs {}\n", h.host, h.target));
                 continue;
             }
-            text.push_str(&format!("  {}:\n", h.host));
+            text.push_str(&format!("  {}: {}\n", h.host, describe_host(h)));
+            if h.deliver {
+                text.push_str("    - deliver the image (only the layers the host lacks)\n");
+            }
             for step in &h.steps {
                 text.push_str(&format!("    - {}\n", step.describe()));
             }
         }
     }
+    for h in skipped {
+        text.push_str(&format!("skipped: {h} (did not answer)\n"));
+    }
     if plan.is_noop() {
         text.push_str("nothing to do: every host runs this release\n");
     }
     text
+}
+
+/// How a host's target is checked and switched, in a few words.
+fn describe_host(h: &ballast_core::plan::HostPlan) -> String {
+    let health = match &h.health {
+        HealthMode::Http { port, path, .. } => format!("GET {path} on port {port}"),
+        HealthMode::Docker => "the image's HEALTHCHECK".to_string(),
+        HealthMode::Running(settle) => format!("running for {}s", settle.as_secs()),
+    };
+    let switch = match &h.switch {
+        Switch::Proxy(route) => format!(
+            "proxy route {} checks GET {}",
+            route.service, route.health.path
+        ),
+        Switch::StopFirst => "old stops first (publishes ports)".to_string(),
+        Switch::StartFirst => format!("healthy by {health}, then old stops"),
+    };
+    format!("{} (config {}; {switch})", h.target, h.digest)
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use ballast_core::release::{self, AppContainer};
 use ballast_core::Result;
 
+use crate::cli::ScopeArgs;
 use crate::commands::service;
 use crate::output::Printer;
 
@@ -28,9 +29,10 @@ struct Unreachable {
     error: String,
 }
 
-pub async fn status(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
+pub async fn status(config: &Path, accept_new: bool, args: ScopeArgs, out: &Printer) -> Result<()> {
     let loaded = service::load(config)?;
-    let fleet = service::fleet(&loaded, accept_new).await;
+    let scope = service::scope(&loaded, &args)?;
+    let fleet = service::fleet_in(&loaded, accept_new, &scope).await;
     let found = release::observe_fleet(&fleet, &loaded.config.service).await;
     let found: BTreeMap<String, Result<Vec<AppContainer>>> = found.into_iter().collect();
     let mut rows = Vec::new();
@@ -43,8 +45,14 @@ pub async fn status(config: &Path, accept_new: bool, out: &Printer) -> Result<()
         })
         .collect();
     for (role_name, role) in &loaded.config.roles {
+        if !scope.has_role(role_name) {
+            continue;
+        }
         for entry in &role.hosts {
             let host = entry.address();
+            if !scope.has_host(host) {
+                continue;
+            }
             let Some(Ok(containers)) = found.get(host) else {
                 if let Some(Err(e)) = found.get(host) {
                     unreachable.push(Unreachable {
@@ -76,7 +84,7 @@ pub async fn status(config: &Path, accept_new: bool, out: &Printer) -> Result<()
                     host: host.into(),
                     role: role_name.clone(),
                     version: Some(c.version.clone()),
-                    state: c.state.clone(),
+                    state: c.state.to_string(),
                     status: c.status.clone(),
                 });
             }
@@ -117,15 +125,21 @@ struct ReleaseRow {
     running: bool,
 }
 
-pub async fn releases(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
+pub async fn releases(
+    config: &Path,
+    accept_new: bool,
+    args: ScopeArgs,
+    out: &Printer,
+) -> Result<()> {
     let loaded = service::load(config)?;
-    let fleet = service::fleet(&loaded, accept_new).await;
+    let scope = service::scope(&loaded, &args)?;
+    let fleet = service::fleet_in(&loaded, accept_new, &scope).await;
     let found = release::observe_fleet(&fleet, &loaded.config.service).await;
     let unreachable: Vec<String> = fleet.unreachable.iter().map(|e| e.to_string()).collect();
     fleet.close().await;
     let mut by_version: BTreeMap<String, ReleaseRow> = BTreeMap::new();
     for (host, result) in found {
-        for c in result? {
+        for c in result?.into_iter().filter(|c| scope.has_role(&c.role)) {
             let row = by_version
                 .entry(c.version.clone())
                 .or_insert_with(|| ReleaseRow {

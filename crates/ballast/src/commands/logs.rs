@@ -109,16 +109,8 @@ pub async fn run(config: &Path, accept_new: bool, args: LogsArgs, out: &Printer)
         .map(Regex::new)
         .transpose()
         .map_err(|e| Error::input("read --grep", e).hint("give a valid regular expression"))?;
-    if let Some(role) = &args.role {
-        if !loaded.config.roles.contains_key(role) {
-            let known: Vec<&str> = loaded.config.roles.keys().map(String::as_str).collect();
-            return Err(
-                Error::input("read --role", format_args!("there is no role {role:?}"))
-                    .hint(format!("roles: {}", known.join(", "))),
-            );
-        }
-    }
-    let fleet = service::fleet(&loaded, accept_new).await;
+    let scope = service::scope(&loaded, &args.scope)?;
+    let fleet = service::fleet_in(&loaded, accept_new, &scope).await;
     for e in &fleet.unreachable {
         out.progress(e.host.as_deref(), &format!("did not answer: {}", e.cause));
     }
@@ -131,12 +123,8 @@ pub async fn run(config: &Path, accept_new: bool, args: LogsArgs, out: &Printer)
     });
     let mut sources = Vec::new();
     for (name, host) in &fleet.hosts {
-        if args.host.as_deref().is_some_and(|h| h != name) {
-            continue;
-        }
         for c in release::observe(host.engine(), &loaded.config.service).await? {
-            let wanted_role = args.role.as_deref().is_none_or(|r| r == c.role);
-            if c.running && wanted_role {
+            if c.running && scope.has_role(&c.role) {
                 sources.push(Source {
                     host: name.clone(),
                     role: c.role.clone(),

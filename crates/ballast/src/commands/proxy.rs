@@ -3,12 +3,17 @@
 use std::path::Path;
 use std::time::Duration;
 
+use ballast_core::change::{self, Change};
+use ballast_core::config::Loaded;
 use ballast_core::deploy::{self, Context, Event};
+use ballast_core::fleet::Fleet;
+use ballast_core::scope::Scope;
 use ballast_core::{proxy, Error, Result};
 use ballast_proxy::wire::{AdminRequest, MaintenanceRequest, PauseRequest, ResumeRequest};
 use ballast_proxy::{ProxyConfig, TlsFiles};
+use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ProxyCommand, ProxyRunArgs};
+use crate::cli::{ProxyCommand, ProxyRunArgs, ScopeArgs};
 use crate::commands::service;
 use crate::output::Printer;
 
@@ -22,10 +27,14 @@ pub async fn dispatch(
     let only = |role: &Option<String>| role.clone();
     match command {
         ProxyCommand::Run(args) => run(args).await,
-        ProxyCommand::Status => status(config, accept, out).await,
-        ProxyCommand::Logs { follow, tail } => logs(config, accept, follow, tail, out).await,
-        ProxyCommand::Restart => restart(config, accept, out).await,
-        ProxyCommand::Upgrade => upgrade(config, accept, out).await,
+        ProxyCommand::Status(scope) => status(config, accept, scope, out).await,
+        ProxyCommand::Logs {
+            scope,
+            follow,
+            tail,
+        } => logs(config, accept, scope, follow, tail, out).await,
+        ProxyCommand::Restart(scope) => restart(config, accept, scope, out).await,
+        ProxyCommand::Upgrade(scope) => upgrade(config, accept, scope, out).await,
         ProxyCommand::Maintenance { state, role } => {
             let on = state == "on";
             let make = move |service| AdminRequest::Maintenance(MaintenanceRequest { service, on });
@@ -76,14 +85,16 @@ async fn stop_signal() {
     }
 }
 
-async fn status(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
+async fn status(config: &Path, accept_new: bool, args: ScopeArgs, out: &Printer) -> Result<()> {
     let loaded = service::load(config)?;
-    let fleet = service::fleet(&loaded, accept_new).await;
-    let answers = fleet
-        .each(16, |h| async move {
-            proxy::admin(h, &AdminRequest::Status, Duration::from_secs(10)).await
-        })
-        .await;
+    let scope = service::scope(&loaded, &args)?;
+    let fleet = service::fleet_in(&loaded, accept_new, &scope).await;
+    let answers =
+        fleet
+            .each(|h| async move {
+                proxy::admin(h, &AdminRequest::Status, Duration::from_secs(10)).await
+            })
+            .await;
     let mut text = String::new();
     let mut json = Vec::new();
     for e in &fleet.unreachable {
@@ -138,6 +149,8 @@ pub async fn setup(
         message: None,
         dry_run: false,
         force_unsafe,
+        scope: Scope::all(),
+        cancel: CancellationToken::new(),
     };
     let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
     deploy::setup(&ctx, &on_event).await?;
@@ -151,12 +164,14 @@ pub async fn setup(
 async fn logs(
     config: &Path,
     accept_new: bool,
+    args: ScopeArgs,
     follow: bool,
     tail: usize,
     out: &Printer,
 ) -> Result<()> {
     let loaded = service::load(config)?;
-    let fleet = service::fleet(&loaded, accept_new).await;
+    let scope = service::scope(&loaded, &args)?;
+    let fleet = service::fleet_in(&loaded, accept_new, &scope).await;
     for e in &fleet.unreachable {
         out.progress(e.host.as_deref(), &format!("did not answer: {}", e.cause));
     }
@@ -180,33 +195,55 @@ async fn logs(
     Ok(())
 }
 
-/// Restarts every proxy, one host at a time, each back before the next.
-async fn restart(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
+/// The proxied hosts in scope, in order.
+fn proxied_in(loaded: &Loaded, scope: &Scope) -> Result<Vec<String>> {
+    let hosts: Vec<String> = deploy::proxied_hosts(&loaded.config)
+        .into_keys()
+        .filter(|h| scope.hosts_of(&loaded.config).contains(h))
+        .collect();
+    if hosts.is_empty() {
+        return Err(change::nothing_to_do("choose the proxies"));
+    }
+    Ok(hosts)
+}
+
+/// Restarts the proxies in scope, one host at a time, each back before the
+/// next, under the deploy lock.
+async fn restart(config: &Path, accept_new: bool, args: ScopeArgs, out: &Printer) -> Result<()> {
     let loaded = service::load(config)?;
-    let fleet = service::fleet(&loaded, accept_new).await;
-    let result = async {
-        fleet.require_all("connect to the hosts")?;
-        for name in deploy::proxied_hosts(&loaded.config).keys() {
+    let scope = service::scope(&loaded, &args)?;
+    let hosts = proxied_in(&loaded, &scope)?;
+    let reach = service::reach(&loaded, accept_new);
+    let change = Change {
+        loaded: &loaded,
+        reach: &reach,
+        command: "proxy restart".into(),
+        scope: Scope::new(&loaded.config, hosts.clone(), Vec::new(), false)?,
+    };
+    change::run(&change, async |fleet: &Fleet| {
+        for name in &hosts {
             let host = fleet.get(name).expect("connected");
             proxy::restart(host).await?;
             out.progress(Some(name), "proxy restarted and answering");
         }
-        Ok::<_, ballast_core::Error>(())
-    }
-    .await;
-    fleet.close().await;
-    result?;
+        Ok(())
+    })
+    .await?;
     out.result(
-        &serde_json::json!({"restarted": true}),
+        &serde_json::json!({"restarted": hosts}),
         "every proxy restarted",
     );
     Ok(())
 }
 
-/// Moves every proxy to the image built from this ballast, one host at a time.
-async fn upgrade(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
+/// Moves the proxies in scope to the image built from this ballast, one
+/// host at a time, under the deploy lock.
+async fn upgrade(config: &Path, accept_new: bool, args: ScopeArgs, out: &Printer) -> Result<()> {
     let loaded = service::load(config)?;
+    let scope = service::scope(&loaded, &args)?;
+    let hosts = proxied_in(&loaded, &scope)?;
     let reach = service::reach(&loaded, accept_new);
+    let scope = Scope::new(&loaded.config, hosts.clone(), Vec::new(), false)?;
     let ctx = Context {
         loaded: &loaded,
         reach: &reach,
@@ -214,18 +251,22 @@ async fn upgrade(config: &Path, accept_new: bool, out: &Printer) -> Result<()> {
         message: None,
         dry_run: false,
         force_unsafe: Vec::new(),
+        scope: scope.clone(),
+        cancel: CancellationToken::new(),
     };
-    let fleet = service::fleet(&loaded, accept_new).await;
+    let change = Change {
+        loaded: &loaded,
+        reach: &reach,
+        command: ctx.command.clone(),
+        scope,
+    };
     let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
-    let result = async {
-        fleet.require_all("connect to the hosts")?;
-        deploy::ensure_proxies_with(&ctx, &fleet, true, &on_event).await
-    }
-    .await;
-    fleet.close().await;
-    result?;
+    change::run(&change, async |fleet: &Fleet| {
+        deploy::ensure_proxies_with(&ctx, fleet, true, &on_event).await
+    })
+    .await?;
     out.result(
-        &serde_json::json!({"upgraded": true}),
+        &serde_json::json!({"upgraded": hosts}),
         "every proxy runs this ballast's version",
     );
     Ok(())
@@ -261,11 +302,20 @@ async fn command_each(
         )
         .hint(format!("proxied roles: {}", proxied.join(", "))));
     }
-    let fleet = service::fleet(&loaded, accept_new).await;
-    let result = async {
-        fleet.require_all("connect to the hosts")?;
+    let hosts: Vec<String> = roles
+        .iter()
+        .flat_map(|(_, role)| role.hosts.iter().map(|h| h.address().to_string()))
+        .collect();
+    let reach = service::reach(&loaded, accept_new);
+    let change = Change {
+        loaded: &loaded,
+        reach: &reach,
+        command: format!("proxy {done}"),
+        scope: Scope::new(&loaded.config, hosts, Vec::new(), false)?,
+    };
+    change::run(&change, async |fleet: &Fleet| {
         for (name, role) in &roles {
-            let route = format!("{}-{name}", loaded.config.service);
+            let route = proxy::route_name(&loaded.config.service, name);
             for entry in &role.hosts {
                 let host = fleet.get(entry.address()).expect("connected");
                 proxy::admin(host, &make(route.clone()), Duration::from_secs(15)).await?;
@@ -273,10 +323,8 @@ async fn command_each(
             }
         }
         Ok::<_, Error>(())
-    }
-    .await;
-    fleet.close().await;
-    result?;
+    })
+    .await?;
     out.result(&serde_json::json!({"done": done}), done);
     Ok(())
 }

@@ -6,7 +6,10 @@ use std::path::Path;
 use ballast_core::config::{self, Loaded};
 use ballast_core::fleet::Fleet;
 use ballast_core::host::Reach;
+use ballast_core::scope::Scope;
 use ballast_core::Result;
+
+use crate::cli::{ChangeScopeArgs, ScopeArgs};
 
 /// Loads the config; errors name the file, line and column.
 pub fn load(path: &Path) -> Result<Loaded> {
@@ -39,8 +42,34 @@ pub fn concurrency(loaded: &Loaded) -> usize {
 
 /// Connects to every host of the config; unreachable ones are in the fleet.
 pub async fn fleet(loaded: &Loaded, accept_new_host_keys: bool) -> Fleet {
+    fleet_in(loaded, accept_new_host_keys, &Scope::all()).await
+}
+
+/// Connects to the hosts in `scope`; unreachable ones are in the fleet.
+pub async fn fleet_in(loaded: &Loaded, accept_new_host_keys: bool, scope: &Scope) -> Fleet {
     let reach = reach(loaded, accept_new_host_keys);
-    Fleet::connect(&loaded.config.hosts(), &reach, concurrency(loaded)).await
+    let hosts = scope.hosts_of(&loaded.config);
+    Fleet::connect(&hosts, &reach, concurrency(loaded)).await
+}
+
+/// The scope a read command was given, checked against the config.
+pub fn scope(loaded: &Loaded, args: &ScopeArgs) -> Result<Scope> {
+    Scope::new(
+        &loaded.config,
+        args.hosts.clone(),
+        args.roles.clone(),
+        false,
+    )
+}
+
+/// The scope a change was given, checked against the config.
+pub fn change_scope(loaded: &Loaded, args: &ChangeScopeArgs) -> Result<Scope> {
+    Scope::new(
+        &loaded.config,
+        args.scope.hosts.clone(),
+        args.scope.roles.clone(),
+        args.skip_unreachable,
+    )
 }
 
 /// Connects to the primary host alone (the first of the config): it keeps

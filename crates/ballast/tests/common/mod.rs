@@ -2,6 +2,7 @@
 //! labs up and always down again, build hello images, speak HTTP to hosts.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod load;
 
 use std::path::{Path, PathBuf};
