@@ -51,17 +51,30 @@ pub fn static_binary() -> Result<PathBuf> {
     Ok(candidate)
 }
 
-/// Builds the proxy image on this machine if it is missing; its tag is a
-/// hash of the binary, so each ballast build has its own proxy version.
-pub async fn image(local: &Engine) -> Result<String> {
-    let binary = static_binary()?;
-    let bytes = std::fs::read(&binary).map_err(|e| Error::failed("read the ballast binary", e))?;
-    let hash: String = Sha256::digest(&bytes)
+/// The proxy image's tag: a hash of the static binary, so each ballast
+/// build has its own proxy version.
+fn image_tag(bytes: &[u8]) -> String {
+    let hash: String = Sha256::digest(bytes)
         .iter()
         .take(6)
         .map(|b| format!("{b:02x}"))
         .collect();
-    let tag = format!("{IMAGE_REPO}:{hash}");
+    format!("{IMAGE_REPO}:{hash}")
+}
+
+/// The ID of the proxy image on this machine, if it was built already
+/// (`plan` looks without building).
+pub async fn built_image_id(local: &Engine) -> Result<Option<String>> {
+    let binary = static_binary()?;
+    let bytes = std::fs::read(&binary).map_err(|e| Error::failed("read the ballast binary", e))?;
+    local.image_id(&image_tag(&bytes)).await
+}
+
+/// Builds the proxy image on this machine if it is missing; returns its tag.
+pub async fn image(local: &Engine) -> Result<String> {
+    let binary = static_binary()?;
+    let bytes = std::fs::read(&binary).map_err(|e| Error::failed("read the ballast binary", e))?;
+    let tag = image_tag(&bytes);
     if local.image_id(&tag).await?.is_some() {
         return Ok(tag);
     }
@@ -115,7 +128,9 @@ const TLS_DIR: &str = "/var/lib/ballast/proxy/tls";
 const SETTINGS_LABEL: &str = "io.ballast.proxy.settings";
 
 impl Listen {
-    fn digest(&self, image_id: &str) -> String {
+    /// Digest of the image and these settings: a proxy labelled with
+    /// another one is replaced.
+    pub fn digest(&self, image_id: &str) -> String {
         let mut h = Sha256::new();
         h.update(image_id);
         h.update(self.http_port.to_le_bytes());
@@ -165,6 +180,27 @@ impl Listen {
             ports.insert("443/tcp".to_string(), bind(tls.https_port));
         }
         ports
+    }
+}
+
+/// What runs as the proxy on `host` now.
+pub async fn observe(host: &Host) -> crate::plan::ProxyFound {
+    let engine = host.engine();
+    match engine
+        .call(
+            "inspect the proxy",
+            engine.docker().inspect_container(CONTAINER, None),
+        )
+        .await
+    {
+        Ok(current) => crate::plan::ProxyFound {
+            running: current.state.and_then(|s| s.running).unwrap_or(false),
+            settings: current
+                .config
+                .and_then(|c| c.labels)
+                .and_then(|mut l| l.remove(SETTINGS_LABEL)),
+        },
+        Err(_) => crate::plan::ProxyFound::default(),
     }
 }
 

@@ -224,40 +224,65 @@ struct Undo {
 
 impl Undo {
     /// Best effort: every step is tried even if one fails, and each failure
-    /// is reported, so the operator knows what to check by hand.
+    /// is reported, so the operator knows what to check by hand. When the
+    /// proxy had switched, the old container serves again before the new
+    /// one stops; otherwise the new one stops first (it may hold the ports
+    /// the old one needs).
     async fn apply(self, host: &Host, plan: &HostPlan, on_event: OnEvent<'_>) {
-        let target = &plan.target;
-        let stop_timeout = plan.spec.stop_timeout;
-        let moved = |name: &str| -> String {
-            match &self.renamed {
-                Some((from, to)) if from == name => to.clone(),
-                _ => name.to_string(),
-            }
-        };
+        if self.routed {
+            self.start_stopped(host, false, on_event).await;
+            self.route_back(host, plan, on_event).await;
+            self.remove_new(host, plan, on_event).await;
+            self.rename_back(host, on_event).await;
+        } else {
+            self.remove_new(host, plan, on_event).await;
+            self.rename_back(host, on_event).await;
+            self.start_stopped(host, true, on_event).await;
+        }
+    }
+
+    /// Starts the old containers this rollout stopped; `renamed_back` says
+    /// whether one moved aside has its name again.
+    async fn start_stopped(&self, host: &Host, renamed_back: bool, on_event: OnEvent<'_>) {
         for name in &self.stopped {
+            let name = match &self.renamed {
+                Some((from, to)) if renamed_back && to == name => from,
+                _ => name,
+            };
             on_event(RolloutEvent::Undo(format!("start {name} again")));
             if let Err(e) = start(host, name).await {
                 on_event(RolloutEvent::Warning(e.to_string()));
             }
         }
-        if self.routed {
-            if let (Some(route), Some(previous)) = (plan.switch.route(), &plan.previous) {
-                let name = moved(&previous.name);
-                on_event(RolloutEvent::Undo(format!(
-                    "switch the proxy back to {name}"
-                )));
-                let back = async {
-                    let ip = address(host, &name).await?;
-                    crate::proxy::switch(host, route, &route.target(&ip)).await
-                };
-                if let Err(e) = back.await {
-                    on_event(RolloutEvent::Warning(e.to_string()));
-                }
-            }
+    }
+
+    /// Switches the proxy back to what served before this rollout.
+    async fn route_back(&self, host: &Host, plan: &HostPlan, on_event: OnEvent<'_>) {
+        let (Some(route), Some(previous)) = (plan.switch.route(), &plan.previous) else {
+            return;
+        };
+        let name = match &self.renamed {
+            Some((from, to)) if *from == previous.name => to.clone(),
+            _ => previous.name.clone(),
+        };
+        on_event(RolloutEvent::Undo(format!(
+            "switch the proxy back to {name}"
+        )));
+        let back = async {
+            let ip = address(host, &name).await?;
+            crate::proxy::switch(host, route, &route.target(&ip)).await
+        };
+        if let Err(e) = back.await {
+            on_event(RolloutEvent::Warning(e.to_string()));
         }
+    }
+
+    /// Stops and removes the new container (a reused one is only stopped).
+    async fn remove_new(&self, host: &Host, plan: &HostPlan, on_event: OnEvent<'_>) {
+        let target = &plan.target;
         if self.started {
             on_event(RolloutEvent::Undo(format!("stop {target}")));
-            if let Err(e) = stop(host, target, stop_timeout).await {
+            if let Err(e) = stop(host, target, plan.spec.stop_timeout).await {
                 on_event(RolloutEvent::Warning(e.to_string()));
             }
         }
@@ -267,6 +292,9 @@ impl Undo {
                 on_event(RolloutEvent::Warning(e.to_string()));
             }
         }
+    }
+
+    async fn rename_back(&self, host: &Host, on_event: OnEvent<'_>) {
         if let Some((from, to)) = &self.renamed {
             on_event(RolloutEvent::Undo(format!("rename {to} back to {from}")));
             if let Err(e) = rename(host, to, from).await {

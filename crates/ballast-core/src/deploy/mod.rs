@@ -348,7 +348,7 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
         retain: config.deploy.retain,
         now: unix_now(),
     };
-    let plan = plan::plan(
+    let mut plan = plan::plan(
         &config.service,
         &release.version,
         &release.image_id,
@@ -356,6 +356,8 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
         settings,
         &states,
     );
+    let wanted = proxies::wanted_settings(ctx, &plan).await;
+    plan.proxies = plan::proxies(&plan, &states, &wanted);
     let mut report = Report::of(&plan);
     report
         .phases

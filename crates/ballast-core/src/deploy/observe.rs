@@ -46,6 +46,7 @@ pub async fn host_states(
                 .collect();
             if on_host.iter().any(|t| matches!(t.switch, Switch::Proxy(_))) {
                 state.routes = crate::proxy::routes(host).await;
+                state.proxy = Some(crate::proxy::observe(host).await);
             }
             for t in &on_host {
                 if host

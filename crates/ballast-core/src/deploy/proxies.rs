@@ -127,8 +127,38 @@ fn proxy_listens(ctx: &Context<'_>) -> Result<std::collections::BTreeMap<String,
     Ok(listens)
 }
 
-/// Starts (or upgrades) ballast-proxy on the hosts where `plan` routes
-/// through it.
+/// The image-and-settings digest each proxied host of `plan` should run,
+/// or why it cannot be told (no static binary; for `plan`, an image not
+/// built yet: planning builds nothing).
+pub(super) async fn wanted_settings(
+    ctx: &Context<'_>,
+    plan: &crate::plan::Plan,
+) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
+    if !plan.host_plans().any(|p| p.switch.route().is_some()) {
+        return Ok(Default::default());
+    }
+    let listens = proxy_listens(ctx).map_err(|e| e.to_string())?;
+    let local = Engine::local().await.map_err(|e| e.to_string())?;
+    let image_id = if ctx.dry_run {
+        match proxy::built_image_id(&local).await.map_err(|e| e.cause)? {
+            Some(id) => id,
+            None => return Err("the proxy image is built at the first deploy".into()),
+        }
+    } else {
+        let tag = proxy::image(&local).await.map_err(|e| e.cause)?;
+        local
+            .image_id(&tag)
+            .await
+            .map_err(|e| e.cause)?
+            .unwrap_or_default()
+    };
+    Ok(listens
+        .into_iter()
+        .map(|(host, listen)| (host, listen.digest(&image_id)))
+        .collect())
+}
+
+/// Starts or replaces ballast-proxy on the hosts where `plan` says so.
 pub(super) async fn ensure_proxies_on(
     ctx: &Context<'_>,
     fleet: &Fleet,
@@ -136,8 +166,9 @@ pub(super) async fn ensure_proxies_on(
     on_event: OnEvent<'_>,
 ) -> Result<()> {
     let wanted: std::collections::BTreeSet<&str> = plan
-        .host_plans()
-        .filter(|p| p.switch.route().is_some() && !p.is_current())
+        .proxies
+        .iter()
+        .filter(|p| p.change != crate::plan::ProxyChange::Current)
         .map(|p| p.host.as_str())
         .collect();
     ensure_proxies_where(ctx, fleet, false, &|h| wanted.contains(h), on_event).await

@@ -549,3 +549,57 @@ fn revert_returns_a_switched_host_to_what_served_before() {
     let first = host_plan(proxied("v2"), on_host(vec![]), 5);
     assert_eq!(revert("shop", &first, &after, NOW), None);
 }
+
+#[test]
+fn proxies_are_started_or_replaced_only_where_proxied_roles_change() {
+    let mut before = on_host(vec![container("v1", Running, 1)]);
+    before.routes = routing_to(1);
+    let observed = HashMap::from([("h1".to_string(), before.clone())]);
+    let p = plan("shop", "v2", "", &[proxied("v2")], settings(5), &observed);
+    let wanted = Ok(BTreeMap::from([("h1".to_string(), "d1".to_string())]));
+    let change = |found: Option<ProxyFound>| {
+        let mut state = before.clone();
+        state.proxy = found;
+        let observed = HashMap::from([("h1".to_string(), state)]);
+        proxies(&p, &observed, &wanted)[0].change.clone()
+    };
+    assert_eq!(change(None), ProxyChange::Start);
+    let stopped = ProxyFound {
+        running: false,
+        settings: Some("d1".into()),
+    };
+    assert_eq!(change(Some(stopped)), ProxyChange::Start);
+    let same = ProxyFound {
+        running: true,
+        settings: Some("d1".into()),
+    };
+    assert_eq!(change(Some(same)), ProxyChange::Current);
+    let other = ProxyFound {
+        running: true,
+        settings: Some("d0".into()),
+    };
+    assert_eq!(change(Some(other)), ProxyChange::Replace);
+    let unknown = proxies(&p, &observed, &Err("no static binary".into()));
+    assert_eq!(
+        unknown[0].change,
+        ProxyChange::Unknown {
+            why: "no static binary".into()
+        }
+    );
+    // A host whose roles are current keeps its proxy as it is.
+    let mut current = on_host(vec![container("v2", Running, 2)]);
+    current.routes = routing_to(2);
+    let observed = HashMap::from([("h1".to_string(), current)]);
+    let p = plan("shop", "v2", "", &[proxied("v2")], settings(5), &observed);
+    assert_eq!(proxies(&p, &observed, &wanted), []);
+    // Roles without a proxy need none.
+    let p = plan(
+        "shop",
+        "v2",
+        "",
+        &[target("v2", Switch::StartFirst, &["h1"])],
+        settings(5),
+        &HashMap::new(),
+    );
+    assert_eq!(proxies(&p, &HashMap::new(), &wanted), []);
+}

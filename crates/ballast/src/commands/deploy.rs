@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use ballast_core::deploy::{self, Context, Event, Goal, Outcome, Report};
 use ballast_core::image::ImageEvent;
-use ballast_core::plan::{Plan, Switch};
+use ballast_core::plan::{Plan, ProxyChange, Switch};
 use ballast_core::scope::Scope;
 use ballast_core::spec::HealthMode;
 use ballast_core::{version, Error, ErrorKind, Result};
@@ -236,6 +236,15 @@ fn render_report(report: &Report) -> String {
 
 fn render_plan(plan: &Plan, skipped: &[String]) -> String {
     let mut text = format!("plan for {} at {}:\n", plan.service, plan.version);
+    for p in &plan.proxies {
+        let what = match &p.change {
+            ProxyChange::Current => continue,
+            ProxyChange::Start => "start ballast-proxy".to_string(),
+            ProxyChange::Replace => "replace ballast-proxy (another build or settings)".to_string(),
+            ProxyChange::Unknown { why } => format!("ballast-proxy: not known yet ({why})"),
+        };
+        text.push_str(&format!("proxy on {}: {what}\n", p.host));
+    }
     for (n, batch) in plan.batches.iter().enumerate() {
         text.push_str(&format!("batch {} ({}):\n", n + 1, batch.role));
         for h in &batch.hosts {
