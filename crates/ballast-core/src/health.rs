@@ -88,6 +88,9 @@ struct State {
     ip: String,
     health: Option<String>,
     summary: String,
+    /// How long it has run, by this machine's clock against the engine's
+    /// start time (`None` if unknown).
+    up_for: Option<Duration>,
 }
 
 async fn container_state(host: &Host, container: &str) -> Result<State> {
@@ -109,7 +112,9 @@ async fn container_state(host: &Host, container: &str) -> Result<State> {
         })
         .unwrap_or_default();
     let status = state.status.map(|s| s.to_string()).unwrap_or_default();
+    let up_for = up_for(state.started_at.as_deref(), std::time::SystemTime::now());
     Ok(State {
+        up_for,
         running: state.running.unwrap_or(false) && !state.restarting.unwrap_or(false),
         ip,
         health: state.health.and_then(|h| h.status).map(|s| s.to_string()),
@@ -187,6 +192,32 @@ pub async fn probe(host: &Host, container: &str, mode: &HealthMode) -> bool {
             matches!(http_get(host, &state.ip, *port, path, *timeout).await, Ok((s, _)) if (200..300).contains(&s))
         }
         HealthMode::Docker => state.health.as_deref() == Some("healthy"),
-        HealthMode::Running(_) => true,
+        HealthMode::Running(settle) => state.up_for.is_some_and(|up| up >= *settle),
+    }
+}
+
+/// How long a container started at `started_at` (Docker's RFC 3339 time,
+/// with nanoseconds) has run at `now`.
+fn up_for(started_at: Option<&str>, now: std::time::SystemTime) -> Option<Duration> {
+    let started = humantime::parse_rfc3339_weak(started_at?).ok()?;
+    now.duration_since(started).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptime_comes_from_dockers_start_time() {
+        let now = humantime::parse_rfc3339("2026-12-01T17:00:10Z").unwrap();
+        assert_eq!(
+            up_for(Some("2026-12-01T17:00:04.123456789Z"), now),
+            Some(Duration::from_millis(5_876) + Duration::from_nanos(543_211))
+        );
+        // Docker's zero time: never started.
+        assert_eq!(up_for(Some("0001-01-01T00:00:00Z"), now), None);
+        assert_eq!(up_for(Some("2026-12-01T17:00:11Z"), now), None);
+        assert_eq!(up_for(None, now), None);
+        assert_eq!(up_for(Some("garbage"), now), None);
     }
 }

@@ -441,7 +441,9 @@ pub async fn switch(host: &Host, route: &Route, target: &str) -> Result<()> {
         .saturating_add(Duration::from_secs(15));
     // A switch left running by an interrupted deploy finishes inside the
     // proxy on its own; wait for it rather than fail.
-    let give_up = std::time::Instant::now() + route.deploy_timeout;
+    // The proxy stays busy through the health wait and the drain.
+    let give_up =
+        std::time::Instant::now() + route.deploy_timeout.saturating_add(route.drain_timeout);
     loop {
         let result = admin(host, &request, deadline).await.map(|_| ());
         match result {

@@ -60,8 +60,16 @@ pub async fn run(
     on_event: OnEvent<'_>,
 ) -> Result<()> {
     let mut undo = Undo::default();
-    let mut proven = false;
+    // A plan without a gate found the target proven already.
+    let mut proven = !plan
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::AwaitHealthy { .. } | Step::Route { .. }));
     for step in &plan.steps {
+        // Interrupted with only pruning left: the host is done.
+        if proven && r.cancel.is_cancelled() && matches!(step, Step::Remove { .. }) {
+            break;
+        }
         let started = Instant::now();
         let result = match checkpoint(r.cancel, "before", step).await {
             Err(e) => Err(e),
@@ -127,10 +135,14 @@ async fn do_step(
         }
         Step::AwaitHealthy { name } => {
             let wait = await_healthy(host, name, &plan.health, plan.health_timeout);
-            tokio::select! {
-                result = wait => result?,
-                () = r.cancel.cancelled() => return Err(interrupted(step)),
+            let result = tokio::select! {
+                result = wait => result,
+                () = r.cancel.cancelled() => Err(interrupted(step)),
+            };
+            if result.is_err() && *name == plan.target {
+                undo.fallback = plan.fallback.clone();
             }
+            result?;
             return Ok(true);
         }
         Step::Route { name } => {
@@ -218,6 +230,9 @@ struct Undo {
     created: bool,
     started: bool,
     routed: bool,
+    /// The old container to serve again in place of an unproven target
+    /// an earlier, interrupted run left (see `HostPlan::fallback`).
+    fallback: Option<String>,
     renamed: Option<(String, String)>,
     stopped: Vec<String>,
 }
@@ -231,13 +246,39 @@ impl Undo {
     async fn apply(self, host: &Host, plan: &HostPlan, on_event: OnEvent<'_>) {
         if self.routed {
             self.start_stopped(host, false, on_event).await;
-            self.route_back(host, plan, on_event).await;
-            self.remove_new(host, plan, on_event).await;
-            self.rename_back(host, on_event).await;
+            if self.route_back(host, plan, on_event).await {
+                self.remove_new(host, plan, on_event).await;
+                self.rename_back(host, on_event).await;
+            } else {
+                // The proxy may still route to the new container: it stays.
+                on_event(RolloutEvent::Warning(format!(
+                    "{} is kept running: the proxy could not be switched back to the old container",
+                    plan.target
+                )));
+            }
         } else {
             self.remove_new(host, plan, on_event).await;
             self.rename_back(host, on_event).await;
             self.start_stopped(host, true, on_event).await;
+            self.fall_back(host, plan, on_event).await;
+        }
+    }
+
+    /// Stops the unproven target an earlier run left and starts the old
+    /// container that run had stopped.
+    async fn fall_back(&self, host: &Host, plan: &HostPlan, on_event: OnEvent<'_>) {
+        let Some(old) = &self.fallback else {
+            return;
+        };
+        on_event(RolloutEvent::Undo(format!(
+            "stop {} and start {old} again",
+            plan.target
+        )));
+        if let Err(e) = stop(host, &plan.target, plan.spec.stop_timeout).await {
+            on_event(RolloutEvent::Warning(e.to_string()));
+        }
+        if let Err(e) = start(host, old).await {
+            on_event(RolloutEvent::Warning(e.to_string()));
         }
     }
 
@@ -256,15 +297,13 @@ impl Undo {
         }
     }
 
-    /// Switches the proxy back to what served before this rollout.
-    async fn route_back(&self, host: &Host, plan: &HostPlan, on_event: OnEvent<'_>) {
+    /// Switches the proxy back to what served before this rollout; returns
+    /// whether it did (nothing served before counts as done).
+    async fn route_back(&self, host: &Host, plan: &HostPlan, on_event: OnEvent<'_>) -> bool {
         let (Some(route), Some(previous)) = (plan.switch.route(), &plan.previous) else {
-            return;
+            return true;
         };
-        let name = match &self.renamed {
-            Some((from, to)) if *from == previous.name => to.clone(),
-            _ => previous.name.clone(),
-        };
+        let name = previous.name.clone();
         on_event(RolloutEvent::Undo(format!(
             "switch the proxy back to {name}"
         )));
@@ -272,8 +311,12 @@ impl Undo {
             let ip = address(host, &name).await?;
             crate::proxy::switch(host, route, &route.target(&ip)).await
         };
-        if let Err(e) = back.await {
-            on_event(RolloutEvent::Warning(e.to_string()));
+        match back.await {
+            Ok(()) => true,
+            Err(e) => {
+                on_event(RolloutEvent::Warning(e.to_string()));
+                false
+            }
         }
     }
 

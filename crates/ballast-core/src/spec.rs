@@ -226,43 +226,7 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Env, HostEntry, HostWithEnv};
-
-    fn role() -> Role {
-        Role {
-            hosts: vec![
-                HostEntry::Address("h1".into()),
-                HostEntry::WithEnv(HostWithEnv {
-                    host: "h2".into(),
-                    env: BTreeMap::from([("SHARD".into(), "2".into())]),
-                }),
-            ],
-            cmd: None,
-            port: Some(8080),
-            publish: vec!["80:8080".into()],
-            env: Env {
-                clear: BTreeMap::from([("MODE".into(), "prod".into())]),
-                secret: vec!["TOKEN".into()],
-            },
-            volumes: vec!["/srv/data:/data".into()],
-            healthcheck: None,
-            stop_timeout: None,
-            proxy: None,
-        }
-    }
-
-    fn config() -> Config {
-        Config {
-            service: "shop".into(),
-            image: "shop".into(),
-            build: None,
-            ssh: Default::default(),
-            delivery: Default::default(),
-            roles: BTreeMap::from([("web".into(), role())]),
-            deploy: Default::default(),
-            logging: Default::default(),
-        }
-    }
+    use crate::testing::{sharded_config as config, sharded_role as role};
 
     #[test]
     fn host_variables_join_the_role_environment() {

@@ -18,3 +18,44 @@ pub fn check_generated_doc(rel: &str, want: &str, how: &str) {
         "{rel} is stale: regenerate it with `UPDATE_DOCS=1 {how}`"
     );
 }
+
+/// A `web` role on two hosts, the second with its own variable `SHARD`,
+/// publishing a port, with a clear and a secret variable and a volume.
+pub fn sharded_role() -> crate::config::Role {
+    use crate::config::{Env, HostEntry, HostWithEnv, Role};
+    use std::collections::BTreeMap;
+    Role {
+        hosts: vec![
+            HostEntry::Address("h1".into()),
+            HostEntry::WithEnv(HostWithEnv {
+                host: "h2".into(),
+                env: BTreeMap::from([("SHARD".into(), "2".into())]),
+            }),
+        ],
+        cmd: None,
+        port: Some(8080),
+        publish: vec!["80:8080".into()],
+        env: Env {
+            clear: BTreeMap::from([("MODE".into(), "prod".into())]),
+            secret: vec!["TOKEN".into()],
+        },
+        volumes: vec!["/srv/data:/data".into()],
+        healthcheck: None,
+        stop_timeout: None,
+        proxy: None,
+    }
+}
+
+/// Service `shop` with the [`sharded_role`] as `web`.
+pub fn sharded_config() -> crate::config::Config {
+    crate::config::Config {
+        service: "shop".into(),
+        image: "shop".into(),
+        build: None,
+        ssh: Default::default(),
+        delivery: Default::default(),
+        roles: std::collections::BTreeMap::from([("web".into(), sharded_role())]),
+        deploy: Default::default(),
+        logging: Default::default(),
+    }
+}

@@ -123,6 +123,25 @@ fn deployed_lab(tag: &str) -> (Lab, tempfile::TempDir, PathBuf) {
     (lab, work, config)
 }
 
+/// Starts a stopped lab host again and deploys `version` until its sshd
+/// and engine answer and the deploy succeeds (90 s at most).
+fn start_and_deploy(config: &Path, container: &str, version: &str) {
+    let start = Command::new("docker")
+        .args(["start", container])
+        .output()
+        .unwrap();
+    assert!(start.status.success(), "{}", text(&start));
+    let until = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = run(config, &["deploy", "--version", version]);
+        if out.status.success() {
+            return;
+        }
+        assert!(Instant::now() < until, "never converged:\n{}", text(&out));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
 fn wait_for_lock(config: &Path) {
     let until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < until {
@@ -281,14 +300,15 @@ fn the_lock_refuses_a_second_deploy_and_survives_a_killed_one() {
     ok(run(&config, &["deploy", "--version", "v1"]));
     assert_eq!(versions(&inv), all("v1"));
 
-    // Ctrl-C during a deploy releases the lock and records the interruption.
+    // SIGTERM (a CI runner cancelling the job) during a deploy is handled
+    // like Ctrl-C: undone, the lock released, the interruption recorded.
     let interrupted = spawn(&config, &["deploy", "--version", "slow"]);
     wait_for_lock(&config);
-    let sigint = Command::new("kill")
-        .args(["-INT", &interrupted.id().to_string()])
+    let sigterm = Command::new("kill")
+        .args(["-TERM", &interrupted.id().to_string()])
         .status()
         .unwrap();
-    assert!(sigint.success());
+    assert!(sigterm.success());
     let interrupted = interrupted.wait_with_output().unwrap();
     assert_eq!(
         interrupted.status.code(),
@@ -427,20 +447,7 @@ fn a_host_stopped_mid_deploy_is_named_and_the_rest_stay_whole() {
     });
 
     // Once the host is back, running the deploy again converges.
-    let start = Command::new("docker")
-        .args(["start", &victim.container])
-        .output()
-        .unwrap();
-    assert!(start.status.success(), "{}", text(&start));
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = run(&config, &["deploy", "--version", "slow2"]);
-        if out.status.success() {
-            break;
-        }
-        assert!(Instant::now() < until, "never converged:\n{}", text(&out));
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    start_and_deploy(&config, &victim.container, "slow2");
     assert_eq!(versions(&inv), all("slow2"));
 }
 
@@ -631,20 +638,7 @@ fn with_a_host_down_the_others_roll_back_and_a_later_deploy_converges() {
     });
 
     // Back up, a plain deploy of v1 brings the skipped host in line.
-    let start = Command::new("docker")
-        .args(["start", &down.container])
-        .output()
-        .unwrap();
-    assert!(start.status.success(), "{}", text(&start));
-    let until = Instant::now() + Duration::from_secs(90);
-    loop {
-        let out = run(&config, &["deploy", "--version", "v1"]);
-        if out.status.success() {
-            break;
-        }
-        assert!(Instant::now() < until, "never converged:\n{}", text(&out));
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    start_and_deploy(&config, &down.container, "v1");
     runtime().block_on(async {
         for h in &inv.hosts {
             let (host, running) = running_on(&inv, h).await;

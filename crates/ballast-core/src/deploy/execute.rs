@@ -5,7 +5,7 @@
 //! interrupt stops the rollout between steps; the hosts it reached are put
 //! back as they were, the rest are not touched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use futures_util::{stream, StreamExt};
@@ -13,7 +13,7 @@ use futures_util::{stream, StreamExt};
 use super::{say, Deploy, HostOutcome, Outcome, Report};
 use crate::config::OnFailure;
 use crate::error::{ErrorKind, Result};
-use crate::plan::{self, HostPlan, Plan};
+use crate::plan::{self, HostPlan, Plan, StepKind};
 use crate::rollout::{self, Rollout, RolloutEvent};
 use crate::state;
 
@@ -93,7 +93,7 @@ async fn roll_batch<'p>(
 ) -> Vec<(&'p HostPlan, (Result<()>, Timing))> {
     stream::iter(hosts.iter())
         .map(|p| async move { (p, roll_host(d, p).await) })
-        .buffer_unordered(hosts.len().max(1))
+        .buffer_unordered(d.fleet.concurrency)
         .collect()
         .await
 }
@@ -148,42 +148,54 @@ async fn revert(d: &Deploy<'_>, done: &[&HostPlan], report: &mut Report) {
     );
     let service = &d.ctx.loaded.config.service;
     let now = super::unix_now();
-    let containers = super::observe::containers(d.fleet, service)
-        .await
-        .unwrap_or_default();
-    let mut routes: HashMap<String, BTreeMap<String, Vec<String>>> = HashMap::new();
+    let mut plans = Vec::new();
     for p in done {
-        if p.switch.route().is_some() && !routes.contains_key(&p.host) {
-            let host = d.fleet.get(&p.host).expect("connected");
-            routes.insert(p.host.clone(), crate::proxy::routes(host).await);
-        }
+        let host = d.fleet.get(&p.host).expect("connected");
+        let back = match crate::release::observe(host.engine(), service).await {
+            Ok(containers) => {
+                let routes = match p.switch.route() {
+                    Some(_) => crate::proxy::routes(host).await,
+                    None => BTreeMap::new(),
+                };
+                let state = plan::HostState {
+                    containers,
+                    routes,
+                    ..Default::default()
+                };
+                Ok(plan::revert(p, &state, now))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let problem = match back {
+            // Nothing served before: the host stays on the new release.
+            Ok(None) => continue,
+            Ok(Some(back)) if !back.steps.iter().any(|s| s.kind() == StepKind::Create) => {
+                plans.push(back);
+                continue;
+            }
+            Ok(Some(_)) => "the container of the previous release is gone".to_string(),
+            Err(e) => e,
+        };
+        set_outcome(report, p, Outcome::RevertFailed, Some(problem));
     }
-    let plans: Vec<HostPlan> = done
-        .iter()
-        .filter_map(|p| {
-            let state = plan::HostState {
-                containers: containers.get(&p.host).cloned().unwrap_or_default(),
-                routes: routes.get(&p.host).cloned().unwrap_or_default(),
-                ..Default::default()
-            };
-            plan::revert(service, p, &state, now)
-        })
-        .collect();
     let size = super::targets::batch_size(&d.ctx.loaded.config.deploy.batch);
     for chunk in plans.chunks(size.of(plans.len())) {
         for (p, (r, _)) in roll_batch(d, chunk).await {
-            let (outcome, error) = match r {
-                Ok(()) => (Outcome::Reverted, None),
-                Err(e) => (Outcome::RevertFailed, Some(e.to_string())),
-            };
-            if let Some(h) = report
-                .hosts
-                .iter_mut()
-                .find(|h| h.host == p.host && h.role == p.role)
-            {
-                h.outcome = outcome;
-                h.error = error;
+            match r {
+                Ok(()) => set_outcome(report, p, Outcome::Reverted, None),
+                Err(e) => set_outcome(report, p, Outcome::RevertFailed, Some(e.to_string())),
             }
         }
+    }
+}
+
+fn set_outcome(report: &mut Report, p: &HostPlan, outcome: Outcome, error: Option<String>) {
+    if let Some(h) = report
+        .hosts
+        .iter_mut()
+        .find(|h| h.host == p.host && h.role == p.role)
+    {
+        h.outcome = outcome;
+        h.error = error;
     }
 }

@@ -296,12 +296,34 @@ async fn locked(
         None,
         format!("lock taken on {} hosts", hosts.len()),
     );
-    let outcome = async {
+    let work = async {
         let (plan, mut report) = prepare(d, goal).await?;
         execute::execute(d, &plan, &mut report).await;
         Ok::<_, Error>((plan, report))
-    }
-    .await;
+    };
+    // Someone removed the lock (`lock release --force`): stop as if
+    // interrupted rather than roll on beside another deploy.
+    let watch = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            if let Some(e) = lock.lost().first() {
+                say(
+                    d.on_event,
+                    e.host.as_deref(),
+                    format!("the lock was lost ({}): stopping", e.cause),
+                );
+                ctx.cancel.cancel();
+                return;
+            }
+        }
+    };
+    let outcome = {
+        tokio::pin!(work);
+        tokio::select! {
+            outcome = &mut work => outcome,
+            () = watch => work.await,
+        }
+    };
     let took_over = lock.takeovers().iter().map(|t| t.describe()).collect();
     audit(
         ctx, d.fleet, &outcome, forced, skipped, took_over, d.on_event,
@@ -314,11 +336,15 @@ async fn locked(
             format!("warning: {}", e.cause),
         );
     }
-    let released = lock.release().await;
-    say(d.on_event, None, "lock released".into());
-    let (plan, report) = outcome?;
-    released?;
-    Ok((plan, report))
+    match lock.release().await {
+        Ok(()) => say(d.on_event, None, "lock released".into()),
+        Err(e) => say(
+            d.on_event,
+            e.host.as_deref(),
+            format!("warning: the lock was not released: {e}; `ballast lock status` shows it"),
+        ),
+    }
+    outcome
 }
 
 /// Observes the hosts, chooses the release, plans, and (unless a dry run)
@@ -362,16 +388,48 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
     report
         .phases
         .push(("plan".to_string(), started.elapsed().as_secs_f64()));
+    if image_ref.is_none() {
+        refuse_missing_images(&plan)?;
+    }
     if ctx.dry_run {
         return Ok((plan, report));
     }
     let started = Instant::now();
-    report.delivered = deliver::deliver(d, &plan, image_ref.map(String::as_str)).await?;
+    let delivering = deliver::deliver(d, &plan, image_ref.map(String::as_str));
+    report.delivered = tokio::select! {
+        delivered = delivering => delivered?,
+        () = ctx.cancel.cancelled() => return Err(interrupted("deliver the image")),
+    };
+    if ctx.cancel.is_cancelled() {
+        return Err(interrupted("start the proxies"));
+    }
     proxies::ensure_proxies_on(ctx, d.fleet, &plan, d.on_event).await?;
     report
         .phases
         .push(("deliver".to_string(), started.elapsed().as_secs_f64()));
     Ok((plan, report))
+}
+
+/// A rollback sends no image: a host that would have to create the release
+/// without having its image cannot be rolled back.
+fn refuse_missing_images(plan: &Plan) -> Result<()> {
+    let lacking = plan.deliveries();
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    Err(Error::input(
+        "plan the rollback",
+        format_args!(
+            "{} no longer hold{} the image of {}",
+            lacking.join(", "),
+            if lacking.len() == 1 { "s" } else { "" },
+            plan.version
+        ),
+    )
+    .hint(format!(
+        "deploy {} again instead (its image is sent), or roll back the other hosts with --hosts",
+        plan.version
+    )))
 }
 
 /// The release of a local image: its ID and whether it has a HEALTHCHECK.

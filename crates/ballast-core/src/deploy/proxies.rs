@@ -171,7 +171,9 @@ pub(super) async fn ensure_proxies_on(
         .filter(|p| p.change != crate::plan::ProxyChange::Current)
         .map(|p| p.host.as_str())
         .collect();
-    ensure_proxies_where(ctx, fleet, false, &|h| wanted.contains(h), on_event).await
+    // One host at a time: a replaced proxy restarts, and never on every
+    // host of a role at once.
+    ensure_proxies_where(ctx, fleet, true, &|h| wanted.contains(h), on_event).await
 }
 
 /// Starts (or upgrades) ballast-proxy on every connected host of a proxied
@@ -207,6 +209,15 @@ async fn ensure_proxies_where(
         .map(|(name, listen)| {
             let (prepared, image_id, tag) = (&prepared, &image_id, &tag);
             async move {
+                if ctx.cancel.is_cancelled() {
+                    return Err(crate::Error::new(
+                        crate::ErrorKind::Interrupted,
+                        "start the proxy",
+                        "interrupted by the operator",
+                    )
+                    .on(name.as_str())
+                    .hint("the proxies of the hosts before it were started; run the command again to finish"));
+                }
                 let host = fleet.get(name).expect("connected");
                 prepared.send(host.engine(), &mut |_| {}).await?;
                 if proxy::ensure(host, image_id, listen).await? {

@@ -29,6 +29,18 @@ pub(super) fn plan_host(
     state: &HostState,
 ) -> HostPlan {
     let name = container_name(service, &target.role, &target.version);
+    plan_named(name, target, h, settings, state)
+}
+
+/// [`plan_host`] for the container called `name` (a revert may return to
+/// one moved aside under another name).
+fn plan_named(
+    name: String,
+    target: &RoleTarget,
+    h: &HostTarget,
+    settings: &Settings,
+    state: &HostState,
+) -> HostPlan {
     let mine: Vec<&AppContainer> = state
         .containers
         .iter()
@@ -51,19 +63,22 @@ pub(super) fn plan_host(
         .filter(|c| c.name != name && c.state.is_active())
         .map(|c| c.name.clone())
         .collect();
+    let aside = format!("{name}-replaced-{}", settings.now);
+    // What serves now: a container of another version, or the one of this
+    // version with another definition, which is moved aside first.
     let previous = mine
         .iter()
         .find(|c| c.running && c.name != name)
-        .map(|c| Previous {
-            name: c.name.clone(),
-            version: c.version.clone(),
-            image_id: c.image_id.clone(),
-            digest: c.config_digest.clone(),
+        .map(|c| previous_of(c, &c.name))
+        .or_else(|| match (&found, existing) {
+            (Found::InTheWay, Some(c)) if c.running => Some(previous_of(c, &aside)),
+            _ => None,
         });
 
     let mut steps = Vec::new();
     let mut gone = Vec::new();
     let mut reuses = false;
+    let mut fallback = None;
     let stop = |names: &[String]| -> Vec<Step> {
         names
             .iter()
@@ -74,13 +89,18 @@ pub(super) fn plan_host(
         Found::Running => {
             if !proven(existing.expect("found"), target, &old, state) {
                 steps.push(gate(&target.switch, &name));
+                if old.is_empty() && target.switch.route().is_none() {
+                    fallback = mine
+                        .iter()
+                        .find(|c| c.name != name && c.state == ContainerState::Exited)
+                        .map(|c| c.name.clone());
+                }
             }
             steps.extend(stop(&old));
         }
         Found::Nothing | Found::Stopped | Found::InTheWay | Found::Broken => {
             match found {
                 Found::InTheWay => {
-                    let aside = format!("{name}-replaced-{}", settings.now);
                     steps.push(Step::Rename {
                         from: name.clone(),
                         to: aside.clone(),
@@ -130,8 +150,18 @@ pub(super) fn plan_host(
         deliver: creates && !state.images.contains(&target.image_id),
         old,
         previous,
+        fallback,
         reuses,
         steps,
+    }
+}
+
+fn previous_of(c: &AppContainer, name: &str) -> Previous {
+    Previous {
+        name: name.to_string(),
+        version: c.version.clone(),
+        image_id: c.image_id.clone(),
+        digest: c.config_digest.clone(),
     }
 }
 
@@ -188,9 +218,11 @@ fn prune(
 }
 
 /// The plan that puts `done` (a host switched by this rollout) back on the
-/// release it served before, through the same gate and switch; `None` when
-/// nothing served before. `state` is the host as it is now.
-pub fn revert(service: &str, done: &HostPlan, state: &HostState, now: i64) -> Option<HostPlan> {
+/// container that served before, through the same gate and switch; `None`
+/// when nothing served before. `state` is the host as it is now. A revert
+/// only starts what is there: if that container is gone, the plan creates
+/// and the caller must refuse it.
+pub fn revert(done: &HostPlan, state: &HostState, now: i64) -> Option<HostPlan> {
     let previous = done.previous.as_ref()?;
     let target = RoleTarget {
         role: done.role.clone(),
@@ -212,5 +244,11 @@ pub fn revert(service: &str, done: &HostPlan, state: &HostState, now: i64) -> Op
         retain: usize::MAX,
         now,
     };
-    Some(plan_host(service, &target, &h, &settings, state))
+    Some(plan_named(
+        previous.name.clone(),
+        &target,
+        &h,
+        &settings,
+        state,
+    ))
 }

@@ -293,6 +293,10 @@ pub struct HostPlan {
     pub old: Vec<String>,
     /// What served before this rollout, if anything: where a revert goes.
     pub previous: Option<Previous>,
+    /// A stopped container to start again if the target fails its gate: set
+    /// when an interrupted rollout already stopped the old one (a role that
+    /// publishes ports) and left the target unproven.
+    pub fallback: Option<String>,
     /// Whether the target is a retained container started again (rollback).
     pub reuses: bool,
     pub steps: Vec<Step>,

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::*;
-use crate::config::{Config, Env, HostEntry, HostWithEnv, Role};
 use crate::proxy::Route;
 use crate::release::{AppContainer, ContainerState};
 use crate::spec::{HealthMode, RoleSpec};
@@ -359,6 +358,35 @@ fn same_version_with_new_config_moves_the_running_one_aside() {
 }
 
 #[test]
+fn a_container_moved_aside_is_what_a_revert_returns_to() {
+    let mut t = proxied("v2");
+    t.hosts[0].digest = "new".into();
+    let mut before = on_host(vec![container("v2", Running, 2)]);
+    before.routes = routing_to(2);
+    let done = host_plan(t, before, 5);
+    let aside = format!("shop-web-v2-replaced-{NOW}");
+    assert_eq!(done.previous.as_ref().unwrap().name, aside);
+    // After the switch: the new v2 serves, the old one is stopped aside.
+    let mut new = container("v2", Running, 3);
+    new.config_digest = "new".into();
+    let mut old = container("v2", Exited, 2);
+    old.name = aside.clone();
+    let mut after = on_host(vec![new, old]);
+    after.routes = routing_to(3);
+    let back = revert(&done, &after, NOW + 5).unwrap();
+    assert_eq!(
+        back.steps,
+        [
+            Step::Start {
+                name: aside.clone()
+            },
+            Step::Route { name: aside },
+            stop("v2")
+        ]
+    );
+}
+
+#[test]
 fn a_stale_stopped_container_in_the_way_is_removed() {
     let mut stale = container("v3", Exited, 3);
     stale.image_id = "sha256:other".into();
@@ -434,40 +462,6 @@ fn batches_follow_count_and_percent() {
     assert_eq!(sizes, [2, 2, 1]);
 }
 
-/// A role on two hosts, the second with its own variable.
-fn sharded_config() -> Config {
-    let role = Role {
-        hosts: vec![
-            HostEntry::Address("h1".into()),
-            HostEntry::WithEnv(HostWithEnv {
-                host: "h2".into(),
-                env: BTreeMap::from([("SHARD".into(), "2".into())]),
-            }),
-        ],
-        cmd: None,
-        port: Some(8080),
-        publish: vec![],
-        env: Env {
-            clear: BTreeMap::from([("MODE".into(), "prod".into())]),
-            secret: vec![],
-        },
-        volumes: vec![],
-        healthcheck: None,
-        stop_timeout: None,
-        proxy: None,
-    };
-    Config {
-        service: "shop".into(),
-        image: "shop".into(),
-        build: None,
-        ssh: Default::default(),
-        delivery: Default::default(),
-        roles: BTreeMap::from([("web".into(), role)]),
-        deploy: Default::default(),
-        logging: Default::default(),
-    }
-}
-
 /// What `plan`'s result leaves on each host: the target running, proven.
 fn result_of(p: &Plan) -> HashMap<String, HostState> {
     p.host_plans()
@@ -485,13 +479,13 @@ fn result_of(p: &Plan) -> HashMap<String, HostState> {
 
 #[test]
 fn per_host_variables_planned_twice_are_a_no_op_on_every_host() {
-    let config = sharded_config();
+    let config = crate::testing::sharded_config();
     let role = &config.roles["web"];
     let hosts: Vec<HostTarget> = ["h1", "h2"]
         .iter()
         .map(|h| {
             let spec = RoleSpec::new(&config, "web", role, h);
-            let digest = spec.digest(&|_| None);
+            let digest = spec.digest(&|_| Some("s3cret".into()));
             HostTarget {
                 host: h.to_string(),
                 spec,
@@ -541,13 +535,13 @@ fn revert_returns_a_switched_host_to_what_served_before() {
         container("v1", Exited, 1),
     ]);
     after.routes = routing_to(2);
-    let back = revert("shop", &done, &after, NOW).unwrap();
+    let back = revert(&done, &after, NOW).unwrap();
     assert!(back.reuses);
     assert_eq!(back.target, name("v1"));
     assert_eq!(back.steps, [start("v1"), routed("v1"), stop("v2")]);
     // Nothing served before: nothing to revert to.
     let first = host_plan(proxied("v2"), on_host(vec![]), 5);
-    assert_eq!(revert("shop", &first, &after, NOW), None);
+    assert_eq!(revert(&first, &after, NOW), None);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use ballast_core::config::Loaded;
 use ballast_core::deploy::{self, Context, Event};
 use ballast_core::fleet::Fleet;
 use ballast_core::scope::Scope;
-use ballast_core::{proxy, Error, Result};
+use ballast_core::{proxy, Error, ErrorKind, Result};
 use ballast_proxy::wire::{AdminRequest, MaintenanceRequest, PauseRequest, ResumeRequest};
 use ballast_proxy::{ProxyConfig, TlsFiles};
 use tokio_util::sync::CancellationToken;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{ProxyCommand, ProxyRunArgs, ScopeArgs};
 use crate::commands::service;
 use crate::output::Printer;
+use crate::signals;
 
 /// Runs one `ballast proxy` subcommand.
 pub async fn dispatch(
@@ -150,7 +151,7 @@ pub async fn setup(
         dry_run: false,
         force_unsafe,
         scope: Scope::all(),
-        cancel: CancellationToken::new(),
+        cancel: signals::cancel_on_signals(),
     };
     let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
     deploy::setup(&ctx, &on_event).await?;
@@ -195,6 +196,20 @@ async fn logs(
     Ok(())
 }
 
+/// Between hosts, an interrupt stops the command (the lock is released and
+/// the audit line written by the caller).
+fn stop_if_interrupted(cancel: &CancellationToken, next: &str) -> Result<()> {
+    if cancel.is_cancelled() {
+        return Err(Error::new(
+            ErrorKind::Interrupted,
+            format!("go on to {next}"),
+            "interrupted by the operator",
+        )
+        .hint("the hosts before it were done; run the command again to finish"));
+    }
+    Ok(())
+}
+
 /// The proxied hosts in scope, in order.
 fn proxied_in(loaded: &Loaded, scope: &Scope) -> Result<Vec<String>> {
     let hosts: Vec<String> = deploy::proxied_hosts(&loaded.config)
@@ -220,8 +235,10 @@ async fn restart(config: &Path, accept_new: bool, args: ScopeArgs, out: &Printer
         command: "proxy restart".into(),
         scope: Scope::new(&loaded.config, hosts.clone(), Vec::new(), false)?,
     };
+    let cancel = signals::cancel_on_signals();
     change::run(&change, async |fleet: &Fleet| {
         for name in &hosts {
+            stop_if_interrupted(&cancel, name)?;
             let host = fleet.get(name).expect("connected");
             proxy::restart(host).await?;
             out.progress(Some(name), "proxy restarted and answering");
@@ -252,7 +269,7 @@ async fn upgrade(config: &Path, accept_new: bool, args: ScopeArgs, out: &Printer
         dry_run: false,
         force_unsafe: Vec::new(),
         scope: scope.clone(),
-        cancel: CancellationToken::new(),
+        cancel: signals::cancel_on_signals(),
     };
     let change = Change {
         loaded: &loaded,
@@ -313,10 +330,12 @@ async fn command_each(
         command: format!("proxy {done}"),
         scope: Scope::new(&loaded.config, hosts, Vec::new(), false)?,
     };
+    let cancel = signals::cancel_on_signals();
     change::run(&change, async |fleet: &Fleet| {
         for (name, role) in &roles {
             let route = proxy::route_name(&loaded.config.service, name);
             for entry in &role.hosts {
+                stop_if_interrupted(&cancel, entry.address())?;
                 let host = fleet.get(entry.address()).expect("connected");
                 proxy::admin(host, &make(route.clone()), Duration::from_secs(15)).await?;
                 out.progress(Some(host.name()), &format!("{name}: {done}"));
