@@ -105,7 +105,7 @@ fn stop_load(
 
 fn web_config(dir: &Path, inv: &Inventory, hosts: &str, deploy: &str) -> PathBuf {
     let rest = format!(
-        "roles:\n  web:\n    hosts: {hosts}\n    port: 8080\n    proxy:\n      drain_timeout: 5s\ndeploy:\n  health_timeout: 15s\n{deploy}"
+        "roles:\n  web:\n    hosts: {hosts}\n    port: 8080\n    proxy:\n      drain_timeout: 5s\ndeploy:\n  health_timeout: 8s\n{deploy}"
     );
     lab_config(dir, inv, &inv.known_hosts, "hello", "hello", &rest)
 }
@@ -218,6 +218,7 @@ fn interrupted_deploys_converge_on_a_plain_rerun_with_no_failed_request() {
     deploy.finish(Duration::from_secs(30));
     let (status, said) = Watched::spawn(ballast_cmd(&config, &["deploy", "--version", "bad"], ""))
         .finish(Duration::from_secs(120));
+    eprintln!("the rerun of a crash-looping version said:\n{said}");
     assert_eq!(status.code(), Some(1), "{said}");
     assert!(!said.contains("already runs"), "{said}");
     rt.block_on(assert_converged(&inv, &[0, 1], "hello", &last));

@@ -429,6 +429,8 @@ fn a_host_stopped_mid_deploy_is_named_and_the_rest_stay_whole() {
         stderr.contains(&victim.ip),
         "names the stopped host:\n{stderr}"
     );
+    // In the user's words, never a transport library's alone.
+    assert!(!stderr.contains("hyper"), "{stderr}");
     assert!(stopped_at.elapsed() < Duration::from_secs(120));
 
     // The hosts still up each run one version, whole; the lock is free.
