@@ -13,7 +13,10 @@
 //! - [`scope`]: the hosts and roles a command works on (`--hosts`, `--roles`).
 //! - [`faults`]: faults injected on purpose by tests (`BALLAST_FAILPOINTS`).
 //! - [`proxy`]: ballast-proxy on the hosts: image, container, admin socket.
-//! - [`release`]: app containers and the labels that record releases.
+//! - [`release`]: app containers and the labels that record releases; the
+//!   releases table.
+//! - [`status`]: what each host runs, role by role: the status table.
+//! - [`logs`]: the containers' logs, merged across hosts.
 //! - [`lock`]: the deploy lock: on every host a command changes, leased,
 //!   released only by its holder's token.
 //! - [`state`]: the audit log (and the old one-host lock), files on the hosts.
@@ -22,6 +25,7 @@
 //! - [`version`]: which image and version a deploy rolls out.
 //! - [`ssh`]: a remote host over system OpenSSH, its Docker socket forwarded.
 //! - [`fleet`]: every host of a service, connected with bounded concurrency.
+//! - [`hooks`]: the operator's executables run around a deploy.
 //! - [`health`]: waiting for a new container to be healthy.
 //! - [`host`]: a host, local or over SSH: engine, commands, tunnels.
 //! - [`image`]: building images from a context, copying them between engines.
@@ -36,9 +40,11 @@ pub mod error;
 pub mod faults;
 pub mod fleet;
 pub mod health;
+pub mod hooks;
 pub mod host;
 pub mod image;
 pub mod lock;
+pub mod logs;
 pub mod plan;
 pub mod proxy;
 pub mod release;
@@ -47,6 +53,7 @@ pub mod scope;
 pub mod spec;
 pub mod ssh;
 pub mod state;
+pub mod status;
 pub mod version;
 
 #[cfg(test)]

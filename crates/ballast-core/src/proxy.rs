@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ballast_proxy::wire::{AdminRequest, AdminResponse, DeployRequest, HealthSpec};
+use ballast_proxy_wire::{AdminRequest, AdminResponse, DeployRequest, HealthSpec};
 use bollard::models::{
     ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding, RestartPolicy,
     RestartPolicyNameEnum,
@@ -389,7 +389,7 @@ pub async fn admin(
     deadline: Duration,
 ) -> Result<AdminResponse> {
     let socket = host.unix(ADMIN_SOCKET, Duration::from_secs(10)).await?;
-    ballast_proxy::admin_request(&socket, request, deadline)
+    ballast_proxy_wire::admin_request(&socket, request, deadline)
         .await
         .map_err(|e| Error::failed("ask the proxy", e).on(host.name()))
 }

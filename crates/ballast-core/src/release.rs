@@ -1,8 +1,10 @@
 //! Releases as they live on the hosts: app containers carry labels saying
 //! which service, role, version, image and config they run, so the hosts
 //! themselves are the record of what is deployed and what can be rolled back.
+//! [`table`] gathers what they keep into releases, as `ballast releases`
+//! shows them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde::Serialize;
@@ -10,6 +12,7 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
+use crate::scope::Scope;
 
 pub const SERVICE_LABEL: &str = "io.ballast.service";
 pub const ROLE_LABEL: &str = "io.ballast.role";
@@ -187,6 +190,53 @@ pub async fn observe_fleet(
         .await
 }
 
+/// One release as the hosts keep it: a version and every container of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Release {
+    pub version: String,
+    /// The image ID of its first container found (hosts in name order).
+    pub image_id: String,
+    /// Who deployed its newest container.
+    pub deployed_by: String,
+    /// When its newest container was deployed.
+    pub deployed_at: String,
+    /// `host (role): state` for every container of this release.
+    pub hosts: Vec<String>,
+    /// Whether one of its containers runs; else it is only retained.
+    pub running: bool,
+}
+
+/// The releases of the roles in `scope` among the containers `found` on
+/// each host (as [`observe_fleet`] returns them), newest deploy first.
+/// Fails with the first host's error, by host name.
+pub fn table(found: &[(String, Result<Vec<AppContainer>>)], scope: &Scope) -> Result<Vec<Release>> {
+    let mut by_version: BTreeMap<&str, Release> = BTreeMap::new();
+    for (host, result) in found {
+        let containers = result.as_ref().map_err(Clone::clone)?;
+        for c in containers.iter().filter(|c| scope.has_role(&c.role)) {
+            let release = by_version.entry(&c.version).or_insert_with(|| Release {
+                version: c.version.clone(),
+                image_id: c.image_id.clone(),
+                deployed_by: c.deployed_by.clone(),
+                deployed_at: c.deployed_at.clone(),
+                hosts: Vec::new(),
+                running: false,
+            });
+            release.running |= c.running;
+            if c.deployed_at > release.deployed_at {
+                release.deployed_at = c.deployed_at.clone();
+                release.deployed_by = c.deployed_by.clone();
+            }
+            release
+                .hosts
+                .push(format!("{host} ({}): {}", c.role, c.state));
+        }
+    }
+    let mut releases: Vec<Release> = by_version.into_values().collect();
+    releases.sort_by(|a, b| b.deployed_at.cmp(&a.deployed_at));
+    Ok(releases)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +255,140 @@ mod tests {
     #[test]
     fn container_names_join_service_role_version() {
         assert_eq!(container_name("shop", "web", "v2"), "shop-web-v2");
+    }
+
+    fn container(
+        role: &str,
+        version: &str,
+        state: ContainerState,
+        by: &str,
+        at: &str,
+    ) -> AppContainer {
+        AppContainer {
+            id: format!("id-{role}-{version}"),
+            name: container_name("shop", role, version),
+            role: role.into(),
+            version: version.into(),
+            image_id: format!("sha256:{version}"),
+            config_digest: "d".into(),
+            running: state == ContainerState::Running,
+            state,
+            ip: None,
+            status: String::new(),
+            created: 0,
+            deployed_by: by.into(),
+            deployed_at: at.into(),
+        }
+    }
+
+    fn release(version: &str, by: &str, at: &str, hosts: &[&str], running: bool) -> Release {
+        Release {
+            version: version.into(),
+            image_id: format!("sha256:{version}"),
+            deployed_by: by.into(),
+            deployed_at: at.into(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            running,
+        }
+    }
+
+    const T1: &str = "2024-05-01T10:00:00Z";
+    const T2: &str = "2024-05-02T10:00:00Z";
+    const T3: &str = "2024-05-03T10:00:00Z";
+
+    #[test]
+    fn releases_gather_every_host_newest_deploy_first() {
+        use ContainerState::{Exited, Running};
+        let found = vec![
+            (
+                "a".to_string(),
+                Ok(vec![
+                    container("web", "v2", Running, "ann", T2),
+                    container("web", "v1", Exited, "bob", T1),
+                ]),
+            ),
+            (
+                "b".to_string(),
+                Ok(vec![
+                    // Deployed later on b: the release says the latest.
+                    container("web", "v2", Running, "cid", T3),
+                    container("worker", "v1", Exited, "bob", T1),
+                ]),
+            ),
+        ];
+        assert_eq!(
+            table(&found, &Scope::all()).unwrap(),
+            [
+                release(
+                    "v2",
+                    "cid",
+                    T3,
+                    &["a (web): running", "b (web): running"],
+                    true
+                ),
+                release(
+                    "v1",
+                    "bob",
+                    T1,
+                    &["a (web): exited", "b (worker): exited"],
+                    false
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn one_running_container_makes_a_release_running() {
+        use ContainerState::{Restarting, Running};
+        let found = vec![
+            (
+                "a".to_string(),
+                Ok(vec![container("web", "v1", Restarting, "ann", T1)]),
+            ),
+            (
+                "b".to_string(),
+                Ok(vec![container("web", "v1", Running, "ann", T1)]),
+            ),
+        ];
+        assert_eq!(
+            table(&found, &Scope::all()).unwrap(),
+            [release(
+                "v1",
+                "ann",
+                T1,
+                &["a (web): restarting", "b (web): running"],
+                true
+            )]
+        );
+    }
+
+    #[test]
+    fn roles_out_of_scope_are_left_out() {
+        let found = vec![(
+            "a".to_string(),
+            Ok(vec![
+                container("web", "v2", ContainerState::Running, "ann", T2),
+                container("worker", "v1", ContainerState::Running, "ann", T1),
+            ]),
+        )];
+        let scope = Scope {
+            roles: vec!["worker".into()],
+            ..Scope::all()
+        };
+        assert_eq!(
+            table(&found, &scope).unwrap(),
+            [release("v1", "ann", T1, &["a (worker): running"], true)]
+        );
+    }
+
+    #[test]
+    fn a_host_that_failed_to_answer_fails_the_table() {
+        let gone = Error::failed("list the service's containers", "engine gone").on("b");
+        let found = vec![
+            ("a".to_string(), Ok(vec![])),
+            ("b".to_string(), Err(gone.clone())),
+            ("c".to_string(), Err(Error::failed("x", "y").on("c"))),
+        ];
+        assert_eq!(table(&found, &Scope::all()), Err(gone));
     }
 }

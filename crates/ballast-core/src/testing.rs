@@ -57,5 +57,8 @@ pub fn sharded_config() -> crate::config::Config {
         roles: std::collections::BTreeMap::from([("web".into(), sharded_role())]),
         deploy: Default::default(),
         logging: Default::default(),
+        hooks: Default::default(),
+        aliases: Default::default(),
+        require_destination: false,
     }
 }

@@ -4,7 +4,8 @@
 //! forwarding) and is made readable and writable by its owner only. One
 //! route per command, `/v1/<command>` (see [`crate::wire`]); every answer is
 //! an [`AdminResponse`], and a malformed request gets an error while the
-//! socket keeps serving. [`admin_request`] is the client the CLI uses.
+//! socket keeps serving. The client, [`crate::admin_request`], lives in the
+//! wire crate with the types.
 
 use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt;
@@ -183,121 +184,4 @@ async fn parse(req: Request<Incoming>) -> Result<AdminRequest, (StatusCode, Stri
         };
         (status, e)
     })
-}
-
-/// Why an admin request got no successful answer.
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    /// The socket could not be reached.
-    #[error(
-        "cannot reach the proxy's admin socket {}: {source}; hint: is ballast-proxy running \
-         on this host?",
-        socket.display()
-    )]
-    Connect {
-        /// The socket path.
-        socket: PathBuf,
-        /// The operating system's reason.
-        source: std::io::Error,
-    },
-    /// No answer came within the deadline.
-    #[error("the proxy did not answer `{command}` within {} ms", deadline.as_millis())]
-    Timeout {
-        /// The command sent.
-        command: &'static str,
-        /// The deadline given.
-        deadline: Duration,
-    },
-    /// The exchange broke off, or the answer was not an admin response.
-    #[error("`{command}` to the proxy failed: {reason}")]
-    Protocol {
-        /// The command sent.
-        command: &'static str,
-        /// What went wrong.
-        reason: String,
-    },
-    /// The proxy answered, with an error.
-    #[error("the proxy refused `{command}`: {message}")]
-    Refused {
-        /// The command sent.
-        command: &'static str,
-        /// The proxy's explanation.
-        message: String,
-        /// The full answer.
-        response: Box<AdminResponse>,
-    },
-}
-
-/// Sends one command to the admin socket at `socket` and waits up to
-/// `deadline` for its answer. A deploy answers only once switched and
-/// drained, so give it the deploy and drain timeouts plus a margin. A deploy
-/// or remove the proxy has started runs to its end even when the deadline
-/// passes or the connection drops (ask `status` to see where it went).
-pub async fn admin_request(
-    socket: &Path,
-    request: &AdminRequest,
-    deadline: Duration,
-) -> Result<AdminResponse, AdminError> {
-    let command = request.command();
-    match tokio::time::timeout(deadline, exchange(socket, request)).await {
-        Err(_) => Err(AdminError::Timeout { command, deadline }),
-        Ok(result) => result,
-    }
-}
-
-async fn exchange(socket: &Path, request: &AdminRequest) -> Result<AdminResponse, AdminError> {
-    let command = request.command();
-    let protocol = |reason: String| AdminError::Protocol { command, reason };
-    let stream = UnixStream::connect(socket)
-        .await
-        .map_err(|source| AdminError::Connect {
-            socket: socket.to_path_buf(),
-            source,
-        })?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| protocol(e.to_string()))?;
-    let driver = tokio::spawn(connection);
-    let (method, path) = request.route();
-    let body = request
-        .body()
-        .map(|b| Bytes::from(serde_json::to_vec(&b).expect("requests always serialize")))
-        .unwrap_or_default();
-    let http = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, "ballast-proxy")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(body))
-        .map_err(|e| protocol(e.to_string()))?;
-    let answer = sender
-        .send_request(http)
-        .await
-        .map_err(|e| protocol(e.to_string()))?;
-    let status = answer.status();
-    let bytes = answer
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| protocol(e.to_string()))?
-        .to_bytes();
-    driver.abort();
-    let response: AdminResponse = serde_json::from_slice(&bytes).map_err(|e| {
-        protocol(format!(
-            "answer {status} is not an admin response ({e}): {}",
-            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-        ))
-    })?;
-    if response.ok {
-        Ok(response)
-    } else {
-        Err(AdminError::Refused {
-            command,
-            message: response
-                .error
-                .clone()
-                .unwrap_or_else(|| format!("answer {status} without a reason")),
-            response: Box::new(response),
-        })
-    }
 }

@@ -8,7 +8,8 @@
 //! ballast drives it through an admin API on a unix socket, over SSH.
 //!
 //! # Layout
-//! - [`wire`]: the admin API's request and response types (shared with the CLI).
+//! - [`wire`]: the admin API's request and response types and its client
+//!   ([`admin_request`]): the `ballast-proxy-wire` crate, shared with ballast.
 //! - `table`: the routing table snapshot and route lookup.
 //! - `target`: one upstream and its in-flight count (what draining waits for).
 //! - `proxy`: the data path: route, wait out pauses, forward, answer errors.
@@ -18,8 +19,7 @@
 //! - `health`: health checks of candidate targets.
 //! - `control`: the control path: commands → new table → save → swap; the
 //!   deploy handoff (check, switch, drain).
-//! - `admin`: the admin API server on a unix socket, and [`admin_request`],
-//!   its client.
+//! - `admin`: the admin API server on a unix socket.
 //! - `state`: saving and loading the table (routes survive restarts).
 //! - `tls`: rustls configuration from PEM files; the HTTP→HTTPS redirect.
 //! - `server`: the client-facing accept loops and graceful shutdown.
@@ -43,8 +43,9 @@ mod target;
 mod tls;
 mod tunnel;
 mod upstream;
-pub mod wire;
 mod workers;
+
+pub use ballast_proxy_wire as wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -57,12 +58,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use access_log::AccessLog;
-pub use admin::{admin_request, AdminError, AdminSocketError};
+pub use admin::AdminSocketError;
 pub use health::HealthError;
 pub use proxy::Timeouts;
 pub use state::{StateError, STATE_FILE};
 pub use tls::{TlsError, TlsFiles};
-pub use wire::{AdminRequest, AdminResponse};
+pub use wire::{admin_request, AdminError, AdminRequest, AdminResponse};
 
 /// Where the proxy listens and keeps its state.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Run Docker in production on many hosts, safely.
 #[derive(Debug, Parser)]
@@ -27,6 +27,17 @@ pub struct Cli {
         env = "BALLAST_CONFIG"
     )]
     pub config: PathBuf,
+
+    /// The destination: lay `ballast.NAME.yml` over the config (and read
+    /// `.ballast/secrets.NAME` first).
+    #[arg(
+        short = 'd',
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "BALLAST_DESTINATION"
+    )]
+    pub destination: Option<String>,
 
     /// Record the keys of hosts never seen before in known_hosts (changed
     /// keys are still refused).
@@ -69,7 +80,7 @@ pub enum Command {
         tail: usize,
     },
     /// Check every host (and the config) against known Docker failure modes.
-    /// Exit code: 0 all ok, 1 warnings or an unreachable host, 2 a host is blocked.
+    #[command(after_help = crate::exit::doctor_help())]
     Doctor(DoctorArgs),
     /// Check every host with doctor and start ballast-proxy where roles need it.
     Setup {
@@ -86,6 +97,34 @@ pub enum Command {
     /// A lab of Docker hosts with sshd on this machine, for trying ballast.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Print the completion script for a shell.
+    ///
+    /// bash: add `source <(ballast completions bash)` to ~/.bashrc, or save
+    /// the script as ~/.local/share/bash-completion/completions/ballast.
+    ///
+    /// zsh: save it as `_ballast` in a directory of $fpath.
+    ///
+    /// fish: save it as ~/.config/fish/completions/ballast.fish.
+    Completions {
+        /// The shell to complete in.
+        shell: Shell,
+    },
+    /// Print the man page (roff); read it with `ballast man | man -l -`.
+    Man {
+        /// Write ballast.1 and one page per command (ballast-deploy.1,
+        /// ballast-lock-status.1, ...) into this directory instead, e.g.
+        /// ~/.local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The shells `ballast completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]

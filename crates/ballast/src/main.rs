@@ -1,19 +1,22 @@
 //! The `ballast` binary: parse arguments, run the command, print the outcome,
 //! exit with the code that matches it. Everything else lives in the libraries.
 
+mod aliases;
 mod cli;
 mod commands;
 mod exit;
 mod output;
 mod signals;
 
-use clap::Parser;
-
-use cli::{Cli, Command};
+use cli::Command;
 use output::Printer;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = aliases::parse();
+    if let Some(d) = &cli.destination {
+        // Read by every command's config loading; set before any thread.
+        std::env::set_var("BALLAST_DESTINATION", d);
+    }
     init_logging(cli.verbose);
     // Unwrapped lines keep paths, commands and names whole for copy and grep.
     let _ = miette::set_hook(Box::new(|_| {
@@ -54,7 +57,7 @@ fn main() {
             Command::Audit { tail } => {
                 done(commands::lock::audit(config, accept, tail, &out).await)
             }
-            // doctor's own exit codes: 0 all ok, 1 warnings, 2 a host is blocked.
+            // doctor picks its exit code from what it found (exit::DOCTOR).
             Command::Doctor(args) => commands::doctor::run(config, accept, args, &out).await,
             Command::Setup { force_unsafe_host } => {
                 done(commands::proxy::setup(config, accept, force_unsafe_host, &out).await)
@@ -64,6 +67,9 @@ fn main() {
             }
             Command::Build(args) => done(commands::build::run(args, &out).await),
             Command::Lab(command) => done(commands::lab::run(command, &out).await),
+            // No config, no host, no engine: made from the clap definition.
+            Command::Completions { shell } => done(commands::docs::completions(shell, &out)),
+            Command::Man { dir } => done(commands::docs::man(dir.as_deref(), &out)),
         }
     });
     let code = match result {

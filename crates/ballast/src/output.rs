@@ -67,9 +67,9 @@ impl Printer {
 
     fn line(&self, host: Option<&str>, message: &str) {
         if self.json {
-            println!(
-                "{}",
-                json!({"type": "progress", "time": now_utc(), "host": host, "message": message})
+            stdout(
+                &json!({"type": "progress", "time": now_utc(), "host": host, "message": message})
+                    .to_string(),
             );
         } else if self.tty {
             eprintln!("{}", prefixed(host, message));
@@ -88,21 +88,21 @@ impl Printer {
             } else {
                 v = json!({"type": "result", "value": v});
             }
-            println!("{v}");
+            stdout(&v.to_string());
         } else if !human.is_empty() {
-            println!("{}", human.trim_end());
+            stdout(human.trim_end());
         }
     }
 
     /// One line of a container's log, prefixed by where it came from.
     pub fn log(&self, host: &str, role: &str, time: &str, text: &str) {
         if self.json {
-            println!(
-                "{}",
-                json!({"type": "log", "host": host, "role": role, "time": time, "line": text})
+            stdout(
+                &json!({"type": "log", "host": host, "role": role, "time": time, "line": text})
+                    .to_string(),
             );
         } else {
-            println!("{host} {role} | {text}");
+            stdout(&format!("{host} {role} | {text}"));
         }
     }
 
@@ -110,13 +110,25 @@ impl Printer {
     pub fn error(&self, err: &ballast_core::Error) {
         self.finish();
         if self.json {
-            println!(
-                "{}",
-                json!({"type": "error", "kind": err.kind, "host": err.host, "step": err.step,
+            stdout(
+                &json!({"type": "error", "kind": err.kind, "host": err.host, "step": err.step,
                        "cause": err.cause, "hint": err.hint})
+                .to_string(),
             );
         }
         eprintln!("{:?}", miette::Report::new(err.clone()));
+    }
+}
+
+/// One line on stdout. A reader that went away (`ballast logs | head`)
+/// ends the command quietly, as it would end `cat`.
+fn stdout(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
     }
 }
 

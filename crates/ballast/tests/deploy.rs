@@ -699,3 +699,139 @@ fn bad_scopes_and_durations_are_refused_before_any_host_is_reached() {
         "{stderr}"
     );
 }
+
+/// Service containers of `hello` on a lab host, running or not.
+fn containers_on(inv: &Inventory, n: usize) -> Vec<release::AppContainer> {
+    runtime().block_on(async {
+        let h = &inv.hosts[n];
+        let host = Host::connect(&h.ip, &inv.ssh_target(h)).await.unwrap();
+        let all = release::observe(host.engine(), "hello").await.unwrap();
+        host.close().await;
+        all
+    })
+}
+
+fn hook(dir: &Path, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let hooks = dir.join(".ballast/hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    let path = hooks.join(name);
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn destinations_hooks_and_aliases_from_one_config() {
+    hello_image("v1");
+    hello_image("v2");
+    let lab = Lab::up("dest", 2);
+    let inv = lab.inventory.clone();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    // The base has no hosts: each destination brings its own.
+    let config = lab_config(
+        dir,
+        &inv,
+        &inv.known_hosts,
+        "hello",
+        "hello",
+        "roles:\n  web:\n    hosts: []\n    port: 8080\nrequire_destination: true\naliases:\n  web-status: \"status --roles web\"\n",
+    );
+    for (name, n) in [("staging", 0), ("production", 1)] {
+        std::fs::write(
+            dir.join(format!("ballast.{name}.yml")),
+            format!("roles:\n  web:\n    hosts: [{}]\n", inv.hosts[n].ip),
+        )
+        .unwrap();
+    }
+
+    // Without -d the config is refused, naming the destinations.
+    let refused = run(&config, &["deploy", "--version", "v1"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("requires a destination") && stderr.contains("production, staging"),
+        "{stderr}"
+    );
+
+    ok(run(
+        &config,
+        &["-d", "staging", "deploy", "--version", "v1"],
+    ));
+    assert_eq!(containers_on(&inv, 0).len(), 1);
+    assert!(containers_on(&inv, 1).is_empty(), "production was touched");
+
+    // Each destination has its own lock: production's does not stop staging.
+    let taken = ok(run(
+        &config,
+        &["-d", "production", "--json", "lock", "acquire"],
+    ));
+    let token = token_of(&taken);
+    ok(run(
+        &config,
+        &["-d", "staging", "deploy", "--version", "v2"],
+    ));
+    let held = run(&config, &["-d", "production", "deploy", "--version", "v1"]);
+    assert_eq!(held.status.code(), Some(4), "{}", text(&held));
+    ok(run(
+        &config,
+        &["-d", "production", "lock", "release", "--token", &token],
+    ));
+
+    // A pre-deploy hook that fails stops the deploy before any host changes.
+    hook(dir, "pre-deploy", "#!/bin/sh\necho checks failed\nexit 1\n");
+    let stopped = run(&config, &["-d", "production", "deploy", "--version", "v1"]);
+    assert_eq!(stopped.status.code(), Some(1), "{}", text(&stopped));
+    let said = text(&stopped);
+    assert!(
+        said.contains("pre-deploy") && said.contains("checks failed"),
+        "{said}"
+    );
+    assert!(containers_on(&inv, 1).is_empty(), "a host changed:\n{said}");
+    std::fs::remove_file(dir.join(".ballast/hooks/pre-deploy")).unwrap();
+
+    // post-deploy sees the outcome, the version and the destination.
+    hook(
+        dir,
+        "post-deploy",
+        "#!/bin/sh\necho \"$BALLAST_OUTCOME $BALLAST_VERSION $BALLAST_DESTINATION $BALLAST_HOSTS\" > post-deploy.out\n",
+    );
+    ok(run(
+        &config,
+        &["-d", "production", "deploy", "--version", "v1"],
+    ));
+    let seen = std::fs::read_to_string(dir.join("post-deploy.out")).unwrap();
+    assert_eq!(seen.trim(), format!("ok v1 production {}", inv.hosts[1].ip));
+
+    // An alias runs the command it names, for the destination given.
+    let status = ok(run(&config, &["-d", "staging", "--json", "web-status"]));
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains(&inv.hosts[0].ip) && !status.contains(&inv.hosts[1].ip),
+        "{status}"
+    );
+
+    // Bad input: an unknown key in a destination file is located there; an
+    // alias to no command is located in the base file.
+    std::fs::write(dir.join("ballast.broken.yml"), "deploy:\n  retian: 3\n").unwrap();
+    let bad = run(&config, &["-d", "broken", "status"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("ballast.broken.yml: 2:3") && stderr.contains("`retain`"),
+        "{stderr}"
+    );
+    let text_now = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text_now.replace("status --roles web", "exec web -- sh"),
+    )
+    .unwrap();
+    let bad = run(&config, &["-d", "staging", "status"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("`exec` is not a ballast command"),
+        "{stderr}"
+    );
+}

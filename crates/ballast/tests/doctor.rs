@@ -1,6 +1,6 @@
 //! End-to-end tests of `ballast doctor` on a real 3-host lab: facts gathered
 //! from real hosts; the warnings every lab host has (json-file logging
-//! without max-size, live-restore off) with exit code 1 and no block;
+//! without max-size, live-restore off) with exit code 10 and no block;
 //! `--facts --json`; a stopped host reported unreachable within the
 //! deadline while the others are still checked; and a host whose dockerd
 //! was stopped, blocked by `engine-down` with the daemon's own log.
@@ -137,9 +137,9 @@ fn doctor_checks_real_hosts_and_reports_the_ones_it_cannot_reach() {
         "measure: doctor over 3 lab hosts took {:.2}s",
         took.as_secs_f64()
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(10), "{}", text(&out));
     let r = result(&out);
-    assert_eq!(r["exit_code"], 1, "{r}");
+    assert_eq!(r["exit_code"], 10, "{r}");
     assert_eq!(r["summary"]["blocked"], 0, "{r}");
     for ip in &ips {
         let h = host(&r, ip);
@@ -156,7 +156,7 @@ fn doctor_checks_real_hosts_and_reports_the_ones_it_cannot_reach() {
 
     // The same as text: a table per host and the summary.
     let (out, _) = doctor(&config, &["doctor"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(10), "{}", text(&out));
     let human = String::from_utf8_lossy(&out.stdout);
     assert!(human.contains("SEVERITY  RULE"), "{human}");
     assert!(
@@ -193,7 +193,7 @@ fn doctor_checks_real_hosts_and_reports_the_ones_it_cannot_reach() {
         took.as_secs_f64()
     );
     assert!(took < Duration::from_secs(15), "took {took:?}");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     let r = result(&out);
     assert_eq!(r["summary"]["unreachable"], 1, "{r}");
     let down = host(&r, &ips[1]);
@@ -211,7 +211,7 @@ fn doctor_checks_real_hosts_and_reports_the_ones_it_cannot_reach() {
     // dockerd stopped on a host whose SSH works: blocked, with its log.
     stop_dockerd(&inv.hosts[2].container);
     let (out, _) = doctor(&config, &["--json", "doctor", "--host", &ips[2]]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out));
     let r = result(&out);
     let dead = host(&r, &ips[2]);
     assert_eq!(rules(dead)[0], "engine-down", "{dead}");

@@ -189,7 +189,7 @@ fn doctor_names_real_faults_and_deploy_refuses_blocked_hosts() {
     let config = write(&[&ips[0], &ips[1], &ips[2]]);
 
     let out = run(&config, &["--json", "doctor"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out));
     let line = String::from_utf8_lossy(&out.stdout)
         .lines()
         .find(|l| l.contains("\"type\":\"result\""))

@@ -93,6 +93,12 @@ pub const LIMITS: &[Limit] = &[
         below: "0 would keep no release, not even the running one (2 or more makes rollback possible)",
         above: "each kept release is a stopped container and its image on the host's disk",
     },
+    Limit {
+        key: "hooks.timeout",
+        range: LimitRange::Duration { min: secs(1), max: secs(3600) },
+        below: "a hook gets at least a second to start",
+        above: "the deploy waits for its hooks, holding the lock for `pre-deploy`",
+    },
 ];
 
 /// The limit of the key at `path` (`roles.web.stop_timeout`), if it has one.

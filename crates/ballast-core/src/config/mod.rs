@@ -21,7 +21,9 @@
 //! (serde-saphyr), shape (schema walk), types (serde into [`Config`]),
 //! semantics, then secrets.
 
+mod aliases;
 mod bounds;
+pub mod destination;
 mod error;
 mod hints;
 mod names;
@@ -63,20 +65,50 @@ pub struct Loaded {
     pub source: String,
     /// Values of the secrets the roles list.
     pub secrets: Secrets,
+    /// The destination laid over the base file (`-d`), if any.
+    pub destination: Option<String>,
+}
+
+/// Reads, parses and validates the config at `path` with `destination`'s
+/// file laid over it (see [`destination`]).
+pub fn load_for(path: &Path, destination: Option<&str>) -> Result<Loaded, ConfigError> {
+    let base = read(path)?;
+    let Some(name) = destination else {
+        destination::refuse_if_required(path, &base)?;
+        return parse(path, &base, SecretSource::Env);
+    };
+    let (over, merged) = destination::merged_text(path, &base, name)?;
+    let label = path.with_file_name(format!(
+        "{} + {}",
+        path.file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default(),
+        over.file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let mut loaded = parse(&label, &merged, SecretSource::EnvFor(name.to_string()))?;
+    loaded.path = path.to_path_buf();
+    loaded.destination = Some(name.to_string());
+    Ok(loaded)
 }
 
 /// Reads, parses and validates the config at `path`; secrets come from the
 /// environment, then from `.ballast/secrets` beside the file.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let source = std::fs::read_to_string(path).map_err(|e| {
+    let source = read(path)?;
+    parse(path, &source, SecretSource::Env)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| {
         let error = ConfigError::whole_file(path, format!("cannot read the config file: {e}"));
         if e.kind() == std::io::ErrorKind::NotFound {
             error.with_hint("run `ballast init` to write a starter ballast.yml, or pass the path of yours with --config")
         } else {
             error.with_hint("check that the path names a readable file")
         }
-    })?;
-    parse(path, &source, SecretSource::Env)
+    })
 }
 
 /// Parses and validates `source` as if read from `path_for_messages`. Reads
@@ -107,6 +139,7 @@ pub fn parse(
         dir,
         source: source.to_string(),
         secrets,
+        destination: None,
     })
 }
 

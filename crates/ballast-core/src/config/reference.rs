@@ -392,7 +392,19 @@ mod tests {
         let names: Vec<&str> = top.keys.iter().map(|k| k.name.as_str()).collect();
         assert_eq!(
             names,
-            ["service", "image", "build", "ssh", "delivery", "roles", "deploy", "logging"]
+            [
+                "service",
+                "image",
+                "build",
+                "ssh",
+                "delivery",
+                "roles",
+                "deploy",
+                "logging",
+                "hooks",
+                "aliases",
+                "require_destination"
+            ]
         );
     }
 

@@ -38,6 +38,39 @@ pub struct Config {
     /// Log driver of every container; rotation is on by default.
     #[serde(default)]
     pub logging: Logging,
+    /// Executables in `.ballast/hooks/` beside the config, run on this
+    /// machine around a deploy: `pre-connect`, `pre-build`, `pre-deploy`,
+    /// `post-deploy`, `post-rollback`.
+    #[serde(default)]
+    pub hooks: Hooks,
+    /// Commands of your own, as `NAME: "COMMAND ARGS..."` (e.g.
+    /// `console: "exec web -i -- rails c"`): `ballast NAME` runs
+    /// `ballast COMMAND ARGS...`. An alias cannot hide a ballast command.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// Refuse `deploy`, `rollback` and `setup` without `-d DESTINATION`,
+    /// so nobody deploys the base config by mistake.
+    #[serde(default)]
+    pub require_destination: bool,
+}
+
+/// How hooks run.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// How long one hook may run; past it, it is stopped and counts as
+    /// failed.
+    #[serde(default = "defaults::hook_timeout", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
+    pub timeout: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            timeout: defaults::hook_timeout(),
+        }
+    }
 }
 
 /// Building the image from a directory.
@@ -370,6 +403,9 @@ pub mod defaults {
     }
     pub fn proxy_https_port() -> u16 {
         443
+    }
+    pub fn hook_timeout() -> Duration {
+        Duration::from_secs(60)
     }
     pub fn drain_timeout() -> Duration {
         Duration::from_secs(30)

@@ -80,6 +80,9 @@ pub enum SecretSource {
     /// The process environment, then `<config dir>/.ballast/secrets`.
     #[default]
     Env,
+    /// For a destination: the process environment, then
+    /// `.ballast/secrets.<destination>`, then `.ballast/secrets`.
+    EnvFor(String),
     /// Exactly these values (for tests).
     Map(BTreeMap<String, String>),
 }
@@ -88,6 +91,7 @@ impl fmt::Debug for SecretSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SecretSource::Env => f.write_str("Env"),
+            SecretSource::EnvFor(d) => write!(f, "EnvFor({d})"),
             SecretSource::Map(m) => f
                 .debug_tuple("Map")
                 .field(&m.keys().collect::<Vec<_>>())
@@ -99,6 +103,13 @@ impl fmt::Debug for SecretSource {
 /// The secrets file beside a config file.
 pub fn secrets_file(config_dir: &Path) -> PathBuf {
     config_dir.join(".ballast").join("secrets")
+}
+
+/// The secrets file of `destination`, read before the shared one.
+pub fn destination_secrets_file(config_dir: &Path, destination: &str) -> PathBuf {
+    config_dir
+        .join(".ballast")
+        .join(format!("secrets.{destination}"))
 }
 
 /// Finds a value for every secret the roles list; the first one missing (in
@@ -129,19 +140,31 @@ pub(crate) fn resolve(
     if wanted.is_empty() {
         return Ok(Secrets::default());
     }
-    let file = secrets_file(dir);
-    let mut from_file: Option<BTreeMap<String, String>> = None;
+    // The destination's file first: its values override the shared ones.
+    let files: Vec<PathBuf> = match source {
+        SecretSource::EnvFor(d) => vec![destination_secrets_file(dir, d), secrets_file(dir)],
+        _ => vec![secrets_file(dir)],
+    };
+    let file = files[0].clone();
+    let mut from_files: Option<Vec<BTreeMap<String, String>>> = None;
     let mut values = BTreeMap::new();
     for (_, _, role, name, i) in &wanted {
         let value = match source {
             SecretSource::Map(m) => m.get(name).cloned(),
-            SecretSource::Env => match std::env::var(name) {
+            SecretSource::Env | SecretSource::EnvFor(_) => match std::env::var(name) {
                 Ok(v) => Some(v),
                 Err(_) => {
-                    if from_file.is_none() {
-                        from_file = Some(read_secrets_file(&file)?);
+                    if from_files.is_none() {
+                        from_files = Some(
+                            files
+                                .iter()
+                                .map(|f| read_secrets_file(f))
+                                .collect::<Result<_, _>>()?,
+                        );
                     }
-                    from_file.as_ref().and_then(|m| m.get(name).cloned())
+                    from_files
+                        .as_ref()
+                        .and_then(|maps| maps.iter().find_map(|m| m.get(name).cloned()))
                 }
             },
         };

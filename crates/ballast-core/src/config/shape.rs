@@ -18,11 +18,24 @@ use super::reference::{deref, ordered_keys};
 /// Checks `root` against the schema of `Config`.
 pub(crate) fn check(root: &Located, src: &Source) -> Result<(), ConfigError> {
     let (schema, _) = deref(super::reference::schema());
-    Walker { src }.walk(schema, Some("Config"), root, "", root)
+    Walker {
+        src,
+        partial: false,
+    }
+    .walk(schema, Some("Config"), root, "", root)
+}
+
+/// Checks `root` as an overlay of `Config` (a destination file): what it
+/// says must fit the schema, but nothing is required.
+pub(crate) fn check_overlay(root: &Located, src: &Source) -> Result<(), ConfigError> {
+    let (schema, _) = deref(super::reference::schema());
+    Walker { src, partial: true }.walk(schema, Some("Config"), root, "", root)
 }
 
 struct Walker<'a> {
     src: &'a Source<'a>,
+    /// Required keys may be missing (an overlay).
+    partial: bool,
 }
 
 impl Walker<'_> {
@@ -143,7 +156,7 @@ impl Walker<'_> {
                 }
             }
         }
-        for want in required(s) {
+        for want in required(s).into_iter().filter(|_| !self.partial) {
             if !entries.iter().any(|(k, _)| key_of(k) == want) {
                 let about = props
                     .and_then(|p| p.get(want))

@@ -22,6 +22,7 @@ use crate::delivery::DeliveryReport;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Fleet;
+use crate::hooks::{Hook, HookEnv};
 use crate::host::Reach;
 use crate::lock::{FleetLock, LockInfo};
 use crate::plan::{self, HostPlan, Plan};
@@ -48,6 +49,24 @@ pub enum Goal {
     Deploy { image: String, version: String },
     /// A release the hosts retain; `None` means the one before the current.
     Rollback(Option<String>),
+}
+
+impl Goal {
+    /// The version asked for, if known before looking at the hosts.
+    pub fn version(&self) -> Option<&str> {
+        match self {
+            Goal::Deploy { version, .. } => Some(version),
+            Goal::Rollback(wanted) => wanted.as_deref(),
+        }
+    }
+
+    /// The hook run once it is over.
+    fn post_hook(&self) -> Hook {
+        match self {
+            Goal::Deploy { .. } => Hook::PostDeploy,
+            Goal::Rollback(_) => Hook::PostRollback,
+        }
+    }
 }
 
 /// Progress of a deploy, for the printer.
@@ -176,6 +195,64 @@ pub struct Context<'a> {
     pub cancel: CancellationToken,
 }
 
+impl Context<'_> {
+    /// Runs `hook` with what this command knows so far.
+    pub async fn hook(
+        &self,
+        hook: Hook,
+        version: Option<&str>,
+        outcome: Option<&str>,
+        on_event: OnEvent<'_>,
+    ) -> Result<()> {
+        let about = HookAbout {
+            loaded: self.loaded,
+            scope: &self.scope,
+            command: &self.command,
+        };
+        run_hook(&about, hook, version, outcome, on_event).await
+    }
+}
+
+/// What a hook is run about.
+pub struct HookAbout<'a> {
+    pub loaded: &'a Loaded,
+    pub scope: &'a Scope,
+    pub command: &'a str,
+}
+
+/// Runs `hook` (if the operator has one) for `about`; its output is shown
+/// line by line.
+pub async fn run_hook(
+    about: &HookAbout<'_>,
+    hook: Hook,
+    version: Option<&str>,
+    outcome: Option<&str>,
+    on_event: OnEvent<'_>,
+) -> Result<()> {
+    let config = &about.loaded.config;
+    let env = HookEnv {
+        service: config.service.clone(),
+        command: about.command.to_string(),
+        version: version.map(str::to_string),
+        hosts: about.scope.hosts_of(config),
+        roles: config
+            .roles
+            .keys()
+            .filter(|r| about.scope.has_role(r))
+            .cloned()
+            .collect(),
+        performer: crate::state::whoami(),
+        destination: about.loaded.destination.clone(),
+        outcome: outcome.map(str::to_string),
+    };
+    let dir = crate::hooks::dir(&about.loaded.dir);
+    let name = hook.name();
+    crate::hooks::run(&dir, hook, &env, config.hooks.timeout, &|line| {
+        say(on_event, None, format!("{name} | {line}"))
+    })
+    .await
+}
+
 pub(crate) type OnEvent<'e> = &'e (dyn Fn(Event) + Send + Sync);
 
 /// One deploy under way: its context, its connected hosts and its printer.
@@ -190,6 +267,10 @@ pub(crate) struct Deploy<'a> {
 /// after planning and changes nothing.
 pub async fn run(ctx: &Context<'_>, goal: &Goal, on_event: OnEvent<'_>) -> Result<(Plan, Report)> {
     let names = ctx.scope.hosts_of(&ctx.loaded.config);
+    if !ctx.dry_run {
+        ctx.hook(Hook::PreConnect, goal.version(), None, on_event)
+            .await?;
+    }
     let started = Instant::now();
     say(
         on_event,
@@ -344,6 +425,19 @@ async fn locked(
             format!("warning: the lock was not released: {e}; `ballast lock status` shows it"),
         ),
     }
+    let (version, word) = match &outcome {
+        Ok((plan, report)) if report.failed() => (Some(plan.version.as_str()), "failed"),
+        Ok((plan, report)) if report.interrupted() => (Some(plan.version.as_str()), "interrupted"),
+        Ok((plan, _)) => (Some(plan.version.as_str()), "ok"),
+        Err(e) if e.kind == ErrorKind::Interrupted => (goal.version(), "interrupted"),
+        Err(_) => (goal.version(), "failed"),
+    };
+    if let Err(e) = ctx
+        .hook(goal.post_hook(), version, Some(word), d.on_event)
+        .await
+    {
+        say(d.on_event, None, format!("warning: {e}"));
+    }
     outcome
 }
 
@@ -394,6 +488,8 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
     if ctx.dry_run {
         return Ok((plan, report));
     }
+    ctx.hook(Hook::PreDeploy, Some(&plan.version), None, d.on_event)
+        .await?;
     let started = Instant::now();
     let delivering = deliver::deliver(d, &plan, image_ref.map(String::as_str));
     report.delivered = tokio::select! {

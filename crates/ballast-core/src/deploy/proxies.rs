@@ -58,7 +58,7 @@ pub fn proxy_route(config: &crate::config::Config, role_name: &str) -> Option<pr
             .and_then(|h| h.port)
             .or(role.port)
             .unwrap_or(80),
-        health: ballast_proxy::wire::HealthSpec {
+        health: ballast_proxy_wire::HealthSpec {
             path,
             // The proxy checks more often than the operator-facing interval:
             // a quicker switch, and the check is cheap.

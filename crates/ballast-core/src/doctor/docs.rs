@@ -26,10 +26,11 @@ pub fn rules_markdown() -> String {
          - **block**: a known data-loss or crash combination; deploy refuses the host.\n\
          - **warn**: a known way to lose availability, data over time, or security.\n\
          - **info**: worth knowing.\n\n\
-         Exit code of `ballast doctor` (its own convention): **0** nothing above \
-         info, **1** warnings or an unreachable host, **2** at least one host is \
-         blocked. Failures before any host is checked (a config error) use \
-         ballast's usual exit codes.\n\n",
+         Exit code of `ballast doctor`: **0** nothing above info, **10** \
+         warnings only, **5** a host did not answer, **11** at least one host \
+         is blocked (the worst wins, in the order 11, 5, 10). Failures before \
+         any host is checked (a config error) use ballast's usual exit codes \
+         (see README.md).\n\n",
     );
     md.push_str("| Severity | Rule | Looks at | Reason |\n|---|---|---|---|\n");
     for r in RULES {

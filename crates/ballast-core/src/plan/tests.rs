@@ -24,7 +24,7 @@ fn route() -> Route {
         hosts: vec![],
         path_prefix: None,
         port: 8080,
-        health: ballast_proxy::wire::HealthSpec {
+        health: ballast_proxy_wire::HealthSpec {
             path: "/up".into(),
             interval_ms: 250,
             timeout_ms: 5000,

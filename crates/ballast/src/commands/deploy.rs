@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use ballast_core::deploy::{self, Context, Event, Goal, Outcome, Report};
+use ballast_core::deploy::{self, Context, Event, Goal, HookAbout, Outcome, Report};
+use ballast_core::hooks::Hook;
 use ballast_core::image::ImageEvent;
 use ballast_core::plan::{Plan, ProxyChange, Switch};
 use ballast_core::scope::Scope;
@@ -49,6 +50,20 @@ pub async fn deploy(
 ) -> Result<()> {
     let loaded = service::load(config)?;
     let scope = service::change_scope(&loaded, &args.scope)?;
+    let about = HookAbout {
+        loaded: &loaded,
+        scope: &scope,
+        command: "deploy",
+    };
+    let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
+    deploy::run_hook(
+        &about,
+        Hook::PreBuild,
+        args.version.version.as_deref(),
+        None,
+        &on_event,
+    )
+    .await?;
     let started = Instant::now();
     out.phase("preparing the image");
     let resolved = version::resolve(&loaded, args.version.version.as_deref(), &mut |e| {

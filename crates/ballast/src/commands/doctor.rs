@@ -3,9 +3,9 @@
 //! of findings, the config's own findings once, and a summary. `--facts`
 //! prints the gathered facts as JSON instead.
 //!
-//! Its exit code is its own convention (docs/doctor-rules.md): 0 nothing
-//! above info, 1 warnings or an unreachable host, 2 a host is blocked.
-//! Errors before any host is checked (config, arguments) exit as usual.
+//! Its exit code says what it found, with codes of the one table in
+//! `exit.rs` (see [`exit_code`]); errors before any host is checked
+//! (config, arguments) exit as any command's do.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,14 +18,8 @@ use ballast_core::{Error, Result};
 
 use crate::cli::DoctorArgs;
 use crate::commands::service;
+use crate::exit::Exit;
 use crate::output::Printer;
-
-/// Nothing above info on any host.
-pub const ALL_OK: i32 = 0;
-/// Warnings, or a host that could not be checked.
-pub const WARNINGS: i32 = 1;
-/// At least one host is blocked: deploy would refuse it.
-pub const BLOCKED: i32 = 2;
 
 /// Width of the reason and fix columns before they wrap.
 const TEXT_WIDTH: usize = 46;
@@ -64,10 +58,10 @@ pub async fn run(config: &Path, accept_new: bool, args: DoctorArgs, out: &Printe
         let value = serde_json::json!({ "hosts": facts });
         let human = serde_json::to_string_pretty(&value).expect("facts serialize");
         out.result(&value, &human);
-        return Ok(ALL_OK);
+        return Ok(Exit::Success.code());
     }
     let reports = doctor::evaluate(&facts, Some(&loaded.config));
-    let code = exit_code(&reports);
+    let code = exit_code(&reports).code();
     let outcome = Outcome {
         hosts: &reports,
         summary: summary(&reports),
@@ -95,16 +89,30 @@ fn select(all: &[String], wanted: &[String]) -> Result<Vec<String>> {
     Ok(all.iter().filter(|h| wanted.contains(h)).cloned().collect())
 }
 
-pub fn exit_code(reports: &[HostReport]) -> i32 {
+/// Doctor's verdict on the hosts it was asked about; the worst thing found
+/// wins, so each code means one thing (`exit::DOCTOR` lists them in this
+/// order for `--help`):
+///
+/// - 11 ([`Exit::DoctorBlocked`]): a host has a block finding; deploy would
+///   refuse it. This is known for certain and needs a fix on the host, so
+///   it outranks everything else.
+/// - 5 ([`Exit::Unreachable`], the general "did not answer"): a host could
+///   not be checked over SSH. Its state is unknown (it may be blocked too)
+///   and a deploy would stop at it as well, so it outranks warnings; it is
+///   not a warning, and retrying may be all it takes. An engine that is down
+///   on a host that answers is a finding (`engine-down`, a block), not this.
+/// - 10 ([`Exit::DoctorWarnings`]): every host answered, none is blocked,
+///   and at least one has a warning. Not 1: that means doctor itself failed.
+/// - 0 ([`Exit::Success`]): every host answered with nothing above info.
+pub fn exit_code(reports: &[HostReport]) -> Exit {
     if reports.iter().any(HostReport::blocks) {
-        BLOCKED
-    } else if reports
-        .iter()
-        .any(|r| r.unreachable.is_some() || r.worst() == Some(Severity::Warn))
-    {
-        WARNINGS
+        Exit::DoctorBlocked
+    } else if reports.iter().any(|r| r.unreachable.is_some()) {
+        Exit::Unreachable
+    } else if reports.iter().any(|r| r.worst() == Some(Severity::Warn)) {
+        Exit::DoctorWarnings
     } else {
-        ALL_OK
+        Exit::Success
     }
 }
 
@@ -277,10 +285,14 @@ mod tests {
         let warn = report("b", vec![finding("y", Severity::Warn)], None);
         let block = report("c", vec![finding("z", Severity::Block)], None);
         let gone = report("d", vec![], Some("connect over SSH: timed out"));
-        assert_eq!(exit_code(std::slice::from_ref(&ok)), ALL_OK);
-        assert_eq!(exit_code(&[ok.clone(), warn.clone()]), WARNINGS);
-        assert_eq!(exit_code(&[ok.clone(), gone.clone()]), WARNINGS);
-        assert_eq!(exit_code(&[warn, block, gone]), BLOCKED);
+        assert_eq!(exit_code(std::slice::from_ref(&ok)), Exit::Success);
+        assert_eq!(exit_code(&[ok.clone(), warn.clone()]), Exit::DoctorWarnings);
+        // An unchecked host outranks warnings; a blocked one outranks both.
+        assert_eq!(
+            exit_code(&[warn.clone(), gone.clone(), ok]),
+            Exit::Unreachable
+        );
+        assert_eq!(exit_code(&[gone, warn, block]), Exit::DoctorBlocked);
     }
 
     #[test]

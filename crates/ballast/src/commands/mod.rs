@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod deploy;
+pub mod docs;
 pub mod doctor;
 pub mod inspect;
 pub mod lab;

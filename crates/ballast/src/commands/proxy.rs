@@ -176,22 +176,13 @@ async fn logs(
     for e in &fleet.unreachable {
         out.progress(e.host.as_deref(), &format!("did not answer: {}", e.cause));
     }
-    let sources = deploy::proxied_hosts(&loaded.config)
-        .keys()
-        .filter_map(|name| fleet.get(name))
-        .map(|host| crate::commands::logs::Source {
-            host: host.name().to_string(),
-            role: "proxy".into(),
-            docker: host.engine().docker().clone(),
-            container: proxy::CONTAINER.into(),
-        })
-        .collect();
-    let window = crate::commands::logs::Window {
+    let sources = ballast_core::logs::proxy_sources(&fleet, &loaded.config);
+    let window = ballast_core::logs::Window {
         follow,
         tail,
         since: None,
     };
-    crate::commands::logs::merge(sources, &window, None, out).await;
+    crate::commands::logs::print(sources, &window, None, out).await;
     fleet.close().await;
     Ok(())
 }

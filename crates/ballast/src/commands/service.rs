@@ -11,9 +11,18 @@ use ballast_core::Result;
 
 use crate::cli::{ChangeScopeArgs, ScopeArgs};
 
-/// Loads the config; errors name the file, line and column.
+/// Loads the config with the destination given by `-d` (main puts it in
+/// `BALLAST_DESTINATION`, which also works on its own); errors name the
+/// file, line and column.
 pub fn load(path: &Path) -> Result<Loaded> {
-    config::load(path).map_err(Into::into)
+    let destination = std::env::var("BALLAST_DESTINATION")
+        .ok()
+        .filter(|d| !d.is_empty());
+    let loaded = config::load_for(path, destination.as_deref())?;
+    let commands = crate::aliases::commands();
+    let names: Vec<&str> = commands.iter().map(String::as_str).collect();
+    loaded.check_aliases(&names)?;
+    Ok(loaded)
 }
 
 /// SSH settings of the config, paths resolved against the config's directory.

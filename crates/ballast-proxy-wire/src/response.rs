@@ -1,0 +1,133 @@
+//! The admin API's answers: success or a sentence saying what went wrong,
+//! and what each command reports.
+
+use serde::{Deserialize, Serialize};
+
+/// The proxy's answer to any command.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminResponse {
+    /// Whether the command did what it was asked.
+    pub ok: bool,
+    /// Why not, and what to do next (only when `ok` is false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What a successful `deploy` did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeployReport>,
+    /// What a successful `remove` drained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainReport>,
+    /// The proxy's routes (answer to `status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusReport>,
+}
+
+impl AdminResponse {
+    /// A bare success.
+    pub fn ok() -> AdminResponse {
+        AdminResponse {
+            ok: true,
+            ..AdminResponse::default()
+        }
+    }
+
+    /// A failure that says why.
+    pub fn error(message: impl Into<String>) -> AdminResponse {
+        AdminResponse {
+            ok: false,
+            error: Some(message.into()),
+            ..AdminResponse::default()
+        }
+    }
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployReport {
+    /// The service deployed.
+    pub service: String,
+    /// The targets that now receive its traffic.
+    pub targets: Vec<String>,
+    /// How long the new targets took to pass their health check.
+    pub healthy_after_ms: u64,
+    /// How the old targets were drained.
+    pub drain: DrainReport,
+}
+
+/// How old targets were drained.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainReport {
+    /// The targets that no longer receive traffic.
+    pub drained: Vec<String>,
+    /// Requests (and tunnels) still open when the drain timeout ran out;
+    /// 0 means every in-flight request finished.
+    pub unfinished: u64,
+    /// How long the drain took.
+    pub elapsed_ms: u64,
+}
+
+/// Every service the proxy routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The proxy's version (the ballast version it was built from).
+    pub version: String,
+    /// The services, sorted by name.
+    pub services: Vec<ServiceStatus>,
+}
+
+/// One service as the proxy routes it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// The service's name.
+    pub name: String,
+    /// The host names it answers for (none: the default service).
+    pub hosts: Vec<String>,
+    /// The path prefix it answers under.
+    pub path_prefix: String,
+    /// Its targets and their in-flight requests.
+    pub targets: Vec<TargetStatus>,
+    /// Whether its maintenance page is on.
+    pub maintenance: bool,
+    /// Whether its new requests are being held.
+    pub paused: bool,
+}
+
+/// One target and its load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    /// `ip:port` of the target.
+    pub addr: String,
+    /// Requests and tunnels in flight to it now.
+    pub in_flight: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_round_trip_and_omit_empty_parts() {
+        let response = AdminResponse {
+            ok: true,
+            deploy: Some(DeployReport {
+                service: "web".into(),
+                targets: vec!["127.0.0.1:1".into()],
+                healthy_after_ms: 12,
+                drain: DrainReport {
+                    drained: vec!["127.0.0.1:2".into()],
+                    unfinished: 0,
+                    elapsed_ms: 3,
+                },
+            }),
+            ..AdminResponse::default()
+        };
+        let text = serde_json::to_string(&response).unwrap();
+        assert!(!text.contains("error"), "{text}");
+        assert_eq!(
+            serde_json::from_str::<AdminResponse>(&text).unwrap(),
+            response
+        );
+        let error = serde_json::to_string(&AdminResponse::error("no")).unwrap();
+        assert_eq!(error, r#"{"ok":false,"error":"no"}"#);
+    }
+}
