@@ -48,8 +48,12 @@ pub struct Config {
     /// `ballast COMMAND ARGS...`. An alias cannot hide a ballast command.
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
-    /// Refuse `deploy`, `rollback` and `setup` without `-d DESTINATION`,
-    /// so nobody deploys the base config by mistake.
+    /// Refuse every command without `-d DESTINATION`, so nobody deploys
+    /// the base config by mistake. `-d NAME` lays `ballast.NAME.yml` (beside
+    /// this file) over this file: mappings merge key by key, as deep as they
+    /// go; lists and scalars in the destination replace this file's whole.
+    /// Its secrets come from the environment, `.ballast/secrets.NAME`, then
+    /// `.ballast/secrets`.
     #[serde(default)]
     pub require_destination: bool,
 }
