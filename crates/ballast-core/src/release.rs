@@ -265,19 +265,9 @@ mod tests {
         at: &str,
     ) -> AppContainer {
         AppContainer {
-            id: format!("id-{role}-{version}"),
-            name: container_name("shop", role, version),
-            role: role.into(),
-            version: version.into(),
-            image_id: format!("sha256:{version}"),
-            config_digest: "d".into(),
-            running: state == ContainerState::Running,
-            state,
-            ip: None,
-            status: String::new(),
-            created: 0,
             deployed_by: by.into(),
             deployed_at: at.into(),
+            ..crate::testing::app_container(role, version, state)
         }
     }
 

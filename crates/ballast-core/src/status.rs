@@ -160,19 +160,10 @@ mod tests {
 
     fn container(role: &str, version: &str, state: ContainerState, status: &str) -> AppContainer {
         AppContainer {
-            id: format!("id-{role}-{version}"),
-            name: format!("shop-{role}-{version}"),
-            role: role.into(),
-            version: version.into(),
-            image_id: format!("sha256:{version}"),
-            config_digest: "d".into(),
-            running: state == ContainerState::Running,
-            state,
-            ip: None,
             status: status.into(),
-            created: 0,
             deployed_by: "ann".into(),
             deployed_at: "2024-05-01T10:00:00Z".into(),
+            ..crate::testing::app_container(role, version, state)
         }
     }
 

@@ -62,3 +62,28 @@ pub fn sharded_config() -> crate::config::Config {
         require_destination: false,
     }
 }
+
+/// A container of service `shop`, role `role`, at `version` (image
+/// `sha256:<version>`, config digest `d`), in `state`; tests change the
+/// fields they care about.
+pub fn app_container(
+    role: &str,
+    version: &str,
+    state: crate::release::ContainerState,
+) -> crate::release::AppContainer {
+    crate::release::AppContainer {
+        id: format!("id-{role}-{version}"),
+        name: crate::release::container_name("shop", role, version),
+        role: role.into(),
+        version: version.into(),
+        image_id: format!("sha256:{version}"),
+        config_digest: "d".into(),
+        running: state == crate::release::ContainerState::Running,
+        state,
+        ip: None,
+        status: String::new(),
+        created: 0,
+        deployed_by: String::new(),
+        deployed_at: String::new(),
+    }
+}

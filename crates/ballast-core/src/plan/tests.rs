@@ -79,19 +79,10 @@ fn target(version: &str, switch: Switch, hosts: &[&str]) -> RoleTarget {
 
 fn container(version: &str, state: ContainerState, created: i64) -> AppContainer {
     AppContainer {
-        id: format!("id-{version}"),
-        name: format!("shop-web-{version}"),
-        role: "web".into(),
-        version: version.into(),
-        image_id: format!("sha256:{version}"),
         config_digest: "cfg".into(),
-        running: state == ContainerState::Running,
-        state,
         ip: Some(format!("172.18.0.{created}")),
-        status: String::new(),
         created,
-        deployed_by: String::new(),
-        deployed_at: String::new(),
+        ..crate::testing::app_container("web", version, state)
     }
 }
 
