@@ -434,6 +434,8 @@ pub async fn switch(host: &Host, route: &Route, target: &str) -> Result<()> {
         health: route.health.clone(),
         deploy_timeout_ms: route.deploy_timeout.as_millis() as u64,
         drain_timeout_ms: route.drain_timeout.as_millis() as u64,
+        max_request_body_bytes: None,
+        max_response_body_bytes: None,
     });
     let deadline = route
         .deploy_timeout

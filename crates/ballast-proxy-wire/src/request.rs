@@ -135,6 +135,18 @@ pub struct DeployRequest {
     pub deploy_timeout_ms: u64,
     /// How long the old targets' in-flight requests have to finish.
     pub drain_timeout_ms: u64,
+    /// The largest request body the service accepts, in bytes; a larger one
+    /// is answered `413 Payload Too Large` (from its `Content-Length` before
+    /// anything is forwarded, else once the streamed body passes the limit).
+    /// Absent: no limit. Left out of the JSON when absent, so a proxy that
+    /// predates the field still takes the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<u64>,
+    /// The largest response body the service may send, in bytes; a larger
+    /// one is answered `502 Bad Gateway` (from its `Content-Length`), or cut
+    /// off once the streamed body passes the limit. Absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_body_bytes: Option<u64>,
 }
 
 /// Stop routing a service.
@@ -197,6 +209,8 @@ mod tests {
             },
             deploy_timeout_ms: 30_000,
             drain_timeout_ms: 30_000,
+            max_request_body_bytes: None,
+            max_response_body_bytes: None,
         }
     }
 
@@ -204,6 +218,11 @@ mod tests {
     fn every_request_round_trips_through_its_route() {
         let requests = [
             AdminRequest::Deploy(deploy()),
+            AdminRequest::Deploy(DeployRequest {
+                max_request_body_bytes: Some(1 << 20),
+                max_response_body_bytes: Some(8 << 20),
+                ..deploy()
+            }),
             AdminRequest::Remove(RemoveRequest {
                 service: "a".into(),
                 drain_timeout_ms: 10,
@@ -253,6 +272,27 @@ mod tests {
             err,
             "unknown command `explode`; the commands are: \
              deploy, remove, maintenance, pause, resume, status"
+        );
+    }
+
+    #[test]
+    fn body_limits_are_optional_both_ways() {
+        // An older ballast sends no limits: no limit.
+        let mut old = serde_json::to_value(deploy()).unwrap();
+        assert!(old.get("max_request_body_bytes").is_none(), "{old}");
+        assert!(old.get("max_response_body_bytes").is_none(), "{old}");
+        let parsed: DeployRequest = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(parsed, deploy());
+        // A newer one may set them; unknown fields are still refused.
+        old["max_request_body_bytes"] = 1024.into();
+        let parsed: DeployRequest = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(parsed.max_request_body_bytes, Some(1024));
+        assert_eq!(parsed.max_response_body_bytes, None);
+        old["max_body"] = 1.into();
+        let err = serde_json::from_value::<DeployRequest>(old).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `max_body`"),
+            "{err}"
         );
     }
 

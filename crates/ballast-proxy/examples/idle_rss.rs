@@ -67,6 +67,8 @@ async fn main() {
         },
         deploy_timeout_ms: 5000,
         drain_timeout_ms: 1000,
+        max_request_body_bytes: None,
+        max_response_body_bytes: None,
     });
     admin_request(proxy.admin_socket(), &deploy, Duration::from_secs(10))
         .await

@@ -59,7 +59,9 @@ pub struct AccessEntry {
     /// Path and query.
     #[serde(serialize_with = "path")]
     pub path: PathAndQuery,
-    /// The status sent to the client.
+    /// The status sent to the client; for a response the proxy cut off
+    /// after its head was sent (see `body`), 502 (too large) or 504
+    /// (stalled), with the reason in `error`.
     pub status: u16,
     /// The service that answered (none when no route matched).
     #[serde(

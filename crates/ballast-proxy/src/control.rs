@@ -6,7 +6,9 @@
 //! targets keep serving) → switch atomically (save, then swap) → retire the
 //! old targets and wait until their in-flight requests finish or the drain
 //! timeout is over (then their tunnels are cut) → report. Writes to the table
-//! are serialised; one deploy per service runs at a time.
+//! are serialised; one deploy per service runs at a time. A deploy also sets
+//! the route's body size limits (absent: none), as it sets its hosts and
+//! prefix.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -18,7 +20,7 @@ use tokio::time::Instant;
 use crate::health;
 use crate::proxy::UpstreamClient;
 use crate::state::StateStore;
-use crate::table::{normalize_host, normalize_prefix, PauseGate, Service, Table};
+use crate::table::{normalize_host, normalize_prefix, BodyLimits, PauseGate, Service, Table};
 use crate::target::Target;
 use crate::wire::{
     AdminRequest, AdminResponse, DeployReport, DeployRequest, DrainReport, MaintenanceRequest,
@@ -142,6 +144,7 @@ impl Control {
                 plan.prefix.clone(),
                 targets,
             );
+            service.body_limits = plan.body_limits;
             if let Some(current) = current {
                 service.maintenance = current.maintenance;
                 service.pause = current.pause.clone();
@@ -312,6 +315,7 @@ struct DeployPlan {
     hosts: Vec<String>,
     prefix: String,
     targets: Vec<String>,
+    body_limits: BodyLimits,
 }
 
 fn validate_deploy(r: &DeployRequest) -> Result<DeployPlan, String> {
@@ -356,10 +360,24 @@ fn validate_deploy(r: &DeployRequest) -> Result<DeployPlan, String> {
     if r.health.interval_ms == 0 || r.health.timeout_ms == 0 || r.deploy_timeout_ms == 0 {
         return Err("health interval, health timeout and deploy timeout must be above 0 ms".into());
     }
+    for (name, limit) in [
+        ("max_request_body_bytes", r.max_request_body_bytes),
+        ("max_response_body_bytes", r.max_response_body_bytes),
+    ] {
+        if limit == Some(0) {
+            return Err(format!(
+                "{name} must be above 0; hint: leave it out for no limit"
+            ));
+        }
+    }
     Ok(DeployPlan {
         hosts,
         prefix,
         targets,
+        body_limits: BodyLimits {
+            request: r.max_request_body_bytes,
+            response: r.max_response_body_bytes,
+        },
     })
 }
 

@@ -10,21 +10,51 @@
 //! # Layout
 //! - [`wire`]: the admin API's request and response types and its client
 //!   ([`admin_request`]): the `ballast-proxy-wire` crate, shared with ballast.
-//! - `table`: the routing table snapshot and route lookup.
+//! - `table`: the routing table snapshot and route lookup; per-route body
+//!   limits; pause gates and their bounded queues.
 //! - `target`: one upstream and its in-flight count (what draining waits for).
 //! - `proxy`: the data path: route, wait out pauses, forward, answer errors.
+//! - `body`: the streamed request and response bodies: size limits, idle
+//!   deadlines, in-flight tracking.
 //! - `upstream`: each lane's keep-alive connections to targets.
-//! - `headers`: hop-by-hop and `X-Forwarded-*` header rewriting.
+//! - `headers`: hop-by-hop and forwarding (`X-Forwarded-*`, `Forwarded`,
+//!   `X-Real-IP`) header rewriting; trusted proxies.
+//! - `cidr`: address ranges, for the trusted proxies.
 //! - `tunnel`: WebSocket (and other upgrade) pass-through.
 //! - `health`: health checks of candidate targets.
 //! - `control`: the control path: commands → new table → save → swap; the
 //!   deploy handoff (check, switch, drain).
 //! - `admin`: the admin API server on a unix socket.
-//! - `state`: saving and loading the table (routes survive restarts).
+//! - `state`: saving and loading the table (routes survive restarts), kept
+//!   from other users.
 //! - `tls`: rustls configuration from PEM files; the HTTP→HTTPS redirect.
 //! - `server`: the client-facing accept loops and graceful shutdown.
+//! - `conn`: one client connection's deadlines (request head, idle).
+//! - `limit`: the cap on open client connections and the 503 past it.
 //! - `workers`: the data path's lanes, one single-threaded runtime per core.
 //! - `access_log`: one JSON line per request.
+//!
+//! # Hardening
+//! What a client (or an upstream) cannot do, and the setting that says so:
+//! - pass itself off as someone else: forwarding headers it sends are
+//!   replaced unless it is in [`ProxyConfig::trusted_proxies`] (`headers`);
+//! - hold a connection by sending slowly or not at all: the request-head
+//!   deadline, the idle timeout and HTTP/2 pings ([`Timeouts`], `conn`);
+//! - stall a body: idle deadlines between chunks, both ways ([`Timeouts`],
+//!   `body`);
+//! - exhaust connections: [`ProxyConfig::max_connections`] (`limit`);
+//! - pile up requests behind a pause:
+//!   [`ProxyConfig::max_held_requests`] (`table`, `proxy`);
+//! - send or receive unbounded bodies: per-route limits in the deploy
+//!   request (`body`);
+//! - read the routes: the state directory is `0700`, its file `0600`
+//!   (`state`).
+//!
+//! The defaults ([`ProxyConfig::new`], [`Timeouts::default`]): request head
+//! 10 s, idle connection 75 s, 30 s of silence in a request body and 60 s
+//! in a response body, HTTP/2 pings every 30 s answered within 20 s, 10,000
+//! connections, 1,000 held requests per paused service, no trusted proxy,
+//! no body limit.
 //!
 //! [`run`] runs the proxy until a shutdown future resolves; [`start`] binds
 //! everything and hands back a [`Started`] handle with the bound addresses
@@ -32,9 +62,13 @@
 
 mod access_log;
 mod admin;
+mod body;
+mod cidr;
+mod conn;
 mod control;
 mod headers;
 mod health;
+mod limit;
 mod proxy;
 mod server;
 mod state;
@@ -59,6 +93,7 @@ use tokio::task::JoinSet;
 
 pub use access_log::AccessLog;
 pub use admin::AdminSocketError;
+pub use cidr::Cidr;
 pub use health::HealthError;
 pub use proxy::Timeouts;
 pub use state::{StateError, STATE_FILE};
@@ -85,11 +120,28 @@ pub struct ProxyConfig {
     pub access_log: AccessLog,
     /// Threads serving requests; 0 is one per core.
     pub workers: usize,
+    /// Clients whose `X-Forwarded-For`, `Forwarded`, `X-Real-IP`,
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host` are believed (load
+    /// balancers in front); from anyone else they are replaced. Empty: the
+    /// proxy is the edge.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Client connections open at most (tunnels count); past it, new ones
+    /// are answered 503 with `Retry-After` and closed.
+    pub max_connections: usize,
+    /// Requests a paused service holds at most; past it, new ones are
+    /// answered 503 at once instead of piling up.
+    pub max_held_requests: usize,
 }
 
+/// The default of [`ProxyConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// The default of [`ProxyConfig::max_held_requests`].
+pub const DEFAULT_MAX_HELD_REQUESTS: usize = 1_000;
+
 impl ProxyConfig {
-    /// Plain HTTP on `http_addr` with default timeouts and the access log on
-    /// stdout.
+    /// Plain HTTP on `http_addr` with default timeouts and limits, no
+    /// trusted proxy, and the access log on stdout.
     pub fn new(
         http_addr: SocketAddr,
         admin_socket: impl Into<PathBuf>,
@@ -104,6 +156,9 @@ impl ProxyConfig {
             timeouts: Timeouts::default(),
             access_log: AccessLog::Stdout,
             workers: 0,
+            trusted_proxies: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_held_requests: DEFAULT_MAX_HELD_REQUESTS,
         }
     }
 }
@@ -210,7 +265,13 @@ pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
             ))
         }
     };
+    if config.max_connections == 0 {
+        return Err(ProxyError::Config(
+            "max_connections must be above 0 (no connection could be served)".into(),
+        ));
+    }
     let store = state::StateStore::new(&config.state_dir);
+    store.secure()?;
     let table = Arc::new(ArcSwap::from_pointee(store.load()?));
 
     let bind = |addr| async move {
@@ -239,6 +300,8 @@ pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
     let upstream = || proxy::upstream_client(timeouts.connect, timeouts.upstream_idle);
     let log = access_log::AccessLogger::start(&config.access_log);
     let lanes = workers::lane_count(config.workers);
+    let connections = limit::ConnectionLimit::new(config.max_connections);
+    let trusted = headers::TrustedProxies::new(config.trusted_proxies.clone());
     let workers = workers::Workers::start(lanes, |load| proxy::DataPath {
         table: Arc::clone(&table),
         upstreams: upstream::Upstreams::new(timeouts.connect, timeouts.upstream_idle),
@@ -246,6 +309,9 @@ pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
         load,
         timeouts,
         shutdown: shutdown.clone(),
+        trusted: trusted.clone(),
+        connections: Arc::clone(&connections),
+        max_held_requests: config.max_held_requests,
     })
     .map_err(ProxyError::Workers)?;
     let workers = Arc::new(workers);
@@ -264,6 +330,7 @@ pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
                 http,
                 redirect,
                 Arc::clone(&workers),
+                Arc::clone(&connections),
                 grace,
                 shutdown.clone(),
             ));
@@ -271,6 +338,7 @@ pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
                 https,
                 server::Mode::Https(acceptor),
                 Arc::clone(&workers),
+                connections,
                 grace,
                 shutdown,
             ));
@@ -281,6 +349,7 @@ pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
                 http,
                 mode,
                 Arc::clone(&workers),
+                connections,
                 grace,
                 shutdown,
             ));

@@ -1,23 +1,27 @@
 //! The data path: route each request, forward it, answer errors.
 //!
 //! A request reads the current [`Table`] snapshot (an `ArcSwap` load: no
-//! lock), finds its service, waits at the service's pause gate if any, picks
-//! a target round robin and enters it (counting itself in flight until its
-//! response body or tunnel ends), and is forwarded with a pooled keep-alive
-//! client. Failures remember their side: the upstream's (502, or 504 on a
-//! timeout) or the client's (400).
+//! lock), finds its service, waits at the service's pause gate if any (at
+//! most `max_held_requests` per service wait; past that a request is
+//! answered 503 with `Retry-After` at once), picks a target round robin and
+//! enters it (counting itself in flight until its response body or tunnel
+//! ends), and is forwarded with a pooled keep-alive client. The forwarding
+//! headers are set as `headers` says. Bodies keep to the route's size limits
+//! and to idle deadlines (see `body`): a request body declared larger than
+//! its limit is answered 413 before anything is forwarded, a response body
+//! declared larger than its limit 502. Failures remember their side: the
+//! upstream's (502, or 504 on a timeout) or the client's (400; 408 for a
+//! stalled body, 413 for one too large).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri, Version};
@@ -27,7 +31,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::access_log::{AccessEntry, AccessLogger};
-use crate::headers;
+use crate::body::{BodyError, BoxError, ClientBody, Holds, Tracked};
+use crate::conn::Active;
+use crate::headers::{self, TrustedProxies};
+use crate::limit::ConnectionLimit;
 use crate::table::{Service, Table};
 use crate::target::{InFlight, Target};
 use crate::tunnel;
@@ -35,7 +42,7 @@ use crate::upstream::{Lease, UpstreamError, Upstreams};
 use crate::workers::Load;
 
 /// Every body the proxy sends: upstream bodies and its own short answers.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// The pooled keep-alive HTTP/1.1 client to upstreams.
 pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
@@ -49,8 +56,23 @@ pub struct Timeouts {
     pub request: Duration,
     /// How long an idle keep-alive connection to an upstream is kept.
     pub upstream_idle: Duration,
-    /// How long a client may take to send its request headers.
+    /// How long a client may take to send a request head: from connecting
+    /// to its first request, and (HTTP/1) from the first byte of each later
+    /// one. Slower clients (slowloris) are cut off.
     pub client_header: Duration,
+    /// How long a client connection with no request under way stays open.
+    pub client_idle: Duration,
+    /// The longest a client's request body may send nothing while the
+    /// proxy waits on it; then the request is answered 408.
+    pub client_body: Duration,
+    /// The longest an upstream's response body may send nothing while the
+    /// proxy waits on it; then the response is cut off.
+    pub upstream_body: Duration,
+    /// How often an HTTP/2 client connection is pinged (`None`: never).
+    pub h2_keep_alive_interval: Option<Duration>,
+    /// How long an HTTP/2 ping may go unanswered before the connection is
+    /// closed.
+    pub h2_keep_alive_timeout: Duration,
     /// At shutdown, how long open requests get to finish.
     pub shutdown_grace: Duration,
 }
@@ -61,7 +83,12 @@ impl Default for Timeouts {
             connect: Duration::from_secs(5),
             request: Duration::from_secs(60),
             upstream_idle: Duration::from_secs(60),
-            client_header: Duration::from_secs(30),
+            client_header: Duration::from_secs(10),
+            client_idle: Duration::from_secs(75),
+            client_body: Duration::from_secs(30),
+            upstream_body: Duration::from_secs(60),
+            h2_keep_alive_interval: Some(Duration::from_secs(30)),
+            h2_keep_alive_timeout: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -104,8 +131,14 @@ pub struct DataPath {
     pub load: Load,
     /// Time limits.
     pub timeouts: Timeouts,
-    /// Turns `true` at shutdown, so upgraded tunnels close.
+    /// Turns `true` at shutdown, so connections and tunnels close.
     pub shutdown: watch::Receiver<bool>,
+    /// Clients whose forwarding headers are kept.
+    pub trusted: TrustedProxies,
+    /// The cap on open client connections (tunnels count).
+    pub connections: Arc<ConnectionLimit>,
+    /// Requests a paused service holds at most; more are answered 503.
+    pub max_held_requests: usize,
 }
 
 /// Why a request was not forwarded, and on which side it went wrong.
@@ -115,22 +148,35 @@ enum ForwardError {
     NoRoute,
     /// The service has no target that accepts requests.
     NoTarget,
+    /// The service is paused and holds as many requests as it may.
+    PauseFull(usize),
     /// The upstream could not be reached or broke off.
     Upstream(String),
     /// The upstream sent no response headers in time.
     UpstreamTimeout(Duration),
+    /// The upstream's response body is declared larger than the route's
+    /// limit.
+    ResponseTooLarge { length: u64, limit: u64 },
     /// The client's request could not be forwarded (bad URI, aborted body).
     Downstream(String),
+    /// The client's request body is larger than the route's limit.
+    RequestTooLarge(u64),
+    /// The client's request body sent nothing for this long.
+    RequestStalled(Duration),
 }
 
 impl ForwardError {
     fn status(&self) -> StatusCode {
         match self {
             ForwardError::NoRoute => StatusCode::NOT_FOUND,
-            ForwardError::NoTarget => StatusCode::SERVICE_UNAVAILABLE,
-            ForwardError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ForwardError::NoTarget | ForwardError::PauseFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ForwardError::Upstream(_) | ForwardError::ResponseTooLarge { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             ForwardError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::Downstream(_) => StatusCode::BAD_REQUEST,
+            ForwardError::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ForwardError::RequestStalled(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -138,24 +184,55 @@ impl ForwardError {
         match self {
             ForwardError::NoRoute => "no service answers this host and path".into(),
             ForwardError::NoTarget => "the service has no target".into(),
+            ForwardError::PauseFull(max) => {
+                format!("the service is paused and already holds {max} requests; try again shortly")
+            }
             ForwardError::Upstream(e) => format!("upstream failed: {e}"),
             ForwardError::UpstreamTimeout(d) => {
                 format!("upstream sent no answer within {} ms", d.as_millis())
             }
+            ForwardError::ResponseTooLarge { length, limit } => format!(
+                "upstream response body of {length} bytes is larger than the route's limit \
+                 of {limit} bytes"
+            ),
             ForwardError::Downstream(e) => format!("bad request: {e}"),
+            ForwardError::RequestTooLarge(limit) => {
+                format!("request body is larger than the route's limit of {limit} bytes")
+            }
+            ForwardError::RequestStalled(d) => {
+                format!("request body sent nothing for {} ms", d.as_millis())
+            }
+        }
+    }
+
+    /// Whether the client connection is closed after the answer: the
+    /// client may still be sending a body no one will read.
+    fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ForwardError::RequestTooLarge(_) | ForwardError::RequestStalled(_)
+        )
+    }
+
+    /// `Retry-After` for answers that a later try may not get.
+    fn retry_after(&self) -> Option<HeaderValue> {
+        match self {
+            ForwardError::PauseFull(_) => Some(HeaderValue::from_static("1")),
+            _ => None,
         }
     }
 }
 
 /// What was known about a request when it was accepted, for the access log.
-struct Pending {
+pub struct Pending {
     entry: AccessEntry,
     start: Instant,
     log: AccessLogger,
 }
 
 impl Pending {
-    fn finish(mut self, status: StatusCode, error: Option<String>) {
+    /// Writes the request's access-log line.
+    pub fn finish(mut self, status: StatusCode, error: Option<String>) {
         self.entry.status = status.as_u16();
         self.entry.error = error;
         self.entry.duration_ms = self.start.elapsed().as_millis() as u64;
@@ -165,12 +242,14 @@ impl Pending {
 }
 
 impl DataPath {
-    /// Answers one request from `peer`, received over `scheme`.
+    /// Answers one request from `peer`, received over `scheme` on a
+    /// connection that counts it busy while `active` lives.
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
         scheme: &'static str,
+        active: Active,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let host = request_host(&req);
         let path = req
@@ -210,27 +289,43 @@ impl DataPath {
                 return Ok(local_error(pending, e));
             }
         };
-        pending.entry.service = Some(service);
+        pending.entry.service = Some(Arc::clone(&service));
+        let limits = service.body_limits;
+        if let Some(limit) = limits.request {
+            // A declared length (Content-Length) is known before the body.
+            if req.body().size_hint().lower() > limit {
+                return Ok(local_error(pending, ForwardError::RequestTooLarge(limit)));
+            }
+        }
         let target = Arc::clone(in_flight.target());
         pending.entry.target = Some(Arc::clone(&target));
-        match self.forward(req, &target, &host, path, peer, scheme).await {
+        let to = Destination {
+            target: &target,
+            host: &host,
+            path,
+            peer,
+            scheme,
+            service: &service,
+        };
+        match self.forward(req, to).await {
             Ok(Forwarded::Response(response, lease)) => {
                 let (parts, body) = response.into_parts();
-                let status = parts.status;
-                let body = Tracked {
-                    inner: body,
-                    ended: false,
-                    lease: Some(lease),
-                    _in_flight: in_flight,
-                    pending: Some((pending, status)),
+                let holds = Holds {
+                    in_flight,
+                    active,
+                    pending,
                 };
+                let (limit, idle) = (limits.response, self.timeouts.upstream_body);
+                let body = Tracked::new(body, parts.status, lease, limit, idle, holds);
                 Ok(Response::from_parts(parts, body.boxed()))
             }
             Ok(Forwarded::Upgrade(response, client, upstream)) => {
                 let target = Arc::clone(in_flight.target());
                 let shutdown = self.shutdown.clone();
                 let status = response.status();
-                let counted = self.load.count();
+                // The tunnel outlives its connection (and `active`): it
+                // counts in its lane and against the connection cap itself.
+                let counted = (self.load.count(), self.connections.keep());
                 tokio::spawn(async move {
                     let _counted = counted;
                     let outcome = tunnel::run(client, upstream, &target, shutdown).await;
@@ -261,7 +356,12 @@ impl DataPath {
                 return Ok(Admitted::Maintenance(service));
             }
             if let Some(gate) = service.pause.as_ref().filter(|g| g.is_holding()) {
+                let max = self.max_held_requests;
+                let Some(held) = gate.hold(max) else {
+                    return Err((Some(service), ForwardError::PauseFull(max)));
+                };
                 gate.wait().await;
+                drop(held);
                 continue; // the table may have changed while we waited
             }
             let Some(target) = service.pick() else {
@@ -275,45 +375,56 @@ impl DataPath {
         Err((None, ForwardError::NoTarget))
     }
 
-    /// Sends the request to `target` and waits for the response headers.
+    /// Sends the request to its target and waits for the response headers.
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        target: &Arc<Target>,
-        host: &HeaderValue,
-        path: PathAndQuery,
-        peer: SocketAddr,
-        scheme: &'static str,
+        to: Destination<'_>,
     ) -> Result<Forwarded, ForwardError> {
         let protocol = headers::upgrade_protocol(req.headers());
         let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         // Origin form: the connection already goes to the target.
-        parts.uri = Uri::from(path);
+        parts.uri = Uri::from(to.path);
         headers::strip_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = protocol {
             headers::restore_upgrade(&mut parts.headers, protocol);
         }
-        headers::add_forwarded(&mut parts.headers, peer.ip(), host, scheme);
+        let seen = headers::Seen {
+            client: to.peer.ip(),
+            host: to.host,
+            scheme: to.scheme,
+            trusted: self.trusted.contains(to.peer.ip()),
+        };
+        headers::set_forwarded(&mut parts.headers, seen);
         if !parts.headers.contains_key(header::HOST) {
             // HTTP/2 carries the host in the URI's authority; an HTTP/1.0
             // request may have none, and HTTP/1.1 upstreams require one.
-            let host = match host.is_empty() {
-                false => Some(host.clone()),
-                true => HeaderValue::from_str(target.addr()).ok(),
+            let host = match to.host.is_empty() {
+                false => Some(to.host.clone()),
+                true => HeaderValue::from_str(to.target.addr()).ok(),
             };
             if let Some(host) = host {
                 parts.headers.insert(header::HOST, host);
             }
         }
         parts.version = Version::HTTP_11;
+        let limits = to.service.body_limits;
+        let body = ClientBody::new(body, limits.request, self.timeouts.client_body);
         let request = Request::from_parts(parts, body.boxed());
-        let sent = self.upstreams.send(target, request);
+        let sent = self.upstreams.send(to.target, request);
         let (mut response, lease) = match tokio::time::timeout(self.timeouts.request, sent).await {
             Err(_) => return Err(ForwardError::UpstreamTimeout(self.timeouts.request)),
             Ok(Err(e)) => return Err(classify(e)),
             Ok(Ok(answer)) => answer,
         };
+        if let Some(limit) = limits.response {
+            // A declared length; none for HEAD, 204 and 304 answers.
+            let length = response.body().size_hint().lower();
+            if length > limit {
+                return Err(ForwardError::ResponseTooLarge { length, limit });
+            }
+        }
         if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status())
         {
             let upstream = hyper::upgrade::on(&mut response);
@@ -333,6 +444,17 @@ impl DataPath {
         headers::strip_hop_by_hop(response.headers_mut());
         Ok(Forwarded::Response(response, lease))
     }
+}
+
+/// Where an admitted request goes, and what the proxy saw of it.
+struct Destination<'a> {
+    target: &'a Arc<Target>,
+    /// The Host the client asked for (empty: none).
+    host: &'a HeaderValue,
+    path: PathAndQuery,
+    peer: SocketAddr,
+    scheme: &'static str,
+    service: &'a Service,
 }
 
 /// Where a request was admitted to.
@@ -358,6 +480,14 @@ enum Forwarded {
 
 /// Sorts an upstream error into the side that failed.
 fn classify(e: UpstreamError) -> ForwardError {
+    if let UpstreamError::Request(e) = &e {
+        // The client's body, broken off by the proxy.
+        match body_error(e) {
+            Some(BodyError::TooLarge { limit }) => return ForwardError::RequestTooLarge(limit),
+            Some(BodyError::Stalled { idle }) => return ForwardError::RequestStalled(idle),
+            None => {}
+        }
+    }
     let text = e.to_string();
     match e {
         // An error reading the client's request body is the client's.
@@ -366,6 +496,18 @@ fn classify(e: UpstreamError) -> ForwardError {
         }
         _ => ForwardError::Upstream(text),
     }
+}
+
+/// The [`BodyError`] among the causes of `e`, if any.
+fn body_error(e: &hyper::Error) -> Option<BodyError> {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(found) = c.downcast_ref::<BodyError>() {
+            return Some(*found);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// The host a request is for: its Host header, else its URI's authority.
@@ -383,13 +525,22 @@ fn request_host<B>(req: &Request<B>) -> HeaderValue {
 fn local_error(pending: Pending, e: ForwardError) -> Response<ProxyBody> {
     let status = e.status();
     let detail = e.detail();
+    // HTTP/2 has no `Connection` header: a stream ends alone.
+    let close = e.closes_connection() && pending.entry.protocol < Version::HTTP_2;
     pending.finish(status, Some(detail.clone()));
     let mut response = Response::new(full(format!("{detail}\n")));
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    let h = response.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if let Some(after) = e.retry_after() {
+        h.insert(header::RETRY_AFTER, after);
+    }
+    if close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 
@@ -408,55 +559,4 @@ fn maintenance_page() -> Response<ProxyBody> {
     h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// An upstream body that keeps its request in flight until it is finished,
-/// writes the access-log line then, and gives its connection back if it was
-/// read to the end.
-struct Tracked {
-    inner: Incoming,
-    /// The body was read to its end (a chunked body's length is never
-    /// known, so `is_end_stream` alone cannot tell).
-    ended: bool,
-    lease: Option<Lease>,
-    _in_flight: InFlight,
-    pending: Option<(Pending, StatusCode)>,
-}
-
-impl Body for Tracked {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            this.ended = true;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            if self.ended || self.inner.is_end_stream() {
-                lease.release();
-            }
-        }
-        if let Some((pending, status)) = self.pending.take() {
-            pending.finish(status, None);
-        }
-    }
 }

@@ -4,15 +4,21 @@
 //! temporary file in the same directory, flushed to disk, then renamed over
 //! the old one, so a crash leaves either the old or the new routes, never a
 //! torn file. Pauses are not persisted (they are held for seconds at most);
-//! maintenance is.
+//! maintenance and body size limits are.
+//!
+//! The routes name every service's internal addresses, so they are kept
+//! from other users: the directory is made `0700` and the file `0600`, also
+//! when they already exist with wider modes ([`StateStore::secure`] at
+//! start, and every save).
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::table::{Service, Table};
+use crate::table::{BodyLimits, Service, Table};
 use crate::target::Target;
 
 /// The state file's name inside the state directory.
@@ -66,7 +72,17 @@ struct SavedService {
     path_prefix: String,
     targets: Vec<String>,
     maintenance: bool,
+    /// Absent in files written before limits existed, and when unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_request_body_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_response_body_bytes: Option<u64>,
 }
+
+/// The state directory's mode: its owner only.
+const DIR_MODE: u32 = 0o700;
+/// The state file's mode: readable and writable by its owner only.
+const FILE_MODE: u32 = 0o600;
 
 /// Reads and writes the route table in one state directory.
 #[derive(Debug, Clone)]
@@ -117,6 +133,10 @@ impl StateStore {
                 let targets = s.targets.into_iter().map(Target::new).collect();
                 let mut service = Service::new(s.name, s.hosts, s.path_prefix, targets);
                 service.maintenance = s.maintenance;
+                service.body_limits = BodyLimits {
+                    request: s.max_request_body_bytes,
+                    response: s.max_response_body_bytes,
+                };
                 service
             })
             .collect();
@@ -136,6 +156,8 @@ impl StateStore {
                     path_prefix: s.path_prefix.clone(),
                     targets: s.targets.iter().map(|t| t.addr().to_string()).collect(),
                     maintenance: s.maintenance,
+                    max_request_body_bytes: s.body_limits.request,
+                    max_response_body_bytes: s.body_limits.response,
                 })
                 .collect(),
         };
@@ -149,12 +171,21 @@ impl StateStore {
                 source,
             }
         };
-        fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
+        self.secure()?;
         let path = self.path();
         let temp = self
             .dir
             .join(format!(".{STATE_FILE}.{}.tmp", std::process::id()));
-        let mut out = fs::File::create(&temp).map_err(io("create", &temp))?;
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&temp)
+            .map_err(io("create", &temp))?;
+        // `mode` only applies to a new file; a stale temporary keeps its own.
+        out.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+            .map_err(io("restrict", &temp))?;
         out.write_all(&text).map_err(io("write", &temp))?;
         out.sync_all().map_err(io("flush", &temp))?;
         drop(out);
@@ -164,6 +195,27 @@ impl StateStore {
             let _ = dir.sync_all();
         }
         Ok(())
+    }
+
+    /// Creates the directory when missing, and takes the directory and the
+    /// state file (when there is one) to owner-only modes.
+    pub fn secure(&self) -> Result<(), StateError> {
+        let io = |action, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StateError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(DIR_MODE))
+            .map_err(io("restrict", &self.dir))?;
+        let path = self.path();
+        match fs::set_permissions(&path, fs::Permissions::from_mode(FILE_MODE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("restrict", &path)(e)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -179,6 +231,10 @@ mod tests {
             vec![Target::new("10.0.0.1:80"), Target::new("10.0.0.2:80")],
         );
         api.maintenance = true;
+        api.body_limits = BodyLimits {
+            request: Some(1 << 20),
+            response: None,
+        };
         let web = Service::new(
             "web".into(),
             vec![],
@@ -188,7 +244,7 @@ mod tests {
         Table::new(vec![api, web])
     }
 
-    type Summary = (String, Vec<String>, String, Vec<String>, bool);
+    type Summary = (String, Vec<String>, String, Vec<String>, bool, BodyLimits);
 
     fn summary(table: &Table) -> Vec<Summary> {
         table
@@ -201,6 +257,7 @@ mod tests {
                     s.path_prefix.clone(),
                     s.targets.iter().map(|t| t.addr().to_string()).collect(),
                     s.maintenance,
+                    s.body_limits,
                 )
             })
             .collect()
@@ -220,6 +277,50 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, [STATE_FILE]);
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_state_is_kept_from_other_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let store = StateStore::new(&state);
+        store.save(&table()).unwrap();
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&store.path()), 0o600);
+
+        // Left world-readable by an older proxy or by hand: tightened at
+        // start and by the next save.
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o644)).unwrap();
+        store.secure().unwrap();
+        assert_eq!((mode(&state), mode(&store.path())), (0o700, 0o600));
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o777)).unwrap();
+        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o666)).unwrap();
+        let stale = state.join(format!(".{STATE_FILE}.{}.tmp", std::process::id()));
+        fs::write(&stale, b"").unwrap();
+        fs::set_permissions(&stale, fs::Permissions::from_mode(0o666)).unwrap();
+        store.save(&table()).unwrap();
+        assert_eq!((mode(&state), mode(&store.path())), (0o700, 0o600));
+    }
+
+    #[test]
+    fn a_file_without_limits_loads_unlimited() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let old = r#"{"format":1,"services":[{"name":"web","hosts":[],"path_prefix":"/",
+            "targets":["10.0.0.3:8080"],"maintenance":false}]}"#;
+        fs::write(store.path(), old).unwrap();
+        let table = store.load().unwrap();
+        let web = table.service("web").unwrap();
+        assert_eq!(web.body_limits, BodyLimits::default());
+        // Unlimited routes are saved as before.
+        store.save(&table).unwrap();
+        let text = fs::read_to_string(store.path()).unwrap();
+        assert!(!text.contains("max_"), "{text}");
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! and pause gates are shared by `Arc` between snapshots, so a swap keeps
 //! in-flight counts and turns.
 //!
+//! A paused service holds its new requests at its [`PauseGate`], up to a
+//! limit per service (the data path's `max_held_requests`); past it, a
+//! request is refused at once (503) rather than left to pile up.
+//!
 //! Lookup: the services naming the request's host exactly come first; when
 //! none of them matches the path, the default services (no hosts) are tried.
 //! Among the matches, the longest path prefix wins.
@@ -40,6 +44,8 @@ pub struct Service {
     pub maintenance: bool,
     /// When set, new requests wait at this gate before being forwarded.
     pub pause: Option<Arc<PauseGate>>,
+    /// The largest request and response bodies the service takes and sends.
+    pub body_limits: BodyLimits,
     /// Round-robin cursor, kept across snapshots.
     cursor: Arc<AtomicUsize>,
 }
@@ -59,6 +65,7 @@ impl Service {
             targets,
             maintenance: false,
             pause: None,
+            body_limits: BodyLimits::default(),
             cursor: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -83,6 +90,15 @@ impl Service {
     }
 }
 
+/// A route's body size limits, in bytes (`None`: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// Larger request bodies are refused with 413.
+    pub request: Option<u64>,
+    /// Larger response bodies are refused with 502, or cut off.
+    pub response: Option<u64>,
+}
+
 /// Holds a paused service's requests until resumed or until a time limit.
 #[derive(Debug)]
 pub struct PauseGate {
@@ -90,6 +106,18 @@ pub struct PauseGate {
     until: Instant,
     /// `true` once resumed.
     released: watch::Sender<bool>,
+    /// Requests waiting at the gate now, on every lane.
+    held: AtomicUsize,
+}
+
+/// One request waiting at a [`PauseGate`]; dropping it leaves the queue.
+#[derive(Debug)]
+pub struct Held(Arc<PauseGate>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl PauseGate {
@@ -98,7 +126,23 @@ impl PauseGate {
         Arc::new(PauseGate {
             until,
             released: watch::Sender::new(false),
+            held: AtomicUsize::new(0),
         })
+    }
+
+    /// Joins the queue of held requests, unless `max` already wait.
+    pub fn hold(self: &Arc<Self>, max: usize) -> Option<Held> {
+        if self.held.fetch_add(1, Ordering::Relaxed) >= max {
+            self.held.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Held(Arc::clone(self)))
+    }
+
+    /// Requests waiting at the gate now.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Opens the gate: every held request goes on.
@@ -440,5 +484,18 @@ mod tests {
         gate.wait().await; // the paused clock jumps to the limit
         assert!(start.elapsed() >= std::time::Duration::from_secs(10));
         assert!(!gate.is_holding());
+    }
+
+    #[test]
+    fn a_pause_gate_holds_at_most_its_limit() {
+        let gate = PauseGate::new(Instant::now() + std::time::Duration::from_secs(10));
+        let first = gate.hold(2).unwrap();
+        let second = gate.hold(2).unwrap();
+        assert!(gate.hold(2).is_none(), "a third request is refused");
+        assert_eq!(gate.held(), 2);
+        drop(first);
+        let third = gate.hold(2).expect("a place came free");
+        drop((second, third));
+        assert_eq!(gate.held(), 0);
     }
 }

@@ -1,5 +1,6 @@
 //! Routing and the proxy's other behaviour: Host and path-prefix routing,
-//! round robin, connections spread over lanes, forwarded headers, HTTP/2
+//! round robin, connections spread over lanes, forwarding headers (replaced
+//! from clients, kept from trusted proxies), HTTP/2
 //! (h2c), maintenance, pause/resume, upstream errors, the access log, the
 //! admin socket's refusals, and routes surviving a restart.
 
@@ -169,8 +170,27 @@ async fn an_http_1_0_request_without_host_reaches_the_upstream_with_one() {
     proxy.started.stop().await;
 }
 
+/// What the upstream saw of a request through the proxy that claims to
+/// come from 203.0.113.9 over HTTPS for another host.
+async fn headers_seen_through(proxy: &TestProxy) -> serde_json::Value {
+    let request = Request::get(format!("http://{}/headers", proxy.addr()))
+        .header(header::HOST, "shop.test")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-real-ip", "203.0.113.9")
+        .header("forwarded", "for=203.0.113.9;proto=https")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.test")
+        .header(header::CONNECTION, "keep-alive, x-hop")
+        .header("x-hop", "must not pass")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
 #[tokio::test]
-async fn forwarded_headers_reach_the_upstream() {
+async fn forwarded_headers_from_an_untrusted_client_are_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = TestProxy::start(dir.path()).await;
     let v1 = Upstream::start("v1").await;
@@ -178,22 +198,42 @@ async fn forwarded_headers_reach_the_upstream() {
         .deploy("web", &["shop.test"], None, &[&v1], 5000, 1000)
         .await
         .unwrap();
-    let request = Request::get(format!("http://{}/headers", proxy.addr()))
-        .header(header::HOST, "shop.test")
-        .header("x-forwarded-for", "203.0.113.9")
-        .header(header::CONNECTION, "keep-alive, x-hop")
-        .header("x-hop", "must not pass")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = client().request(request).await.unwrap();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    let seen: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(seen["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    let seen = headers_seen_through(&proxy).await;
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-real-ip"], "127.0.0.1");
+    assert_eq!(
+        seen["forwarded"],
+        "for=127.0.0.1;host=\"shop.test\";proto=http"
+    );
     assert_eq!(seen["x-forwarded-proto"], "http");
     assert_eq!(seen["x-forwarded-host"], "shop.test");
     assert_eq!(seen["host"], "shop.test");
     assert!(seen.get("x-hop").is_none(), "{seen}");
     assert_eq!(seen[":uri"], "/headers");
+    proxy.started.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = TestProxy::config(dir.path());
+    config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    let proxy = TestProxy::start_with(config).await;
+    let v1 = Upstream::start("v1").await;
+    proxy
+        .deploy("web", &["shop.test"], None, &[&v1], 5000, 1000)
+        .await
+        .unwrap();
+    let seen = headers_seen_through(&proxy).await;
+    assert_eq!(seen["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(seen["x-real-ip"], "203.0.113.9");
+    assert_eq!(
+        seen["forwarded"],
+        "for=203.0.113.9;proto=https, for=127.0.0.1;host=\"shop.test\";proto=http"
+    );
+    assert_eq!(seen["x-forwarded-proto"], "https");
+    assert_eq!(seen["x-forwarded-host"], "evil.test");
+    assert!(seen.get("x-hop").is_none(), "{seen}");
     proxy.started.stop().await;
 }
 

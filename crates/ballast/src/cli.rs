@@ -326,6 +326,12 @@ pub struct ProxyRunArgs {
     /// Threads serving requests [default: one per core].
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub workers: usize,
+    /// A load balancer in front whose X-Forwarded-For, Forwarded,
+    /// X-Real-IP, X-Forwarded-Proto and X-Forwarded-Host are kept, as an
+    /// address range like 10.0.0.0/8 (repeatable); from any other client
+    /// they are replaced.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<ballast_proxy::Cidr>,
 }
 
 #[derive(Debug, Args)]

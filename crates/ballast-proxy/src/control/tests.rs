@@ -35,6 +35,8 @@ fn deploy() -> DeployRequest {
         },
         deploy_timeout_ms: 1000,
         drain_timeout_ms: 1000,
+        max_request_body_bytes: None,
+        max_response_body_bytes: None,
     }
 }
 
@@ -47,6 +49,19 @@ fn a_deploy_is_put_in_canonical_form() {
             hosts: vec!["shop.example.com".into()],
             prefix: "/api".into(),
             targets: vec!["172.18.0.5:8080".into(), "[fd00::5]:80".into()],
+            body_limits: BodyLimits::default(),
+        }
+    );
+    let limited = DeployRequest {
+        max_request_body_bytes: Some(1024),
+        ..deploy()
+    };
+    let plan = validate_deploy(&limited).unwrap();
+    assert_eq!(
+        plan.body_limits,
+        BodyLimits {
+            request: Some(1024),
+            response: None
         }
     );
 }
@@ -88,6 +103,14 @@ fn bad_deploys_are_refused_with_the_reason() {
         ),
         (|r| r.health.interval_ms = 0, "must be above 0 ms"),
         (|r| r.deploy_timeout_ms = 0, "must be above 0 ms"),
+        (
+            |r| r.max_request_body_bytes = Some(0),
+            "max_request_body_bytes must be above 0; hint: leave it out for no limit",
+        ),
+        (
+            |r| r.max_response_body_bytes = Some(0),
+            "max_response_body_bytes must be above 0",
+        ),
     ];
     for (change, expected) in cases {
         let mut r = deploy();

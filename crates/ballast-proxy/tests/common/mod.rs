@@ -31,7 +31,9 @@ use tokio_tungstenite::WebSocketStream;
 
 /// A tiny upstream: answers its name, `/up` (200 when healthy, else 503),
 /// `/slow?ms=N`, `/chunked` (its name, chunked), `/headers` (the request's
-/// headers as JSON) and `/ws` (a WebSocket echoing `name:message`).
+/// headers as JSON), `/echo` (the request body, read to its end),
+/// `/bytes?n=N` (N bytes, sized), `/bytes-chunked?n=N` (N bytes, chunked)
+/// and `/ws` (a WebSocket echoing `name:message`).
 pub struct Upstream {
     pub name: String,
     pub addr: SocketAddr,
@@ -146,6 +148,29 @@ async fn answer(
             );
             Ok(response)
         }
+        "/echo" => match req.into_body().collect().await {
+            Ok(body) => {
+                let body = body.to_bytes();
+                Ok(Response::new(Full::new(body)))
+            }
+            Err(e) => text(400, format!("broken body: {e}")),
+        },
+        "/bytes" | "/bytes-chunked" => {
+            let n: usize = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("n="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let mut response = Response::new(Full::new(Bytes::from(vec![b'x'; n])));
+            if path == "/bytes-chunked" {
+                response.headers_mut().insert(
+                    header::TRANSFER_ENCODING,
+                    header::HeaderValue::from_static("chunked"),
+                );
+            }
+            Ok(response)
+        }
         "/headers" => {
             let mut seen: BTreeMap<String, String> = req
                 .headers()
@@ -190,6 +215,81 @@ async fn answer(
         }
         _ => text(200, name),
     }
+}
+
+/// An upstream that answers `/up` with 200, and anything else with a
+/// response head and the start of a 1000-byte body, then nothing more while
+/// holding the connection open. Stops when dropped.
+pub struct StallingUpstream {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl StallingUpstream {
+    pub async fn start() -> StallingUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                connections.spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte).await {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    if head.starts_with(b"GET /up ") {
+                        let ok =
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+                        let _ = stream.write_all(ok).await;
+                        return;
+                    }
+                    let start = b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial";
+                    let _ = stream.write_all(start).await;
+                    std::future::pending::<()>().await;
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        });
+        StallingUpstream { addr, task }
+    }
+}
+
+impl Drop for StallingUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Sends `request` (raw bytes) on a new connection to `addr` and reads the
+/// answer until the proxy closes the connection (at most `within`).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], within: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the proxy did not answer and close within {within:?}"
+    );
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// A proxy on loopback with its admin socket and state in `dir`.
@@ -301,6 +401,8 @@ pub fn deploy_request(
             timeout_ms: 1000,
         },
         deploy_timeout_ms,
+        max_request_body_bytes: None,
+        max_response_body_bytes: None,
         drain_timeout_ms,
     }
 }

@@ -63,6 +63,7 @@ async fn run(args: ProxyRunArgs) -> Result<()> {
     let mut config = ProxyConfig::new(args.http, &args.admin_socket, &args.state_dir);
     config.https_addr = args.https;
     config.workers = args.workers;
+    config.trusted_proxies = args.trusted_proxies;
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some(TlsFiles { cert, key });
     }
