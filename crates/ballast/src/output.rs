@@ -82,13 +82,7 @@ impl Printer {
     pub fn result<T: Serialize>(&self, value: &T, human: &str) {
         self.finish();
         if self.json {
-            let mut v = serde_json::to_value(value).expect("results serialize");
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("type".into(), "result".into());
-            } else {
-                v = json!({"type": "result", "value": v});
-            }
-            stdout(&v.to_string());
+            stdout(&result_json(value).to_string());
         } else if !human.is_empty() {
             stdout(human.trim_end());
         }
@@ -110,14 +104,44 @@ impl Printer {
     pub fn error(&self, err: &ballast_core::Error) {
         self.finish();
         if self.json {
-            stdout(
-                &json!({"type": "error", "kind": err.kind, "host": err.host, "step": err.step,
-                       "cause": err.cause, "hint": err.hint})
-                .to_string(),
-            );
+            stdout(&error_json(err).to_string());
         }
         eprintln!("{:?}", miette::Report::new(err.clone()));
     }
+}
+
+/// A result as `--json` prints it: the value's fields and `"type": "result"`
+/// (a value that is not an object comes as `"value"`).
+pub fn result_json<T: Serialize>(value: &T) -> serde_json::Value {
+    let mut v = serde_json::to_value(value).expect("results serialize");
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("type".into(), "result".into());
+    } else {
+        v = json!({"type": "result", "value": v});
+    }
+    v
+}
+
+/// An error as `--json` prints it on stdout (stderr still shows it drawn).
+pub fn error_json(err: &ballast_core::Error) -> serde_json::Value {
+    json!({"type": "error", "kind": err.kind, "host": err.host, "step": err.step,
+           "cause": err.cause, "hint": err.hint})
+}
+
+/// An error drawn as stderr shows it when it is not a terminal (as in CI,
+/// or `2> file`): what `main`'s miette hook draws there, with no colour.
+#[cfg(test)]
+pub fn error_text(err: &ballast_core::Error) -> String {
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(80)
+            .with_links(false)
+            .with_wrap_lines(false);
+    let mut text = String::new();
+    handler
+        .render_report(&mut text, err)
+        .expect("errors render");
+    text
 }
 
 /// One line on stdout. A reader that went away (`ballast logs | head`)

@@ -152,6 +152,7 @@ const POINTS: [Point; 4] = [
 
 #[test]
 fn interrupted_deploys_converge_on_a_plain_rerun_with_no_failed_request() {
+    require_engine!();
     hello_image_with("slowstart", "HELLO_STARTUP_DELAY=2s");
     hello_image_with("crashloop", "HELLO_CRASH_AFTER=0s");
     let lab = Lab::up("converge", 2);
@@ -249,6 +250,7 @@ fn interrupted_deploys_converge_on_a_plain_rerun_with_no_failed_request() {
 
 #[test]
 fn on_failure_revert_puts_switched_hosts_back_with_no_failed_request() {
+    require_engine!();
     hello_image("v1");
     hello_image_with("shard3bad", "HELLO_FAIL_HEALTH_SHARD=3");
     let lab = Lab::up("revert", 3);

@@ -47,6 +47,7 @@ async fn deliver(image: &Prepared, to: &Engine) -> DeliveryReport {
 
 #[test]
 fn only_missing_layers_cross_the_wire_and_the_image_runs() {
+    require_engine!();
     let v1 = hello_image("dlv-1");
     let v2 = hello_image("dlv-2");
     let lab = Lab::up("delivery", 2);
@@ -148,6 +149,7 @@ fn only_missing_layers_cross_the_wire_and_the_image_runs() {
 
 #[test]
 fn a_missing_image_is_refused_with_a_hint() {
+    require_engine!();
     runtime().block_on(async {
         let local = local_engine().await;
         let e = delivery::prepare(&local, "hello:no-such-version")

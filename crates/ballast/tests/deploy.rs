@@ -156,6 +156,7 @@ fn wait_for_lock(config: &Path) {
 
 #[test]
 fn deploy_rollback_redeploy_and_a_version_that_never_gets_healthy() {
+    require_engine!();
     let v1 = hello_image("v1");
     let _v2 = hello_image("v2");
     let _v3 = hello_image_with("v3", "HELLO_FAIL_HEALTH=1");
@@ -260,6 +261,7 @@ fn deploy_rollback_redeploy_and_a_version_that_never_gets_healthy() {
 
 #[test]
 fn the_lock_refuses_a_second_deploy_and_survives_a_killed_one() {
+    require_engine!();
     hello_image_with("slow", "HELLO_STARTUP_DELAY=5s");
     let (lab, _work, config) = deployed_lab("lock");
     let inv = lab.inventory.clone();
@@ -367,43 +369,8 @@ fn the_lock_refuses_a_second_deploy_and_survives_a_killed_one() {
 }
 
 #[test]
-fn init_writes_a_starter_that_config_reads_without_showing_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ballast.yml");
-    ok(run(&path, &["init"]));
-    let again = run(&path, &["init"]);
-    assert_eq!(again.status.code(), Some(4), "{}", text(&again));
-    let missing = run(&path, &["config"]);
-    assert_eq!(
-        missing.status.code(),
-        Some(2),
-        "an undefined secret is refused:\n{}",
-        text(&missing)
-    );
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("DATABASE_PASSWORD"));
-    std::fs::create_dir_all(dir.path().join(".ballast")).unwrap();
-    std::fs::write(
-        dir.path().join(".ballast/secrets"),
-        "DATABASE_PASSWORD=hunter2-very-secret\n",
-    )
-    .unwrap();
-    let shown = ok(run(&path, &["config"]));
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&shown.stdout),
-        String::from_utf8_lossy(&shown.stderr)
-    );
-    assert!(all.contains("DATABASE_PASSWORD"), "{all}");
-    assert!(
-        !all.contains("hunter2"),
-        "a secret value was printed:\n{all}"
-    );
-    let reference = ok(run(&path, &["config", "--reference"]));
-    assert!(String::from_utf8_lossy(&reference.stdout).contains("health_timeout"));
-}
-
-#[test]
 fn a_host_stopped_mid_deploy_is_named_and_the_rest_stay_whole() {
+    require_engine!();
     hello_image_with("slow2", "HELLO_STARTUP_DELAY=4s");
     let (lab, _work, config) = deployed_lab("stop");
     let inv = lab.inventory.clone();
@@ -453,22 +420,6 @@ fn a_host_stopped_mid_deploy_is_named_and_the_rest_stay_whole() {
     assert_eq!(versions(&inv), all("slow2"));
 }
 
-#[test]
-fn config_errors_name_file_line_and_column() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ballast.yml");
-    std::fs::write(
-        &path,
-        "service: shop\nimage: shop\nroles:\n  web:\n    hosts: [a]\n    prot: 80\n",
-    )
-    .unwrap();
-    let out = run(&path, &["config"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("6:5"), "{stderr}");
-    assert!(stderr.contains("port"), "suggests the right key:\n{stderr}");
-}
-
 /// The token `ballast lock acquire` printed.
 fn token_of(out: &std::process::Output) -> String {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -477,6 +428,7 @@ fn token_of(out: &std::process::Output) -> String {
 
 #[test]
 fn the_lock_belongs_to_its_holder_wherever_the_config_puts_roles() {
+    require_engine!();
     hello_image("v1");
     let lab = Lab::up("owner", 3);
     let inv = lab.inventory.clone();
@@ -587,6 +539,7 @@ fn the_lock_belongs_to_its_holder_wherever_the_config_puts_roles() {
 
 #[test]
 fn with_a_host_down_the_others_roll_back_and_a_later_deploy_converges() {
+    require_engine!();
     hello_image("v1");
     hello_image("v2");
     let lab = Lab::up("partial", 3);
@@ -651,55 +604,6 @@ fn with_a_host_down_the_others_roll_back_and_a_later_deploy_converges() {
     });
 }
 
-#[test]
-fn bad_scopes_and_durations_are_refused_before_any_host_is_reached() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ballast.yml");
-    // Hosts on a documentation network: nothing is ever sent there, the
-    // errors come first.
-    std::fs::write(
-        &path,
-        "service: shop\nimage: shop\nroles:\n  web:\n    hosts: [192.0.2.1]\n  worker:\n    hosts: [192.0.2.2]\n",
-    )
-    .unwrap();
-    let out = run(
-        &path,
-        &["deploy", "--version", "v1", "--hosts", "192.0.2.9"],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no host `192.0.2.9` in the config"),
-        "{}",
-        text(&out)
-    );
-    let out = run(&path, &["rollback", "--roles", "wbe"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("no role `wbe`") && stderr.contains("did you mean `web`"),
-        "{stderr}"
-    );
-    for args in [
-        &["status", "--roles", "db"][..],
-        &["logs", "--hosts", "nope"][..],
-    ] {
-        let out = run(&path, args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
-    }
-    std::fs::write(
-        &path,
-        "service: shop\nimage: shop\nroles:\n  web:\n    hosts: [192.0.2.1]\ndeploy:\n  health_timeout: 584542046090y\n",
-    )
-    .unwrap();
-    let out = run(&path, &["deploy", "--version", "v1"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("health_timeout") && stderr.contains("7:19"),
-        "{stderr}"
-    );
-}
-
 /// Service containers of `hello` on a lab host, running or not.
 fn containers_on(inv: &Inventory, n: usize) -> Vec<release::AppContainer> {
     runtime().block_on(async {
@@ -722,6 +626,7 @@ fn hook(dir: &Path, name: &str, body: &str) {
 
 #[test]
 fn destinations_hooks_and_aliases_from_one_config() {
+    require_engine!();
     hello_image("v1");
     hello_image("v2");
     let lab = Lab::up("dest", 2);

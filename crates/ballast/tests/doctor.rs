@@ -124,6 +124,7 @@ fn stop_dockerd(container: &str) {
 
 #[test]
 fn doctor_checks_real_hosts_and_reports_the_ones_it_cannot_reach() {
+    require_engine!();
     let lab = Lab::up("doctor", 3);
     let inv = lab.inventory.clone();
     let work = tempfile::tempdir().unwrap();

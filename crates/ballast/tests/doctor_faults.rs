@@ -112,6 +112,7 @@ fn findings(report: &serde_json::Value, host: &str) -> Vec<(String, String, Stri
 
 #[test]
 fn doctor_names_real_faults_and_deploy_refuses_blocked_hosts() {
+    require_engine!();
     hello_image("v1");
     let no_dtype_vfs = LoopFs::new(1024, &["-O", "^filetype"]);
     let no_dtype_forced = LoopFs::new(1024, &["-O", "^filetype"]);

@@ -15,6 +15,7 @@ use common::*;
 
 #[test]
 fn three_host_lab_answers_over_strict_ssh_and_goes_away_cleanly() {
+    require_engine!();
     let hello = hello_image("lab-e2e");
     let lab = Lab::up("three", 3);
     let inv = lab.inventory.clone();
@@ -152,6 +153,7 @@ fn three_host_lab_answers_over_strict_ssh_and_goes_away_cleanly() {
 
 #[test]
 fn bad_lab_input_is_refused_and_changes_nothing() {
+    require_engine!();
     let home = tempfile::tempdir().unwrap();
     let zero = lab_name("zero");
     let ghost = lab_name("ghost");
@@ -211,6 +213,7 @@ fn bad_lab_input_is_refused_and_changes_nothing() {
 /// daemon.json, which later doctor tests use to build real faults.
 #[test]
 fn a_host_can_have_its_own_docker_root_and_daemon_json() {
+    require_engine!();
     let home = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir_in("/var/tmp").unwrap();
     let name = LabName::parse(&lab_name("own")).unwrap();

@@ -87,6 +87,7 @@ async fn answers(urls: &[String], n: usize) -> Vec<String> {
 
 #[test]
 fn deploys_through_the_proxy_fail_no_request() {
+    require_engine!();
     let binary = static_ballast();
     hello_image("v1");
     hello_image("v2");
@@ -243,6 +244,7 @@ fn deploys_through_the_proxy_fail_no_request() {
 
 #[test]
 fn https_with_the_configured_certificate_and_plain_http_redirected() {
+    require_engine!();
     let binary = static_ballast();
     hello_image("v1");
     let lab = Lab::up("tls", 1);

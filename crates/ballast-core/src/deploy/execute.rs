@@ -80,9 +80,10 @@ pub(super) async fn execute(d: &Deploy<'_>, plan: &Plan, report: &mut Report) {
     report
         .phases
         .push(("roll".to_string(), started.elapsed().as_secs_f64()));
-    report.steps = step_times
+    // In the order a host goes through them.
+    report.steps = ["start", "healthy", "switch"]
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
+        .filter_map(|phase| Some((phase.to_string(), *step_times.get(phase)?)))
         .collect();
 }
 

@@ -105,7 +105,7 @@ impl Outcome {
             Outcome::Current => "current",
             Outcome::Failed => "failed",
             Outcome::NotRun => "not run",
-            Outcome::Skipped => "skipped (unreachable)",
+            Outcome::Skipped => "skipped (did not answer)",
             Outcome::Reverted => "reverted",
             Outcome::RevertFailed => "revert failed",
             Outcome::Interrupted => "interrupted",
@@ -152,9 +152,9 @@ pub struct Report {
     pub delivered: Vec<DeliveryReport>,
     /// Seconds spent in each phase, in order.
     pub phases: Vec<(String, f64)>,
-    /// Seconds of rolling spent starting, waiting for health and switching:
-    /// per batch the slowest host's, summed over batches.
-    pub steps: std::collections::BTreeMap<String, f64>,
+    /// Seconds of rolling spent starting, waiting for health and switching
+    /// (in that order): per batch the slowest host's, summed over batches.
+    pub steps: Vec<(String, f64)>,
 }
 
 impl Report {

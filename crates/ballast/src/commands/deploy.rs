@@ -174,8 +174,13 @@ async fn roll(
 }
 
 fn finish(report: Report, out: &Printer) -> Result<()> {
-    let text = render_report(&report);
-    out.result(&report, &text);
+    out.result(&report, &render_report(&report));
+    outcome(&report)
+}
+
+/// How the command ends: `Ok` when every host took the release; else the
+/// error naming the hosts that did not, and what to do next.
+fn outcome(report: &Report) -> Result<()> {
     let problems: Vec<String> = report
         .hosts
         .iter()
@@ -189,7 +194,11 @@ fn finish(report: Report, out: &Printer) -> Result<()> {
         let reverted = report.hosts.iter().any(|h| h.outcome == Outcome::Reverted);
         return Err(Error::failed(
             format!("roll out {}", report.version),
-            format_args!("{} host(s) did not take it:\n{}", problems.len(), problems.join("\n")),
+            format_args!(
+                "{} did not take it:\n{}",
+                if problems.len() == 1 { "1 host".to_string() } else { format!("{} hosts", problems.len()) },
+                problems.join("\n")
+            ),
         )
         .hint(if reverted {
             "the hosts this deploy had switched went back to their previous release (deploy.on_failure: revert). Fix the cause, then deploy again"
@@ -302,3 +311,6 @@ fn describe_host(h: &ballast_core::plan::HostPlan) -> String {
     };
     format!("{} (config {}; {switch})", h.target, h.digest)
 }
+
+#[cfg(test)]
+mod tests;

@@ -61,14 +61,20 @@ pub async fn run(config: &Path, accept_new: bool, args: DoctorArgs, out: &Printe
         return Ok(Exit::Success.code());
     }
     let reports = doctor::evaluate(&facts, Some(&loaded.config));
-    let code = exit_code(&reports).code();
-    let outcome = Outcome {
-        hosts: &reports,
-        summary: summary(&reports),
-        exit_code: code,
-    };
+    let outcome = Outcome::of(&reports);
     out.result(&outcome, &human(&reports, &outcome.summary));
-    Ok(code)
+    Ok(outcome.exit_code)
+}
+
+impl Outcome<'_> {
+    /// The result `--json` prints: the reports, their summary, the exit code.
+    fn of(reports: &[HostReport]) -> Outcome<'_> {
+        Outcome {
+            hosts: reports,
+            summary: summary(reports),
+            exit_code: exit_code(reports).code(),
+        }
+    }
 }
 
 /// The hosts to check: all of the config's, or those named, which must be
@@ -255,104 +261,4 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn finding(rule: &'static str, severity: Severity) -> Finding {
-        Finding {
-            rule,
-            severity,
-            reason: "a reason long enough to be wrapped onto a second line of the table",
-            fix: "a fix",
-            source: "docs",
-            detail: Some("what was seen".into()),
-            role: None,
-        }
-    }
-
-    fn report(host: &str, findings: Vec<Finding>, unreachable: Option<&str>) -> HostReport {
-        HostReport {
-            host: host.into(),
-            about: "Debian 12".into(),
-            findings,
-            unreachable: unreachable.map(str::to_string),
-        }
-    }
-
-    #[test]
-    fn exit_codes_follow_the_worst_host() {
-        let ok = report("a", vec![finding("x", Severity::Info)], None);
-        let warn = report("b", vec![finding("y", Severity::Warn)], None);
-        let block = report("c", vec![finding("z", Severity::Block)], None);
-        let gone = report("d", vec![], Some("connect over SSH: timed out"));
-        assert_eq!(exit_code(std::slice::from_ref(&ok)), Exit::Success);
-        assert_eq!(exit_code(&[ok.clone(), warn.clone()]), Exit::DoctorWarnings);
-        // An unchecked host outranks warnings; a blocked one outranks both.
-        assert_eq!(
-            exit_code(&[warn.clone(), gone.clone(), ok]),
-            Exit::Unreachable
-        );
-        assert_eq!(exit_code(&[gone, warn, block]), Exit::DoctorBlocked);
-    }
-
-    #[test]
-    fn hosts_must_be_the_configs() {
-        let all = vec!["a".to_string(), "b".to_string()];
-        assert_eq!(select(&all, &[]).unwrap(), all);
-        assert_eq!(select(&all, &["b".into()]).unwrap(), ["b"]);
-        let e = select(&all, &["c".into()]).unwrap_err();
-        assert!(e.cause.contains("`c` is not a host"));
-        assert_eq!(e.hint.as_deref(), Some("its hosts are: a, b"));
-    }
-
-    #[test]
-    fn the_table_wraps_and_shows_what_was_seen() {
-        let reports = [
-            report(
-                "10.0.0.1",
-                vec![finding("log-no-rotation", Severity::Warn)],
-                None,
-            ),
-            report("10.0.0.2", vec![], Some("connect over SSH: timed out")),
-        ];
-        let text = human(&reports, &summary(&reports));
-        assert!(text.contains("  SEVERITY"), "{text}");
-        let first = text
-            .lines()
-            .find(|l| l.starts_with("  warn"))
-            .unwrap_or_default();
-        assert!(
-            first.starts_with(
-                "  warn      log-no-rotation  a reason long enough to be wrapped onto a "
-            ) && first.ends_with("  a fix"),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("\n{:29}second line of the table\n", "")),
-            "{text}"
-        );
-        assert!(text.contains("seen: what was seen"), "{text}");
-        assert!(
-            text.contains("  unreachable: connect over SSH: timed out"),
-            "{text}"
-        );
-        assert!(
-            text.ends_with("2 hosts checked: 0 blocked, 1 with warnings, 1 unreachable\n"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn config_findings_are_shown_once_with_their_hosts() {
-        let mut f = finding("secret-in-clear", Severity::Block);
-        f.role = Some("web".into());
-        let reports = [
-            report("a", vec![f.clone()], None),
-            report("b", vec![f], None),
-        ];
-        let text = human(&reports, &summary(&reports));
-        assert_eq!(text.matches("secret-in-clear").count(), 1, "{text}");
-        assert!(text.contains("seen: what was seen (on a, b)"), "{text}");
-        assert!(text.contains("a  Debian 12\n  no findings"), "{text}");
-    }
-}
+mod tests;

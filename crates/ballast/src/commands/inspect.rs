@@ -17,6 +17,35 @@ pub async fn status(config: &Path, accept_new: bool, args: ScopeArgs, out: &Prin
     let found = release::observe_fleet(&fleet, &loaded.config.service).await;
     let table = status::table(&loaded.config, &scope, &found, &fleet.unreachable);
     fleet.close().await;
+    out.result(
+        &status_json(&loaded.config.service, &table),
+        &render_status(&table),
+    );
+    Ok(())
+}
+
+pub async fn releases(
+    config: &Path,
+    accept_new: bool,
+    args: ScopeArgs,
+    out: &Printer,
+) -> Result<()> {
+    let loaded = service::load(config)?;
+    let scope = service::scope(&loaded, &args)?;
+    let fleet = service::fleet_in(&loaded, accept_new, &scope).await;
+    let found = release::observe_fleet(&fleet, &loaded.config.service).await;
+    let unreachable: Vec<String> = fleet.unreachable.iter().map(|e| e.to_string()).collect();
+    fleet.close().await;
+    let rows = release::table(&found, &scope)?;
+    out.result(
+        &releases_json(&rows, &unreachable),
+        &render_releases(&rows, &unreachable),
+    );
+    Ok(())
+}
+
+/// One line per host and role, then the hosts that did not answer.
+fn render_status(table: &status::Table) -> String {
     let mut text = format!(
         "{:<16} {:<10} {:<16} {:<12} {}\n",
         "HOST", "ROLE", "VERSION", "STATE", "STATUS"
@@ -34,28 +63,20 @@ pub async fn status(config: &Path, accept_new: bool, args: ScopeArgs, out: &Prin
     for u in &table.unreachable {
         text.push_str(&format!("{:<16} did not answer: {}\n", u.host, u.error));
     }
-    out.result(&serde_json::json!({"service": loaded.config.service, "hosts": table.hosts, "unreachable": table.unreachable}), &text);
-    Ok(())
+    text
 }
 
-pub async fn releases(
-    config: &Path,
-    accept_new: bool,
-    args: ScopeArgs,
-    out: &Printer,
-) -> Result<()> {
-    let loaded = service::load(config)?;
-    let scope = service::scope(&loaded, &args)?;
-    let fleet = service::fleet_in(&loaded, accept_new, &scope).await;
-    let found = release::observe_fleet(&fleet, &loaded.config.service).await;
-    let unreachable: Vec<String> = fleet.unreachable.iter().map(|e| e.to_string()).collect();
-    fleet.close().await;
-    let rows = release::table(&found, &scope)?;
+fn status_json(service: &str, table: &status::Table) -> serde_json::Value {
+    serde_json::json!({"service": service, "hosts": table.hosts, "unreachable": table.unreachable})
+}
+
+/// One line per release, newest first, then the hosts that did not answer.
+fn render_releases(rows: &[release::Release], unreachable: &[String]) -> String {
     let mut text = format!(
         "{:<16} {:<14} {:<22} {:<20} {}\n",
         "VERSION", "IMAGE", "DEPLOYED AT", "BY", "HOSTS"
     );
-    for r in &rows {
+    for r in rows {
         let id = r.image_id.trim_start_matches("sha256:");
         text.push_str(&format!(
             "{:<16} {:<14} {:<22} {:<20} {}{}\n",
@@ -67,12 +88,15 @@ pub async fn releases(
             if r.running { "" } else { " (retained)" }
         ));
     }
-    for u in &unreachable {
+    for u in unreachable {
         text.push_str(&format!("did not answer: {u}\n"));
     }
-    out.result(
-        &serde_json::json!({"releases": rows, "unreachable": unreachable}),
-        &text,
-    );
-    Ok(())
+    text
 }
+
+fn releases_json(rows: &[release::Release], unreachable: &[String]) -> serde_json::Value {
+    serde_json::json!({"releases": rows, "unreachable": unreachable})
+}
+
+#[cfg(test)]
+mod tests;

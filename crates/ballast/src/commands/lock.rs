@@ -192,17 +192,18 @@ async fn status(loaded: &Loaded, accept_new: bool, out: &Printer) -> Result<()> 
         });
     }
     let rows = sorted(rows);
-    let held = rows.iter().any(|r| matches!(r, Row::Held { .. }));
-    out.result(
-        &serde_json::json!({
-            "service": service,
-            "held": held,
-            "location": lock::lock_location(service),
-            "hosts": rows,
-        }),
-        &status_text(service, &rows),
-    );
+    out.result(&status_json(service, &rows), &status_text(service, &rows));
     Ok(())
+}
+
+fn status_json(service: &str, rows: &[Row]) -> serde_json::Value {
+    let held = rows.iter().any(|r| matches!(r, Row::Held { .. }));
+    serde_json::json!({
+        "service": service,
+        "held": held,
+        "location": lock::lock_location(service),
+        "hosts": rows,
+    })
 }
 
 fn status_text(service: &str, rows: &[Row]) -> String {
@@ -283,7 +284,16 @@ async fn take(
     // A manual lock is never renewed: dropping it leaves it on the hosts.
     drop(taken);
     audit_each(fleet, loaded, "lock acquire", concerning, out).await;
-    let text = format!(
+    out.result(
+        &acquired_json(service, &hosts, &info),
+        &acquired_text(service, &hosts, &info),
+    );
+    Ok(())
+}
+
+/// The lock taken for maintenance, and the token that releases it.
+fn acquired_text(service: &str, hosts: &[String], info: &LockInfo) -> String {
+    format!(
         "took the lock of {service} on {} for maintenance: {}\ntoken: {}\n\
          nothing renews it and no command takes it over: it stays until \
          `ballast lock release --token {}` (or `--force`)\n",
@@ -291,12 +301,11 @@ async fn take(
         hosts.join(", "),
         info.token,
         info.token
-    );
-    out.result(
-        &serde_json::json!({"service": service, "hosts": hosts, "token": info.token, "lock": info}),
-        &text,
-    );
-    Ok(())
+    )
+}
+
+fn acquired_json(service: &str, hosts: &[String], info: &LockInfo) -> serde_json::Value {
+    serde_json::json!({"service": service, "hosts": hosts, "token": info.token, "lock": info})
 }
 
 /// How `lock release` was asked to release.
@@ -371,10 +380,7 @@ async fn release_on(loaded: &Loaded, fleet: &Fleet, how: &How, out: &Printer) ->
         })
         .collect();
     audit_each(fleet, loaded, how.command(), removed, out).await;
-    out.result(
-        &serde_json::json!({"service": service, "hosts": rows}),
-        &release_text(service, &rows),
-    );
+    out.result(&release_json(service, &rows), &release_text(service, &rows));
     release_outcome(service, &rows)
 }
 
@@ -420,6 +426,10 @@ fn release_text(service: &str, rows: &[Row]) -> String {
         table(rows),
         hosts(rows.len())
     )
+}
+
+fn release_json(service: &str, rows: &[Row]) -> serde_json::Value {
+    serde_json::json!({"service": service, "hosts": rows})
 }
 
 /// A refusal is a conflict (exit code 4); a host that did not answer may
@@ -501,8 +511,14 @@ pub async fn audit(config: &Path, accept_new: bool, tail: usize, out: &Printer) 
     let records = state::read_audit(primary, &loaded.config.service, tail).await;
     fleet.close().await;
     let records = records?;
+    out.result(&audit_json(&records), &render_audit(&records));
+    Ok(())
+}
+
+/// One line per record, oldest first.
+fn render_audit(records: &[AuditRecord]) -> String {
     let mut text = String::new();
-    for r in &records {
+    for r in records {
         text.push_str(&format!(
             "{} {} `{}` version={} hosts={} -> {}\n",
             r.at,
@@ -516,178 +532,12 @@ pub async fn audit(config: &Path, accept_new: bool, tail: usize, out: &Printer) 
     if records.is_empty() {
         text.push_str("the audit log is empty\n");
     }
-    out.result(&serde_json::json!({"records": records}), &text);
-    Ok(())
+    text
+}
+
+fn audit_json(records: &[AuditRecord]) -> serde_json::Value {
+    serde_json::json!({"records": records})
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use ballast_core::lock::GoneWhy;
-    use clap::Parser;
-
-    use crate::cli::{Cli, Command};
-
-    fn held(liveness: Liveness, age: u64) -> HeldLock {
-        HeldLock {
-            host: "web-1".into(),
-            info: Some(LockInfo {
-                holder: "ana@laptop".into(),
-                pid: 42,
-                boot_id: None,
-                pid_namespace: None,
-                start_time: None,
-                command: "deploy --version v2".into(),
-                message: Some("hotfix".into()),
-                since: "2026-11-22T18:00:00Z".into(),
-                token: "0123456789abcdef0123456789abcdef".into(),
-                manual: false,
-            }),
-            lease_age_secs: age,
-            liveness,
-        }
-    }
-
-    fn rows() -> Vec<Row> {
-        sorted(vec![
-            Row::Unreachable {
-                host: "10.0.0.9".into(),
-                error: "connect over SSH: timed out".into(),
-            },
-            Row::Held {
-                host: "web-1".into(),
-                lock: View::from(&held(Liveness::Alive, 3)),
-            },
-            Row::Free { host: "db".into() },
-        ])
-    }
-
-    #[test]
-    fn status_shows_each_host_and_where_the_lock_lives() {
-        assert_eq!(
-            status_text("shop", &rows()),
-            "10.0.0.9  did not answer: connect over SSH: timed out\n\
-             db        free\n\
-             web-1     held by ana@laptop since 2026-11-22T18:00:00Z for `deploy --version v2` (pid 42): hotfix, token 01234567: alive (lease renewed 3s ago)\n\
-             the lock of shop is held on 1 of 3 hosts; 1 did not answer\n\
-             it lives on every host of the service, in /var/lib/ballast/shop/lock/: it cannot move when roles are added, renamed or reordered, and two commands that touch a common host conflict there\n"
-        );
-        let free = [Row::Free { host: "a".into() }];
-        assert!(status_text("shop", &free).contains("the lock of shop is free on 1 of 1 host\n"));
-    }
-
-    #[test]
-    fn status_json_is_structured_and_never_holds_the_full_token() {
-        let json = serde_json::to_value(rows()).unwrap();
-        assert_eq!(json[0]["state"], "unreachable");
-        assert_eq!(json[1], serde_json::json!({"state": "free", "host": "db"}));
-        assert_eq!(
-            json[2],
-            serde_json::json!({
-                "state": "held", "host": "web-1", "holder": "ana@laptop", "pid": 42,
-                "command": "deploy --version v2", "message": "hotfix",
-                "since": "2026-11-22T18:00:00Z", "token_prefix": "01234567", "manual": false,
-                "lease_age_secs": 3, "liveness": {"state": "alive"},
-                "says": "alive (lease renewed 3s ago)"
-            })
-        );
-        assert!(!json.to_string().contains("0123456789abcdef"));
-    }
-
-    #[test]
-    fn a_release_without_token_names_every_holder_and_its_liveness() {
-        let gone = Liveness::Gone {
-            why: GoneWhy::NotRunning { pid: 42 },
-        };
-        let rows = [
-            Row::Free { host: "db".into() },
-            Row::Held {
-                host: "web-1".into(),
-                lock: View::from(&held(gone, 30)),
-            },
-        ];
-        let e = refuse("shop", &rows).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Conflict);
-        assert_eq!(e.cause, "the lock of shop is held:\n  web-1: held by ana@laptop since 2026-11-22T18:00:00Z for `deploy --version v2` (pid 42): hotfix, token 01234567: gone (pid 42 no longer runs on this machine)");
-        assert!(e
-            .hint
-            .unwrap()
-            .starts_with("its holder is gone: the next deploy"));
-        let alive = [Row::Held {
-            host: "web-1".into(),
-            lock: View::from(&held(Liveness::Alive, 3)),
-        }];
-        let hint = refuse("shop", &alive).unwrap_err().hint.unwrap();
-        assert!(
-            hint.starts_with("give the token its holder printed"),
-            "{hint}"
-        );
-        assert!(refuse("shop", &rows[..1]).is_ok());
-    }
-
-    #[test]
-    fn a_release_says_what_it_removed_and_fails_on_refusals_and_silent_hosts() {
-        let expired = View::from(&held(Liveness::LeaseExpired { for_secs: 95 }, 95));
-        let mut rows = vec![
-            Row::Removed {
-                host: "web-1".into(),
-                lock: expired,
-            },
-            Row::Free {
-                host: "web-2".into(),
-            },
-        ];
-        assert_eq!(
-            release_text("shop", &rows),
-            "web-1  released: it was held by ana@laptop since 2026-11-22T18:00:00Z for `deploy --version v2` (pid 42): hotfix, token 01234567: probably gone (it stopped renewing its lease 95s ago)\n\
-             web-2  free\n\
-             released the lock of shop on 1 of 2 hosts\n"
-        );
-        assert!(release_outcome("shop", &rows).is_ok());
-        rows.push(Row::Unreachable {
-            host: "web-3".into(),
-            error: "x".into(),
-        });
-        let e = release_outcome("shop", &rows).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Unreachable);
-        assert_eq!(
-            e.cause,
-            "the lock of shop may still be held on web-3, which did not answer"
-        );
-        rows.push(Row::Refused {
-            host: "web-4".into(),
-            error: "held by bob".into(),
-        });
-        assert_eq!(
-            release_outcome("shop", &rows).unwrap_err().kind,
-            ErrorKind::Conflict
-        );
-    }
-
-    #[test]
-    fn release_takes_a_token_or_force_but_not_both() {
-        let parse = |args: &[&str]| {
-            let cli = Cli::try_parse_from([&["ballast", "lock"], args].concat())?;
-            match cli.command {
-                Command::Lock(c) => Ok::<_, clap::Error>(c),
-                other => panic!("parsed as {other:?}"),
-            }
-        };
-        assert!(matches!(
-            parse(&["release", "--token", "abc"]).unwrap(),
-            LockCommand::Release { token: Some(t), force: false } if t == "abc"
-        ));
-        assert!(matches!(
-            parse(&["release", "--force"]).unwrap(),
-            LockCommand::Release {
-                token: None,
-                force: true
-            }
-        ));
-        assert!(parse(&["release", "--token", "abc", "--force"]).is_err());
-        assert!(matches!(
-            parse(&["acquire", "-m", "disk swap"]).unwrap(),
-            LockCommand::Acquire { message: Some(m) } if m == "disk swap"
-        ));
-    }
-}
+mod tests;

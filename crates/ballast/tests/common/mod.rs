@@ -1,9 +1,13 @@
 //! The shared harness of the end-to-end tests: run the ballast binary, bring
-//! labs up and always down again, build hello images, speak HTTP to hosts.
+//! labs up and always down again, build hello images, speak HTTP to hosts;
+//! skip what needs a Docker engine where none answers ([`engine`],
+//! [`require_engine!`]); snapshot what the binary prints ([`snapshot`]).
 #![allow(dead_code)]
 
 pub mod child;
+pub mod engine;
 pub mod load;
+pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,6 +19,25 @@ use ballast_lab::Inventory;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 
+/// Skips the test that calls it when no Docker engine answers: it prints
+/// `skipped: TEST needs a Docker engine (...)` to stderr and returns. With
+/// `BALLAST_REQUIRE_ENGINE=1` (as `.ci/run` sets) it fails instead, so CI
+/// never passes by skipping. Every test that uses Docker (labs, images, the
+/// local engine) starts with it.
+#[macro_export]
+macro_rules! require_engine {
+    () => {{
+        fn here() {}
+        if let Some(why) = $crate::common::engine::missing(::std::any::type_name_of_val(&here)) {
+            if $crate::common::engine::required() {
+                panic!("{why} (BALLAST_REQUIRE_ENGINE=1: not skipped)");
+            }
+            $crate::common::engine::say_skipped(&why);
+            return;
+        }
+    }};
+}
+
 /// Labs made by tests carry this prefix, so `.ci/run` can sweep leftovers
 /// without touching a developer's own labs.
 pub const TEST_LAB_PREFIX: &str = "e2e-";
@@ -24,13 +47,19 @@ pub fn ballast_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ballast"))
 }
 
-/// Runs `ballast ARGS` with labs kept under `lab_home`; never reads stdin.
-pub fn ballast(lab_home: &Path, args: &[&str]) -> Output {
-    Command::new(ballast_bin())
-        .args(args)
+/// `ballast ARGS` with labs kept under `lab_home`; never reads stdin.
+pub fn command(lab_home: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(ballast_bin());
+    cmd.args(args)
         .env("BALLAST_LAB_HOME", lab_home)
         .env_remove("BALLAST_LAB")
-        .stdin(std::process::Stdio::null())
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Runs `ballast ARGS` with labs kept under `lab_home`; never reads stdin.
+pub fn ballast(lab_home: &Path, args: &[&str]) -> Output {
+    command(lab_home, args)
         .output()
         .expect("run the ballast binary")
 }
