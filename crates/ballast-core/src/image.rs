@@ -128,8 +128,9 @@ pub async fn build(
     })
 }
 
-/// Packs a build context as a tar, leaving out what `.dockerignore` excludes.
-/// The Dockerfile and `.dockerignore` are always sent: the engine needs them.
+/// Packs a build context as a tar, leaving out what `.dockerignore` excludes
+/// and, always, `.ballast/` (secrets and hooks). The Dockerfile and
+/// `.dockerignore` are always sent: the engine needs them.
 /// Returns the tar and how many files it holds.
 pub fn pack_context(context: &Path, dockerfile: &str) -> Result<(Vec<u8>, usize)> {
     let step = "pack the build context";
@@ -151,6 +152,9 @@ pub fn pack_context(context: &Path, dockerfile: &str) -> Result<(Vec<u8>, usize)
     let mut files = Vec::new();
     collect(context, context, &ignore, &mut files)
         .map_err(|e| Error::failed(step, format_args!("{}: {e}", context.display())))?;
+    // Secrets and hooks live in `.ballast/`: never in an image, whatever
+    // `.dockerignore` says.
+    files.retain(|f| !f.starts_with(".ballast"));
     for always in [dockerfile, ".dockerignore"] {
         let path = PathBuf::from(always);
         if context.join(&path).is_file() && !files.contains(&path) {
@@ -349,6 +353,19 @@ mod tests {
                 "src/target/small"
             ]
         );
+    }
+
+    #[test]
+    fn the_secrets_directory_never_reaches_the_engine() {
+        let dir = context(&[
+            ("Dockerfile", "FROM scratch\nCOPY . /app\n"),
+            (".dockerignore", "!.ballast\n"),
+            (".ballast/secrets", "DB_PASSWORD=hunter2"),
+            (".ballast/hooks/pre-deploy", "#!/bin/sh"),
+            ("app.py", "print()"),
+        ]);
+        let (tar, _) = pack_context(dir.path(), "Dockerfile").unwrap();
+        assert_eq!(entries(&tar), [".dockerignore", "Dockerfile", "app.py"]);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`scope`]: the hosts and roles a command works on (`--hosts`, `--roles`).
 //! - [`faults`]: faults injected on purpose by tests (`BALLAST_FAILPOINTS`).
 //! - [`proxy`]: ballast-proxy on the hosts: image, container, admin socket.
+//! - [`redact`]: the one layer that hides secret values from every output.
 //! - [`release`]: app containers and the labels that record releases; the
 //!   releases table.
 //! - [`status`]: what each host runs, role by role: the status table.
@@ -47,6 +48,7 @@ pub mod lock;
 pub mod logs;
 pub mod plan;
 pub mod proxy;
+pub mod redact;
 pub mod release;
 pub mod rollout;
 pub mod scope;

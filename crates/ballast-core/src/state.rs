@@ -93,7 +93,10 @@ pub struct AuditRecord {
 /// Appends `record` to the audit log on `host`.
 pub async fn append_audit(host: &Host, service: &str, record: &AuditRecord) -> Result<()> {
     ensure_dir(host, service).await?;
-    let mut line = serde_json::to_string(record).expect("audit records serialize");
+    // An outcome may quote a container's last log lines: never a secret.
+    let mut line =
+        crate::redact::redact(&serde_json::to_string(record).expect("audit records serialize"))
+            .into_owned();
     line.push('\n');
     write_file(
         host,

@@ -90,8 +90,10 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Libraries log request bodies (a container's environment) at debug
+    // level: every line goes through the redaction layer.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| ballast_core::redact::Redacting(std::io::stderr()))
         .init();
 }

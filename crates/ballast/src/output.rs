@@ -8,6 +8,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ballast_core::redact::redact;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
@@ -38,7 +39,7 @@ impl Printer {
                     .expect("static template"),
             );
             bar.enable_steady_tick(Duration::from_millis(120));
-            bar.set_message(message.to_string());
+            bar.set_message(redact(message).into_owned());
             *self.spinner.lock().expect("printer lock") = Some(bar);
         } else {
             self.line(None, message);
@@ -49,8 +50,8 @@ impl Printer {
     pub fn progress(&self, host: Option<&str>, message: &str) {
         let spinner = self.spinner.lock().expect("printer lock");
         match spinner.as_ref() {
-            Some(bar) if host.is_none() => bar.set_message(message.to_string()),
-            Some(bar) => bar.println(prefixed(host, message)),
+            Some(bar) if host.is_none() => bar.set_message(redact(message).into_owned()),
+            Some(bar) => bar.println(redact(&prefixed(host, message))),
             None => {
                 drop(spinner);
                 self.line(host, message)
@@ -72,9 +73,9 @@ impl Printer {
                     .to_string(),
             );
         } else if self.tty {
-            eprintln!("{}", prefixed(host, message));
+            eprintln!("{}", redact(&prefixed(host, message)));
         } else {
-            eprintln!("{} {}", now_utc(), prefixed(host, message));
+            eprintln!("{} {}", now_utc(), redact(&prefixed(host, message)));
         }
     }
 
@@ -106,7 +107,10 @@ impl Printer {
         if self.json {
             stdout(&error_json(err).to_string());
         }
-        eprintln!("{:?}", miette::Report::new(err.clone()));
+        eprintln!(
+            "{}",
+            redact(&format!("{:?}", miette::Report::new(err.clone())))
+        );
     }
 }
 
@@ -149,7 +153,7 @@ pub fn error_text(err: &ballast_core::Error) -> String {
 fn stdout(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+    if let Err(e) = writeln!(out, "{}", redact(line)).and_then(|()| out.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }

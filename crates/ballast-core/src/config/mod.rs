@@ -47,7 +47,7 @@ pub use redact::redacted_yaml;
 pub use reference::reference_markdown;
 pub use schema::*;
 pub use secrets::{SecretSource, Secrets};
-pub use starter::starter;
+pub use starter::{ensure_dockerignore, starter};
 
 /// The file name `ballast` looks for.
 pub const FILE_NAME: &str = "ballast.yml";

@@ -185,6 +185,8 @@ pub(crate) fn resolve(
             }
         }
     }
+    // From here on no output of this process shows these values.
+    crate::redact::register(values.values().map(String::as_str));
     Ok(Secrets { values })
 }
 

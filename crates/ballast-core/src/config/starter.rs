@@ -109,3 +109,51 @@ mod tests {
         assert!(e.message().contains("`DATABASE_PASSWORD` is not defined"));
     }
 }
+
+/// Makes sure `.dockerignore` in `dir` leaves out `.ballast/` (secrets and
+/// hooks), writing or extending it; returns whether it changed. ballast
+/// leaves `.ballast/` out of every build context anyway: this keeps plain
+/// `docker build` safe too.
+pub fn ensure_dockerignore(dir: &std::path::Path) -> std::io::Result<bool> {
+    let path = dir.join(".dockerignore");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let listed = text.lines().map(str::trim).any(|l| {
+        matches!(
+            l.trim_start_matches('/'),
+            ".ballast" | ".ballast/" | ".ballast/*" | ".ballast/**"
+        )
+    });
+    if listed {
+        return Ok(false);
+    }
+    let mut out = text;
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str("# secrets and hooks of ballast: never in an image\n.ballast/\n");
+    std::fs::write(&path, out)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod dockerignore_tests {
+    use super::ensure_dockerignore;
+
+    #[test]
+    fn the_secrets_directory_is_ignored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ensure_dockerignore(dir.path()).unwrap());
+        assert!(!ensure_dockerignore(dir.path()).unwrap());
+        let text = std::fs::read_to_string(dir.path().join(".dockerignore")).unwrap();
+        assert_eq!(text.matches(".ballast/").count(), 1);
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join(".dockerignore"), "target").unwrap();
+        assert!(ensure_dockerignore(other.path()).unwrap());
+        let text = std::fs::read_to_string(other.path().join(".dockerignore")).unwrap();
+        assert!(text.starts_with("target\n#"), "{text}");
+    }
+}

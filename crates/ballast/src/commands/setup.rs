@@ -23,12 +23,26 @@ pub fn init(path: &Path, out: &Printer) -> Result<()> {
             format_args!("{}: {e}", path.display()),
         )
     })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let ignored = config::ensure_dockerignore(dir).map_err(|e| {
+        Error::failed(
+            "keep .ballast/ out of images",
+            format_args!("{}: {e}", dir.join(".dockerignore").display()),
+        )
+    })?;
+    let mut text = format!(
+        "wrote {}: fill in your hosts, then run `ballast plan`",
+        path.display()
+    );
+    if ignored {
+        text.push_str("\n.dockerignore leaves out .ballast/ (secrets and hooks)");
+    }
     out.result(
-        &serde_json::json!({"written": path}),
-        &format!(
-            "wrote {}: fill in your hosts, then run `ballast plan`",
-            path.display()
-        ),
+        &serde_json::json!({"written": path, "dockerignore": ignored}),
+        &text,
     );
     Ok(())
 }

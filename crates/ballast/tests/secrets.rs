@@ -1,0 +1,175 @@
+//! Secrets never leak, on a real lab: a build whose context holds
+//! `.ballast/secrets` and copies everything, then a deploy that fails and
+//! one that succeeds, run at `-vv` and with `RUST_LOG=debug` (the Docker
+//! client logs request bodies, a container's environment included), while
+//! the operator's process list is watched. The value is looked for in
+//! everything ballast printed, the audit log (as printed and as stored on
+//! the host), the containers' labels, command and arguments, and the
+//! image's layers.
+#![allow(clippy::print_stderr)] // tests report what they measure
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballast_core::host::Host;
+
+use common::child::Watched;
+use common::*;
+
+const SECRET: &str = "s3cr3t-lab-value-7f3a91";
+
+fn ballast_cmd(config: &Path, args: &[&str], rust_log: Option<&str>) -> Command {
+    let mut cmd = Command::new(ballast_bin());
+    cmd.arg("--config").arg(config).args(args);
+    match rust_log {
+        Some(level) => cmd.env("RUST_LOG", level),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    cmd.env_remove("DATABASE_PASSWORD");
+    cmd
+}
+
+/// Runs ballast while another thread lists this machine's processes every
+/// 50 ms; returns how it ended, all it printed, and every command line seen.
+fn watched(cmd: Command) -> (std::process::ExitStatus, String, String) {
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = done.clone();
+    let ps = std::thread::spawn(move || {
+        let mut seen = String::new();
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(out) = Command::new("ps").args(["-eo", "args"]).output() {
+                seen.push_str(&String::from_utf8_lossy(&out.stdout));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        seen
+    });
+    let (status, said) = Watched::spawn(cmd).finish(Duration::from_secs(180));
+    done.store(true, Ordering::Relaxed);
+    (status, said, ps.join().unwrap())
+}
+
+#[test]
+fn a_secret_appears_in_no_output_label_argument_audit_or_image() {
+    require_engine!();
+    let base = hello_image("v1");
+    let lab = Lab::up("secrets", 1);
+    let inv = lab.inventory.clone();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    // The build context is the config's directory, secrets file included,
+    // and the Dockerfile copies all of it.
+    std::fs::create_dir_all(dir.join(".ballast")).unwrap();
+    std::fs::write(
+        dir.join(".ballast/secrets"),
+        format!("DATABASE_PASSWORD={SECRET}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM {base}\nCOPY . /app\n"),
+    )
+    .unwrap();
+    let host = &inv.hosts[0];
+    let role = |health: &str| {
+        format!(
+            "build: {{ context: . }}\nroles:\n  web:\n    hosts: [{}]\n    port: 8080\n    healthcheck: {{ path: {health} }}\n    env:\n      secret: [DATABASE_PASSWORD]\ndeploy:\n  health_timeout: 6s\n",
+            host.ip
+        )
+    };
+    // First a version that never gets healthy (its check path 404s), then
+    // one that does.
+    let config = lab_config(dir, &inv, &inv.known_hosts, "hello", "shop", &role("/nope"));
+    let mut printed = String::new();
+    let mut processes = String::new();
+    let (status, said, ps) = watched(ballast_cmd(
+        &config,
+        &["-vv", "deploy", "--version", "bad"],
+        None,
+    ));
+    assert_eq!(status.code(), Some(1), "{said}");
+    printed.push_str(&said);
+    processes.push_str(&ps);
+    let config = lab_config(dir, &inv, &inv.known_hosts, "hello", "shop", &role("/up"));
+    let (status, said, ps) = watched(ballast_cmd(
+        &config,
+        &["--json", "deploy", "--version", "good"],
+        Some("debug"),
+    ));
+    assert!(status.success(), "{said}");
+    printed.push_str(&said);
+    processes.push_str(&ps);
+    // The debug logs did carry the environment: redacted, not absent.
+    assert!(
+        printed.contains("[redacted]"),
+        "nothing was redacted:\n{printed}"
+    );
+    for args in [
+        &["--json", "audit"][..],
+        &["-vv", "releases"][..],
+        &["config"][..],
+    ] {
+        let out = run_with_config(&config, args);
+        printed.push_str(&text(&out));
+    }
+    assert!(
+        !printed.contains(SECRET),
+        "a secret was printed:\n{printed}"
+    );
+    assert!(
+        !processes.contains(SECRET),
+        "a secret was in a process's arguments"
+    );
+
+    runtime().block_on(async {
+        let h = Host::connect(&host.ip, &inv.ssh_target(host))
+            .await
+            .unwrap();
+        let audit = h
+            .run(
+                "cat",
+                &["/var/lib/ballast/hello/audit.log"],
+                None,
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert!(!audit.stdout.is_empty());
+        assert!(
+            !audit.stdout.contains(SECRET),
+            "in the audit log on the host"
+        );
+        let docker = h.engine().docker();
+        for c in ballast_core::release::observe(h.engine(), "hello")
+            .await
+            .unwrap()
+        {
+            let inspected = docker.inspect_container(&c.name, None).await.unwrap();
+            let config = inspected.config.unwrap_or_default();
+            let shown = format!(
+                "{:?} {:?} {:?} {:?}",
+                config.labels, config.cmd, config.entrypoint, inspected.args
+            );
+            assert!(!shown.contains(SECRET), "{}: {shown}", c.name);
+        }
+        h.close().await;
+    });
+
+    // The image built from that context holds no trace of the secrets file.
+    let saved = Command::new("docker")
+        .args(["save", "shop:good"])
+        .output()
+        .unwrap();
+    assert!(saved.status.success(), "{}", text(&saved));
+    let bytes = saved.stdout;
+    let found = bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes());
+    assert!(!found, "the secret is in the image's layers");
+    let _ = Command::new("docker")
+        .args(["rmi", "shop:good", "shop:bad"])
+        .output();
+}
