@@ -103,6 +103,8 @@ pub struct Listen {
     pub http_port: u16,
     /// HTTPS port and the PEM certificate chain and key (their contents).
     pub tls: Option<Tls>,
+    /// CIDR ranges whose forwarding headers are believed, sorted.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// TLS for a host's proxy. `Debug` never shows the key.
@@ -139,6 +141,11 @@ impl Listen {
             h.update(&tls.cert_pem);
             h.update(&tls.key_pem);
         }
+        // Only when set, so proxies without them keep their digest.
+        for range in &self.trusted_proxies {
+            h.update(b"trusted-proxy");
+            h.update(range.as_bytes());
+        }
         h.finalize()
             .iter()
             .take(8)
@@ -155,6 +162,9 @@ impl Listen {
             "--state-dir".into(),
             STATE_DIR.into(),
         ];
+        for range in &self.trusted_proxies {
+            args.extend(["--trusted-proxy".to_string(), range.clone()]);
+        }
         if self.tls.is_some() {
             args.extend([
                 "--https".to_string(),
@@ -413,6 +423,9 @@ pub struct Route {
     pub deploy_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Body limits in bytes (`None`: no limit).
+    pub max_request_body_bytes: Option<u64>,
+    pub max_response_body_bytes: Option<u64>,
 }
 
 impl Route {
@@ -434,8 +447,8 @@ pub async fn switch(host: &Host, route: &Route, target: &str) -> Result<()> {
         health: route.health.clone(),
         deploy_timeout_ms: route.deploy_timeout.as_millis() as u64,
         drain_timeout_ms: route.drain_timeout.as_millis() as u64,
-        max_request_body_bytes: None,
-        max_response_body_bytes: None,
+        max_request_body_bytes: route.max_request_body_bytes,
+        max_response_body_bytes: route.max_response_body_bytes,
     });
     let deadline = route
         .deploy_timeout

@@ -58,6 +58,10 @@ pub enum Command {
         #[arg(long)]
         reference: bool,
     },
+    /// The secrets the config lists: which roles use each and where its
+    /// value comes from.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Show what deploy would do, per host, without doing it.
     Plan(PlanArgs),
     /// Build (or take) the image and roll it out to every host.
@@ -241,6 +245,24 @@ pub enum LockCommand {
         /// lock status` that its holder is gone (written to the audit log).
         #[arg(long)]
         force: bool,
+    },
+}
+
+/// Secrets are read (and their `$(...)` commands run) as every command
+/// reads them; nothing reaches a host.
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Each secret the config lists, the roles using it and where its value
+    /// comes from.
+    ///
+    /// The source is the environment, a secrets file and line, or a
+    /// `$(...)` command on such a line. Values are never shown, unless
+    /// --reveal.
+    Print {
+        /// Print the values too, on stdout, as they are (with --json, as
+        /// `value`): for your eyes or a pipe, never for a shared log.
+        #[arg(long)]
+        reveal: bool,
     },
 }
 

@@ -37,6 +37,7 @@ fn main() {
         match cli.command {
             Command::Init => done(commands::setup::init(config, &out)),
             Command::Config { reference } => done(commands::setup::show(config, reference, &out)),
+            Command::Secrets(command) => done(commands::secrets::run(config, command, &out)),
             Command::Plan(args) => done(commands::deploy::plan(config, accept, args, &out).await),
             Command::Deploy(args) => {
                 done(commands::deploy::deploy(config, accept, args, &out).await)

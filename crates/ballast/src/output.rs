@@ -89,6 +89,19 @@ impl Printer {
         }
     }
 
+    /// Like [`Printer::result`], but what it prints is not redacted: the one
+    /// way a secret value reaches any output, used only by `ballast secrets
+    /// print --reveal`, where the operator asked for the values. Progress
+    /// and errors stay redacted.
+    pub fn reveal_result<T: Serialize>(&self, value: &T, human: &str) {
+        self.finish();
+        if self.json {
+            write_line(&result_json(value).to_string());
+        } else if !human.is_empty() {
+            write_line(human.trim_end());
+        }
+    }
+
     /// One line of a container's log, prefixed by where it came from.
     pub fn log(&self, host: &str, role: &str, time: &str, text: &str) {
         if self.json {
@@ -148,12 +161,17 @@ pub fn error_text(err: &ballast_core::Error) -> String {
     text
 }
 
-/// One line on stdout. A reader that went away (`ballast logs | head`)
-/// ends the command quietly, as it would end `cat`.
+/// One line on stdout, redacted.
 fn stdout(line: &str) {
+    write_line(&redact(line));
+}
+
+/// One line on stdout as it is. A reader that went away (`ballast logs |
+/// head`) ends the command quietly, as it would end `cat`.
+fn write_line(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{}", redact(line)).and_then(|()| out.flush()) {
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }

@@ -3,8 +3,10 @@
 //! and `config --reference`; a config error of each kind (YAML syntax, an
 //! unknown key with its suggestion, a wrong type, a missing key, a duration
 //! out of range, an undefined secret, an alias to no command, a bad
-//! destination file), also with `--json`; and scopes naming no host or
-//! role of the config, refused before any host is reached.
+//! destination file), also with `--json`; scopes naming no host or role
+//! of the config, refused before any host is reached; and `secrets print`
+//! (plain, `--json`, `--reveal`) with a secret that is a `$(...)` command,
+//! one whose command fails and one that needs a shell.
 //!
 //! Each case runs in a temp dir of its own with `common::snapshot::isolated`
 //! (nothing of this machine's environment, a Docker socket that does not
@@ -221,4 +223,104 @@ fn scopes_name_hosts_and_roles_of_the_config() {
             snapshot::shown(&out)
         );
     }
+}
+
+/// Roles using three secrets: one from the destination's file, one from
+/// the shared file, one the output of a command. The shared file also has
+/// a command no role uses, which must not run.
+fn case_with_secrets(db_password: &str) -> Case {
+    let case = Case::with_config(&format!(
+        "{BASE}    env:\n      secret: [SHOP_DB_PASSWORD, SHOP_API_KEY]\n  worker:\n    hosts: [worker-1.example.com]\n    env:\n      secret: [SHOP_DB_PASSWORD, SHOP_SMTP_PASSWORD]\n"
+    ));
+    case.write(
+        "ballast.staging.yml",
+        "roles:\n  web:\n    hosts: [staging-1.example.com]\n",
+    );
+    case.write(
+        ".ballast/secrets",
+        &format!(
+            "# shared\nSHOP_API_KEY=api-key-from-file\nSHOP_DB_PASSWORD={db_password}\nSHOP_SMTP_PASSWORD=shared-smtp\nSHOP_UNUSED=$(touch unused.ran)\n"
+        ),
+    );
+    case.write(
+        ".ballast/secrets.staging",
+        "SHOP_SMTP_PASSWORD=staging-smtp\n",
+    );
+    case
+}
+
+/// The values `case_with_secrets` gives (with a command that works).
+const SECRET_VALUES: [&str; 3] = [
+    "db-password-from-command",
+    "api-key-from-file",
+    "staging-smtp",
+];
+
+#[test]
+fn secrets_print_names_sources_never_values() {
+    let case = case_with_secrets("$(echo db-password-from-command)");
+    let out = case.snapshot("secrets_print", &["-d", "staging", "secrets", "print"]);
+    let json = case.snapshot(
+        "secrets_print_json",
+        &["-d", "staging", "--json", "secrets", "print"],
+    );
+    for out in [&out, &json] {
+        let all = snapshot::shown(out);
+        for value in SECRET_VALUES {
+            assert!(!all.contains(value), "{value} was printed:\n{all}");
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON on stdout");
+    assert_eq!(value["secrets"][0]["source"]["kind"], "file", "{value}");
+    assert!(!case.path().join("unused.ran").exists());
+}
+
+#[test]
+fn secrets_print_reveal_shows_values_on_stdout_only() {
+    let case = case_with_secrets("$(echo db-password-from-command)");
+    let out = case.snapshot(
+        "secrets_print_reveal",
+        &["-d", "staging", "secrets", "print", "--reveal"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for value in SECRET_VALUES {
+        assert!(stdout.contains(value), "{value} not revealed:\n{stdout}");
+    }
+    let json = case.run(&["-d", "staging", "--json", "secrets", "print", "--reveal"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON on stdout");
+    let values: Vec<&str> = value["secrets"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|s| s["value"].as_str().expect("a value"))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            "api-key-from-file",
+            "db-password-from-command",
+            "staging-smtp"
+        ]
+    );
+}
+
+#[test]
+fn secret_command_that_fails_is_located_without_its_output() {
+    let case = case_with_secrets("$(sh -c 'echo s3cr3t-printed; echo s3cr3t-err >&2; exit 3')");
+    let out = case.snapshot("secret_command_failed", &["secrets", "print"]);
+    let all = snapshot::shown(&out);
+    assert!(
+        !all.contains("s3cr3t"),
+        "the command's output was shown:\n{all}"
+    );
+    assert!(!case.path().join("unused.ran").exists());
+}
+
+#[test]
+fn secret_command_that_needs_a_shell_is_refused() {
+    let case = case_with_secrets("\"$(op read op://shop/db/password | base64 -d)\"");
+    case.snapshot(
+        "secret_command_needs_a_shell",
+        &["--json", "secrets", "print"],
+    );
 }

@@ -268,7 +268,7 @@ fn https_with_the_configured_certificate_and_plain_http_redirected() {
     let inv = &lab.inventory;
     let ip = inv.hosts[0].ip.clone();
     let rest = format!(
-        "roles:\n  web:\n    hosts: [{ip}]\n    port: 8080\n    proxy:\n      hosts: [hello.test]\n      tls: {{ cert: cert.pem, key: key.pem }}\n"
+        "roles:\n  web:\n    hosts: [{ip}]\n    port: 8080\n    proxy:\n      hosts: [hello.test]\n      tls: {{ cert: cert.pem, key: key.pem }}\n      max_request_body: 1KiB\n      trusted_proxies: [192.0.2.0/24]\n"
     );
     let config = lab_config(dir, inv, &inv.known_hosts, "hello", "hello", &rest);
     let setup = run_ok(&config, &binary, &["setup"]);
@@ -329,6 +329,43 @@ fn https_with_the_configured_certificate_and_plain_http_redirected() {
             "600",
             "the key is readable by root only"
         );
+        // The config's trusted proxies reach the proxy's command line.
+        let inspected = host
+            .engine()
+            .docker()
+            .inspect_container(proxy::CONTAINER, None)
+            .await
+            .unwrap();
+        let cmd = inspected.config.unwrap().cmd.unwrap_or_default().join(" ");
+        assert!(cmd.contains("--trusted-proxy 192.0.2.0/24"), "{cmd}");
         host.close().await;
     });
+
+    // The role's body limit: a body over 1 KiB is refused by the proxy.
+    let big = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+        ])
+        .arg(dir.join("cert.pem"))
+        .args(["--resolve", &format!("hello.test:443:{ip}")])
+        .args([
+            "--data-binary",
+            &"x".repeat(2048),
+            "https://hello.test/count",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&big.stdout),
+        "413",
+        "{}",
+        text(&big)
+    );
 }

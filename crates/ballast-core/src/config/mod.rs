@@ -12,7 +12,11 @@
 //!   enforced by the shape check and cited by the reference.
 //! - `validate`, `roles`, `names`: semantic checks (names, image, hosts,
 //!   ports, volumes, batch, variables) and the grammars they use.
-//! - [`secrets`]: secret values from the environment or `.ballast/secrets`.
+//! - [`secrets`]: secret values from the environment, `.ballast/secrets`
+//!   (per destination too) or commands written `$(...)` there
+//!   (`secret_command`).
+//! - `routing`: checks of a role's proxy settings (trusted ranges, body
+//!   limits).
 //! - `error`: [`ConfigError`], located and with a hint.
 //! - `reference`, `starter`, `redact`, `query`: the generated reference,
 //!   `ballast init`'s file, `ballast config`'s output, helpers on `Config`.
@@ -32,7 +36,9 @@ mod query;
 mod redact;
 mod reference;
 mod roles;
+mod routing;
 pub mod schema;
+mod secret_command;
 pub mod secrets;
 mod shape;
 mod starter;
@@ -45,8 +51,9 @@ pub use error::ConfigError;
 pub use names::image_problem;
 pub use redact::redacted_yaml;
 pub use reference::reference_markdown;
+pub use routing::{body_bytes, cidr_problem};
 pub use schema::*;
-pub use secrets::{SecretSource, Secrets};
+pub use secrets::{SecretOrigin, SecretSource, Secrets};
 pub use starter::{ensure_dockerignore, starter};
 
 /// The file name `ballast` looks for.

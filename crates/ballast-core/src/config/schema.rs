@@ -204,6 +204,22 @@ pub struct RoleProxy {
     /// One certificate per host: roles sharing a host share it.
     #[serde(default)]
     pub tls: Option<ProxyTls>,
+    /// Clients whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP`
+    /// headers are believed (a load balancer in front), as CIDR ranges such
+    /// as `10.0.0.0/8`; from any other client they are replaced with what
+    /// the proxy saw. Applies to the proxy of each host of this role.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The largest request body this role accepts, e.g. `10MB` or
+    /// `512KiB`; a larger one is answered `413` before it reaches the app
+    /// [default: no limit].
+    #[serde(default)]
+    pub max_request_body: Option<String>,
+    /// The largest response body this role may send, e.g. `100MB`; a larger
+    /// one is answered `502` (or cut off once it passes the limit)
+    /// [default: no limit].
+    #[serde(default)]
+    pub max_response_body: Option<String>,
 }
 
 /// The certificate the proxy serves HTTPS with.

@@ -25,6 +25,7 @@ pub(crate) fn check(config: &Config, root: &Located, src: &Source) -> Result<(),
             .set_hint("use `delivery: direct` (the default): images travel over SSH, only missing layers are sent, no registry needed");
     }
     c.roles(config);
+    c.proxies(config);
     c.deploy(&config.deploy);
     c.health_deadlines(config);
     let mut errors = c.errors;

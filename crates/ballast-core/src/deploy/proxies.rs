@@ -67,6 +67,14 @@ pub fn proxy_route(config: &crate::config::Config, role_name: &str) -> Option<pr
         },
         deploy_timeout: config.deploy.health_timeout,
         drain_timeout: settings.drain_timeout,
+        max_request_body_bytes: settings
+            .max_request_body
+            .as_deref()
+            .and_then(crate::config::body_bytes),
+        max_response_body_bytes: settings
+            .max_response_body
+            .as_deref()
+            .and_then(crate::config::body_bytes),
     })
 }
 
@@ -118,10 +126,17 @@ fn proxy_listens(ctx: &Context<'_>) -> Result<std::collections::BTreeMap<String,
                 .or_insert(proxy::Listen {
                     http_port: settings.http_port,
                     tls: None,
+                    trusted_proxies: Vec::new(),
                 });
             if entry.tls.is_none() {
                 entry.tls = tls.clone();
             }
+            // One proxy per host: the ranges of every role there.
+            entry
+                .trusted_proxies
+                .extend(settings.trusted_proxies.iter().cloned());
+            entry.trusted_proxies.sort();
+            entry.trusted_proxies.dedup();
         }
     }
     Ok(listens)

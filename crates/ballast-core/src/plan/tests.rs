@@ -31,6 +31,8 @@ fn route() -> Route {
         },
         deploy_timeout: Duration::from_secs(30),
         drain_timeout: Duration::from_secs(30),
+        max_request_body_bytes: None,
+        max_response_body_bytes: None,
     }
 }
 

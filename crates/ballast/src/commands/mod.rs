@@ -10,5 +10,6 @@ pub mod lab;
 pub mod lock;
 pub mod logs;
 pub mod proxy;
+pub mod secrets;
 pub mod service;
 pub mod setup;

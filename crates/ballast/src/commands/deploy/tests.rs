@@ -76,6 +76,8 @@ fn web_route() -> Route {
         },
         deploy_timeout: Duration::from_secs(30),
         drain_timeout: Duration::from_secs(30),
+        max_request_body_bytes: None,
+        max_response_body_bytes: None,
     }
 }
 
