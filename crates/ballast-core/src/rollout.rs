@@ -113,17 +113,22 @@ async fn do_step(
     match step {
         // Pruning after the switch: a failure is only worth a warning.
         Step::Remove { name } if proven => {
-            if let Err(e) = remove(host, name).await {
+            if let Err(e) = remove_with_secrets(host, r.service, name).await {
                 on_event(RolloutEvent::Warning(format!(
                     "could not prune {name}: {}",
                     e.cause
                 )));
             }
         }
-        Step::Remove { name } => remove(host, name).await?,
+        Step::Remove { name } => remove_with_secrets(host, r.service, name).await?,
         Step::Rename { from, to } => {
             rename(host, from, to).await?;
             undo.renamed = Some((from.clone(), to.clone()));
+        }
+        Step::WriteSecrets { name } => {
+            let dir = crate::spec::secrets_dir(r.service, name, &plan.digest);
+            undo.secrets = Some(dir.clone());
+            write_secrets(host, &dir, &plan.spec.env_secret, r.secret).await?;
         }
         Step::Create { name } => {
             create(host, name, &body(plan, r)).await?;
@@ -233,6 +238,8 @@ struct Undo {
     /// The old container to serve again in place of an unproven target
     /// an earlier, interrupted run left (see `HostPlan::fallback`).
     fallback: Option<String>,
+    /// The secret files directory this run wrote.
+    secrets: Option<String>,
     renamed: Option<(String, String)>,
     stopped: Vec<String>,
 }
@@ -335,6 +342,14 @@ impl Undo {
                 on_event(RolloutEvent::Warning(e.to_string()));
             }
         }
+        if let Some(dir) = &self.secrets {
+            on_event(RolloutEvent::Undo(format!(
+                "remove the secret files of {target}"
+            )));
+            if let Err(e) = remove_dir(host, dir).await {
+                on_event(RolloutEvent::Warning(e.to_string()));
+            }
+        }
     }
 
     async fn rename_back(&self, host: &Host, on_event: OnEvent<'_>) {
@@ -419,6 +434,74 @@ async fn remove(host: &Host, name: &str) -> Result<()> {
             engine.docker().remove_container(name, Some(options)),
         )
         .await
+}
+
+/// Writes each secret as a file of mode 0400 in `dir` (made 0700); values
+/// travel over the command's stdin, never in its arguments.
+async fn write_secrets(
+    host: &Host,
+    dir: &str,
+    names: &[String],
+    secret: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<()> {
+    let step = "write the secret files";
+    let deadline = Duration::from_secs(15);
+    let checked = |out: crate::ssh::CommandOutput| {
+        if out.success() {
+            Ok(())
+        } else {
+            Err(Error::failed(step, out.stderr.trim()).on(host.name()))
+        }
+    };
+    checked(
+        host.run("install", &["-d", "-m", "0700", dir], None, deadline)
+            .await?,
+    )?;
+    for name in names {
+        let value = secret(name).unwrap_or_default();
+        let path = format!("{dir}/{name}");
+        let args = ["-m", "0400", "/dev/stdin", path.as_str()];
+        checked(
+            host.run("install", &args, Some(value.as_bytes()), deadline)
+                .await?,
+        )?;
+    }
+    Ok(())
+}
+
+async fn remove_dir(host: &Host, dir: &str) -> Result<()> {
+    let out = host
+        .run("rm", &["-rf", "--", dir], None, Duration::from_secs(15))
+        .await?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(Error::failed(format!("remove {dir}"), out.stderr.trim()).on(host.name()))
+    }
+}
+
+/// Removes a container and the secret files ballast wrote for it (found
+/// from its own mounts, under the service's secrets directory only).
+async fn remove_with_secrets(host: &Host, service: &str, name: &str) -> Result<()> {
+    let root = format!("{}/{service}/secrets/", crate::state::STATE_ROOT);
+    let engine = host.engine();
+    let mounted: Vec<String> = engine
+        .docker()
+        .inspect_container(name, None)
+        .await
+        .ok()
+        .and_then(|c| c.host_config)
+        .and_then(|h| h.binds)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|b| b.split(':').next().map(str::to_string))
+        .filter(|src| src.starts_with(&root) && !src.contains(".."))
+        .collect();
+    remove(host, name).await?;
+    for dir in mounted {
+        remove_dir(host, &dir).await?;
+    }
+    Ok(())
 }
 
 async fn rename(host: &Host, from: &str, to: &str) -> Result<()> {

@@ -71,7 +71,23 @@ pub struct RoleSpec {
     /// The Docker network to join: `ballast` for proxied roles, so the proxy
     /// reaches them; the default bridge otherwise.
     pub network: Option<String>,
+    /// Secrets as read-only files (`NAME_FILE`), not variables. Left out of
+    /// the digest when off, so existing containers keep theirs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret_files: bool,
 }
+
+/// Where a container's secret files live on its host; `digest` keeps two
+/// definitions under one name (one moved aside) apart.
+pub fn secrets_dir(service: &str, container: &str, digest: &str) -> String {
+    format!(
+        "{}/{service}/secrets/{container}-{digest}",
+        crate::state::STATE_ROOT
+    )
+}
+
+/// Inside the container, where secret files are mounted.
+pub const SECRETS_MOUNT: &str = "/run/secrets";
 
 impl RoleSpec {
     /// The definition of `role` on `host`.
@@ -102,6 +118,7 @@ impl RoleSpec {
                 .proxy
                 .as_ref()
                 .map(|_| crate::proxy::NETWORK.to_string()),
+            secret_files: role.secret_files,
         }
     }
 
@@ -133,8 +150,20 @@ impl RoleSpec {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        for name in &self.env_secret {
-            env.push(format!("{name}={}", secret(name).unwrap_or_default()));
+        let mut binds = self.volumes.clone();
+        if self.secret_files {
+            let name = crate::release::container_name(&stamp.service, &self.role, &stamp.version);
+            for n in &self.env_secret {
+                env.push(format!("{n}_FILE={SECRETS_MOUNT}/{n}"));
+            }
+            if !self.env_secret.is_empty() {
+                let dir = secrets_dir(&stamp.service, &name, &stamp.digest);
+                binds.push(format!("{dir}:{SECRETS_MOUNT}:ro"));
+            }
+        } else {
+            for name in &self.env_secret {
+                env.push(format!("{name}={}", secret(name).unwrap_or_default()));
+            }
         }
         let labels = HashMap::from([
             (SERVICE_LABEL.to_string(), stamp.service.clone()),
@@ -171,7 +200,7 @@ impl RoleSpec {
             ),
             stop_timeout: Some(self.stop_timeout.as_secs() as i64),
             host_config: Some(HostConfig {
-                binds: Some(self.volumes.clone()),
+                binds: Some(binds),
                 port_bindings: Some(port_bindings),
                 restart_policy: Some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
@@ -272,6 +301,37 @@ mod tests {
         assert_eq!(hc.log_config.unwrap().typ.as_deref(), Some("local"));
         assert!(hc.port_bindings.unwrap().contains_key("8080/tcp"));
         assert_eq!(hc.binds.unwrap(), ["/srv/data:/data"]);
+    }
+
+    #[test]
+    fn secret_files_put_a_path_in_the_environment_not_the_value() {
+        let mut c = config();
+        c.roles.get_mut("web").unwrap().secret_files = true;
+        let spec = RoleSpec::new(&c, "web", &c.roles["web"], "h1");
+        let stamp = ReleaseStamp {
+            service: "shop".into(),
+            version: "v2".into(),
+            image_id: "sha256:abc".into(),
+            digest: "d1".into(),
+            deployed_by: "ana@laptop".into(),
+            deployed_at: "T".into(),
+        };
+        let body = spec.container(&stamp, &|_| Some("s3cret".into()));
+        let env = body.env.unwrap();
+        assert!(env.contains(&"TOKEN_FILE=/run/secrets/TOKEN".to_string()));
+        assert!(!format!("{env:?}").contains("s3cret"));
+        assert_eq!(
+            body.host_config.unwrap().binds.unwrap(),
+            [
+                "/srv/data:/data",
+                "/var/lib/ballast/shop/secrets/shop-web-v2-d1:/run/secrets:ro"
+            ]
+        );
+        // Off, the field stays out of the digest: existing containers keep theirs.
+        let off = RoleSpec::new(&config(), "web", &config().roles["web"], "h1");
+        assert!(!serde_json::to_string(&off)
+            .unwrap()
+            .contains("secret_files"));
     }
 
     #[test]

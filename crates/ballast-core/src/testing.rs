@@ -43,6 +43,7 @@ pub fn sharded_role() -> crate::config::Role {
         healthcheck: None,
         stop_timeout: None,
         proxy: None,
+        secret_files: false,
     }
 }
 

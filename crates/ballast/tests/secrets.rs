@@ -78,8 +78,8 @@ fn a_secret_appears_in_no_output_label_argument_audit_or_image() {
     let host = &inv.hosts[0];
     let role = |health: &str| {
         format!(
-            "build: {{ context: . }}\nroles:\n  web:\n    hosts: [{}]\n    port: 8080\n    healthcheck: {{ path: {health} }}\n    env:\n      secret: [DATABASE_PASSWORD]\ndeploy:\n  health_timeout: 6s\n",
-            host.ip
+            "build: {{ context: . }}\nroles:\n  web:\n    hosts: [{ip}]\n    port: 8080\n    healthcheck: {{ path: {health} }}\n    env:\n      secret: [DATABASE_PASSWORD]\n  files:\n    hosts: [{ip}]\n    port: 8080\n    secret_files: true\n    env:\n      secret: [DATABASE_PASSWORD]\ndeploy:\n  health_timeout: 6s\n",
+            ip = host.ip
         )
     };
     // First a version that never gets healthy (its check path 404s), then
@@ -145,6 +145,7 @@ fn a_secret_appears_in_no_output_label_argument_audit_or_image() {
             "in the audit log on the host"
         );
         let docker = h.engine().docker();
+        let mut files_env = Vec::new();
         for c in ballast_core::release::observe(h.engine(), "hello")
             .await
             .unwrap()
@@ -156,7 +157,47 @@ fn a_secret_appears_in_no_output_label_argument_audit_or_image() {
                 config.labels, config.cmd, config.entrypoint, inspected.args
             );
             assert!(!shown.contains(SECRET), "{}: {shown}", c.name);
+            if c.role == "files" {
+                // With secret_files, not even the environment holds it.
+                let env = config.env.unwrap_or_default().join(" ");
+                assert!(!env.contains(SECRET), "{}: {env}", c.name);
+                files_env.push(env);
+            }
         }
+        assert!(
+            files_env
+                .iter()
+                .any(|e| e.contains("DATABASE_PASSWORD_FILE=/run/secrets/DATABASE_PASSWORD")),
+            "{files_env:?}"
+        );
+        // Each secret file is 0400 in a root-only directory (a retained
+        // release keeps its files, to start again on rollback).
+        let found = h
+            .run(
+                "find",
+                &[
+                    "/var/lib/ballast/hello/secrets",
+                    "-mindepth",
+                    "1",
+                    "-printf",
+                    "%m %P\\n",
+                ],
+                None,
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        let lines: Vec<&str> = found.stdout.lines().collect();
+        assert!(
+            lines.iter().any(|l| l.starts_with("700 hello-files-good-")),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(
+                |l| l.starts_with("400 hello-files-good-") && l.ends_with("/DATABASE_PASSWORD")
+            ),
+            "{lines:?}"
+        );
         h.close().await;
     });
 

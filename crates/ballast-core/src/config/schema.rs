@@ -179,6 +179,14 @@ pub struct Role {
     /// Needs `port`.
     #[serde(default)]
     pub proxy: Option<RoleProxy>,
+    /// Hand secrets to the containers as files instead of environment
+    /// variables: each secret `NAME` is a file of mode 0400 in a root-only
+    /// directory on the host, mounted read-only at `/run/secrets/NAME`, and
+    /// the container gets `NAME_FILE=/run/secrets/NAME`; so no value shows
+    /// in `docker inspect`. (The files are owned by root: an app running as
+    /// another user cannot read them.)
+    #[serde(default)]
+    pub secret_files: bool,
 }
 
 /// How ballast-proxy routes to a role.

@@ -115,6 +115,9 @@ fn plan_named(
                 Found::Nothing | Found::Running => {}
             }
             if !reuses {
+                if h.spec.secret_files && !h.spec.env_secret.is_empty() {
+                    steps.push(Step::WriteSecrets { name: name.clone() });
+                }
                 steps.push(Step::Create { name: name.clone() });
             }
             let start = Step::Start { name: name.clone() };

@@ -190,6 +190,11 @@ pub enum Step {
     Remove {
         name: String,
     },
+    /// Write the new container's secret files on the host (roles with
+    /// `secret_files`), each 0400 in a root-only directory.
+    WriteSecrets {
+        name: String,
+    },
     /// Create the new container from the plan's definition.
     Create {
         name: String,
@@ -218,6 +223,7 @@ pub enum Step {
 pub enum StepKind {
     Rename,
     Remove,
+    WriteSecrets,
     Create,
     Start,
     AwaitHealthy,
@@ -230,6 +236,7 @@ impl Step {
         match self {
             Step::Rename { .. } => StepKind::Rename,
             Step::Remove { .. } => StepKind::Remove,
+            Step::WriteSecrets { .. } => StepKind::WriteSecrets,
             Step::Create { .. } => StepKind::Create,
             Step::Start { .. } => StepKind::Start,
             Step::AwaitHealthy { .. } => StepKind::AwaitHealthy,
@@ -241,7 +248,11 @@ impl Step {
     /// The phase of a deploy this step belongs to, for timing reports.
     pub fn phase(&self) -> &'static str {
         match self.kind() {
-            StepKind::Rename | StepKind::Remove | StepKind::Create | StepKind::Start => "start",
+            StepKind::Rename
+            | StepKind::Remove
+            | StepKind::WriteSecrets
+            | StepKind::Create
+            | StepKind::Start => "start",
             StepKind::AwaitHealthy | StepKind::Route => "healthy",
             StepKind::Stop => "switch",
         }
@@ -251,6 +262,9 @@ impl Step {
         match self {
             Step::Rename { from, to } => format!("rename {from} to {to}"),
             Step::Remove { name } => format!("remove {name}"),
+            Step::WriteSecrets { name } => {
+                format!("write the secret files of {name} (0400, root only)")
+            }
             Step::Create { name } => format!("create {name}"),
             Step::Start { name } => format!("start {name}"),
             Step::AwaitHealthy { name } => format!("wait until {name} is healthy"),

@@ -57,6 +57,7 @@ fn spec() -> RoleSpec {
         log_options: BTreeMap::new(),
         stop_timeout: Duration::from_secs(30),
         network: None,
+        secret_files: false,
     }
 }
 
@@ -589,4 +590,27 @@ fn proxies_are_started_or_replaced_only_where_proxied_roles_change() {
         &HashMap::new(),
     );
     assert_eq!(proxies(&p, &HashMap::new(), &wanted), []);
+}
+
+#[test]
+fn secret_files_are_written_before_the_container_is_created() {
+    let mut t = target("v2", Switch::StartFirst, &["h1"]);
+    t.hosts[0].spec.secret_files = true;
+    t.hosts[0].spec.env_secret = vec!["DB_PASSWORD".into()];
+    let steps = steps_for(t.clone(), on_host(vec![container("v1", Running, 1)]), 5);
+    assert_eq!(
+        steps,
+        [
+            Step::WriteSecrets { name: name("v2") },
+            create("v2"),
+            start("v2"),
+            healthy("v2"),
+            stop("v1")
+        ]
+    );
+    // A retained container is started with the files it has.
+    let mut old = container("v2", Exited, 1);
+    old.config_digest = "cfg".into();
+    let steps = steps_for(t, on_host(vec![container("v3", Running, 3), old]), 5);
+    assert_eq!(steps, [start("v2"), healthy("v2"), stop("v3")]);
 }
