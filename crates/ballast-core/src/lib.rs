@@ -13,7 +13,11 @@
 //! - [`scope`]: the hosts and roles a command works on (`--hosts`, `--roles`).
 //! - [`faults`]: faults injected on purpose by tests (`BALLAST_FAILPOINTS`).
 //! - [`proxy`]: ballast-proxy on the hosts: image, container, admin socket.
+//! - [`prune`]: what `ballast prune` removes from a host (releases past
+//!   `retain`, images nothing uses), decided as data, then removed.
 //! - [`redact`]: the one layer that hides secret values from every output.
+//! - [`remove`]: `ballast remove`: the service taken off its hosts (routes,
+//!   containers, images, ballast's files), never its data.
 //! - [`release`]: app containers and the labels that record releases; the
 //!   releases table.
 //! - [`status`]: what each host runs, role by role: the status table.
@@ -48,8 +52,10 @@ pub mod lock;
 pub mod logs;
 pub mod plan;
 pub mod proxy;
+pub mod prune;
 pub mod redact;
 pub mod release;
+pub mod remove;
 pub mod rollout;
 pub mod scope;
 pub mod spec;

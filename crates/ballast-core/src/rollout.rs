@@ -469,7 +469,7 @@ async fn write_secrets(
     Ok(())
 }
 
-async fn remove_dir(host: &Host, dir: &str) -> Result<()> {
+pub(crate) async fn remove_dir(host: &Host, dir: &str) -> Result<()> {
     let out = host
         .run("rm", &["-rf", "--", dir], None, Duration::from_secs(15))
         .await?;
@@ -480,12 +480,21 @@ async fn remove_dir(host: &Host, dir: &str) -> Result<()> {
     }
 }
 
-/// Removes a container and the secret files ballast wrote for it (found
-/// from its own mounts, under the service's secrets directory only).
+/// Removes a container and the secret files ballast wrote for it.
 async fn remove_with_secrets(host: &Host, service: &str, name: &str) -> Result<()> {
+    let dirs = secret_dirs_of(host, service, name).await;
+    remove(host, name).await?;
+    for dir in dirs {
+        remove_dir(host, &dir).await?;
+    }
+    Ok(())
+}
+
+/// The secret files directories a container mounts (found from its own
+/// mounts, under the service's secrets directory only).
+pub(crate) async fn secret_dirs_of(host: &Host, service: &str, name: &str) -> Vec<String> {
     let root = format!("{}/{service}/secrets/", crate::state::STATE_ROOT);
-    let engine = host.engine();
-    let mounted: Vec<String> = engine
+    host.engine()
         .docker()
         .inspect_container(name, None)
         .await
@@ -496,12 +505,7 @@ async fn remove_with_secrets(host: &Host, service: &str, name: &str) -> Result<(
         .into_iter()
         .filter_map(|b| b.split(':').next().map(str::to_string))
         .filter(|src| src.starts_with(&root) && !src.contains(".."))
-        .collect();
-    remove(host, name).await?;
-    for dir in mounted {
-        remove_dir(host, &dir).await?;
-    }
-    Ok(())
+        .collect()
 }
 
 async fn rename(host: &Host, from: &str, to: &str) -> Result<()> {

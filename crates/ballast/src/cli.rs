@@ -74,6 +74,12 @@ pub enum Command {
     Status(ScopeArgs),
     /// Logs of every host, merged, each line prefixed by host and role.
     Logs(LogsArgs),
+    /// Remove stopped releases past `deploy.retain` and the images nothing
+    /// uses any more; never a volume or a host directory.
+    Prune(PruneArgs),
+    /// Take the service off its hosts: containers, proxy routes, images and
+    /// ballast's files; never its data.
+    Remove(RemoveArgs),
     /// The deploy lock.
     #[command(subcommand)]
     Lock(LockCommand),
@@ -198,6 +204,29 @@ pub struct RollbackArgs {
     /// written to the audit log).
     #[arg(long = "force-unsafe-host", value_name = "HOST")]
     pub force_unsafe_host: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only these hosts and roles (images go whatever the roles: they are
+    /// the service's, not a role's).
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Say what would be removed, and change nothing (no lock, no audit
+    /// line).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Only these hosts (comma-separated or repeated), as named in the config.
+    #[arg(long, alias = "host", value_delimiter = ',', value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Remove without asking. Without it, ballast asks you to type the
+    /// service's name, and refuses when stdin is not a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

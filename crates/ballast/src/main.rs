@@ -52,6 +52,12 @@ fn main() {
                 done(commands::inspect::status(config, accept, args, &out).await)
             }
             Command::Logs(args) => done(commands::logs::run(config, accept, args, &out).await),
+            Command::Prune(args) => {
+                done(commands::maintain::prune(config, accept, args, &out).await)
+            }
+            Command::Remove(args) => {
+                done(commands::maintain::remove(config, accept, args, &out).await)
+            }
             Command::Lock(command) => {
                 done(commands::lock::run(config, accept, command, &out).await)
             }

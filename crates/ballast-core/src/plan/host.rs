@@ -193,7 +193,8 @@ fn proven(c: &AppContainer, target: &RoleTarget, old: &[String], state: &HostSta
 }
 
 /// Stopped containers beyond `retain` releases, oldest first. The target
-/// counts as the newest, the containers just stopped come next.
+/// counts as the newest, the containers just stopped come next; the rule
+/// is `ballast prune`'s ([`crate::prune::past_retain`]).
 fn prune(
     target: &str,
     stopping: &[String],
@@ -201,23 +202,17 @@ fn prune(
     gone: &[String],
     retain: usize,
 ) -> Vec<Step> {
-    let mut kept = 1 + stopping.len();
-    let mut steps = Vec::new();
+    let kept = 1 + stopping.len();
     // `mine` is newest first (see release::observe).
-    for c in mine {
+    let stopped = mine.iter().filter(|c| {
         let counted = c.name == target || stopping.contains(&c.name) || gone.contains(&c.name);
-        if counted || c.state.is_active() {
-            continue;
-        }
-        if kept < retain.max(1) {
-            kept += 1;
-        } else {
-            steps.push(Step::Remove {
-                name: c.name.clone(),
-            });
-        }
-    }
-    steps
+        !counted && !c.state.is_active()
+    });
+    crate::prune::past_retain(stopped, kept, retain)
+        .map(|c| Step::Remove {
+            name: c.name.clone(),
+        })
+        .collect()
 }
 
 /// The plan that puts `done` (a host switched by this rollout) back on the

@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod lab;
 pub mod lock;
 pub mod logs;
+pub mod maintain;
 pub mod proxy;
 pub mod secrets;
 pub mod service;
