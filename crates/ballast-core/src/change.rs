@@ -76,6 +76,25 @@ async fn locked<T>(
     Ok(value)
 }
 
+/// Files each host's report under its name in `into`, and fails with the
+/// first host's error (in host order) if any host failed: the reports
+/// still say what every host did.
+pub fn file_reports<R>(
+    results: Vec<(String, R)>,
+    error: impl Fn(&R) -> Option<&Error>,
+    into: &std::sync::Mutex<std::collections::BTreeMap<String, R>>,
+) -> Result<()> {
+    let mut first = None;
+    let mut reports = into.lock().unwrap_or_else(|e| e.into_inner());
+    for (host, report) in results {
+        if first.is_none() {
+            first = error(&report).cloned();
+        }
+        reports.insert(host, report);
+    }
+    first.map_or(Ok(()), Err)
+}
+
 /// An error for a change asked of no host.
 pub fn nothing_to_do(what: &str) -> Error {
     Error::input(what, "no host in scope runs a proxied role")

@@ -380,14 +380,7 @@ pub async fn run(
                 }
             })
             .await;
-        let mut first = None;
-        for (host, done) in results {
-            if let (None, Some(e)) = (&first, &done.error) {
-                first = Some(e.clone());
-            }
-            reports.lock().expect("reports").insert(host, done);
-        }
-        first.map_or(Ok(()), Err)
+        crate::change::file_reports(results, |done| done.error.as_ref(), &reports)
     };
     let result = if dry_run {
         look(c, work).await

@@ -249,14 +249,7 @@ pub async fn run(c: &Change<'_>, cancel: &CancellationToken) -> (Vec<HostRemoved
                 done
             })
             .await;
-        let mut first = None;
-        for (host, done) in results {
-            if let (None, Some(e)) = (&first, &done.error) {
-                first = Some(e.clone());
-            }
-            reports.lock().expect("reports").insert(host, done);
-        }
-        first.map_or(Ok(()), Err)
+        crate::change::file_reports(results, |done| done.error.as_ref(), &reports)
     };
     let result = change::run(c, work).await;
     let reports = reports.into_inner().expect("reports");

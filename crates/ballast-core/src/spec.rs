@@ -257,6 +257,17 @@ mod tests {
     use super::*;
     use crate::testing::{sharded_config as config, sharded_role as role};
 
+    fn stamp() -> ReleaseStamp {
+        ReleaseStamp {
+            service: "shop".into(),
+            version: "v2".into(),
+            image_id: "sha256:abc".into(),
+            digest: "d1".into(),
+            deployed_by: "ana@laptop".into(),
+            deployed_at: "T".into(),
+        }
+    }
+
     #[test]
     fn host_variables_join_the_role_environment() {
         let c = config();
@@ -282,14 +293,7 @@ mod tests {
     fn the_container_carries_labels_env_ports_and_rotation() {
         let c = config();
         let spec = RoleSpec::new(&c, "web", &c.roles["web"], "h1");
-        let stamp = ReleaseStamp {
-            service: "shop".into(),
-            version: "v2".into(),
-            image_id: "sha256:abc".into(),
-            digest: "d1".into(),
-            deployed_by: "ana@laptop".into(),
-            deployed_at: "T".into(),
-        };
+        let stamp = stamp();
         let body = spec.container(&stamp, &|_| Some("s3cret".into()));
         let labels = body.labels.unwrap();
         assert_eq!(labels[VERSION_LABEL], "v2");
@@ -308,14 +312,7 @@ mod tests {
         let mut c = config();
         c.roles.get_mut("web").unwrap().secret_files = true;
         let spec = RoleSpec::new(&c, "web", &c.roles["web"], "h1");
-        let stamp = ReleaseStamp {
-            service: "shop".into(),
-            version: "v2".into(),
-            image_id: "sha256:abc".into(),
-            digest: "d1".into(),
-            deployed_by: "ana@laptop".into(),
-            deployed_at: "T".into(),
-        };
+        let stamp = stamp();
         let body = spec.container(&stamp, &|_| Some("s3cret".into()));
         let env = body.env.unwrap();
         assert!(env.contains(&"TOKEN_FILE=/run/secrets/TOKEN".to_string()));

@@ -342,6 +342,8 @@ fn https_with_the_configured_certificate_and_plain_http_redirected() {
     });
 
     // The role's body limit: a body over 1 KiB is refused by the proxy.
+    // (Over HTTP/1.1: over HTTP/2 curl may report the proxy's early answer
+    // as a stream error; noted for the proxy issue.)
     let big = Command::new("curl")
         .args([
             "-sS",
@@ -355,11 +357,8 @@ fn https_with_the_configured_certificate_and_plain_http_redirected() {
         ])
         .arg(dir.join("cert.pem"))
         .args(["--resolve", &format!("hello.test:443:{ip}")])
-        .args([
-            "--data-binary",
-            &"x".repeat(2048),
-            "https://hello.test/count",
-        ])
+        .args(["--http1.1", "--data-binary", &"x".repeat(2048)])
+        .arg("https://hello.test/count")
         .output()
         .unwrap();
     assert_eq!(
