@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ballast_proxy::wire::{PauseRequest, ResumeRequest};
-use ballast_proxy::{AccessLog, AdminRequest};
+use ballast_proxy::AdminRequest;
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Empty};
@@ -240,10 +240,8 @@ async fn a_stalled_request_body_is_answered_408() {
 #[tokio::test]
 async fn a_stalled_response_body_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
-    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    let mut config = TestProxy::config(dir.path());
+    let (mut config, mut lines) = TestProxy::config_logging(dir.path());
     config.timeouts.upstream_body = Duration::from_millis(300);
-    config.access_log = AccessLog::Channel(tx);
     let proxy = TestProxy::start_with(config).await;
     let stalling = StallingUpstream::start().await;
     let mut request = deploy_request("web", &[], None, &[], 5000, 1000);
@@ -381,9 +379,7 @@ async fn a_pause_holds_a_bounded_queue_and_refuses_the_rest_at_once() {
 #[tokio::test]
 async fn bodies_over_a_routes_limits_get_413_and_502() {
     let dir = tempfile::tempdir().unwrap();
-    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    let mut config = TestProxy::config(dir.path());
-    config.access_log = AccessLog::Channel(tx);
+    let (config, mut lines) = TestProxy::config_logging(dir.path());
     let proxy = TestProxy::start_with(config).await;
     let v1 = Upstream::start("v1").await;
     let mut request = deploy_request("web", &[], None, &[&v1], 5000, 1000);

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ballast_proxy::wire::{MaintenanceRequest, PauseRequest, RemoveRequest, ResumeRequest};
-use ballast_proxy::{AccessLog, AdminError, AdminRequest};
+use ballast_proxy::{AdminError, AdminRequest};
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Empty, Full};
@@ -349,9 +349,7 @@ async fn upstream_failures_answer_502_and_504() {
 #[tokio::test]
 async fn each_request_writes_one_json_access_line() {
     let dir = tempfile::tempdir().unwrap();
-    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    let mut config = TestProxy::config(dir.path());
-    config.access_log = AccessLog::Channel(tx);
+    let (config, mut lines) = TestProxy::config_logging(dir.path());
     let proxy = TestProxy::start_with(config).await;
     let v1 = Upstream::start("v1").await;
     proxy

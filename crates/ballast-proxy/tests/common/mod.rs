@@ -310,6 +310,17 @@ impl TestProxy {
         config
     }
 
+    /// [`TestProxy::config`] with the access log sent to the returned
+    /// channel, one line per request.
+    pub fn config_logging(
+        dir: &Path,
+    ) -> (ProxyConfig, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        let mut config = Self::config(dir);
+        config.access_log = AccessLog::Channel(tx);
+        (config, lines)
+    }
+
     pub async fn start(dir: &Path) -> TestProxy {
         TestProxy::start_with(Self::config(dir)).await
     }
