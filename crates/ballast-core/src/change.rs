@@ -27,11 +27,8 @@ pub struct Change<'a> {
 /// connected fleet, audits and releases. Every host must answer.
 pub async fn run<T>(c: &Change<'_>, work: impl AsyncFnOnce(&Fleet) -> Result<T>) -> Result<T> {
     let config = &c.loaded.config;
-    let concurrency = config
-        .ssh
-        .concurrency
-        .unwrap_or_else(crate::config::defaults::concurrency);
-    let fleet = Arc::new(Fleet::connect(&c.scope.hosts_of(config), c.reach, concurrency).await);
+    let hosts = c.scope.hosts_of(config);
+    let fleet = Arc::new(Fleet::connect(&hosts, c.reach, config.concurrency()).await);
     let result = locked(c, &fleet, work).await;
     if let Ok(fleet) = Arc::try_unwrap(fleet) {
         fleet.close().await;

@@ -277,13 +277,7 @@ pub async fn run(ctx: &Context<'_>, goal: &Goal, on_event: OnEvent<'_>) -> Resul
         None,
         format!("connecting to {} hosts", names.len()),
     );
-    let concurrency = ctx
-        .loaded
-        .config
-        .ssh
-        .concurrency
-        .unwrap_or_else(crate::config::defaults::concurrency);
-    let connecting = Fleet::connect(&names, ctx.reach, concurrency);
+    let connecting = Fleet::connect(&names, ctx.reach, ctx.loaded.config.concurrency());
     let fleet = tokio::select! {
         fleet = connecting => std::sync::Arc::new(fleet),
         () = ctx.cancel.cancelled() => return Err(interrupted("connect to the hosts")),

@@ -42,11 +42,7 @@ pub fn reach(loaded: &Loaded, accept_new_host_keys: bool) -> Reach {
 }
 
 pub fn concurrency(loaded: &Loaded) -> usize {
-    loaded
-        .config
-        .ssh
-        .concurrency
-        .unwrap_or_else(config::defaults::concurrency)
+    loaded.config.concurrency()
 }
 
 /// Connects to every host of the config; unreachable ones are in the fleet.
