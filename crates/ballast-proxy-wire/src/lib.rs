@@ -21,9 +21,11 @@ mod response;
 
 pub use client::{admin_request, AdminError};
 pub use request::{
-    AdminRequest, DeployRequest, HealthSpec, MaintenanceRequest, PauseRequest, RemoveRequest,
-    ResumeRequest, COMMANDS,
+    AdminRequest, CertificateRequest, ChallengeRequest, DeployRequest, HealthSpec,
+    MaintenanceRequest, PauseRequest, RemoveCertificateRequest, RemoveRequest, ResumeRequest,
+    COMMANDS,
 };
 pub use response::{
-    AdminResponse, DeployReport, DrainReport, ServiceStatus, StatusReport, TargetStatus,
+    AdminResponse, CertificateStatus, DeployReport, DrainReport, ServiceStatus, StatusReport,
+    TargetStatus,
 };

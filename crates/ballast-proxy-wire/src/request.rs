@@ -21,16 +21,26 @@ pub enum AdminRequest {
     Resume(ResumeRequest),
     /// Report every service, its targets and their in-flight requests.
     Status,
+    /// Serve a service's host names over HTTPS with this certificate (chosen
+    /// by SNI); replaces the service's previous one for new handshakes only.
+    Certificate(CertificateRequest),
+    /// Stop serving a service's certificate.
+    RemoveCertificate(RemoveCertificateRequest),
+    /// Answer (or stop answering) one ACME HTTP-01 challenge on plain HTTP.
+    Challenge(ChallengeRequest),
 }
 
 /// Every command's name, in the order the admin API lists them.
-pub const COMMANDS: [&str; 6] = [
+pub const COMMANDS: [&str; 9] = [
     "deploy",
     "remove",
     "maintenance",
     "pause",
     "resume",
     "status",
+    "certificate",
+    "remove_certificate",
+    "challenge",
 ];
 
 impl AdminRequest {
@@ -43,6 +53,9 @@ impl AdminRequest {
             AdminRequest::Pause(_) => "pause",
             AdminRequest::Resume(_) => "resume",
             AdminRequest::Status => "status",
+            AdminRequest::Certificate(_) => "certificate",
+            AdminRequest::RemoveCertificate(_) => "remove_certificate",
+            AdminRequest::Challenge(_) => "challenge",
         }
     }
 
@@ -63,6 +76,9 @@ impl AdminRequest {
             AdminRequest::Maintenance(r) => serde_json::to_value(r),
             AdminRequest::Pause(r) => serde_json::to_value(r),
             AdminRequest::Resume(r) => serde_json::to_value(r),
+            AdminRequest::Certificate(r) => serde_json::to_value(r),
+            AdminRequest::RemoveCertificate(r) => serde_json::to_value(r),
+            AdminRequest::Challenge(r) => serde_json::to_value(r),
             AdminRequest::Status => return None,
         };
         Some(value.expect("admin requests always serialize"))
@@ -80,6 +96,9 @@ impl AdminRequest {
             "pause" => AdminRequest::Pause(parse(command, body)?),
             "resume" => AdminRequest::Resume(parse(command, body)?),
             "status" => AdminRequest::Status,
+            "certificate" => AdminRequest::Certificate(parse(command, body)?),
+            "remove_certificate" => AdminRequest::RemoveCertificate(parse(command, body)?),
+            "challenge" => AdminRequest::Challenge(parse(command, body)?),
             other => {
                 return Err(format!(
                     "unknown command `{other}`; the commands are: {}",
@@ -192,6 +211,54 @@ pub struct ResumeRequest {
     pub service: String,
 }
 
+/// A service's certificate: served for `names` by SNI.
+///
+/// `Debug` never shows the key; the request travels only over the admin
+/// socket, which only root can reach.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateRequest {
+    /// The service the certificate belongs to (one per service).
+    pub service: String,
+    /// The host names it is served for; each must be covered by the
+    /// certificate and claimed by no other service's certificate.
+    pub names: Vec<String>,
+    /// PEM certificate chain, leaf first.
+    pub cert_pem: String,
+    /// PEM private key of the leaf.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for CertificateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateRequest")
+            .field("service", &self.service)
+            .field("names", &self.names)
+            .field("key_pem", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stop serving a service's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveCertificateRequest {
+    /// The service concerned.
+    pub service: String,
+}
+
+/// One ACME HTTP-01 challenge: `GET /.well-known/acme-challenge/<token>`
+/// on plain HTTP answers `key_authorization`, whatever the host name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    /// The challenge's token (the last part of the path).
+    pub token: String,
+    /// What to answer; `None` stops answering the token.
+    #[serde(default)]
+    pub key_authorization: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +306,19 @@ mod tests {
                 service: "a".into(),
             }),
             AdminRequest::Status,
+            AdminRequest::Certificate(CertificateRequest {
+                service: "a".into(),
+                names: vec!["a.example.com".into()],
+                cert_pem: "cert".into(),
+                key_pem: "key".into(),
+            }),
+            AdminRequest::RemoveCertificate(RemoveCertificateRequest {
+                service: "a".into(),
+            }),
+            AdminRequest::Challenge(ChallengeRequest {
+                token: "t".into(),
+                key_authorization: Some("t.k".into()),
+            }),
         ];
         for request in requests {
             let (method, path) = request.route();
@@ -271,7 +351,8 @@ mod tests {
         assert_eq!(
             err,
             "unknown command `explode`; the commands are: \
-             deploy, remove, maintenance, pause, resume, status"
+             deploy, remove, maintenance, pause, resume, status, certificate, \
+             remove_certificate, challenge"
         );
     }
 

@@ -73,6 +73,29 @@ pub struct StatusReport {
     pub version: String,
     /// The services, sorted by name.
     pub services: Vec<ServiceStatus>,
+    /// This proxy process (changes when another process takes over, e.g.
+    /// after a handoff), so ballast can tell which one answered.
+    #[serde(default)]
+    pub instance: String,
+    /// The addresses it accepts clients on (`http://0.0.0.0:80`, `https://…`).
+    #[serde(default)]
+    pub listeners: Vec<String>,
+    /// The certificates it serves, sorted by service.
+    #[serde(default)]
+    pub certificates: Vec<CertificateStatus>,
+}
+
+/// One certificate the proxy serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateStatus {
+    /// The service it belongs to.
+    pub service: String,
+    /// The host names it is served for.
+    pub names: Vec<String>,
+    /// When the leaf expires, in seconds since the Unix epoch.
+    pub not_after_unix: u64,
+    /// SHA-256 of the leaf certificate (DER), lowercase hex.
+    pub fingerprint: String,
 }
 
 /// One service as the proxy routes it now.

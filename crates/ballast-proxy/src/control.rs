@@ -61,6 +61,7 @@ impl Control {
     /// Carries out one command. Deploys and removes run on their own task,
     /// so they finish (switch and drain) even if the caller goes away.
     pub async fn execute(self: &Arc<Self>, request: AdminRequest) -> AdminResponse {
+        let request_name = request.command();
         let result = match request {
             AdminRequest::Deploy(r) => {
                 let control = Arc::clone(self);
@@ -91,6 +92,12 @@ impl Control {
                 status: Some(self.status()),
                 ..AdminResponse::ok()
             }),
+            AdminRequest::Certificate(_)
+            | AdminRequest::RemoveCertificate(_)
+            | AdminRequest::Challenge(_) => Err(format!(
+                "this proxy does not support `{}` yet",
+                request_name
+            )),
         };
         result.unwrap_or_else(AdminResponse::error)
     }
@@ -235,6 +242,7 @@ impl Control {
                     paused: s.is_paused(),
                 })
                 .collect(),
+            ..StatusReport::default()
         }
     }
 
