@@ -128,6 +128,50 @@ pub async fn read_audit(host: &Host, service: &str, lines: usize) -> Result<Vec<
         .collect())
 }
 
+/// The last `lines` records across every connected host of `fleet`,
+/// oldest first, each record once: a command writes its record on every
+/// host it touched, so any host that answers tells its part of the story.
+/// Hosts that could not be read are returned beside the records.
+pub async fn read_fleet_audit(
+    fleet: &crate::fleet::Fleet,
+    service: &str,
+    lines: usize,
+) -> (Vec<AuditRecord>, Vec<Error>) {
+    let answers = fleet
+        .each(|h| async move { read_audit(h, service, lines).await })
+        .await;
+    let mut unread = Vec::new();
+    let mut per_host = Vec::new();
+    for (_, answer) in answers {
+        match answer {
+            Ok(records) => per_host.push(records),
+            Err(e) => unread.push(e),
+        }
+    }
+    (merge_audit(per_host, lines), unread)
+}
+
+/// Merges hosts' audit logs: each record once, ordered by time (RFC 3339
+/// UTC sorts as text), the last `lines` kept.
+pub fn merge_audit(per_host: Vec<Vec<AuditRecord>>, lines: usize) -> Vec<AuditRecord> {
+    let mut all: Vec<AuditRecord> = per_host.into_iter().flatten().collect();
+    // Stable: records of the same second keep the order a host wrote them.
+    all.sort_by(|a, b| a.at.cmp(&b.at));
+    let mut merged: Vec<AuditRecord> = Vec::with_capacity(all.len());
+    for record in all {
+        if !merged
+            .iter()
+            .rev()
+            .take_while(|m| m.at == record.at)
+            .any(|m| *m == record)
+        {
+            merged.push(record);
+        }
+    }
+    let skip = merged.len().saturating_sub(lines);
+    merged.split_off(skip)
+}
+
 async fn write_file(host: &Host, path: &str, data: &[u8], append: bool) -> Result<()> {
     let args: Vec<&str> = if append { vec!["-a", path] } else { vec![path] };
     let out = host.run("tee", &args, Some(data), FILE_DEADLINE).await?;
@@ -140,6 +184,40 @@ async fn write_file(host: &Host, path: &str, data: &[u8], append: bool) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_logs_of_several_hosts_merge_by_time_without_repeats() {
+        let record = |at: &str, command: &str, host: &str| AuditRecord {
+            at: at.into(),
+            who: "ops".into(),
+            command: command.into(),
+            version: None,
+            hosts: vec![host.into()],
+            outcome: "ok".into(),
+            forced_unsafe: Vec::new(),
+            skipped: Vec::new(),
+            took_over: Vec::new(),
+        };
+        let deploy_both = AuditRecord {
+            hosts: vec!["a".into(), "b".into()],
+            ..record("2026-12-01T10:00:00Z", "deploy", "a")
+        };
+        let a = vec![
+            deploy_both.clone(),
+            record("2026-12-01T10:05:00Z", "proxy restart", "a"),
+        ];
+        let b = vec![
+            record("2026-12-01T09:00:00Z", "setup", "b"),
+            deploy_both.clone(),
+        ];
+        let merged = merge_audit(vec![a.clone(), b.clone()], 10);
+        let commands: Vec<&str> = merged.iter().map(|r| r.command.as_str()).collect();
+        assert_eq!(commands, ["setup", "deploy", "proxy restart"]);
+        // The tail keeps the newest.
+        let last = merge_audit(vec![a, b], 2);
+        assert_eq!(last[0], deploy_both);
+        assert_eq!(last[1].command, "proxy restart");
+    }
 
     #[test]
     fn paths_live_under_the_service_directory() {

@@ -577,7 +577,14 @@ fn with_a_host_down_the_others_roll_back_and_a_later_deploy_converges() {
         said.contains(&format!("{} ", down.ip)) && said.contains("skipped"),
         "{said}"
     );
+    // The audit log is read from every host that answers; the one that
+    // does not is named.
     let audit = ok(run(&config, &["--json", "audit", "--tail", "1"]));
+    let warned = String::from_utf8_lossy(&audit.stderr);
+    assert!(
+        warned.contains("audit log not read") && warned.contains(&down.ip),
+        "{warned}"
+    );
     let audit = String::from_utf8_lossy(&audit.stdout);
     assert!(
         audit.contains(&format!("\"skipped\":[\"{}\"]", down.ip)),

@@ -506,11 +506,23 @@ async fn audit_each(
 
 pub async fn audit(config: &Path, accept_new: bool, tail: usize, out: &Printer) -> Result<()> {
     let loaded = service::load(config)?;
-    let fleet = service::primary(&loaded, accept_new).await?;
-    let primary = fleet.primary().expect("connected");
-    let records = state::read_audit(primary, &loaded.config.service, tail).await;
+    let fleet = service::fleet(&loaded, accept_new).await;
+    if fleet.hosts.is_empty() {
+        let first = fleet.unreachable.first().cloned();
+        fleet.close().await;
+        return Err(first
+            .unwrap_or_else(|| Error::input("read the audit log", "the config lists no hosts"))
+            .hint("the audit log lives on the hosts; run `ballast audit` again once one answers"));
+    }
+    let (records, unread) = state::read_fleet_audit(&fleet, &loaded.config.service, tail).await;
+    // Records of the hosts that did not answer may be missing: say which.
+    for e in fleet.unreachable.iter().chain(&unread) {
+        out.progress(
+            e.host.as_deref(),
+            &format!("warning: audit log not read: {}", e.cause),
+        );
+    }
     fleet.close().await;
-    let records = records?;
     out.result(&audit_json(&records), &render_audit(&records));
     Ok(())
 }

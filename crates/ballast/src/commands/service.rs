@@ -76,13 +76,3 @@ pub fn change_scope(loaded: &Loaded, args: &ChangeScopeArgs) -> Result<Scope> {
         args.skip_unreachable,
     )
 }
-
-/// Connects to the primary host alone (the first of the config): it keeps
-/// the lock and the audit log.
-pub async fn primary(loaded: &Loaded, accept_new_host_keys: bool) -> Result<Fleet> {
-    let reach = reach(loaded, accept_new_host_keys);
-    let first: Vec<String> = loaded.config.hosts().into_iter().take(1).collect();
-    let fleet = Fleet::connect(&first, &reach, 1).await;
-    fleet.require_all("connect to the primary host")?;
-    Ok(fleet)
-}
