@@ -220,8 +220,10 @@ pub struct ResumeRequest {
 pub struct CertificateRequest {
     /// The service the certificate belongs to (one per service).
     pub service: String,
-    /// The host names it is served for; each must be covered by the
-    /// certificate and claimed by no other service's certificate.
+    /// The host names it is served for (`*.example.com` too); each must be
+    /// covered by the certificate's subject alternative names and claimed
+    /// by no other service's certificate. Plain HTTP redirects them to
+    /// HTTPS.
     pub names: Vec<String>,
     /// PEM certificate chain, leaf first.
     pub cert_pem: String,
@@ -249,12 +251,15 @@ pub struct RemoveCertificateRequest {
 
 /// One ACME HTTP-01 challenge: `GET /.well-known/acme-challenge/<token>`
 /// on plain HTTP answers `key_authorization`, whatever the host name.
+///
+/// Held in memory only, for an hour at most, and at most 1,000 at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeRequest {
     /// The challenge's token (the last part of the path).
     pub token: String,
-    /// What to answer; `None` stops answering the token.
+    /// What to answer (`<token>.<account key thumbprint>`); `None` stops
+    /// answering the token.
     #[serde(default)]
     pub key_authorization: Option<String>,
 }

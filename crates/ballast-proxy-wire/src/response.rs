@@ -20,6 +20,9 @@ pub struct AdminResponse {
     /// The proxy's routes (answer to `status`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<StatusReport>,
+    /// The certificate a successful `certificate` set, as `status` lists it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateStatus>,
 }
 
 impl AdminResponse {
@@ -152,5 +155,26 @@ mod tests {
         );
         let error = serde_json::to_string(&AdminResponse::error("no")).unwrap();
         assert_eq!(error, r#"{"ok":false,"error":"no"}"#);
+    }
+
+    #[test]
+    fn answers_of_older_proxies_still_parse() {
+        // Before certificates: no `certificate` answer, a status without
+        // instance, listeners or certificates.
+        let old = r#"{"ok":true,"status":{"version":"0.1.0","services":[]}}"#;
+        let parsed: AdminResponse = serde_json::from_str(old).unwrap();
+        assert_eq!(parsed.certificate, None);
+        assert_eq!(parsed.status.unwrap().certificates, []);
+        let set = AdminResponse {
+            certificate: Some(CertificateStatus {
+                service: "web".into(),
+                names: vec!["a.test".into()],
+                not_after_unix: 1,
+                fingerprint: "ab".into(),
+            }),
+            ..AdminResponse::ok()
+        };
+        let text = serde_json::to_string(&set).unwrap();
+        assert_eq!(serde_json::from_str::<AdminResponse>(&text).unwrap(), set);
     }
 }

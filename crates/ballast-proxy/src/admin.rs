@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::control::Control;
+use crate::server::Phase;
 use crate::wire::{AdminRequest, AdminResponse};
 
 /// The largest request body the admin API reads.
@@ -86,12 +87,30 @@ pub async fn bind(path: &Path) -> Result<UnixListener, AdminSocketError> {
     Ok(listener)
 }
 
-/// Serves the admin API until `shutdown` turns `true`; then stops accepting
-/// and ends the open admin connections.
+/// Binds the admin socket at `path` in place of the one of the process
+/// just taken over (which no longer answers), and restricts it to its
+/// owner.
+pub async fn replace(path: &Path) -> Result<UnixListener, AdminSocketError> {
+    match std::fs::remove_file(path) {
+        Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+            return Err(AdminSocketError::Io {
+                action: "replace the",
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+        _ => {}
+    }
+    bind(path).await
+}
+
+/// Serves the admin API until the process leaves [`Phase::Serving`] (a
+/// stop, or a takeover: the new process answers from then on); then stops
+/// accepting and ends the open admin connections.
 pub async fn serve(
     listener: UnixListener,
     control: Arc<Control>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Phase>,
 ) {
     let mut connections = JoinSet::new();
     loop {
@@ -104,7 +123,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = crate::server::stopped(&mut shutdown) => break,
+            () = crate::server::left_serving(&mut shutdown) => break,
         };
         let control = Arc::clone(&control);
         connections.spawn(async move {

@@ -8,23 +8,32 @@
 //! timeout is over (then their tunnels are cut) → report. Writes to the table
 //! are serialised; one deploy per service runs at a time. A deploy also sets
 //! the route's body size limits (absent: none), as it sets its hosts and
-//! prefix.
+//! prefix. Two services may not share a host name and path prefix.
+//!
+//! Certificates are checked (see `certs`), saved, then served for new
+//! handshakes; ACME challenges are only held in memory.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::certs::{self, Certificates, Challenges};
 use crate::health;
 use crate::proxy::UpstreamClient;
+use crate::server::Phase;
 use crate::state::StateStore;
-use crate::table::{normalize_host, normalize_prefix, BodyLimits, PauseGate, Service, Table};
+use crate::table::{
+    check_service_name, normalize_host, normalize_prefix, BodyLimits, PauseGate, Service, Table,
+};
 use crate::target::Target;
 use crate::wire::{
-    AdminRequest, AdminResponse, DeployReport, DeployRequest, DrainReport, MaintenanceRequest,
-    PauseRequest, RemoveRequest, ResumeRequest, ServiceStatus, StatusReport, TargetStatus,
+    AdminRequest, AdminResponse, CertificateRequest, CertificateStatus, DeployReport,
+    DeployRequest, DrainReport, MaintenanceRequest, PauseRequest, RemoveCertificateRequest,
+    RemoveRequest, ResumeRequest, ServiceStatus, StatusReport, TargetStatus,
 };
 
 /// The longest a pause may hold requests.
@@ -44,18 +53,85 @@ pub struct Control {
     write: Mutex<()>,
     /// Services with a deploy or remove under way.
     busy: Mutex<HashSet<String>>,
+    /// The certificates served by SNI.
+    certificates: Arc<Certificates>,
+    /// The ACME challenges plain HTTP answers.
+    challenges: Arc<Challenges>,
+    /// This process's id and listeners, for the status (set by `start`).
+    process: (String, Vec<String>),
+    /// Whether this process still owns the state: once a new process took
+    /// over (see `takeover`), it reads the state directory, so nothing may
+    /// be saved here any more.
+    phase: Option<Arc<watch::Sender<Phase>>>,
 }
 
+/// The answer to a change sent to a process that was taken over.
+const TAKEN_OVER: &str = "this proxy process was taken over by a newer one and no longer \
+     changes routes or certificates; nothing was changed: send the command again \
+     (it reaches the new process)";
+
 impl Control {
-    /// Control over `table`, saving to `store`.
-    pub fn new(table: Arc<ArcSwap<Table>>, store: StateStore, client: UpstreamClient) -> Control {
+    /// Control over `table`, `certificates` and `challenges`, saving to
+    /// `store`.
+    pub fn new(
+        table: Arc<ArcSwap<Table>>,
+        store: StateStore,
+        client: UpstreamClient,
+        certificates: Arc<Certificates>,
+        challenges: Arc<Challenges>,
+    ) -> Control {
         Control {
             table,
             store,
             client,
             write: Mutex::new(()),
             busy: Mutex::new(HashSet::new()),
+            certificates,
+            challenges,
+            process: (String::new(), Vec::new()),
+            phase: None,
         }
+    }
+
+    /// Ties the state to this process's phase: changes are refused once a
+    /// new process took over.
+    pub fn owning_state_while(mut self, phase: Arc<watch::Sender<Phase>>) -> Control {
+        self.phase = Some(phase);
+        self
+    }
+
+    /// Lets a new process take over: switches to [`Phase::Draining`] under
+    /// the write lock, so every change was either saved before (and the
+    /// new process reads it) or is refused after. False when this process
+    /// is no longer serving.
+    pub fn release_state(&self) -> bool {
+        let _write = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        match &self.phase {
+            Some(phase) => phase.send_if_modified(|now| {
+                let serving = *now == Phase::Serving;
+                if serving {
+                    *now = Phase::Draining;
+                }
+                serving
+            }),
+            None => false,
+        }
+    }
+
+    /// Refuses a change once a new process took over; call with the write
+    /// lock held.
+    fn still_owning_state(&self) -> Result<(), String> {
+        match &self.phase {
+            Some(phase) if *phase.borrow() != Phase::Serving => Err(TAKEN_OVER.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Names this process (its random instance id) and its listeners
+    /// (`http://0.0.0.0:80`) in the status.
+    pub fn describe_process(mut self, instance: String, listeners: Vec<String>) -> Control {
+        self.process = (instance, listeners);
+        self
     }
 
     /// Carries out one command. Deploys and removes run on their own task,
@@ -92,13 +168,21 @@ impl Control {
                 status: Some(self.status()),
                 ..AdminResponse::ok()
             }),
-            AdminRequest::Certificate(_)
-            | AdminRequest::RemoveCertificate(_)
-            | AdminRequest::Challenge(_) => Err(format!(
-                "this proxy does not support `{}` yet",
-                request_name
-            )),
+            AdminRequest::Certificate(r) => self.certificate(r).map(|certificate| AdminResponse {
+                certificate: Some(certificate),
+                ..AdminResponse::ok()
+            }),
+            AdminRequest::RemoveCertificate(r) => {
+                self.remove_certificate(r).map(|()| AdminResponse::ok())
+            }
+            AdminRequest::Challenge(r) => self
+                .challenges
+                .set(&r.token, r.key_authorization.as_deref())
+                .map(|()| AdminResponse::ok()),
         };
+        if let Err(e) = &result {
+            tracing::info!(command = request_name, error = %e, "admin command refused");
+        }
         result.unwrap_or_else(AdminResponse::error)
     }
 
@@ -218,6 +302,46 @@ impl Control {
         })
     }
 
+    /// Checks a certificate, saves it, then serves it for new handshakes.
+    fn certificate(&self, r: CertificateRequest) -> Result<CertificateStatus, String> {
+        let checked = certs::check(&r, SystemTime::now())?;
+        let service = checked.service.clone();
+        let _write = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        self.still_owning_state()?;
+        self.certificates.set(checked, |checked| {
+            let saved = CertificateRequest {
+                names: checked.names.clone(),
+                ..r
+            };
+            self.store
+                .save_certificate(&saved)
+                .map_err(|e| certs::refusal(&saved.service, &format!("it cannot be saved: {e}")))
+        })?;
+        tracing::info!(%service, "certificate set");
+        self.certificates
+            .status()
+            .into_iter()
+            .find(|c| c.service == service)
+            .ok_or_else(|| format!("the certificate of `{service}` was removed meanwhile"))
+    }
+
+    /// Stops serving a service's certificate and deletes its file.
+    fn remove_certificate(&self, r: RemoveCertificateRequest) -> Result<(), String> {
+        let _write = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        self.still_owning_state()?;
+        self.certificates.remove(&r.service, || {
+            self.store.remove_certificate(&r.service).map_err(|e| {
+                format!(
+                    "cannot remove the certificate of service `{}`: {e}; nothing was changed: \
+                     the proxy still serves it",
+                    r.service
+                )
+            })
+        })?;
+        tracing::info!(service = %r.service, "certificate removed");
+        Ok(())
+    }
+
     /// Every service as routed now.
     pub fn status(&self) -> StatusReport {
         let table = self.table.load();
@@ -242,7 +366,9 @@ impl Control {
                     paused: s.is_paused(),
                 })
                 .collect(),
-            ..StatusReport::default()
+            certificates: self.certificates.status(),
+            instance: self.process.0.clone(),
+            listeners: self.process.1.clone(),
         }
     }
 
@@ -253,6 +379,7 @@ impl Control {
         change: impl FnOnce(&Table) -> Result<(Table, T), String>,
     ) -> Result<T, String> {
         let _write = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        self.still_owning_state()?;
         let current = self.table.load_full();
         let (next, value) = change(&current)?;
         self.store
@@ -327,17 +454,7 @@ struct DeployPlan {
 }
 
 fn validate_deploy(r: &DeployRequest) -> Result<DeployPlan, String> {
-    let name_ok = !r.service.is_empty()
-        && r.service.len() <= 128
-        && r.service
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !name_ok {
-        return Err(format!(
-            "service name `{}` must be 1–128 letters, digits, `-`, `_` or `.`",
-            r.service
-        ));
-    }
+    check_service_name(&r.service)?;
     let mut hosts = Vec::new();
     for host in &r.hosts {
         let normal = normalize_host(host);

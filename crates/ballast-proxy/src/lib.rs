@@ -1,11 +1,14 @@
 //! ballast-proxy: the on-host HTTP reverse proxy that makes ballast's
 //! deploys zero-downtime.
 //!
-//! It runs on each host as the container `ballast-proxy` (publishing 80, and
-//! 443 with TLS), routes requests by Host and path prefix to services, and
-//! hands a service over to a new container only once that container is
-//! healthy: the old one keeps serving until then, and is drained after.
-//! ballast drives it through an admin API on a unix socket, over SSH.
+//! It runs on each host as the container `ballast-proxy` (host networking,
+//! listening on 80, and 443 with TLS), routes requests by Host and path
+//! prefix to services, and hands a service over to a new container only
+//! once that container is healthy: the old one keeps serving until then,
+//! and is drained after. A new proxy process takes over from the running
+//! one the same way: it receives its listening sockets, and the old one
+//! drains (`takeover`). ballast drives it through an admin API on a unix
+//! socket, over SSH.
 //!
 //! # Layout
 //! - [`wire`]: the admin API's request and response types and its client
@@ -27,8 +30,18 @@
 //! - `admin`: the admin API server on a unix socket.
 //! - `state`: saving and loading the table (routes survive restarts), kept
 //!   from other users.
-//! - `tls`: rustls configuration from PEM files; the HTTP→HTTPS redirect.
-//! - `server`: the client-facing accept loops and graceful shutdown.
+//! - `tls`: the rustls configuration; the command line's certificate; the
+//!   HTTP→HTTPS redirect.
+//! - `certs`: the certificates served by SNI (set, checked and reloaded
+//!   through the admin API), ACME HTTP-01 challenges, and what plain HTTP
+//!   answers before proxying.
+//! - `server`: the client-facing accept loops, graceful shutdown and the
+//!   drain after a takeover.
+//! - `takeover`: replacing a running proxy by a new process without losing
+//!   a connection: the old one passes its listening sockets (`SCM_RIGHTS`
+//!   over `<state-dir>/takeover.sock`) to the new one, which accepts on the
+//!   same kernel sockets, while the old one drains and exits. Why this and
+//!   not Docker's published ports or `SO_REUSEPORT` is in its module doc.
 //! - `conn`: one client connection's deadlines (request head, idle).
 //! - `limit`: the cap on open client connections and the 503 past it.
 //! - `workers`: the data path's lanes, one single-threaded runtime per core.
@@ -47,8 +60,11 @@
 //!   [`ProxyConfig::max_held_requests`] (`table`, `proxy`);
 //! - send or receive unbounded bodies: per-route limits in the deploy
 //!   request (`body`);
-//! - read the routes: the state directory is `0700`, its file `0600`
-//!   (`state`).
+//! - read the routes or a certificate's key: the state directory is
+//!   `0700`, its files `0600` (`state`);
+//! - take another service's host name: a route or certificate claiming a
+//!   name (and path prefix) another service has is refused (`table`,
+//!   `certs`).
 //!
 //! The defaults ([`ProxyConfig::new`], [`Timeouts::default`]): request head
 //! 10 s, idle connection 75 s, 30 s of silence in a request body and 60 s
@@ -56,13 +72,15 @@
 //! connections, 1,000 held requests per paused service, no trusted proxy,
 //! no body limit.
 //!
-//! [`run`] runs the proxy until a shutdown future resolves; [`start`] binds
-//! everything and hands back a [`Started`] handle with the bound addresses
-//! (tests bind port 0).
+//! [`run`] runs the proxy until a shutdown future resolves or another
+//! process takes it over; [`start`] takes over from a running proxy (or
+//! binds everything) and hands back a [`Started`] handle with the bound
+//! addresses (tests bind port 0).
 
 mod access_log;
 mod admin;
 mod body;
+mod certs;
 mod cidr;
 mod conn;
 mod control;
@@ -73,6 +91,7 @@ mod proxy;
 mod server;
 mod state;
 mod table;
+mod takeover;
 mod target;
 mod tls;
 mod tunnel;
@@ -83,11 +102,12 @@ pub use ballast_proxy_wire as wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -97,23 +117,35 @@ pub use cidr::Cidr;
 pub use health::HealthError;
 pub use proxy::Timeouts;
 pub use state::{StateError, STATE_FILE};
+pub use takeover::{
+    Listener, ListenerKind, Step as TakeoverStep, TakeoverError, SOCKET_NAME as TAKEOVER_SOCKET,
+};
 pub use tls::{TlsError, TlsFiles};
 pub use wire::{admin_request, AdminError, AdminRequest, AdminResponse};
 
 /// Where the proxy listens and keeps its state.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
-    /// Plain HTTP (port 80 in production; port 0 picks a free one). With TLS
-    /// on, it only redirects to HTTPS.
-    pub http_addr: SocketAddr,
-    /// HTTPS; required exactly when `tls` is set.
-    pub https_addr: Option<SocketAddr>,
-    /// Certificate and key; `None` serves plain HTTP only.
+    /// Plain HTTP addresses (port 80 in production; port 0 picks a free
+    /// one). With HTTPS on, they answer ACME challenges, redirect the host
+    /// names a certificate covers to HTTPS (the first HTTPS port) and proxy
+    /// the others.
+    pub http: Vec<SocketAddr>,
+    /// HTTPS addresses; required when `tls` is set. Without `tls`, they
+    /// serve the certificates set through the admin API (chosen by SNI) and
+    /// fail handshakes until one is set.
+    pub https: Vec<SocketAddr>,
+    /// Certificate and key served for names no other certificate is set for
+    /// (and to clients without SNI).
     pub tls: Option<TlsFiles>,
     /// The admin API's unix socket (in a host directory, never TCP).
     pub admin_socket: PathBuf,
     /// Where the routes are saved, so they survive a restart.
     pub state_dir: PathBuf,
+    /// Where a running proxy hands its listeners to a new one, and where
+    /// this one answers the next (see `takeover`); in the state directory
+    /// unless moved.
+    pub takeover_socket: PathBuf,
     /// Time limits of the data path.
     pub timeouts: Timeouts,
     /// Where the access log goes.
@@ -141,18 +173,21 @@ pub const DEFAULT_MAX_HELD_REQUESTS: usize = 1_000;
 
 impl ProxyConfig {
     /// Plain HTTP on `http_addr` with default timeouts and limits, no
-    /// trusted proxy, and the access log on stdout.
+    /// trusted proxy, the takeover socket in the state directory, and the
+    /// access log on stdout.
     pub fn new(
         http_addr: SocketAddr,
         admin_socket: impl Into<PathBuf>,
         state_dir: impl Into<PathBuf>,
     ) -> ProxyConfig {
+        let state_dir = state_dir.into();
         ProxyConfig {
-            http_addr,
-            https_addr: None,
+            http: vec![http_addr],
+            https: Vec::new(),
             tls: None,
             admin_socket: admin_socket.into(),
-            state_dir: state_dir.into(),
+            takeover_socket: state_dir.join(takeover::SOCKET_NAME),
+            state_dir,
             timeouts: Timeouts::default(),
             access_log: AccessLog::Stdout,
             workers: 0,
@@ -160,6 +195,19 @@ impl ProxyConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_held_requests: DEFAULT_MAX_HELD_REQUESTS,
         }
+    }
+
+    /// Every address to listen on, plain HTTP first.
+    pub fn listeners(&self) -> Vec<Listener> {
+        let http = self.http.iter().map(|&addr| Listener {
+            kind: ListenerKind::Http,
+            addr,
+        });
+        let https = self.https.iter().map(|&addr| Listener {
+            kind: ListenerKind::Https,
+            addr,
+        });
+        http.chain(https).collect()
     }
 }
 
@@ -189,29 +237,57 @@ pub enum ProxyError {
     /// The threads serving requests could not be started.
     #[error("cannot start the proxy's worker threads: {0}")]
     Workers(std::io::Error),
+    /// Taking over from the running proxy failed (it keeps serving).
+    #[error(transparent)]
+    Takeover(#[from] TakeoverError),
 }
 
 /// A running proxy.
 #[derive(Debug)]
 pub struct Started {
-    http_addr: SocketAddr,
-    https_addr: Option<SocketAddr>,
+    listeners: Vec<Listener>,
     admin_socket: PathBuf,
-    stop: watch::Sender<bool>,
+    instance: String,
+    /// The admin and takeover sockets, removed at an ordinary stop (not
+    /// after a takeover: they are the new process's then).
+    sockets: Vec<takeover::SocketFile>,
+    phase: Arc<watch::Sender<server::Phase>>,
+    /// Turns `true` when tunnels must close.
+    cut: watch::Sender<bool>,
+    /// How long open requests and tunnels get at a stop or a drain.
+    grace: Duration,
     tasks: JoinSet<()>,
     workers: Arc<workers::Workers>,
     log: access_log::AccessLogger,
 }
 
 impl Started {
-    /// The bound plain-HTTP address.
+    /// The first bound plain-HTTP address (else the first listener's).
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
+        self.first(ListenerKind::Http)
+            .unwrap_or_else(|| self.listeners[0].addr)
     }
 
-    /// The bound HTTPS address, when TLS is on.
+    /// The first bound HTTPS address, when HTTPS is on.
     pub fn https_addr(&self) -> Option<SocketAddr> {
-        self.https_addr
+        self.first(ListenerKind::Https)
+    }
+
+    fn first(&self, kind: ListenerKind) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| l.kind == kind)
+            .map(|l| l.addr)
+    }
+
+    /// Every bound listener, plain HTTP first.
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// This process's random id (as the admin API's status reports it).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// The admin socket's path.
@@ -219,16 +295,43 @@ impl Started {
         &self.admin_socket
     }
 
-    /// Stops accepting, lets open requests finish (up to the shutdown
-    /// grace), closes tunnels and removes the admin socket.
+    /// Resolves once another process took this one over; then [`stop`]
+    /// drains it.
+    ///
+    /// [`stop`]: Started::stop
+    pub async fn taken_over(&self) {
+        let mut phase = self.phase.subscribe();
+        let _ = phase.wait_for(|now| *now == server::Phase::Draining).await;
+    }
+
+    /// Stops. After a takeover: open requests and tunnels finish up to the
+    /// grace (the drain time) while the new process accepts, then whatever
+    /// is still open is closed. Otherwise: stops accepting, lets open
+    /// requests finish (up to the grace), closes tunnels at once and removes
+    /// the admin and takeover sockets.
     pub async fn stop(mut self) {
-        self.stop.send_replace(true);
+        let taken_over = *self.phase.borrow() == server::Phase::Draining;
+        let deadline = tokio::time::Instant::now() + self.grace;
+        if taken_over {
+            self.workers.until_idle(deadline).await;
+            self.phase.send_replace(server::Phase::Closing);
+        } else {
+            self.phase.send_replace(server::Phase::Closing);
+            self.cut.send_replace(true);
+            self.workers.until_idle(deadline).await;
+        }
+        self.cut.send_replace(true);
         while self.tasks.join_next().await.is_some() {}
         self.workers.stop().await;
         let mut loggers = self.workers.loggers();
         loggers.push(self.log.clone());
         let _ = tokio::task::spawn_blocking(move || access_log::finish(&loggers)).await;
-        let _ = std::fs::remove_file(&self.admin_socket);
+        if !taken_over {
+            self.sockets
+                .iter()
+                .for_each(takeover::SocketFile::remove_if_ours);
+        }
+        tracing::info!(instance = %self.instance, taken_over, "proxy stopped");
     }
 
     /// Connections open on each lane now.
@@ -237,31 +340,39 @@ impl Started {
     }
 }
 
-/// Runs the proxy until `shutdown` resolves.
+/// Runs the proxy until `shutdown` resolves (then stops it gracefully), or
+/// until another process takes it over (then drains it); returns when it
+/// has stopped.
 pub async fn run(
     config: ProxyConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProxyError> {
     let started = start(config).await?;
-    shutdown.await;
+    tokio::select! {
+        () = shutdown => {}
+        () = started.taken_over() => {}
+    }
     started.stop().await;
     Ok(())
 }
 
-/// Loads the saved routes, binds every listener and the admin socket, and
-/// starts serving.
+/// Loads the saved routes, takes the listening sockets over from the proxy
+/// answering at the takeover socket (if any) and binds the others, binds
+/// the admin and takeover sockets, and starts serving.
 pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
-    let tls = match (&config.tls, config.https_addr) {
-        (Some(files), Some(_)) => Some(tls::server_config(files)?),
-        (None, None) => None,
+    let wanted = config.listeners();
+    if wanted.is_empty() {
+        return Err(ProxyError::Config(
+            "no address to listen on; give at least one HTTP or HTTPS address".into(),
+        ));
+    }
+    // HTTPS may start with no certificate: they come through the admin API.
+    let fallback = match (&config.tls, config.https.first()) {
+        (Some(files), Some(_)) => Some(tls::load_files(files)?),
+        (None, _) => None,
         (Some(_), None) => {
             return Err(ProxyError::Config(
                 "TLS files are given but no HTTPS address to listen on".into(),
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(ProxyError::Config(
-                "an HTTPS address is given but no certificate and key".into(),
             ))
         }
     };
@@ -273,94 +384,132 @@ pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
     let store = state::StateStore::new(&config.state_dir);
     store.secure()?;
     let table = Arc::new(ArcSwap::from_pointee(store.load()?));
-
-    let bind = |addr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| ProxyError::Bind { addr, source })
-    };
-    let http = bind(config.http_addr).await?;
-    let https = match config.https_addr {
-        Some(addr) => Some(bind(addr).await?),
+    let certificates = Arc::new(certs::Certificates::new(fallback));
+    certs::load_saved(&certificates, &store);
+    let challenges = Arc::new(certs::Challenges::default());
+    let tls = match config.https.first() {
+        Some(_) => Some(tls::server_config(certificates.clone())?),
         None => None,
     };
-    let local = |l: &TcpListener, addr| {
-        l.local_addr()
-            .map_err(|source| ProxyError::Bind { addr, source })
-    };
-    let http_addr = local(&http, config.http_addr)?;
-    let https_addr = match (&https, config.https_addr) {
-        (Some(l), Some(addr)) => Some(local(l, addr)?),
-        _ => None,
-    };
-    let admin = admin::bind(&config.admin_socket).await?;
 
-    let (stop, shutdown) = watch::channel(false);
+    // Dropping `old` before `confirm` (any error below) leaves it serving.
+    let mut old = takeover::connect(&config.takeover_socket).await?;
+    if let Some(old) = &old {
+        tracing::info!(from = old.instance(), "taking over from the running proxy");
+    }
+    let listening = takeover::listen(&wanted, old.as_mut()).await?;
+    let listeners: Vec<Listener> = listening.iter().map(|(l, _)| *l).collect();
+    let https_addr = listeners
+        .iter()
+        .find(|l| l.kind == ListenerKind::Https)
+        .map(|l| l.addr);
+    let offered = listening
+        .iter()
+        .map(|(l, socket)| socket.as_fd().try_clone_to_owned().map(|fd| (*l, fd)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ProxyError::Config(format!("cannot keep a listening socket: {e}")))?;
+    let admin = match old {
+        None => Some(admin::bind(&config.admin_socket).await?),
+        Some(_) => None,
+    };
+
+    let (phase, shutdown) = watch::channel(server::Phase::Serving);
+    let phase = Arc::new(phase);
+    let (cut, tunnels_cut) = watch::channel(false);
     let timeouts = config.timeouts;
     let upstream = || proxy::upstream_client(timeouts.connect, timeouts.upstream_idle);
     let log = access_log::AccessLogger::start(&config.access_log);
     let lanes = workers::lane_count(config.workers);
     let connections = limit::ConnectionLimit::new(config.max_connections);
     let trusted = headers::TrustedProxies::new(config.trusted_proxies.clone());
+    let plain = Arc::new(certs::PlainHttp {
+        certificates: Arc::clone(&certificates),
+        challenges: Arc::clone(&challenges),
+        https_port: https_addr.map(|a| a.port()),
+    });
     let workers = workers::Workers::start(lanes, |load| proxy::DataPath {
         table: Arc::clone(&table),
         upstreams: upstream::Upstreams::new(timeouts.connect, timeouts.upstream_idle),
         log: log.lane(),
         load,
         timeouts,
-        shutdown: shutdown.clone(),
+        shutdown: tunnels_cut.clone(),
         trusted: trusted.clone(),
         connections: Arc::clone(&connections),
         max_held_requests: config.max_held_requests,
+        plain: Arc::clone(&plain),
     })
     .map_err(ProxyError::Workers)?;
     let workers = Arc::new(workers);
-    let control = Arc::new(control::Control::new(table, store, upstream()));
-    let grace = timeouts.shutdown_grace;
+    if let Some(old) = old {
+        old.confirm().await?;
+        // The old process wrote its last change before it let go. From here
+        // on this process is the only one accepting: it serves whatever
+        // happens, with the routes read at the start if need be.
+        match store.load() {
+            Ok(latest) => table.store(Arc::new(latest)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reload the routes after the takeover; serving those read at the start")
+            }
+        }
+        certs::load_saved(&certificates, &store);
+    }
+    let admin = match admin {
+        Some(admin) => admin,
+        None => admin::replace(&config.admin_socket).await?,
+    };
+    let takeover_server = takeover::bind(&config.takeover_socket)?;
+    let sockets = vec![
+        takeover::SocketFile::new(&config.admin_socket),
+        takeover::SocketFile::new(&config.takeover_socket),
+    ];
+    let instance = takeover::new_instance();
+    let control = control::Control::new(table, store, upstream(), certificates, challenges)
+        .describe_process(
+            instance.clone(),
+            listeners.iter().map(ToString::to_string).collect(),
+        )
+        .owning_state_while(Arc::clone(&phase));
+    let control = Arc::new(control);
+    let releasing = Arc::clone(&control);
+    let release: takeover::Release = Arc::new(move || releasing.release_state());
 
     let mut tasks = JoinSet::new();
     tasks.spawn(admin::serve(admin, control, shutdown.clone()));
-    match (tls, https, https_addr) {
-        (Some(tls), Some(https), Some(https_addr)) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-            let redirect = server::Mode::Redirect {
-                https_port: https_addr.port(),
-            };
-            tasks.spawn(server::serve(
-                http,
-                redirect,
-                Arc::clone(&workers),
-                Arc::clone(&connections),
-                grace,
-                shutdown.clone(),
-            ));
-            tasks.spawn(server::serve(
-                https,
-                server::Mode::Https(acceptor),
-                Arc::clone(&workers),
-                connections,
-                grace,
-                shutdown,
-            ));
-        }
-        _ => {
-            let mode = server::Mode::Http;
-            tasks.spawn(server::serve(
-                http,
-                mode,
-                Arc::clone(&workers),
-                connections,
-                grace,
-                shutdown,
-            ));
-        }
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    for (listener, socket) in listening {
+        let mode = match (listener.kind, &acceptor) {
+            (ListenerKind::Https, Some(acceptor)) => server::Mode::Https(acceptor.clone()),
+            _ => server::Mode::Http,
+        };
+        tasks.spawn(server::serve(
+            socket,
+            mode,
+            Arc::clone(&workers),
+            Arc::clone(&connections),
+            shutdown.clone(),
+        ));
     }
-    tracing::info!(%http_addr, ?https_addr, lanes, admin = %config.admin_socket.display(), "proxy started");
+    let offer = takeover::Offer {
+        instance: instance.clone(),
+        listeners: offered,
+    };
+    tasks.spawn(takeover::serve(
+        takeover_server,
+        offer,
+        Arc::clone(&phase),
+        release,
+    ));
+    let addrs: Vec<String> = listeners.iter().map(ToString::to_string).collect();
+    tracing::info!(%instance, listeners = ?addrs, lanes, admin = %config.admin_socket.display(), "proxy started");
     Ok(Started {
-        http_addr,
-        https_addr,
+        listeners,
         admin_socket: config.admin_socket,
-        stop,
+        instance,
+        sockets,
+        phase,
+        cut,
+        grace: timeouts.shutdown_grace,
         tasks,
         workers,
         log,

@@ -1,6 +1,8 @@
 //! The data path: route each request, forward it, answer errors.
 //!
-//! A request reads the current [`Table`] snapshot (an `ArcSwap` load: no
+//! On plain HTTP, ACME challenges and the host names served over HTTPS are
+//! answered first, by the proxy itself (see `certs::PlainHttp`). Then a
+//! request reads the current [`Table`] snapshot (an `ArcSwap` load: no
 //! lock), finds its service, waits at the service's pause gate if any (at
 //! most `max_held_requests` per service wait; past that a request is
 //! answered 503 with `Retry-After` at once), picks a target round robin and
@@ -32,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::access_log::{AccessEntry, AccessLogger};
 use crate::body::{BodyError, BoxError, ClientBody, Holds, Tracked};
+use crate::certs::PlainHttp;
 use crate::conn::Active;
 use crate::headers::{self, TrustedProxies};
 use crate::limit::ConnectionLimit;
@@ -139,6 +142,8 @@ pub struct DataPath {
     pub connections: Arc<ConnectionLimit>,
     /// Requests a paused service holds at most; more are answered 503.
     pub max_held_requests: usize,
+    /// What plain HTTP answers itself: ACME challenges, redirects to HTTPS.
+    pub plain: Arc<PlainHttp>,
 }
 
 /// Why a request was not forwarded, and on which side it went wrong.
@@ -276,6 +281,12 @@ impl DataPath {
             start: Instant::now(),
             log: self.log.clone(),
         };
+        if scheme == "http" {
+            if let Some(response) = self.plain.answer(&req) {
+                pending.finish(response.status(), None);
+                return Ok(response);
+            }
+        }
         let host_text = host.to_str().unwrap_or_default();
         let (service, in_flight) = match self.admit(host_text, path.path()).await {
             Ok(Admitted::Forward(service, in_flight)) => (service, in_flight),

@@ -6,6 +6,9 @@
 //! torn file. Pauses are not persisted (they are held for seconds at most);
 //! maintenance and body size limits are.
 //!
+//! Certificates are saved beside the routes, one file per service (see
+//! `certificates`).
+//!
 //! The routes name every service's internal addresses, so they are kept
 //! from other users: the directory is made `0700` and the file `0600`, also
 //! when they already exist with wider modes ([`StateStore::secure`] at
@@ -20,6 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::table::{BodyLimits, Service, Table};
 use crate::target::Target;
+
+mod certificates;
 
 /// The state file's name inside the state directory.
 pub const STATE_FILE: &str = "routes.json";
@@ -39,6 +44,18 @@ pub enum StateError {
         path: PathBuf,
         /// The operating system's reason.
         source: std::io::Error,
+    },
+    /// A saved certificate cannot be loaded (it is skipped).
+    #[error(
+        "{} cannot be loaded ({reason}); hint: set the service's certificate again, or \
+         remove the file",
+        path.display()
+    )]
+    CorruptCertificate {
+        /// The certificate file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The file is not a route table this proxy understands.
     #[error(
@@ -163,19 +180,16 @@ impl StateStore {
         };
         let mut text = serde_json::to_vec_pretty(&file).expect("state always serializes");
         text.push(b'\n');
-        let io = |action, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StateError::Io {
-                action,
-                path,
-                source,
-            }
-        };
+        self.write_private(STATE_FILE, &text)
+    }
+
+    /// Writes `bytes` to the file `name` in the directory, replacing it
+    /// atomically (temporary file, flushed, renamed), readable by the
+    /// owner only.
+    fn write_private(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
         self.secure()?;
-        let path = self.path();
-        let temp = self
-            .dir
-            .join(format!(".{STATE_FILE}.{}.tmp", std::process::id()));
+        let path = self.dir.join(name);
+        let temp = self.dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let mut out = fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -186,28 +200,24 @@ impl StateStore {
         // `mode` only applies to a new file; a stale temporary keeps its own.
         out.set_permissions(fs::Permissions::from_mode(FILE_MODE))
             .map_err(io("restrict", &temp))?;
-        out.write_all(&text).map_err(io("write", &temp))?;
+        out.write_all(bytes).map_err(io("write", &temp))?;
         out.sync_all().map_err(io("flush", &temp))?;
         drop(out);
         fs::rename(&temp, &path).map_err(io("replace", &path))?;
-        // Make the rename itself durable.
+        self.sync_dir();
+        Ok(())
+    }
+
+    /// Makes a rename or removal in the directory durable.
+    fn sync_dir(&self) {
         if let Ok(dir) = fs::File::open(&self.dir) {
             let _ = dir.sync_all();
         }
-        Ok(())
     }
 
     /// Creates the directory when missing, and takes the directory and the
     /// state file (when there is one) to owner-only modes.
     pub fn secure(&self) -> Result<(), StateError> {
-        let io = |action, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StateError::Io {
-                action,
-                path,
-                source,
-            }
-        };
         fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
         fs::set_permissions(&self.dir, fs::Permissions::from_mode(DIR_MODE))
             .map_err(io("restrict", &self.dir))?;
@@ -216,6 +226,16 @@ impl StateStore {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("restrict", &path)(e)),
             _ => Ok(()),
         }
+    }
+}
+
+/// A closure turning an I/O error on `path` into a [`StateError`].
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StateError {
+    let path = path.to_path_buf();
+    move |source| StateError::Io {
+        action,
+        path,
+        source,
     }
 }
 

@@ -229,7 +229,9 @@ impl Table {
         best(true).or_else(|| best(false))
     }
 
-    /// Another service already answering `hosts` under `prefix`, if any.
+    /// Another service already answering `hosts` under `prefix`, if any:
+    /// two services may not share a host name (or both be the default)
+    /// with the same path prefix, or one would never be reached.
     pub fn conflict(&self, name: &str, hosts: &[String], prefix: &str) -> Option<String> {
         self.services
             .iter()
@@ -237,18 +239,36 @@ impl Table {
             .find_map(|s| {
                 if hosts.is_empty() && s.hosts.is_empty() {
                     return Some(format!(
-                        "service `{}` is already the default service under `{prefix}`",
+                        "the default route (no host names) with path prefix {prefix} is \
+                         already served by service `{}`; give one of them host names or \
+                         another path_prefix",
                         s.name
                     ));
                 }
                 hosts.iter().find(|h| s.hosts.contains(h)).map(|h| {
                     format!(
-                        "service `{}` already answers host `{h}` under `{prefix}`",
+                        "host name {h} with path prefix {prefix} is already served by service \
+                         `{}`; give one of them another host name or path_prefix",
                         s.name
                     )
                 })
             })
     }
+}
+
+/// A service name: the key of its route, certificate and state files.
+pub fn check_service_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !ok {
+        return Err(format!(
+            "service name `{name}` must be 1–128 letters, digits, `-`, `_` or `.`"
+        ));
+    }
+    Ok(())
 }
 
 /// A Host header's host name: lower case, without port or trailing dot.
@@ -446,7 +466,10 @@ mod tests {
         let clash = t.conflict("new", &["shop.example.com".into()], "/api");
         assert_eq!(
             clash.as_deref(),
-            Some("service `shop-api` already answers host `shop.example.com` under `/api`")
+            Some(
+                "host name shop.example.com with path prefix /api is already served by service \
+                 `shop-api`; give one of them another host name or path_prefix"
+            )
         );
         assert!(t
             .conflict("shop-api", &["shop.example.com".into()], "/api")
@@ -457,7 +480,10 @@ mod tests {
         let clash = t.conflict("new", &[], "/");
         assert_eq!(
             clash.as_deref(),
-            Some("service `fallback` is already the default service under `/`")
+            Some(
+                "the default route (no host names) with path prefix / is already served by \
+                 service `fallback`; give one of them host names or another path_prefix"
+            )
         );
     }
 

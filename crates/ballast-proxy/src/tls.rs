@@ -1,5 +1,6 @@
-//! TLS: the rustls server configuration from PEM files, and the redirect
-//! that plain HTTP answers with when TLS is on.
+//! TLS: the rustls server configuration (certificates chosen by SNI, see
+//! `certs`), the command line's certificate from PEM files, and the
+//! redirect plain HTTP answers for host names served over HTTPS.
 //!
 //! ALPN offers `h2` then `http/1.1`, so HTTP/2 clients get HTTP/2 over TLS.
 
@@ -10,7 +11,10 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::ResolvesServerCert;
+use rustls::sign::CertifiedKey;
 
+use crate::certs::{self, Fallback};
 use crate::proxy::{full, ProxyBody};
 use crate::table::normalize_host;
 
@@ -41,8 +45,8 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// A server configuration serving `files`, offering HTTP/2 and HTTP/1.1.
-pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// The command line's certificate and key, checked to belong together.
+pub fn load_files(files: &TlsFiles) -> Result<Fallback, TlsError> {
     let pem_error = |what, path: &Path| {
         let path = path.to_path_buf();
         move |e: rustls::pki_types::pem::Error| TlsError::Pem {
@@ -55,26 +59,49 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
         .map_err(pem_error("certificates", &files.cert))?
         .collect::<Result<_, _>>()
         .map_err(pem_error("certificates", &files.cert))?;
-    if certs.is_empty() {
+    let Some(leaf) = certs.first() else {
         return Err(TlsError::Pem {
             what: "certificates",
             path: files.cert.clone(),
             reason: "no CERTIFICATE block found".into(),
         });
-    }
+    };
+    let leaf = certs::leaf_facts(leaf).map_err(|reason| TlsError::Pem {
+        what: "certificates",
+        path: files.cert.clone(),
+        reason: format!("the leaf {reason}"),
+    })?;
     let key =
         PrivateKeyDer::from_pem_file(&files.key).map_err(pem_error("a private key", &files.key))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let key = CertifiedKey::from_der(certs, key, &provider).map_err(|e| TlsError::Pem {
+        what: "a private key of the certificate",
+        path: files.key.clone(),
+        reason: format!("{e}; hint: give the key the certificate was issued for"),
+    })?;
+    Ok(Fallback {
+        key: Arc::new(key),
+        leaf,
+    })
+}
+
+/// A server configuration choosing its certificate with `resolver` (by
+/// SNI), offering HTTP/2 and HTTP/1.1.
+pub fn server_config(
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-/// The answer of plain HTTP when TLS is on: a permanent redirect to the same
-/// host and path over HTTPS (308 keeps the method and body of non-GETs).
+/// The answer of plain HTTP for a host served over HTTPS: a permanent
+/// redirect to the same host and path there (308 keeps the method and body
+/// of non-GETs).
 pub fn redirect<B>(req: &Request<B>, https_port: u16) -> Response<ProxyBody> {
     let host = req
         .headers()
@@ -162,7 +189,7 @@ mod tests {
             cert: "/nonexistent/cert.pem".into(),
             key: "/nonexistent/key.pem".into(),
         };
-        let err = server_config(&files).unwrap_err().to_string();
+        let err = load_files(&files).unwrap_err().to_string();
         assert!(
             err.contains("cannot read certificates from /nonexistent/cert.pem"),
             "{err}"

@@ -128,6 +128,19 @@ impl Workers {
         self.lanes.iter().map(|l| l.open.now()).collect()
     }
 
+    /// Waits until no connection or tunnel is open on any lane, or until
+    /// `deadline`.
+    pub async fn until_idle(&self, deadline: tokio::time::Instant) {
+        // Polled: the counts change on every lane's thread, and a drain is
+        // rare enough that a wake-up per connection would cost more.
+        while self.open_connections().iter().sum::<usize>() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Each lane's access logger, to write out their batches at the end.
     pub fn loggers(&self) -> Vec<AccessLogger> {
         self.lanes.iter().map(|l| l.data.log.clone()).collect()

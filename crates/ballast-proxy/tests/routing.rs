@@ -83,8 +83,10 @@ async fn host_and_path_prefix_pick_the_service() {
         .await
         .unwrap_err();
     assert!(
-        err.to_string()
-            .contains("service `shop` already answers host `shop.test` under `/`"),
+        err.to_string().contains(
+            "host name shop.test with path prefix / is already served by service `shop`; \
+             give one of them another host name or path_prefix"
+        ),
         "{err}"
     );
 
@@ -505,9 +507,10 @@ async fn routes_survive_a_restart() {
 async fn a_second_proxy_on_the_same_admin_socket_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = TestProxy::start(dir.path()).await;
-    let err = ballast_proxy::start(TestProxy::config(dir.path()))
-        .await
-        .unwrap_err();
+    // Not through the takeover socket (that would take the first one over).
+    let mut second = TestProxy::config(dir.path());
+    second.takeover_socket = dir.path().join("no-takeover.sock");
+    let err = ballast_proxy::start(second).await.unwrap_err();
     assert!(
         err.to_string()
             .contains("another proxy is already listening on"),

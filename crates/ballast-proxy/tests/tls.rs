@@ -52,7 +52,7 @@ async fn https_is_served_and_plain_http_is_redirected() {
     let dir = tempfile::tempdir().unwrap();
     let (files, ca) = self_signed(dir.path());
     let mut config = TestProxy::config(dir.path());
-    config.https_addr = Some("127.0.0.1:0".parse().unwrap());
+    config.https = vec!["127.0.0.1:0".parse().unwrap()];
     config.tls = Some(files);
     let proxy = TestProxy::start_with(config).await;
     let https = proxy.started.https_addr().unwrap();

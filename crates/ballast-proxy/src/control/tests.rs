@@ -10,6 +10,8 @@ fn control(dir: &std::path::Path, table: Table) -> Arc<Control> {
         Arc::new(ArcSwap::from_pointee(table)),
         StateStore::new(dir),
         upstream_client(Duration::from_secs(1), Duration::from_secs(1)),
+        Arc::new(Certificates::new(None)),
+        Arc::new(Challenges::default()),
     ))
 }
 
@@ -276,7 +278,48 @@ async fn a_deploy_clashing_with_another_service_is_refused_before_any_check() {
     assert_eq!(
         response.error.as_deref(),
         Some(
-            "cannot deploy `shop`: service `web` already answers host `shop.example.com` under `/`"
+            "cannot deploy `shop`: host name shop.example.com with path prefix / is already \
+             served by service `web`; give one of them another host name or path_prefix"
         )
+    );
+}
+
+#[tokio::test]
+async fn once_taken_over_nothing_is_saved_any_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let (phase, _) = watch::channel(Phase::Serving);
+    let phase = Arc::new(phase);
+    let control = Arc::new(
+        Arc::into_inner(control(dir.path(), web()))
+            .unwrap()
+            .owning_state_while(Arc::clone(&phase)),
+    );
+    let maintenance = |on| {
+        AdminRequest::Maintenance(MaintenanceRequest {
+            service: "web".into(),
+            on,
+        })
+    };
+    assert!(control.execute(maintenance(true)).await.ok);
+    let saved = std::fs::read(dir.path().join(crate::STATE_FILE)).unwrap();
+
+    assert!(control.release_state());
+    assert_eq!(*phase.borrow(), Phase::Draining);
+    // A second new process cannot take over what was let go.
+    assert!(!control.release_state());
+    // The new process read the state at the release: a late change (a
+    // switch that was under way) is refused, and the file stays as read.
+    let response = control.execute(maintenance(false)).await;
+    assert!(
+        response
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("taken over by a newer one"),
+        "{response:?}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join(crate::STATE_FILE)).unwrap(),
+        saved
     );
 }
