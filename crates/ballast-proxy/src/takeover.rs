@@ -26,8 +26,11 @@
 //!    answers `released`; then it drains: open requests and tunnels finish
 //!    up to the drain time, and it exits by itself.
 //! 4. Only then does the new process accept: it reloads the routes (the old
-//!    one no longer writes them), replaces the admin socket and serves
-//!    takeovers itself, for the next one.
+//!    one no longer writes them: the release happens under its control's
+//!    write lock, and a change still under way there, such as a switch an
+//!    interrupted deploy left running, is refused afterwards rather than
+//!    saved behind the new process's back), replaces the admin socket and
+//!    serves takeovers itself, for the next one.
 //!
 //! The old process accepts until step 3, so a failed exchange (a new process
 //! that dies, hangs, sends garbage or cannot bind) leaves it serving as
