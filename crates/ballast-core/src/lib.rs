@@ -1,6 +1,9 @@
 //! ballast-core: the domain of ballast, without its command line.
 //!
 //! # Layout
+//! - [`acme`]: certificates from an ACME CA (HTTP-01 answered by every
+//!   host's proxy), the account kept on the role's first host.
+//! - [`certificate`]: a certificate and key checked before they are sent.
 //! - [`change`]: a locked, audited change outside a rollout (setup, proxy).
 //! - [`config`]: `ballast.yml`: schema, loading, validation, secrets, reference.
 //! - [`deploy`]: a whole deploy or rollback: lock, deliver, plan, roll, audit.
@@ -35,6 +38,8 @@
 //! - [`host`]: a host, local or over SSH: engine, commands, tunnels.
 //! - [`image`]: building images from a context, copying them between engines.
 
+pub mod acme;
+pub mod certificate;
 pub mod change;
 pub mod config;
 pub mod delivery;

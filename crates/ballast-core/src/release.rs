@@ -122,8 +122,9 @@ pub struct AppContainer {
     pub running: bool,
     /// Docker's state.
     pub state: ContainerState,
-    /// Its address on the `ballast` network (proxied roles), where the
-    /// host's proxy routes to it.
+    /// Its address on the service's own network `ballast-<service>`
+    /// (proxied roles), where the host's proxy routes to it: an address
+    /// there only ever belongs to this service.
     pub ip: Option<String>,
     /// Docker's status line: "Up 3 minutes (healthy)".
     pub status: String,
@@ -146,6 +147,7 @@ pub async fn observe(engine: &Engine, service: &str) -> Result<Vec<AppContainer>
             engine.docker().list_containers(Some(options)),
         )
         .await?;
+    let service_network = crate::proxy::service_network(service);
     let mut found: Vec<AppContainer> = listed
         .into_iter()
         .filter_map(|c| {
@@ -156,7 +158,7 @@ pub async fn observe(engine: &Engine, service: &str) -> Result<Vec<AppContainer>
             let ip = c
                 .network_settings
                 .and_then(|n| n.networks)
-                .and_then(|mut nets| nets.remove(crate::proxy::NETWORK))
+                .and_then(|mut nets| nets.remove(&service_network))
                 .and_then(|e| e.ip_address)
                 .filter(|ip| !ip.is_empty());
             Some(AppContainer {

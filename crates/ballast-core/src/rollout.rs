@@ -59,7 +59,10 @@ pub async fn run(
     r: &Rollout<'_>,
     on_event: OnEvent<'_>,
 ) -> Result<()> {
-    let mut undo = Undo::default();
+    let mut undo = Undo {
+        service: r.service.to_string(),
+        ..Undo::default()
+    };
     // A plan without a gate found the target proven already.
     let mut proven = !plan
         .steps
@@ -157,7 +160,7 @@ async fn do_step(
                     "the plan has no proxy route for this role",
                 ));
             };
-            let ip = address(host, name).await?;
+            let ip = address(host, r.service, name).await?;
             match crate::proxy::switch(host, route, &route.target(&ip)).await {
                 Ok(()) => undo.routed = true,
                 Err(e) => {
@@ -232,6 +235,8 @@ fn interrupted(step: &Step) -> Error {
 /// What a host's rollout did so far, to be undone in reverse.
 #[derive(Default)]
 struct Undo {
+    /// Whose network the proxy routes on.
+    service: String,
     created: bool,
     started: bool,
     routed: bool,
@@ -315,7 +320,7 @@ impl Undo {
             "switch the proxy back to {name}"
         )));
         let back = async {
-            let ip = address(host, &name).await?;
+            let ip = address(host, &self.service, &name).await?;
             crate::proxy::switch(host, route, &route.target(&ip)).await
         };
         match back.await {
@@ -374,17 +379,10 @@ fn with_logs(mut e: Error, container: &str, logs: &str) -> Error {
     e
 }
 
-/// A container's address on the `ballast` network, where the proxy reaches it.
-async fn address(host: &Host, name: &str) -> Result<String> {
-    let ip = crate::health::container_ip(host, name).await?;
-    if ip.is_empty() {
-        return Err(Error::failed(
-            format!("route to {name}"),
-            "the container has no address on the ballast network",
-        )
-        .on(host.name()));
-    }
-    Ok(ip)
+/// A container's address on its service's network, where the proxy
+/// reaches it (see `proxy::network`).
+async fn address(host: &Host, service: &str, name: &str) -> Result<String> {
+    crate::proxy::routable_address(host, service, name).await
 }
 
 async fn create(host: &Host, name: &str, body: &ContainerCreateBody) -> Result<()> {

@@ -352,16 +352,37 @@ pub enum ProxyCommand {
     },
     /// Move every proxy to this ballast's version, one host at a time.
     Upgrade(ScopeArgs),
+    /// Each host's certificates: names, expiry, fingerprint. With --renew,
+    /// obtains again the ACME certificates that are due (under the lock).
+    Certs {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Renew the ACME certificates that expire within `renew_before`
+        /// (and install certificate files that changed).
+        #[arg(long, conflicts_with = "force_renew")]
+        renew: bool,
+        /// Renew every ACME certificate now, whatever its expiry.
+        #[arg(long)]
+        force_renew: bool,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct ProxyRunArgs {
-    /// Address for plain HTTP.
-    #[arg(long, default_value = "0.0.0.0:80")]
-    pub http: std::net::SocketAddr,
-    /// Address for HTTPS (needs --tls-cert and --tls-key).
-    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
-    pub https: Option<std::net::SocketAddr>,
+    /// Address for plain HTTP (repeatable).
+    #[arg(long = "http", value_name = "ADDR", default_values = ["0.0.0.0:80"])]
+    pub http: Vec<std::net::SocketAddr>,
+    /// Address for HTTPS (repeatable).
+    #[arg(long = "https", value_name = "ADDR")]
+    pub https: Vec<std::net::SocketAddr>,
+    /// How long requests and WebSockets open at a stop, or when a new proxy
+    /// takes over, may take to finish.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Where a running proxy hands its listening sockets to a new one
+    /// [default: <state-dir>/takeover.sock].
+    #[arg(long)]
+    pub takeover_socket: Option<PathBuf>,
     /// PEM certificate chain for HTTPS.
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,

@@ -76,6 +76,12 @@ pub const LIMITS: &[Limit] = &[
         above: "a deploy waits this long at each switch for the old container's requests",
     },
     Limit {
+        key: "roles.<name>.proxy.tls.acme.renew_before",
+        range: LimitRange::Duration { min: secs(3600), max: secs(2 * 31_557_600) },
+        below: "a certificate renewed less than an hour before it expires leaves no time to retry a failed renewal",
+        above: "public CAs issue certificates for at most 398 days: longer would renew at every deploy",
+    },
+    Limit {
         key: "deploy.batch",
         range: LimitRange::Count { min: 1, max: 10_000 },
         below: "a batch of 0 hosts would never deploy; a share of each role's hosts such as `\"25%\"` works too",

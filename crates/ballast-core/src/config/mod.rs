@@ -42,6 +42,7 @@ mod secret_command;
 pub mod secrets;
 mod shape;
 mod starter;
+mod tls;
 mod validate;
 
 use std::path::{Path, PathBuf};

@@ -208,8 +208,9 @@ pub struct RoleProxy {
     #[serde(default = "defaults::drain_timeout", with = "humantime_serde")]
     #[schemars(with = "String", extend("format" = "duration"))]
     pub drain_timeout: Duration,
-    /// Serve HTTPS with this certificate, and redirect plain HTTP to it.
-    /// One certificate per host: roles sharing a host share it.
+    /// Serve HTTPS for `hosts`, and redirect their plain HTTP to it. Each
+    /// service's certificate is chosen by the name the client asks for
+    /// (SNI), so services sharing a host keep their own.
     #[serde(default)]
     pub tls: Option<ProxyTls>,
     /// Clients whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP`
@@ -230,19 +231,73 @@ pub struct RoleProxy {
     pub max_response_body: Option<String>,
 }
 
-/// The certificate the proxy serves HTTPS with.
+/// The certificate the proxy serves HTTPS for the role's `proxy.hosts`
+/// with: either files (`cert` and `key`) or `acme`, not both.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyTls {
-    /// PEM certificate chain, relative to the config file.
-    pub cert: PathBuf,
-    /// PEM private key, relative to the config file; it is copied to the
-    /// hosts readable by root only, and never printed.
-    pub key: PathBuf,
+    /// PEM certificate chain, relative to the config file; its names must
+    /// cover the role's `proxy.hosts`. Give `key` with it.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// PEM private key, relative to the config file; it travels to the
+    /// hosts' proxies through their admin API over SSH, is kept readable by
+    /// root only, and is never printed.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// Obtain and renew the certificate from an ACME CA (HTTP-01, answered
+    /// by every host's proxy on its HTTP port) instead of `cert` and `key`.
+    #[serde(default)]
+    pub acme: Option<Acme>,
     /// Port the proxy listens on for HTTPS on each host.
     #[serde(default = "defaults::proxy_https_port")]
     #[schemars(range(min = 1))]
     pub https_port: u16,
+}
+
+/// Where a role's certificate comes from (the two forms of `tls`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TlsSource<'a> {
+    /// Certificate and key files on the operator's machine.
+    Files {
+        cert: &'a std::path::Path,
+        key: &'a std::path::Path,
+    },
+    /// Obtained and renewed through ACME.
+    Acme(&'a Acme),
+}
+
+impl ProxyTls {
+    /// Which form this is; `None` for a config that mixes or lacks both
+    /// (refused by validation, so a loaded config always has one).
+    pub fn source(&self) -> Option<TlsSource<'_>> {
+        match (&self.cert, &self.key, &self.acme) {
+            (Some(cert), Some(key), None) => Some(TlsSource::Files { cert, key }),
+            (None, None, Some(acme)) => Some(TlsSource::Acme(acme)),
+            _ => None,
+        }
+    }
+}
+
+/// An ACME CA that issues the role's certificate (Let's Encrypt, a
+/// private CA, Pebble).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Acme {
+    /// Contact address of the ACME account (the CA writes about expiry).
+    pub email: String,
+    /// The CA's directory URL, e.g.
+    /// `https://acme-v02.api.letsencrypt.org/directory`.
+    pub directory: String,
+    /// PEM bundle of the CA certificates to trust for the directory's own
+    /// HTTPS, relative to the config file (a private CA, Pebble)
+    /// [default: the system's roots].
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Renew when the certificate expires within this long.
+    #[serde(default = "defaults::renew_before", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
+    pub renew_before: Duration,
 }
 
 /// One host of a role.
@@ -431,6 +486,9 @@ pub mod defaults {
     }
     pub fn proxy_https_port() -> u16 {
         443
+    }
+    pub fn renew_before() -> Duration {
+        Duration::from_secs(30 * 24 * 3600)
     }
     pub fn hook_timeout() -> Duration {
         Duration::from_secs(60)

@@ -26,6 +26,7 @@ pub(crate) fn check(config: &Config, root: &Located, src: &Source) -> Result<(),
     }
     c.roles(config);
     c.proxies(config);
+    c.tls(config);
     c.deploy(&config.deploy);
     c.health_deadlines(config);
     let mut errors = c.errors;

@@ -29,6 +29,7 @@ use crate::plan::{self, HostPlan, Plan};
 use crate::scope::Scope;
 
 mod audit;
+pub mod certs;
 mod deliver;
 mod execute;
 mod gate;
@@ -39,7 +40,7 @@ mod targets;
 
 use audit::audit;
 use gate::doctor_gate;
-pub use proxies::{ensure_proxies, ensure_proxies_with, proxied_hosts, proxy_route, setup};
+pub use proxies::{proxied_hosts, proxy_route, setup, upgrade_proxies};
 pub use targets::{role_targets, Release};
 
 /// What to roll out.
@@ -470,7 +471,7 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
         settings,
         &states,
     );
-    let wanted = proxies::wanted_settings(ctx, &plan).await;
+    let wanted = proxies::wanted_proxies(ctx, &plan);
     plan.proxies = plan::proxies(&plan, &states, &wanted);
     let mut report = Report::of(&plan);
     report

@@ -1,5 +1,10 @@
-//! ballast-proxy in a deploy: where each host's proxy listens, starting or
-//! upgrading the proxies, how a proxied role is routed, and `setup`.
+//! ballast-proxy in a deploy, `setup` and `proxy upgrade`: what each
+//! host's proxy listens on, how a proxied role is routed, and carrying out
+//! the proxy plans. Every replacement of a running proxy is a takeover
+//! (see `proxy::lifecycle`), done one host at a time; a deploy never moves
+//! a proxy to another build, it says `ballast proxy upgrade` is due.
+
+use std::collections::BTreeMap;
 
 use futures_util::{stream, StreamExt};
 
@@ -7,13 +12,14 @@ use super::gate::doctor_gate;
 use super::{say, Context, OnEvent};
 use crate::delivery;
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Fleet;
-use crate::proxy;
+use crate::plan::{ProxyChange, ProxyPlan, WantedProxy};
+use crate::proxy::{self, Listen, Replaced};
 
 /// Prepares the hosts in scope, under the lock: checks them with doctor
-/// (refusing blocked ones unless forced) and starts ballast-proxy where a
-/// role needs it.
+/// (refusing blocked ones unless forced) and starts (or reconfigures)
+/// ballast-proxy where a role needs it.
 pub async fn setup(ctx: &Context<'_>, on_event: OnEvent<'_>) -> Result<()> {
     let change = crate::change::Change {
         loaded: ctx.loaded,
@@ -31,7 +37,26 @@ pub async fn setup(ctx: &Context<'_>, on_event: OnEvent<'_>) -> Result<()> {
     );
     crate::change::run(&change, async |fleet: &Fleet| {
         doctor_gate(ctx, fleet, on_event).await?;
-        ensure_proxies_with(ctx, fleet, false, on_event).await
+        let wanted = proxy::image::available().map_err(|e| e.cause);
+        let mut plans = Vec::new();
+        for (name, w) in listens(&ctx.loaded.config) {
+            let Some(host) = fleet.get(&name).filter(|_| ctx.scope.has_host(&name)) else {
+                continue;
+            };
+            let found = proxy::observe(host).await;
+            let w = wanted.as_ref().map(|b| WantedProxy {
+                listen: w,
+                build: b.clone(),
+            });
+            let w = w.as_ref().map_err(|why| why.as_str());
+            plans.push(crate::plan::proxy_plan(&name, Some(&found), w));
+        }
+        apply(ctx, fleet, &plans, on_event).await?;
+        let hosts: Vec<String> = plans.iter().map(|p| p.host.clone()).collect();
+        if hosts.is_empty() {
+            return Ok(());
+        }
+        super::certs::install(ctx, fleet, &hosts, on_event).await
     })
     .await
 }
@@ -91,173 +116,242 @@ pub fn proxied_hosts(config: &crate::config::Config) -> std::collections::BTreeM
     ports
 }
 
-/// What each proxied host's proxy listens on, reading TLS files from the
-/// operator's machine (paths relative to the config file).
-fn proxy_listens(ctx: &Context<'_>) -> Result<std::collections::BTreeMap<String, proxy::Listen>> {
-    let config = &ctx.loaded.config;
-    let mut listens = std::collections::BTreeMap::new();
+/// What the config needs each proxied host's proxy to listen on: the
+/// ports and trusted ranges of every role there, the longest drain time.
+pub fn listens(config: &crate::config::Config) -> BTreeMap<String, Listen> {
+    let mut listens: BTreeMap<String, Listen> = BTreeMap::new();
     for role in config.roles.values() {
         let Some(settings) = &role.proxy else {
             continue;
         };
-        let tls = match &settings.tls {
-            None => None,
-            Some(t) => {
-                let read = |p: &std::path::PathBuf| {
-                    let path = ctx.loaded.dir.join(p);
-                    std::fs::read(&path).map_err(|e| {
-                        Error::input(
-                            "read the proxy's TLS files",
-                            format_args!("{}: {e}", path.display()),
-                        )
-                        .hint("fix proxy.tls.cert / proxy.tls.key in the config")
-                    })
-                };
-                Some(proxy::Tls {
-                    https_port: t.https_port,
-                    cert_pem: read(&t.cert)?,
-                    key_pem: read(&t.key)?,
-                })
-            }
+        let needs = Listen {
+            http_ports: [settings.http_port].into(),
+            https_ports: settings.tls.iter().map(|t| t.https_port).collect(),
+            trusted_proxies: settings.trusted_proxies.iter().cloned().collect(),
+            drain_timeout: settings.drain_timeout,
         };
         for h in &role.hosts {
-            let entry = listens
+            listens
                 .entry(h.address().to_string())
-                .or_insert(proxy::Listen {
-                    http_port: settings.http_port,
-                    tls: None,
-                    trusted_proxies: Vec::new(),
-                });
-            if entry.tls.is_none() {
-                entry.tls = tls.clone();
-            }
-            // One proxy per host: the ranges of every role there.
-            entry
-                .trusted_proxies
-                .extend(settings.trusted_proxies.iter().cloned());
-            entry.trusted_proxies.sort();
-            entry.trusted_proxies.dedup();
+                .and_modify(|l| *l = l.union(&needs))
+                .or_insert_with(|| needs.clone());
         }
     }
-    Ok(listens)
+    listens
 }
 
-/// The image-and-settings digest each proxied host of `plan` should run,
-/// or why it cannot be told (no static binary; for `plan`, an image not
-/// built yet: planning builds nothing).
-pub(super) async fn wanted_settings(
+/// What each proxied host of the deploy should run, or why that cannot be
+/// told (no static ballast binary). Planning builds nothing.
+pub(super) fn wanted_proxies(
     ctx: &Context<'_>,
     plan: &crate::plan::Plan,
-) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
+) -> std::result::Result<BTreeMap<String, WantedProxy>, String> {
     if !plan.host_plans().any(|p| p.switch.route().is_some()) {
         return Ok(Default::default());
     }
-    let listens = proxy_listens(ctx).map_err(|e| e.to_string())?;
-    let local = Engine::local().await.map_err(|e| e.to_string())?;
-    let image_id = if ctx.dry_run {
-        match proxy::built_image_id(&local).await.map_err(|e| e.cause)? {
-            Some(id) => id,
-            None => return Err("the proxy image is built at the first deploy".into()),
-        }
-    } else {
-        let tag = proxy::image(&local).await.map_err(|e| e.cause)?;
-        local
-            .image_id(&tag)
-            .await
-            .map_err(|e| e.cause)?
-            .unwrap_or_default()
-    };
-    Ok(listens
+    let build = proxy::image::available().map_err(|e| e.cause)?;
+    Ok(listens(&ctx.loaded.config)
         .into_iter()
-        .map(|(host, listen)| (host, listen.digest(&image_id)))
+        .map(|(host, listen)| {
+            let build = build.clone();
+            (host, WantedProxy { listen, build })
+        })
         .collect())
 }
 
-/// Starts or replaces ballast-proxy on the hosts where `plan` says so.
+/// Carries out the plan's proxy changes, then installs the certificates
+/// on the proxies of the plan's proxied hosts.
 pub(super) async fn ensure_proxies_on(
     ctx: &Context<'_>,
     fleet: &Fleet,
     plan: &crate::plan::Plan,
     on_event: OnEvent<'_>,
 ) -> Result<()> {
-    let wanted: std::collections::BTreeSet<&str> = plan
-        .proxies
-        .iter()
-        .filter(|p| p.change != crate::plan::ProxyChange::Current)
-        .map(|p| p.host.as_str())
+    apply(ctx, fleet, &plan.proxies, on_event).await?;
+    let mut hosts: Vec<String> = plan
+        .host_plans()
+        .filter(|p| p.switch.route().is_some() && fleet.get(&p.host).is_some())
+        .map(|p| p.host.clone())
         .collect();
-    // One host at a time: a replaced proxy restarts, and never on every
-    // host of a role at once.
-    ensure_proxies_where(ctx, fleet, true, &|h| wanted.contains(h), on_event).await
-}
-
-/// Starts (or upgrades) ballast-proxy on every connected host of a proxied
-/// role, delivering its image where missing; `one_at_a_time` rolls host by
-/// host, so at most one proxy is restarting at any moment.
-pub async fn ensure_proxies_with(
-    ctx: &Context<'_>,
-    fleet: &Fleet,
-    one_at_a_time: bool,
-    on_event: OnEvent<'_>,
-) -> Result<()> {
-    let in_scope = |h: &str| ctx.scope.has_host(h);
-    ensure_proxies_where(ctx, fleet, one_at_a_time, &in_scope, on_event).await
-}
-
-async fn ensure_proxies_where(
-    ctx: &Context<'_>,
-    fleet: &Fleet,
-    one_at_a_time: bool,
-    wanted: &(dyn Fn(&str) -> bool + Sync),
-    on_event: OnEvent<'_>,
-) -> Result<()> {
-    let mut listens = proxy_listens(ctx)?;
-    listens.retain(|h, _| wanted(h) && fleet.get(h).is_some());
-    if listens.is_empty() {
+    hosts.sort();
+    hosts.dedup();
+    if hosts.is_empty() {
         return Ok(());
     }
-    let local = Engine::local().await?;
-    let tag = proxy::image(&local).await?;
-    let prepared = delivery::prepare(&local, &tag).await?;
-    let image_id = prepared.image_id().to_string();
-    let results: Vec<Result<()>> = stream::iter(listens.iter())
-        .map(|(name, listen)| {
-            let (prepared, image_id, tag) = (&prepared, &image_id, &tag);
-            async move {
-                if ctx.cancel.is_cancelled() {
-                    return Err(crate::Error::new(
-                        crate::ErrorKind::Interrupted,
-                        "start the proxy",
-                        "interrupted by the operator",
-                    )
-                    .on(name.as_str())
-                    .hint("the proxies of the hosts before it were started; run the command again to finish"));
-                }
-                let host = fleet.get(name).expect("connected");
-                prepared.send(host.engine(), &mut |_| {}).await?;
-                if proxy::ensure(host, image_id, listen).await? {
-                    let https = listen
-                        .tls
-                        .as_ref()
-                        .map(|t| format!(", HTTPS on {}", t.https_port))
-                        .unwrap_or_default();
-                    let http = listen.http_port;
-                    say(
-                        on_event,
-                        Some(name),
-                        format!("ballast-proxy {tag} running on port {http}{https}"),
-                    );
-                }
-                Ok(())
-            }
-        })
-        .buffer_unordered(if one_at_a_time { 1 } else { fleet.concurrency })
-        .collect()
-        .await;
-    results.into_iter().collect()
+    super::certs::install(ctx, fleet, &hosts, on_event).await
 }
 
-/// [`ensure_proxies_with`], all hosts at once.
-pub async fn ensure_proxies(ctx: &Context<'_>, fleet: &Fleet, on_event: OnEvent<'_>) -> Result<()> {
-    ensure_proxies_with(ctx, fleet, false, on_event).await
+/// The proxy image of this build, built and prepared for delivery once.
+struct ThisBuild {
+    prepared: delivery::Prepared,
+    image: proxy::Image,
+    tag: String,
+}
+
+async fn this_build() -> Result<ThisBuild> {
+    let local = Engine::local().await?;
+    let (tag, build) = proxy::image::image(&local).await?;
+    let prepared = delivery::prepare(&local, &tag).await?;
+    let image = proxy::Image {
+        id: prepared.image_id().to_string(),
+        build,
+    };
+    Ok(ThisBuild {
+        prepared,
+        image,
+        tag,
+    })
+}
+
+/// Carries out proxy plans: fresh starts on many hosts at once, every
+/// replacement of a running proxy one host at a time.
+async fn apply(
+    ctx: &Context<'_>,
+    fleet: &Fleet,
+    plans: &[ProxyPlan],
+    on_event: OnEvent<'_>,
+) -> Result<()> {
+    if let Some(why) = plans.iter().find_map(|p| match &p.change {
+        ProxyChange::Unknown { why } => Some(why),
+        _ => None,
+    }) {
+        return Err(Error::input("choose the proxy's image", why)
+            .hint("run ballast from a static build, or point BALLAST_PROXY_BINARY at one"));
+    }
+    let needs_image = plans
+        .iter()
+        .any(|p| matches!(p.change, ProxyChange::Start | ProxyChange::Legacy));
+    let built = match needs_image {
+        true => Some(this_build().await?),
+        false => None,
+    };
+    let built = built.as_ref();
+    let (starts, others): (Vec<&ProxyPlan>, Vec<&ProxyPlan>) = plans
+        .iter()
+        .filter(|p| fleet.get(&p.host).is_some())
+        .partition(|p| p.change == ProxyChange::Start);
+    let started: Vec<Result<()>> = stream::iter(starts)
+        .map(|p| apply_one(ctx, fleet, p, built, on_event))
+        .buffer_unordered(fleet.concurrency)
+        .collect()
+        .await;
+    started.into_iter().collect::<Result<()>>()?;
+    for p in others {
+        apply_one(ctx, fleet, p, built, on_event).await?;
+    }
+    Ok(())
+}
+
+async fn apply_one(
+    ctx: &Context<'_>,
+    fleet: &Fleet,
+    p: &ProxyPlan,
+    built: Option<&ThisBuild>,
+    on_event: OnEvent<'_>,
+) -> Result<()> {
+    let name = p.host.as_str();
+    let host = fleet.get(name).expect("connected");
+    let listen = p.listen.clone().unwrap_or_default();
+    if p.change.acts() && ctx.cancel.is_cancelled() {
+        return Err(Error::new(
+            ErrorKind::Interrupted,
+            "replace the proxy",
+            "interrupted by the operator",
+        )
+        .on(name)
+        .hint("the proxies of the hosts before it were done; run the command again to finish"));
+    }
+    let image = match &p.change {
+        ProxyChange::Current | ProxyChange::Unknown { .. } => return Ok(()),
+        ProxyChange::UpgradeDue { running, available } => {
+            say(on_event, Some(name), format!("ballast-proxy runs {running}, this ballast has {available}: it keeps running; `ballast proxy upgrade` is due (it hands over without losing a request, one host at a time)"));
+            return Ok(());
+        }
+        ProxyChange::Reconfigure { .. } => proxy::running_image(host).await?,
+        ProxyChange::Start | ProxyChange::Legacy => {
+            let built = built.expect("built when a plan starts a proxy");
+            built.prepared.send(host.engine(), &mut |_| {}).await?;
+            built.image.clone()
+        }
+    };
+    if p.change == ProxyChange::Legacy {
+        say(on_event, Some(name), "ballast-proxy is from before host networking and cannot hand its sockets over: replacing it stop-then-start, once (connections to this host are refused for a moment)".into());
+    }
+    let replaced = proxy::ensure(host, &image, &listen).await?;
+    say(
+        on_event,
+        Some(name),
+        describe(replaced, &image.build, &listen),
+    );
+    if let ProxyChange::Reconfigure { upgrade_due: true } = p.change {
+        let ours = built
+            .map(|b| b.tag.clone())
+            .unwrap_or_else(|| "this ballast's".into());
+        say(
+            on_event,
+            Some(name),
+            format!("ballast-proxy runs another build than {ours}: `ballast proxy upgrade` is due"),
+        );
+    }
+    Ok(())
+}
+
+/// What happened to a proxy, in the operator's words.
+pub fn describe(replaced: Replaced, build: &proxy::Build, listen: &Listen) -> String {
+    let what = listen.describe();
+    match replaced {
+        Replaced::Unchanged => format!("ballast-proxy {build} already runs ({what})"),
+        Replaced::Started => format!("ballast-proxy {build} started ({what})"),
+        Replaced::TookOver => format!("ballast-proxy {build} took over ({what}); the old process drained and exited, no connection refused"),
+        Replaced::StoppedFirst => format!("ballast-proxy {build} replaced stop-then-start ({what})"),
+    }
+}
+
+/// Moves the proxies of the hosts in scope to this build, one host at a
+/// time, each by takeover (a legacy one stop-then-start), keeping every
+/// port the running one has; then installs the certificates.
+pub async fn upgrade_proxies(
+    ctx: &Context<'_>,
+    fleet: &Fleet,
+    on_event: OnEvent<'_>,
+) -> Result<Vec<(String, Replaced)>> {
+    let built = this_build().await?;
+    let mut done = Vec::new();
+    for (name, needs) in listens(&ctx.loaded.config) {
+        let Some(host) = fleet.get(&name).filter(|_| ctx.scope.has_host(&name)) else {
+            continue;
+        };
+        if ctx.cancel.is_cancelled() {
+            return Err(Error::new(
+                ErrorKind::Interrupted,
+                "upgrade the proxy",
+                "interrupted by the operator",
+            )
+            .on(name.as_str())
+            .hint(
+                "the proxies of the hosts before it were upgraded; run the command again to finish",
+            ));
+        }
+        let found = proxy::observe(host).await;
+        let listen = match (&found.listen, found.running && !found.legacy) {
+            (Some(running), true) => running.union(&needs),
+            _ => needs,
+        };
+        if found.running && found.legacy {
+            say(on_event, Some(&name), "ballast-proxy is from before host networking and cannot hand its sockets over: replacing it stop-then-start, once".into());
+        }
+        built.prepared.send(host.engine(), &mut |_| {}).await?;
+        let replaced = proxy::ensure(host, &built.image, &listen).await?;
+        say(
+            on_event,
+            Some(&name),
+            describe(replaced, &built.image.build, &listen),
+        );
+        done.push((name, replaced));
+    }
+    let hosts: Vec<String> = done.iter().map(|(h, _)| h.clone()).collect();
+    if !hosts.is_empty() {
+        super::certs::install(ctx, fleet, &hosts, on_event).await?;
+    }
+    Ok(done)
 }

@@ -11,6 +11,7 @@
 //! planned from what is there, so a plain rerun finishes the job.
 
 mod host;
+mod proxy;
 #[cfg(test)]
 mod tests;
 
@@ -23,7 +24,9 @@ use crate::proxy::Route;
 use crate::release::AppContainer;
 use crate::spec::{HealthMode, RoleSpec};
 
+pub use crate::proxy::ProxyFound;
 pub use host::revert;
+pub use proxy::{proxies, proxy_plan, ProxyChange, ProxyPlan, WantedProxy};
 
 /// What one role should run after the rollout, host by host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -90,68 +93,6 @@ pub struct HostState {
     pub proven: BTreeSet<String>,
     /// The host's ballast-proxy container, if it has one.
     pub proxy: Option<ProxyFound>,
-}
-
-/// The ballast-proxy container found on a host.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ProxyFound {
-    pub running: bool,
-    /// The digest of its image and settings (its label).
-    pub settings: Option<String>,
-}
-
-/// What becomes of a host's proxy before its roles roll.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "change", rename_all = "snake_case")]
-pub enum ProxyChange {
-    /// It runs with the wanted image and settings.
-    Current,
-    /// There is none, or it is stopped: start one.
-    Start,
-    /// It runs another image or other settings: replace it.
-    Replace,
-    /// Cannot be told yet (the proxy image is not built, or no static
-    /// ballast binary to build it from).
-    Unknown { why: String },
-}
-
-/// The proxy of one host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProxyPlan {
-    pub host: String,
-    #[serde(flatten)]
-    pub change: ProxyChange,
-}
-
-/// What to do with the proxy of each host whose proxied roles change, given
-/// the digest each should run (`Err` says why it is not known).
-pub fn proxies(
-    plan: &Plan,
-    observed: &HashMap<String, HostState>,
-    wanted: &std::result::Result<BTreeMap<String, String>, String>,
-) -> Vec<ProxyPlan> {
-    let hosts: BTreeSet<&str> = plan
-        .host_plans()
-        .filter(|p| p.switch.route().is_some() && !p.is_current())
-        .map(|p| p.host.as_str())
-        .collect();
-    hosts
-        .into_iter()
-        .map(|host| {
-            let found = observed.get(host).and_then(|s| s.proxy.as_ref());
-            let change = match (wanted, found) {
-                (Err(why), _) => ProxyChange::Unknown { why: why.clone() },
-                (Ok(_), None) => ProxyChange::Start,
-                (Ok(_), Some(f)) if !f.running => ProxyChange::Start,
-                (Ok(w), Some(f)) if f.settings.as_ref() == w.get(host) => ProxyChange::Current,
-                (Ok(_), Some(_)) => ProxyChange::Replace,
-            };
-            ProxyPlan {
-                host: host.to_string(),
-                change,
-            }
-        })
-        .collect()
 }
 
 /// How many hosts of a role switch together.
@@ -345,7 +286,7 @@ pub struct Plan {
     pub service: String,
     pub version: String,
     pub image_id: String,
-    /// Proxies started or replaced before the roles roll.
+    /// What becomes of the proxies before the roles roll.
     pub proxies: Vec<ProxyPlan>,
     pub batches: Vec<Batch>,
 }
@@ -356,11 +297,7 @@ impl Plan {
     }
 
     pub fn is_noop(&self) -> bool {
-        self.host_plans().all(HostPlan::is_current)
-            && self
-                .proxies
-                .iter()
-                .all(|p| p.change == ProxyChange::Current)
+        self.host_plans().all(HostPlan::is_current) && self.proxies.iter().all(|p| !p.change.acts())
     }
 
     /// Hosts the image must be delivered to, sorted, each once.

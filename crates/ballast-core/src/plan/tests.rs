@@ -539,34 +539,25 @@ fn revert_returns_a_switched_host_to_what_served_before() {
 }
 
 #[test]
-fn proxies_are_started_or_replaced_only_where_proxied_roles_change() {
+fn proxies_are_planned_only_where_proxied_roles_change() {
     let mut before = on_host(vec![container("v1", Running, 1)]);
     before.routes = routing_to(1);
     let observed = HashMap::from([("h1".to_string(), before.clone())]);
     let p = plan("shop", "v2", "", &[proxied("v2")], settings(5), &observed);
-    let wanted = Ok(BTreeMap::from([("h1".to_string(), "d1".to_string())]));
-    let change = |found: Option<ProxyFound>| {
-        let mut state = before.clone();
-        state.proxy = found;
-        let observed = HashMap::from([("h1".to_string(), state)]);
-        proxies(&p, &observed, &wanted)[0].change.clone()
-    };
-    assert_eq!(change(None), ProxyChange::Start);
-    let stopped = ProxyFound {
-        running: false,
-        settings: Some("d1".into()),
-    };
-    assert_eq!(change(Some(stopped)), ProxyChange::Start);
-    let same = ProxyFound {
-        running: true,
-        settings: Some("d1".into()),
-    };
-    assert_eq!(change(Some(same)), ProxyChange::Current);
-    let other = ProxyFound {
-        running: true,
-        settings: Some("d0".into()),
-    };
-    assert_eq!(change(Some(other)), ProxyChange::Replace);
+    let wanted = Ok(BTreeMap::from([(
+        "h1".to_string(),
+        WantedProxy {
+            listen: crate::proxy::Listen::default(),
+            build: crate::proxy::Build {
+                version: "0.1.0".into(),
+                build: "b1".into(),
+            },
+        },
+    )]));
+    assert_eq!(
+        proxies(&p, &observed, &wanted)[0].change,
+        ProxyChange::Start
+    );
     let unknown = proxies(&p, &observed, &Err("no static binary".into()));
     assert_eq!(
         unknown[0].change,

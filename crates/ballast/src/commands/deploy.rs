@@ -261,10 +261,24 @@ fn render_report(report: &Report) -> String {
 fn render_plan(plan: &Plan, skipped: &[String]) -> String {
     let mut text = format!("plan for {} at {}:\n", plan.service, plan.version);
     for p in &plan.proxies {
+        let listen = p.listen.as_ref().map(|l| l.describe()).unwrap_or_default();
         let what = match &p.change {
             ProxyChange::Current => continue,
-            ProxyChange::Start => "start ballast-proxy".to_string(),
-            ProxyChange::Replace => "replace ballast-proxy (another build or settings)".to_string(),
+            ProxyChange::Start => format!("start ballast-proxy ({listen})"),
+            ProxyChange::Reconfigure { upgrade_due } => format!(
+                "reconfigure ballast-proxy by takeover ({listen}), no connection refused{}",
+                if *upgrade_due {
+                    "; it runs another build: `ballast proxy upgrade` is due"
+                } else {
+                    ""
+                }
+            ),
+            ProxyChange::UpgradeDue { running, available } => format!(
+                "ballast-proxy runs {running}, this ballast has {available}: left running; `ballast proxy upgrade` is due"
+            ),
+            ProxyChange::Legacy => format!(
+                "replace ballast-proxy from before host networking stop-then-start, once ({listen})"
+            ),
             ProxyChange::Unknown { why } => format!("ballast-proxy: not known yet ({why})"),
         };
         text.push_str(&format!("proxy on {}: {what}\n", p.host));

@@ -2,6 +2,7 @@
 //! requests, runs them, and reports through the printer.
 
 pub mod build;
+pub mod certs;
 pub mod deploy;
 pub mod docs;
 pub mod doctor;

@@ -36,6 +36,11 @@ pub async fn dispatch(
         } => logs(config, accept, scope, follow, tail, out).await,
         ProxyCommand::Restart(scope) => restart(config, accept, scope, out).await,
         ProxyCommand::Upgrade(scope) => upgrade(config, accept, scope, out).await,
+        ProxyCommand::Certs {
+            scope,
+            renew,
+            force_renew,
+        } => crate::commands::certs::run(config, accept, scope, renew, force_renew, out).await,
         ProxyCommand::Maintenance { state, role } => {
             let on = state == "on";
             let make = move |service| AdminRequest::Maintenance(MaintenanceRequest { service, on });
@@ -60,10 +65,22 @@ pub async fn dispatch(
 
 /// Runs the proxy until SIGTERM or SIGINT.
 async fn run(args: ProxyRunArgs) -> Result<()> {
-    let mut config = ProxyConfig::new(args.http, &args.admin_socket, &args.state_dir);
-    config.https_addr = args.https;
+    let mut config = ProxyConfig::new(
+        args.http
+            .first()
+            .copied()
+            .unwrap_or(([0, 0, 0, 0], 80).into()),
+        &args.admin_socket,
+        &args.state_dir,
+    );
+    config.http = args.http;
+    config.https = args.https;
     config.workers = args.workers;
     config.trusted_proxies = args.trusted_proxies;
+    config.timeouts.shutdown_grace = args.drain_timeout;
+    if let Some(socket) = args.takeover_socket {
+        config.takeover_socket = socket;
+    }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some(TlsFiles { cert, key });
     }
@@ -72,17 +89,24 @@ async fn run(args: ProxyRunArgs) -> Result<()> {
         .map_err(|e| Error::failed("run the proxy", e))
 }
 
-async fn stop_signal() {
+/// Resolves at SIGTERM or Ctrl-C. SIGTERM is caught from the call on, not
+/// from the first poll: one that arrives while the proxy starts (or takes
+/// over) then stops it gracefully once started, instead of killing it
+/// mid-takeover.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let term = signal(SignalKind::terminate());
+    async move {
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
@@ -106,7 +130,12 @@ async fn status(config: &Path, accept_new: bool, args: ScopeArgs, out: &Printer)
         match answer {
             Ok(response) => {
                 let status = response.status.unwrap_or_default();
-                text.push_str(&format!("{host}: proxy {}\n", status.version));
+                text.push_str(&format!(
+                    "{host}: proxy {} (process {}) on {}\n",
+                    status.version,
+                    status.instance,
+                    status.listeners.join(", ")
+                ));
                 for s in &status.services {
                     let targets: Vec<String> = s
                         .targets
@@ -214,8 +243,8 @@ fn proxied_in(loaded: &Loaded, scope: &Scope) -> Result<Vec<String>> {
     Ok(hosts)
 }
 
-/// Restarts the proxies in scope, one host at a time, each back before the
-/// next, under the deploy lock.
+/// A fresh proxy process on each host in scope, one host at a time, each
+/// by takeover (no connection refused), under the deploy lock.
 async fn restart(config: &Path, accept_new: bool, args: ScopeArgs, out: &Printer) -> Result<()> {
     let loaded = service::load(config)?;
     let scope = service::scope(&loaded, &args)?;
@@ -232,8 +261,13 @@ async fn restart(config: &Path, accept_new: bool, args: ScopeArgs, out: &Printer
         for name in &hosts {
             stop_if_interrupted(&cancel, name)?;
             let host = fleet.get(name).expect("connected");
-            proxy::restart(host).await?;
-            out.progress(Some(name), "proxy restarted and answering");
+            let said = match proxy::restart(host).await? {
+                proxy::Replaced::StoppedFirst => {
+                    "proxy restarted in place (from before host networking: `ballast proxy upgrade` makes the next restart lose nothing)"
+                }
+                _ => "a fresh proxy process took over; the old one drained and exited",
+            };
+            out.progress(Some(name), said);
         }
         Ok(())
     })
@@ -246,7 +280,7 @@ async fn restart(config: &Path, accept_new: bool, args: ScopeArgs, out: &Printer
 }
 
 /// Moves the proxies in scope to the image built from this ballast, one
-/// host at a time, under the deploy lock.
+/// host at a time, each by takeover, under the deploy lock.
 async fn upgrade(config: &Path, accept_new: bool, args: ScopeArgs, out: &Printer) -> Result<()> {
     let loaded = service::load(config)?;
     let scope = service::scope(&loaded, &args)?;
@@ -270,13 +304,17 @@ async fn upgrade(config: &Path, accept_new: bool, args: ScopeArgs, out: &Printer
         scope,
     };
     let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
-    change::run(&change, async |fleet: &Fleet| {
-        deploy::ensure_proxies_with(&ctx, fleet, true, &on_event).await
+    let done = change::run(&change, async |fleet: &Fleet| {
+        deploy::upgrade_proxies(&ctx, fleet, &on_event).await
     })
     .await?;
+    let json: Vec<serde_json::Value> = done
+        .iter()
+        .map(|(host, replaced)| serde_json::json!({"host": host, "replaced": replaced}))
+        .collect();
     out.result(
-        &serde_json::json!({"upgraded": hosts}),
-        "every proxy runs this ballast's version",
+        &serde_json::json!({"upgraded": json}),
+        "every proxy runs this ballast's build",
     );
     Ok(())
 }

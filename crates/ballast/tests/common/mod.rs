@@ -7,7 +7,9 @@
 pub mod child;
 pub mod engine;
 pub mod load;
+pub mod pebble;
 pub mod snapshot;
+pub mod tls_load;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

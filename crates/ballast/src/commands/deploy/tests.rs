@@ -11,8 +11,9 @@ use ballast_core::delivery::DeliveryReport;
 use ballast_core::deploy::{HostOutcome, Outcome, Report};
 use ballast_core::plan::{
     self, BatchSize, HostState, HostTarget, Plan, ProxyFound, RoleTarget, Settings, Switch,
+    WantedProxy,
 };
-use ballast_core::proxy::Route;
+use ballast_core::proxy::{Build, Listen, Route};
 use ballast_core::release::{AppContainer, ContainerState};
 use ballast_core::spec::{HealthMode, RoleSpec};
 use ballast_proxy::wire::HealthSpec;
@@ -145,7 +146,10 @@ fn observed() -> HashMap<String, HostState> {
         ],
         proxy: Some(ProxyFound {
             running: true,
-            settings: Some("proxy-old".into()),
+            legacy: false,
+            build: Some(proxy_build("0.1.0", "1a2b3c4d5e6f")),
+            settings: Some(proxy_listen(&[80]).digest()),
+            listen: Some(proxy_listen(&[80])),
         }),
         ..HostState::default()
     };
@@ -182,17 +186,58 @@ fn settings() -> Settings {
     }
 }
 
+fn proxy_build(version: &str, build: &str) -> Build {
+    Build {
+        version: version.into(),
+        build: build.into(),
+    }
+}
+
+fn proxy_listen(http: &[u16]) -> Listen {
+    Listen {
+        http_ports: http.iter().copied().collect(),
+        drain_timeout: Duration::from_secs(30),
+        ..Listen::default()
+    }
+}
+
+/// What this ballast wants on each web host: HTTP on `http`, its build.
+fn wanted(http: &[u16]) -> std::result::Result<BTreeMap<String, WantedProxy>, String> {
+    let w = WantedProxy {
+        listen: proxy_listen(http),
+        build: proxy_build("0.1.0", "9f8e7d6c5b4a"),
+    };
+    Ok(BTreeMap::from([
+        ("web-1".to_string(), w.clone()),
+        ("web-2".to_string(), w),
+    ]))
+}
+
 /// The plan `ballast plan --version v2` shows for [`observed`], with the
-/// proxies as the deploy decides them.
+/// proxies as the deploy decides them: web-1's proxy is of another build
+/// (left running, upgrade due), web-2 has none.
 fn fixture_plan() -> Plan {
     let observed = observed();
     let mut p = plan::plan("shop", "v2", IMAGE_V2, &targets(), settings(), &observed);
-    let wanted = Ok(BTreeMap::from([
-        ("web-1".to_string(), "proxy-new".to_string()),
-        ("web-2".to_string(), "proxy-new".to_string()),
-    ]));
-    p.proxies = plan::proxies(&p, &observed, &wanted);
+    p.proxies = plan::proxies(&p, &observed, &wanted(&[80]));
     p
+}
+
+/// web-1's proxy lacks a port the config adds; web-2's is from before host
+/// networking.
+#[test]
+fn plan_with_a_proxy_reconfigured_and_a_legacy_one() {
+    let mut observed = observed();
+    observed.get_mut("web-2").unwrap().proxy = Some(ProxyFound {
+        running: true,
+        legacy: true,
+        settings: Some("0f1e2d3c".into()),
+        ..ProxyFound::default()
+    });
+    let web = &targets()[..1];
+    let mut p = plan::plan("shop", "v2", IMAGE_V2, web, settings(), &observed);
+    p.proxies = plan::proxies(&p, &observed, &wanted(&[8080]));
+    insta::assert_snapshot!(render_plan(&p, &[]));
 }
 
 #[test]

@@ -1,0 +1,156 @@
+//! Talking to a host's proxy through its admin socket (reached over the
+//! host's SSH connection only): one request, which process answers, and
+//! the routes: how a role is routed, switching it, and reading it back.
+
+use std::time::{Duration, Instant};
+
+use ballast_proxy_wire::{AdminRequest, AdminResponse, DeployRequest, HealthSpec};
+
+use super::ADMIN_SOCKET;
+use crate::error::{Error, ErrorKind, Result};
+use crate::host::Host;
+
+/// Which proxy process answers on `host` (its `instance`).
+pub async fn instance(host: &Host) -> Result<String> {
+    match admin(host, &AdminRequest::Status, Duration::from_secs(5)).await? {
+        AdminResponse {
+            status: Some(status),
+            ..
+        } => Ok(status.instance),
+        _ => Err(Error::failed("ask the proxy", "it answered status without one").on(host.name())),
+    }
+}
+
+/// Waits until a proxy answers on `host`, and (with `not`) one that is not
+/// the process `not`; `container` is the one whose logs explain a failure.
+pub async fn wait_for_instance(
+    host: &Host,
+    not: Option<&str>,
+    deadline: Duration,
+    container: &str,
+) -> Result<String> {
+    let until = Instant::now() + deadline;
+    loop {
+        let cause = match instance(host).await {
+            Ok(i) if Some(i.as_str()) != not => return Ok(i),
+            Ok(_) => "the old proxy still answers: the new one has not taken over".to_string(),
+            Err(e) => e.cause,
+        };
+        if Instant::now() >= until {
+            let logs = host
+                .engine()
+                .log_tail(container, 10)
+                .await
+                .unwrap_or_default();
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!("wait for {container} to answer"),
+                format_args!(
+                    "{cause}\n  last log lines:\n    {}",
+                    logs.trim().replace('\n', "\n    ")
+                ),
+            )
+            .on(host.name())
+            .hint(format!("see `docker logs {container}` on the host")));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Sends one admin request to the proxy on `host`, through its socket.
+pub async fn admin(
+    host: &Host,
+    request: &AdminRequest,
+    deadline: Duration,
+) -> Result<AdminResponse> {
+    let socket = host.unix(ADMIN_SOCKET, Duration::from_secs(10)).await?;
+    ballast_proxy_wire::admin_request(&socket, request, deadline)
+        .await
+        .map_err(|e| Error::failed("ask the proxy", e).on(host.name()))
+}
+
+/// The proxy's name for the route of `role` of `service`.
+pub fn route_name(service: &str, role: &str) -> String {
+    format!("{service}-{role}")
+}
+
+/// Where and how a role is routed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Route {
+    /// The proxy's name for the route: `<service>-<role>`.
+    pub service: String,
+    pub hosts: Vec<String>,
+    pub path_prefix: Option<String>,
+    /// The app's port inside its container.
+    pub port: u16,
+    pub health: HealthSpec,
+    #[serde(with = "humantime_serde")]
+    pub deploy_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Body limits in bytes (`None`: no limit).
+    pub max_request_body_bytes: Option<u64>,
+    pub max_response_body_bytes: Option<u64>,
+}
+
+impl Route {
+    /// The address the proxy routes to for a container at `ip`.
+    pub fn target(&self, ip: &str) -> String {
+        format!("{ip}:{}", self.port)
+    }
+}
+
+/// Has the proxy on `host` check `target` (`ip:port`), switch to it and
+/// drain the old target; answers once done. If the target never gets
+/// healthy, nothing is switched and the error says so.
+pub async fn switch(host: &Host, route: &Route, target: &str) -> Result<()> {
+    let request = AdminRequest::Deploy(DeployRequest {
+        service: route.service.clone(),
+        hosts: route.hosts.clone(),
+        path_prefix: route.path_prefix.clone(),
+        targets: vec![target.to_string()],
+        health: route.health.clone(),
+        deploy_timeout_ms: route.deploy_timeout.as_millis() as u64,
+        drain_timeout_ms: route.drain_timeout.as_millis() as u64,
+        max_request_body_bytes: route.max_request_body_bytes,
+        max_response_body_bytes: route.max_response_body_bytes,
+    });
+    let deadline = route
+        .deploy_timeout
+        .saturating_add(route.drain_timeout)
+        .saturating_add(Duration::from_secs(15));
+    // A switch left running by an interrupted deploy finishes inside the
+    // proxy on its own; wait for it rather than fail.
+    // The proxy stays busy through the health wait and the drain.
+    let give_up = Instant::now() + route.deploy_timeout.saturating_add(route.drain_timeout);
+    loop {
+        let result = admin(host, &request, deadline).await.map(|_| ());
+        match result {
+            Err(e) if e.cause.contains("already under way") && Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => {
+                return other.map_err(|e| Error {
+                    step: format!("switch the proxy to {target}"),
+                    ..e
+                })
+            }
+        }
+    }
+}
+
+/// Where the proxy on `host` routes each route now (route name to
+/// `ip:port` targets); empty when the host has no proxy that answers.
+pub async fn routes(host: &Host) -> std::collections::BTreeMap<String, Vec<String>> {
+    match admin(host, &AdminRequest::Status, Duration::from_secs(5)).await {
+        Ok(AdminResponse {
+            status: Some(status),
+            ..
+        }) => status
+            .services
+            .into_iter()
+            .map(|s| (s.name, s.targets.into_iter().map(|t| t.addr).collect()))
+            .collect(),
+        _ => Default::default(),
+    }
+}
