@@ -81,6 +81,8 @@ pub struct HostRemoved {
     /// Routes taken off the host's proxy.
     pub routes: Vec<String>,
     pub containers: Vec<Doomed>,
+    /// The service's own network, where the proxy reached it.
+    pub networks: Vec<String>,
     pub images: Vec<ImageFound>,
     /// Files and directories of ballast removed from the state directory.
     pub files: Vec<String>,
@@ -97,6 +99,7 @@ impl HostRemoved {
             host: host.to_string(),
             routes: Vec::new(),
             containers: Vec::new(),
+            networks: Vec::new(),
             images: Vec::new(),
             files: Vec::new(),
             kept: Vec::new(),
@@ -276,6 +279,10 @@ async fn remove_host(
         }
         prune::remove_container(engine, &c.name, true).await?;
         done.containers.push(Doomed::of(c));
+    }
+    prune::stop_if_cancelled(cancel, host)?;
+    if proxy::remove_service_network(host, service).await? {
+        done.networks.push(proxy::service_network(service));
     }
     let all: BTreeSet<&str> = observed.containers.iter().map(|c| c.id.as_str()).collect();
     let repository = prune::repository(&config.image);

@@ -315,19 +315,27 @@ fn https_with_the_configured_certificate_and_plain_http_redirected() {
         let host = Host::connect(&ip, &inv.ssh_target(&inv.hosts[0]))
             .await
             .unwrap();
+        // The proxy keeps the certificate and key it was sent in its state
+        // directory, readable by root only.
         let mode = host
             .run(
                 "stat",
-                &["-c", "%a", "/var/lib/ballast/proxy/tls/key.pem"],
+                &[
+                    "-c",
+                    "%a",
+                    "/var/lib/ballast/proxy",
+                    "/var/lib/ballast/proxy/certificate.hello-web.json",
+                ],
                 None,
                 Duration::from_secs(10),
             )
             .await
             .unwrap();
         assert_eq!(
-            mode.stdout.trim(),
-            "600",
-            "the key is readable by root only"
+            mode.stdout.split_whitespace().collect::<Vec<_>>(),
+            ["700", "600"],
+            "the key is readable by root only: {}",
+            mode.stderr
         );
         // The config's trusted proxies reach the proxy's command line.
         let inspected = host

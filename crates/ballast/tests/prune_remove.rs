@@ -241,6 +241,8 @@ fn prune_keeps_retain_releases_and_remove_keeps_the_data() {
             );
             assert!(!proxy::routes(h).await.contains_key("hello-web"));
             assert!(proxy::observe(h).await.running, "the proxy keeps running");
+            let network = h.engine().docker().inspect_network("ballast-hello", None);
+            assert!(network.await.is_err(), "the service's network is gone");
             let file = format!("{DATA}/precious.txt");
             let data = h.run("cat", &[&file], None, d).await.unwrap();
             assert_eq!(data.stdout, "keep me\n", "{data:?}");

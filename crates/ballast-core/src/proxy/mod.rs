@@ -43,7 +43,7 @@ pub use admin::{admin, route_name, routes, switch, Route};
 pub use image::{static_binary, Build};
 pub use lifecycle::{ensure, observe, restart, running_image, Image, ProxyFound, Replaced};
 pub use listen::Listen;
-pub use network::{routable_address, service_network, NETWORK};
+pub use network::{remove_service_network, routable_address, service_network, NETWORK};
 
 pub const CONTAINER: &str = "ballast-proxy";
 /// Routes, the admin socket and the takeover socket live here on each

@@ -96,6 +96,31 @@ pub async fn routable_address(host: &Host, service: &str, container: &str) -> Re
     })
 }
 
+/// Removes `service`'s network from `host` once none of its containers is
+/// left; true when there was one to remove.
+pub async fn remove_service_network(host: &Host, service: &str) -> Result<bool> {
+    let network = service_network(service);
+    let engine = host.engine();
+    let docker = engine.docker();
+    if docker.inspect_network(&network, None).await.is_err() {
+        return Ok(false);
+    }
+    match engine
+        .call(
+            &format!("remove the {network} network"),
+            docker.remove_network(&network),
+        )
+        .await
+    {
+        Ok(()) => Ok(true),
+        // Gone meanwhile.
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e.on(host.name()).hint(format!(
+            "a container outside ballast may still use it: see `docker network inspect {network}` on the host"
+        ))),
+    }
+}
+
 async fn address_on(host: &Host, container: &str, network: &str) -> Result<Option<String>> {
     let engine = host.engine();
     let found = engine

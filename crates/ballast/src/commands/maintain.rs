@@ -206,6 +206,9 @@ fn remove_text(service: &str, reports: &[HostRemoved], ok: bool) -> String {
             },
             &mut text,
         );
+        for n in &r.networks {
+            text.push_str(&format!("  network {n}\n"));
+        }
         for f in &r.files {
             text.push_str(&format!("  file {f}\n"));
         }
@@ -301,6 +304,7 @@ prune stopped short: 1 container, 0 images removed; run it again to finish"
             host: "h1".into(),
             routes: vec!["shop-web".into()],
             containers: vec![doomed("v2", ContainerState::Running)],
+            networks: vec!["ballast-shop".into()],
             images: vec![image("shop:v2")],
             files: vec!["/var/lib/ballast/shop/secrets".into()],
             kept: vec![
@@ -321,6 +325,7 @@ prune stopped short: 1 container, 0 images removed; run it again to finish"
   route shop-web
   container shop-web-v2 (web v2, running)
   image shop:v2 (0123456789ab)
+  network ballast-shop
   file /var/lib/ballast/shop/secrets
   kept /var/lib/ballast/shop/audit.log (the audit log: the record of this removal)
   kept /var/lib/ballast/shop/data (data: a role's volume, or holding one)
