@@ -14,7 +14,8 @@
 //! (stalled). A broken-off response body aborts the response the client is
 //! receiving (its status is already sent): the connection is closed (or the
 //! HTTP/2 stream reset), and the access log records 502 (too large) or 504
-//! (stalled) with the reason.
+//! (stalled) with the reason. A response cut off because its client stopped
+//! reading (the send deadline, see `conn`) is recorded as 408.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -211,8 +212,19 @@ pin_project! {
             // idle, only once the line is written.
             if let Some(holds) = this.holds.take() {
                 let status = *this.status;
+                let unfinished = !*this.ended && !this.inner.is_end_stream();
+                let stopped = holds.active.client_stopped_reading();
                 match *this.cut {
-                    None => holds.pending.finish(status, None),
+                    None => match stopped.filter(|_| unfinished) {
+                        None => holds.pending.finish(status, None),
+                        Some(send) => {
+                            let error = format!(
+                                "response cut off: the client took nothing for {} ms",
+                                send.as_millis()
+                            );
+                            holds.pending.finish(StatusCode::REQUEST_TIMEOUT, Some(error));
+                        }
+                    },
                     Some(e) => {
                         let status = match e {
                             BodyError::TooLarge { .. } => StatusCode::BAD_GATEWAY,

@@ -1,5 +1,5 @@
 //! One client connection's clocks: the header deadline, the idle timeout,
-//! and closing gracefully.
+//! the send deadline, and closing gracefully.
 //!
 //! A connection is *busy* while any of its requests has not finished its
 //! response, and *idle* otherwise. While idle it must, within
@@ -15,11 +15,34 @@
 //! (`Timeouts::h2_keep_alive_interval`) and closed when a ping goes
 //! unanswered.
 //!
-//! The reads of a connection are watched through [`Watched`], which notes
-//! when bytes arrive while it is idle; its requests take an [`Active`]
-//! guard for as long as they are busy. Both only touch atomics: the clock's
-//! timer lives in the connection's own task ([`drive`]), which also closes
-//! the connection gracefully at shutdown.
+//! Busy or idle, a client that stops reading what the proxy sends is cut
+//! off: once a write to it is refused (its receive window and the socket's
+//! send buffer are full), some byte must go out within
+//! `Timeouts::response_send`, or the connection is closed at once. Its
+//! unfinished response is dropped, and with it the upstream request (whose
+//! connection is then closed, not reused); the access log records 408 with
+//! the reason (see `body`). Progress resets the deadline, so a slow client
+//! that keeps reading is never cut; a quiet connection has no write pending
+//! and no send deadline. HTTP/2 included: a connection whose writes are
+//! refused cannot serve any of its streams. (A stream the client stops
+//! granting flow-control window, while reading the others, refuses no write;
+//! it waits like any slow stream.)
+//!
+//! Progress is what the socket accepts, as with nginx's `send_timeout`, and
+//! the kernel wakes a refused writer only once about a third of the send
+//! buffer is free again: a client must take that much (about 1.3 MB of a
+//! 4 MB loopback buffer, far less on most links) within the deadline. At
+//! the default of 60 s, that is a few KB/s at worst.
+//!
+//! The I/O of a connection is watched through [`Watched`], which notes
+//! when bytes arrive while it is idle, and when a write is refused or goes
+//! out (a `send::SendWatch`); its requests take an [`Active`] guard for as long
+//! as they are busy. Both only touch atomics: the clock's timers live in the
+//! connection's own task ([`drive`]), which also closes the connection
+//! gracefully at shutdown. Watching the writes below hyper, rather than the
+//! response bodies above it, is what sees every byte hyper sends (heads,
+//! the end of a body already handed over, HTTP/2 frames) and nothing else;
+//! the same watch bounds tunnels (see `tunnel`).
 
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -34,6 +57,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::body::BoxError;
+use crate::send::{flush_noted, shutdown_noted, write_noted, write_vectored_noted, SendWatch};
 
 /// No time noted.
 const NONE: u64 = u64::MAX;
@@ -47,6 +71,8 @@ pub struct Deadlines {
     pub idle: Duration,
     /// For the requests of a connection being closed gracefully to finish.
     pub close: Duration,
+    /// For a refused write to make progress (see the module doc).
+    pub send: Duration,
 }
 
 /// What one connection's requests and reads note, for its deadlines.
@@ -61,6 +87,11 @@ pub struct Clock {
     header_since: AtomicU64,
     /// HTTP/2: bytes between requests are pings and settings, not a head.
     multiplexed: AtomicBool,
+    /// The writes to the client.
+    send: SendWatch,
+    /// The send deadline ran out (ms), so the connection is being cut; 0
+    /// while not.
+    send_expired: AtomicU64,
     /// Woken when a deadline may have moved earlier or appeared.
     changed: Notify,
 }
@@ -83,6 +114,8 @@ impl Clock {
             idle_since: AtomicU64::new(0),
             header_since: AtomicU64::new(0),
             multiplexed: AtomicBool::new(false),
+            send: SendWatch::new(),
+            send_expired: AtomicU64::new(0),
             changed: Notify::new(),
         })
     }
@@ -153,6 +186,17 @@ impl Clock {
 #[derive(Debug)]
 pub struct Active(Arc<Clock>);
 
+impl Active {
+    /// The send deadline, if its connection is being cut because the
+    /// client took nothing for that long.
+    pub fn client_stopped_reading(&self) -> Option<Duration> {
+        match self.0.send_expired.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+}
+
 impl Drop for Active {
     fn drop(&mut self) {
         let clock = &self.0;
@@ -163,7 +207,8 @@ impl Drop for Active {
     }
 }
 
-/// A client connection's I/O, noting on its [`Clock`] when bytes arrive.
+/// A client connection's I/O, noting on its [`Clock`] when bytes arrive
+/// and how its writes fare.
 #[derive(Debug)]
 pub struct Watched<I> {
     io: I,
@@ -199,7 +244,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        write_noted(&this.clock.send, Pin::new(&mut this.io), cx, buf)
     }
 
     fn poll_write_vectored(
@@ -207,7 +253,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        write_vectored_noted(&this.clock.send, Pin::new(&mut this.io), cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -215,11 +262,13 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        flush_noted(&this.clock.send, Pin::new(&mut this.io), cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        shutdown_noted(&this.clock.send, Pin::new(&mut this.io), cx)
     }
 }
 
@@ -229,6 +278,9 @@ pub enum Closed {
     /// The client was too slow with a request head.
     #[error("no complete request head within {} ms", .0.as_millis())]
     HeaderTimeout(Duration),
+    /// The client took nothing of what was sent to it for this long.
+    #[error("the client took nothing for {} ms", .0.as_millis())]
+    SendTimeout(Duration),
     /// A graceful close (idle or shutdown) did not finish in time.
     #[error("requests still open {} ms after the connection began to close", .0.as_millis())]
     CloseTimeout(Duration),
@@ -239,7 +291,8 @@ pub enum Closed {
 
 /// Serves `conn` until it ends, its clock runs out, or `shutdown` turns
 /// `true`; a close for idleness or shutdown is graceful, within
-/// `deadlines.close`.
+/// `deadlines.close`, and one for the send deadline is not (nothing more
+/// could be sent).
 pub async fn drive<C>(
     conn: C,
     clock: &Clock,
@@ -251,6 +304,7 @@ where
 {
     let mut conn = pin!(conn);
     let mut expired = pin!(clock.expired(deadlines));
+    let mut stalled = pin!(clock.send.stalled(deadlines.send));
     let mut closing: Option<Instant> = None;
     loop {
         let close_by = closing.unwrap_or_else(Instant::now);
@@ -263,6 +317,12 @@ where
                     closing = Some(Instant::now() + deadlines.close);
                 }
             },
+            () = stalled.as_mut() => {
+                // Read by the cut responses' access-log lines, as `conn` drops.
+                let ms = deadlines.send.as_millis().max(1) as u64;
+                clock.send_expired.store(ms, Ordering::Relaxed);
+                return Err(Closed::SendTimeout(deadlines.send));
+            }
             () = crate::server::stopped(&mut shutdown), if closing.is_none() => {
                 conn.as_mut().graceful_shutdown();
                 closing = Some(Instant::now() + deadlines.close);
@@ -282,6 +342,7 @@ mod tests {
         header: Duration::from_secs(10),
         idle: Duration::from_secs(60),
         close: Duration::from_secs(5),
+        send: Duration::from_secs(60),
     };
 
     async fn expiry_after(clock: &Clock) -> (Expiry, Duration) {

@@ -42,7 +42,8 @@
 //!   over `<state-dir>/takeover.sock`) to the new one, which accepts on the
 //!   same kernel sockets, while the old one drains and exits. Why this and
 //!   not Docker's published ports or `SO_REUSEPORT` is in its module doc.
-//! - `conn`: one client connection's deadlines (request head, idle).
+//! - `conn`: one client connection's deadlines (request head, idle, send).
+//! - `send`: the send deadline's watch on writes (connections, tunnels).
 //! - `limit`: the cap on open client connections and the 503 past it.
 //! - `workers`: the data path's lanes, one single-threaded runtime per core.
 //! - `access_log`: one JSON line per request.
@@ -55,6 +56,8 @@
 //!   deadline, the idle timeout and HTTP/2 pings ([`Timeouts`], `conn`);
 //! - stall a body: idle deadlines between chunks, both ways ([`Timeouts`],
 //!   `body`);
+//! - hold a response (and its upstream), or a tunnel, by not reading: the
+//!   send deadline ([`Timeouts::response_send`], `conn`, `tunnel`);
 //! - exhaust connections: [`ProxyConfig::max_connections`] (`limit`);
 //! - pile up requests behind a pause:
 //!   [`ProxyConfig::max_held_requests`] (`table`, `proxy`);
@@ -68,7 +71,7 @@
 //!
 //! The defaults ([`ProxyConfig::new`], [`Timeouts::default`]): request head
 //! 10 s, idle connection 75 s, 30 s of silence in a request body and 60 s
-//! in a response body, HTTP/2 pings every 30 s answered within 20 s, 10,000
+//! in a response body, 60 s for a client to take what is sent, HTTP/2 pings every 30 s answered within 20 s, 10,000
 //! connections, 1,000 held requests per paused service, no trusted proxy,
 //! no body limit.
 //!
@@ -88,6 +91,7 @@ mod headers;
 mod health;
 mod limit;
 mod proxy;
+mod send;
 mod server;
 mod state;
 mod table;

@@ -10,10 +10,12 @@
 //! ends), and is forwarded with a pooled keep-alive client. The forwarding
 //! headers are set as `headers` says. Bodies keep to the route's size limits
 //! and to idle deadlines (see `body`): a request body declared larger than
-//! its limit is answered 413 before anything is forwarded, a response body
-//! declared larger than its limit 502. Failures remember their side: the
-//! upstream's (502, or 504 on a timeout) or the client's (400; 408 for a
-//! stalled body, 413 for one too large).
+//! its limit is answered 413 before anything is forwarded (over HTTP/2 the
+//! rest of it is then read and thrown away, within bounds: see `discard`),
+//! a response body declared larger than its limit 502. Failures remember
+//! their side: the upstream's (502, or 504 on a timeout) or the client's
+//! (400; 408 for a stalled body or a client that stopped reading its
+//! response, 413 for a body too large).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -71,6 +73,11 @@ pub struct Timeouts {
     /// The longest an upstream's response body may send nothing while the
     /// proxy waits on it; then the response is cut off.
     pub upstream_body: Duration,
+    /// The longest a client may take none of what the proxy sends it (a
+    /// refused write, see `conn`); then its connection is closed and its
+    /// unfinished response dropped. In a tunnel, the longest either side
+    /// may take nothing the other sent.
+    pub response_send: Duration,
     /// How often an HTTP/2 client connection is pinged (`None`: never).
     pub h2_keep_alive_interval: Option<Duration>,
     /// How long an HTTP/2 ping may go unanswered before the connection is
@@ -90,6 +97,7 @@ impl Default for Timeouts {
             client_idle: Duration::from_secs(75),
             client_body: Duration::from_secs(30),
             upstream_body: Duration::from_secs(60),
+            response_send: Duration::from_secs(60),
             h2_keep_alive_interval: Some(Duration::from_secs(30)),
             h2_keep_alive_timeout: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(10),
@@ -305,7 +313,11 @@ impl DataPath {
         if let Some(limit) = limits.request {
             // A declared length (Content-Length) is known before the body.
             if req.body().size_hint().lower() > limit {
-                return Ok(local_error(pending, ForwardError::RequestTooLarge(limit)));
+                let response = local_error(pending, ForwardError::RequestTooLarge(limit));
+                if req.version() == Version::HTTP_2 {
+                    discard(req.into_body(), self.timeouts.client_body);
+                }
+                return Ok(response);
             }
         }
         let target = Arc::clone(in_flight.target());
@@ -334,12 +346,13 @@ impl DataPath {
                 let target = Arc::clone(in_flight.target());
                 let shutdown = self.shutdown.clone();
                 let status = response.status();
+                let send = self.timeouts.response_send;
                 // The tunnel outlives its connection (and `active`): it
                 // counts in its lane and against the connection cap itself.
                 let counted = (self.load.count(), self.connections.keep());
                 tokio::spawn(async move {
                     let _counted = counted;
-                    let outcome = tunnel::run(client, upstream, &target, shutdown).await;
+                    let outcome = tunnel::run(client, upstream, &target, send, shutdown).await;
                     drop(in_flight);
                     pending.finish(status, outcome.err());
                 });
@@ -553,6 +566,33 @@ fn local_error(pending: Pending, e: ForwardError) -> Response<ProxyBody> {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// The most of a refused HTTP/2 request body [`discard`] reads.
+const DISCARD_AT_MOST: u64 = 16 << 20;
+
+/// The longest [`discard`] reads a refused HTTP/2 request body.
+const DISCARD_WITHIN: Duration = Duration::from_secs(10);
+
+/// Reads and throws away the rest of an HTTP/2 request body answered
+/// before it was read, up to [`DISCARD_AT_MOST`] bytes, within
+/// [`DISCARD_WITHIN`] and with at most `idle` between chunks; then drops it.
+///
+/// Dropped at once instead, h2 ends the stream as RFC 9113 §8.1 says: the
+/// whole answer, then RST_STREAM(NO_ERROR). But clients still uploading
+/// take that reset for a failure and lose the answer: curl 7.88 failed
+/// every oversized upload with "Stream error in the HTTP/2 framing layer"
+/// and never showed the 413 (`tests/early_answers.rs`). Read to its end,
+/// the stream closes cleanly and the client reads the answer; past the
+/// bounds, the reset still comes. HTTP/1 needs none of this: the answer
+/// says `Connection: close`, and curl, waiting on `Expect: 100-continue`,
+/// sends no body at all.
+fn discard(body: Incoming, idle: Duration) {
+    tokio::spawn(async move {
+        let mut body = std::pin::pin!(ClientBody::new(body, Some(DISCARD_AT_MOST), idle));
+        let read = async { while let Some(Ok(_)) = body.frame().await {} };
+        let _ = tokio::time::timeout(DISCARD_WITHIN, read).await;
+    });
 }
 
 /// The page a service in maintenance answers with.

@@ -229,6 +229,7 @@ async fn connection<I>(
         header: t.client_header,
         idle: t.client_idle,
         close: t.shutdown_grace,
+        send: t.response_send,
     };
     let closer = Arc::new(Closer::new());
     let shutdown = closer.signal.subscribe();
