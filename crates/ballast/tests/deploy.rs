@@ -580,12 +580,16 @@ fn with_a_host_down_the_others_roll_back_and_a_later_deploy_converges() {
     // The audit log is read from every host that answers; the one that
     // does not is named.
     let audit = ok(run(&config, &["--json", "audit", "--tail", "1"]));
-    let warned = String::from_utf8_lossy(&audit.stderr);
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    // With --json, the warning is a progress line on stdout.
+    let warned = audit
+        .lines()
+        .find(|l| l.contains("audit log not read"))
+        .unwrap_or_else(|| panic!("no warning about the host that is down:\n{audit}"));
     assert!(
-        warned.contains("audit log not read") && warned.contains(&down.ip),
+        warned.contains(&format!("\"host\":\"{}\"", down.ip)),
         "{warned}"
     );
-    let audit = String::from_utf8_lossy(&audit.stdout);
     assert!(
         audit.contains(&format!("\"skipped\":[\"{}\"]", down.ip)),
         "{audit}"
