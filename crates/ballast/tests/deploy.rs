@@ -159,7 +159,7 @@ fn deploy_rollback_redeploy_and_a_version_that_never_gets_healthy() {
     require_engine!();
     let v1 = hello_image("v1");
     let _v2 = hello_image("v2");
-    let _v3 = hello_image_with("v3", "HELLO_FAIL_HEALTH=1");
+    let _v3 = hello_image_with("unhealthy", "HELLO_FAIL_HEALTH=1");
     assert_eq!(v1, "hello:v1");
     let lab = Lab::up("deploy", 3);
     let inv = lab.inventory.clone();
@@ -211,9 +211,9 @@ fn deploy_rollback_redeploy_and_a_version_that_never_gets_healthy() {
         "{releases}"
     );
 
-    // v3 never gets healthy: deploy fails naming the host, shows the app's
+    // "unhealthy" never gets healthy: deploy fails naming the host, shows the app's
     // last log lines, and every host still serves v2.
-    let out = run(&config, &["deploy", "--version", "v3"]);
+    let out = run(&config, &["deploy", "--version", "unhealthy"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -221,7 +221,7 @@ fn deploy_rollback_redeploy_and_a_version_that_never_gets_healthy() {
         "names the host:\n{stderr}"
     );
     assert!(
-        stderr.contains("hello v3 listening"),
+        stderr.contains("hello unhealthy listening"),
         "shows the container's logs:\n{stderr}"
     );
     assert_eq!(versions(&inv), all("v2"));
@@ -232,7 +232,7 @@ fn deploy_rollback_redeploy_and_a_version_that_never_gets_healthy() {
     let records = audit["records"].as_array().unwrap();
     assert!(records.len() >= 5, "{audit}");
     let last = records.last().unwrap();
-    assert_eq!(last["version"], "v3");
+    assert_eq!(last["version"], "unhealthy");
     assert!(
         last["outcome"].as_str().unwrap().starts_with("failed"),
         "{last}"

@@ -1,5 +1,5 @@
 //! Zero-downtime HTTP on a real 2-host lab: ballast-proxy on each host, a
-//! load client counting every response through a deploy v1 → v2 and a v3
+//! load client counting every response through a deploy v1 → v2 and a version
 //! that never becomes healthy, a slow request across the switch, the admin
 //! socket kept off the network, and a proxy that comes back after a crash.
 #![allow(clippy::print_stderr)] // tests report what they measure
@@ -91,7 +91,7 @@ fn deploys_through_the_proxy_fail_no_request() {
     let binary = static_ballast();
     hello_image("v1");
     hello_image("v2");
-    hello_image_with("v3", "HELLO_FAIL_HEALTH=1");
+    hello_image_with("unhealthy", "HELLO_FAIL_HEALTH=1");
     let lab = Lab::up("proxy", 2);
     let work = tempfile::tempdir().unwrap();
     let config = write_config(work.path(), &lab);
@@ -124,11 +124,11 @@ fn deploys_through_the_proxy_fail_no_request() {
         let slow = slow.await.unwrap().unwrap();
         assert_eq!(slow, (200, "v1\n".to_string()), "the slow request finished on the old version");
 
-        // A v3 that never gets healthy takes no traffic and fails no request.
-        let (out, seen) = deploy_under_load(&config, &binary, "v3", &urls).await;
+        // A version that never gets healthy takes no traffic and fails no request.
+        let (out, seen) = deploy_under_load(&config, &binary, "unhealthy", &urls).await;
         assert!(!out.status.success(), "{}", text(&out));
         eprintln!(
-            "measure: v3 (never healthy) under load: {} requests ({:.0}/s), {} failed, versions {:?}",
+            "measure: a never healthy version under load: {} requests ({:.0}/s), {} failed, versions {:?}",
             seen.sent, seen.rate(), seen.failed, seen.versions
         );
         assert_eq!(seen.failed, 0, "failed requests: {:?}", seen.failures);
