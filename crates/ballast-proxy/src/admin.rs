@@ -81,36 +81,32 @@ pub async fn bind(path: &Path) -> Result<UnixListener, AdminSocketError> {
         }
         std::fs::remove_file(path).map_err(io("remove the stale"))?;
     }
+    // A test hook (see `BALLAST_FAILPOINTS`): the bind fails, as in a
+    // directory that is full or read-only.
+    if fail::eval("admin-bind", |_| ()).is_some() {
+        return Err(io("bind")(std::io::Error::other(
+            "the test hook `admin-bind`",
+        )));
+    }
     let listener = UnixListener::bind(path).map_err(io("bind"))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(io("restrict"))?;
     Ok(listener)
 }
 
-/// Binds the admin socket at `path` in place of the one of the process
-/// just taken over (which no longer answers), and restricts it to its
-/// owner.
-pub async fn replace(path: &Path) -> Result<UnixListener, AdminSocketError> {
-    match std::fs::remove_file(path) {
-        Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
-            return Err(AdminSocketError::Io {
-                action: "replace the",
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-        _ => {}
-    }
-    bind(path).await
-}
-
-/// Serves the admin API until the process leaves [`Phase::Serving`] (a
-/// stop, or a takeover: the new process answers from then on); then stops
-/// accepting and ends the open admin connections.
+/// Serves the admin API while the process is [`Phase::Serving`]. Once it
+/// leaves it, no admin connection is accepted any more (after a takeover
+/// the new process answers at the socket's path). Taken over
+/// ([`Phase::Draining`]), the requests under way still get their answer:
+/// cutting one would cut another service's deploy mid-drain, and ballast,
+/// seeing no answer, would believe the switch failed and remove the
+/// container the saved route points to. Those answered, the connections
+/// close; whatever is still open at [`Phase::Closing`] (a stop, or the end
+/// of the drain) is cut.
 pub async fn serve(
     listener: UnixListener,
     control: Arc<Control>,
-    mut shutdown: watch::Receiver<Phase>,
+    mut phase: watch::Receiver<Phase>,
 ) {
     let mut connections = JoinSet::new();
     loop {
@@ -123,21 +119,45 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = crate::server::left_serving(&mut shutdown) => break,
+            () = crate::server::left_serving(&mut phase) => break,
         };
-        let control = Arc::clone(&control);
-        connections.spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let control = Arc::clone(&control);
-                async move { Ok::<_, Infallible>(answer(req, &control).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        connections.spawn(connection(stream, Arc::clone(&control), phase.clone()));
         while connections.try_join_next().is_some() {}
     }
+    drop(listener);
+    loop {
+        tokio::select! {
+            joined = connections.join_next() => if joined.is_none() {
+                break;
+            },
+            () = closing(&mut phase) => break,
+        }
+    }
     connections.shutdown().await;
+}
+
+/// Resolves at [`Phase::Closing`] (or once the sender is gone).
+async fn closing(phase: &mut watch::Receiver<Phase>) {
+    let _ = phase.wait_for(|now| *now == Phase::Closing).await;
+}
+
+/// Serves one admin connection; once the process leaves
+/// [`Phase::Serving`], it answers the request under way (if any) and
+/// closes instead of waiting for another.
+async fn connection(stream: UnixStream, control: Arc<Control>, mut phase: watch::Receiver<Phase>) {
+    let service = hyper::service::service_fn(move |req| {
+        let control = Arc::clone(&control);
+        async move { Ok::<_, Infallible>(answer(req, &control).await) }
+    });
+    let served =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(served);
+    tokio::select! {
+        _ = served.as_mut() => return,
+        () = crate::server::left_serving(&mut phase) => {}
+    }
+    served.as_mut().graceful_shutdown();
+    let _ = served.await;
 }
 
 /// Answers one admin request.

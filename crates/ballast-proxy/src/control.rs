@@ -65,6 +65,15 @@ pub struct Control {
     phase: Option<Arc<watch::Sender<Phase>>>,
 }
 
+/// Why [`Control::release_state`] did not let go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// This process is no longer serving (stopping, or already taken over).
+    NotServing,
+    /// The new process could not be told; this one keeps serving.
+    NotTold(String),
+}
+
 /// The answer to a change sent to a process that was taken over.
 const TAKEN_OVER: &str = "this proxy process was taken over by a newer one and no longer \
      changes routes or certificates; nothing was changed: send the command again \
@@ -100,22 +109,37 @@ impl Control {
         self
     }
 
-    /// Lets a new process take over: switches to [`Phase::Draining`] under
-    /// the write lock, so every change was either saved before (and the
-    /// new process reads it) or is refused after. False when this process
-    /// is no longer serving.
-    pub fn release_state(&self) -> bool {
+    /// Lets a new process take over: under the write lock, `tell` tells it
+    /// (`released`), and only once that went out does this process switch
+    /// to [`Phase::Draining`]. Every change was thus either saved before
+    /// (and the new process reads it) or is refused after; and if the new
+    /// process cannot be told (it died, or gave up), this one keeps
+    /// serving and owning the state instead of letting go with nobody
+    /// taking over. Refused (without calling `tell`) when this process is
+    /// no longer serving.
+    pub fn release_state(
+        &self,
+        tell: &mut dyn FnMut() -> Result<(), String>,
+    ) -> Result<(), Refusal> {
         let _write = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        match &self.phase {
-            Some(phase) => phase.send_if_modified(|now| {
-                let serving = *now == Phase::Serving;
-                if serving {
-                    *now = Phase::Draining;
-                }
-                serving
-            }),
-            None => false,
+        let Some(phase) = &self.phase else {
+            return Err(Refusal::NotServing);
+        };
+        if *phase.borrow() != Phase::Serving {
+            return Err(Refusal::NotServing);
         }
+        tell().map_err(Refusal::NotTold)?;
+        // Still under the write lock, and only this function switches from
+        // Serving to Draining; a stop (Closing) may have come meanwhile, and
+        // then stays: the new process accepts anyway.
+        phase.send_if_modified(|now| {
+            let serving = *now == Phase::Serving;
+            if serving {
+                *now = Phase::Draining;
+            }
+            serving
+        });
+        Ok(())
     }
 
     /// Refuses a change once a new process took over; call with the write

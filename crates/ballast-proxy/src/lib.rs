@@ -261,6 +261,9 @@ pub struct Started {
     /// How long open requests and tunnels get at a stop or a drain.
     grace: Duration,
     tasks: JoinSet<()>,
+    /// The admin server: after a takeover, it ends once the admin requests
+    /// under way are answered (see `admin::serve`).
+    admin: JoinSet<()>,
     workers: Arc<workers::Workers>,
     log: access_log::AccessLogger,
 }
@@ -308,9 +311,9 @@ impl Started {
         let _ = phase.wait_for(|now| *now == server::Phase::Draining).await;
     }
 
-    /// Stops. After a takeover: open requests and tunnels finish up to the
-    /// grace (the drain time) while the new process accepts, then whatever
-    /// is still open is closed. Otherwise: stops accepting, lets open
+    /// Stops. After a takeover: open requests, tunnels and admin requests
+    /// finish up to the grace (the drain time) while the new process
+    /// accepts, then whatever is still open is closed. Otherwise: stops accepting, lets open
     /// requests finish (up to the grace), closes tunnels at once and removes
     /// the admin and takeover sockets.
     pub async fn stop(mut self) {
@@ -318,6 +321,9 @@ impl Started {
         let deadline = tokio::time::Instant::now() + self.grace;
         if taken_over {
             self.workers.until_idle(deadline).await;
+            // An admin request under way (another service's deploy in its
+            // drain) gets its answer too, within the same grace.
+            let _ = tokio::time::timeout_at(deadline, self.admin.join_next()).await;
             self.phase.send_replace(server::Phase::Closing);
         } else {
             self.phase.send_replace(server::Phase::Closing);
@@ -326,6 +332,7 @@ impl Started {
         }
         self.cut.send_replace(true);
         while self.tasks.join_next().await.is_some() {}
+        while self.admin.join_next().await.is_some() {}
         self.workers.stop().await;
         let mut loggers = self.workers.loggers();
         loggers.push(self.log.clone());
@@ -412,9 +419,26 @@ pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
         .map(|(l, socket)| socket.as_fd().try_clone_to_owned().map(|fd| (*l, fd)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ProxyError::Config(format!("cannot keep a listening socket: {e}")))?;
-    let admin = match old {
-        None => Some(admin::bind(&config.admin_socket).await?),
-        Some(_) => None,
+    // Everything that can fail happens before `confirm`, while the old
+    // process still serves: taken over, the admin and takeover sockets are
+    // bound at staged paths next to theirs, and only moved into place once
+    // this process is the one accepting.
+    let (admin, takeover_server, staged) = match &old {
+        None => (
+            admin::bind(&config.admin_socket).await?,
+            takeover::bind(&config.takeover_socket)?,
+            None,
+        ),
+        Some(_) => {
+            let mut staged = takeover::Staged::default();
+            let admin_next = takeover::staged_path(&config.admin_socket);
+            let admin = admin::bind(&admin_next).await?;
+            staged.add(&admin_next, &config.admin_socket);
+            let takeover_next = takeover::staged_path(&config.takeover_socket);
+            let server = takeover::bind(&takeover_next)?;
+            staged.add(&takeover_next, &config.takeover_socket);
+            (admin, server, Some(staged))
+        }
     };
 
     let (phase, shutdown) = watch::channel(server::Phase::Serving);
@@ -458,15 +482,14 @@ pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
         }
         certs::load_saved(&certificates, &store);
     }
-    let admin = match admin {
-        Some(admin) => admin,
-        None => admin::replace(&config.admin_socket).await?,
+    // Nothing here may fail any more (see `Staged::install`).
+    let sockets = match staged {
+        Some(staged) => staged.install(),
+        None => vec![
+            takeover::SocketFile::new(&config.admin_socket),
+            takeover::SocketFile::new(&config.takeover_socket),
+        ],
     };
-    let takeover_server = takeover::bind(&config.takeover_socket)?;
-    let sockets = vec![
-        takeover::SocketFile::new(&config.admin_socket),
-        takeover::SocketFile::new(&config.takeover_socket),
-    ];
     let instance = takeover::new_instance();
     let control = control::Control::new(table, store, upstream(), certificates, challenges)
         .describe_process(
@@ -476,10 +499,11 @@ pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
         .owning_state_while(Arc::clone(&phase));
     let control = Arc::new(control);
     let releasing = Arc::clone(&control);
-    let release: takeover::Release = Arc::new(move || releasing.release_state());
+    let release: takeover::Release = Arc::new(move |tell| releasing.release_state(tell));
 
     let mut tasks = JoinSet::new();
-    tasks.spawn(admin::serve(admin, control, shutdown.clone()));
+    let mut admin_task = JoinSet::new();
+    admin_task.spawn(admin::serve(admin, control, shutdown.clone()));
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     for (listener, socket) in listening {
         let mode = match (listener.kind, &acceptor) {
@@ -515,6 +539,7 @@ pub async fn start(config: ProxyConfig) -> Result<Started, ProxyError> {
         cut,
         grace: timeouts.shutdown_grace,
         tasks,
+        admin: admin_task,
         workers,
         log,
     })

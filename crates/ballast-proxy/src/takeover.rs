@@ -20,23 +20,34 @@
 //! 1. new → old `listeners`; old → new its listeners (kind and address) with
 //!    their descriptors attached, or `refused` when it is shutting down.
 //! 2. The new process reuses the sockets whose address it is configured for
-//!    and binds the rest fresh (those it does not want are not taken).
-//! 3. new → old `accepting`; the old one stops accepting, answering the
-//!    admin API and answering takeovers (it never unlinks their paths), and
-//!    answers `released`; then it drains: open requests and tunnels finish
-//!    up to the drain time, and it exits by itself.
+//!    and binds the rest fresh (those it does not want are not taken). It
+//!    also binds its admin and takeover sockets, at staged paths next to
+//!    the old process's (`admin.sock.next`): everything that can fail is
+//!    done before step 3.
+//! 3. new → old `accepting`; under its control's write lock, the old one
+//!    answers `released` and, only if that went out, stops accepting,
+//!    answering new admin connections (the admin requests under way get
+//!    their answer) and answering takeovers (it never unlinks their paths);
+//!    then it drains: open requests and tunnels finish up to the drain
+//!    time, and it exits by itself. If `released` cannot be sent (the new
+//!    process died after `accepting`, or gave up), the old one keeps
+//!    serving.
 //! 4. Only then does the new process accept: it reloads the routes (the old
 //!    one no longer writes them: the release happens under its control's
 //!    write lock, and a change still under way there, such as a switch an
 //!    interrupted deploy left running, is refused afterwards rather than
-//!    saved behind the new process's back), replaces the admin socket and
-//!    serves takeovers itself, for the next one.
+//!    saved behind the new process's back), renames its admin and takeover
+//!    sockets into place (atomic: the path always answers or queues) and
+//!    serves takeovers itself, for the next one. A rename that fails is
+//!    logged, not fatal: the process keeps serving its listeners.
 //!
 //! The old process accepts until step 3, so a failed exchange (a new process
 //! that dies, hangs, sends garbage or cannot bind) leaves it serving as
 //! before; the new one exits with an error naming the failed step. A stale
 //! `takeover.sock` (its process died) refuses connections: the new process
-//! then binds everything fresh, as on a first start.
+//! then binds everything fresh, as on a first start. What is left is a new
+//! process that dies between the kernel taking `released` and its reading
+//! it: the old one cannot tell that from one that reads it.
 //!
 //! Between the old process stopping and the new one accepting, connections
 //! wait in the shared accept queue. A SIGTERM to the old process during an
@@ -177,16 +188,13 @@ impl fmt::Debug for Handover {
 /// Asks the proxy answering at `socket` for its listeners; `None` when none
 /// answers (first start, or a stale socket left by a process that died).
 pub async fn connect(socket: &Path) -> Result<Option<Handover>, TakeoverError> {
-    let path = socket.to_path_buf();
-    tokio::task::spawn_blocking(move || connect_blocking(path.clone()))
-        .await
-        .map_err(|e| exchange_error(socket, Step::Connect, e.to_string()))?
-}
-
-fn connect_blocking(socket: PathBuf) -> Result<Option<Handover>, TakeoverError> {
-    let stream = match UnixStream::connect(&socket) {
-        Ok(stream) => stream,
-        Err(e)
+    let failed = |reason: String| exchange_error(socket, Step::Connect, reason);
+    // Not a blocking connect: one to a process that is alive but stuck
+    // (not accepting, its backlog full) would hang this one for good.
+    let connecting = tokio::net::UnixStream::connect(socket);
+    let stream = match tokio::time::timeout(STEP_TIMEOUT, connecting).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e))
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
@@ -194,8 +202,24 @@ fn connect_blocking(socket: PathBuf) -> Result<Option<Handover>, TakeoverError> 
         {
             return Ok(None)
         }
-        Err(e) => return Err(exchange_error(&socket, Step::Connect, e.to_string())),
+        Ok(Err(e)) => return Err(failed(e.to_string())),
+        Err(_) => return Err(failed(format!("no answer within {STEP_TIMEOUT:?}"))),
     };
+    // The exchange itself is blocking, each step within its deadline.
+    let stream = stream
+        .into_std()
+        .and_then(|s| s.set_nonblocking(false).map(|()| s))
+        .map_err(|e| failed(e.to_string()))?;
+    let path = socket.to_path_buf();
+    tokio::task::spawn_blocking(move || exchange_listeners(path, stream))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+}
+
+fn exchange_listeners(
+    socket: PathBuf,
+    stream: UnixStream,
+) -> Result<Option<Handover>, TakeoverError> {
     let failed = |reason: String| exchange_error(&socket, Step::ReceiveListeners, reason);
     let deadline = Instant::now() + STEP_TIMEOUT;
     send(&stream, &Request::Listeners, &[], deadline).map_err(failed)?;
@@ -249,7 +273,13 @@ impl Handover {
             fault("takeover-before-confirm");
             let deadline = Instant::now() + STEP_TIMEOUT;
             send(&stream, &Request::Accepting, &[], deadline)?;
-            match receive::<Reply>(&stream, deadline)?.0 {
+            fault("takeover-after-accepting");
+            // The old process lets go only if `released` went out, which it
+            // tries until its own deadline (STEP_TIMEOUT after it sent the
+            // listeners, so before this one's). Waiting a step longer here
+            // means a `released` it sent is read, not given up on with the
+            // old process already draining.
+            match receive::<Reply>(&stream, deadline + STEP_TIMEOUT)?.0 {
                 Reply::Released => Ok(()),
                 Reply::Refused { reason } => Err(format!("it refused: {reason}")),
                 Reply::Listeners { .. } => Err("it sent its listeners again".into()),
@@ -399,6 +429,70 @@ impl SocketFile {
             .map(|m| (m.dev(), m.ino()));
         if now.is_some() && now == self.inode {
             let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Where a socket is bound before a takeover is confirmed: next to its
+/// final path (`admin.sock.next`), in the same directory so that moving it
+/// into place is one atomic rename.
+pub fn staged_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".next");
+    path.with_file_name(name)
+}
+
+/// Sockets bound at their staged paths while the takeover is not confirmed
+/// yet: binding can fail, and must fail while the old process still serves
+/// (after the confirmation, failing would leave nobody serving). Dropped
+/// before [`Staged::install`] (the takeover failed), they are removed.
+#[derive(Debug, Default)]
+pub struct Staged {
+    sockets: Vec<(SocketFile, PathBuf)>,
+}
+
+impl Staged {
+    /// Remembers the socket just bound at `staged`, to be moved to `path`.
+    pub fn add(&mut self, staged: &Path, path: &Path) {
+        self.sockets
+            .push((SocketFile::new(staged), path.to_path_buf()));
+    }
+
+    /// Moves every socket to its final path, replacing the old process's
+    /// (which no longer answers). A rename that fails is logged and the
+    /// socket stays where it is: the listeners are what matter, and this
+    /// process serves them whatever happens from here on.
+    pub fn install(mut self) -> Vec<SocketFile> {
+        let sockets = std::mem::take(&mut self.sockets);
+        sockets
+            .into_iter()
+            .map(
+                |(staged, path)| match std::fs::rename(&staged.path, &path) {
+                    // A rename keeps the inode: the file is still this one's.
+                    Ok(()) => SocketFile {
+                        path,
+                        inode: staged.inode,
+                    },
+                    Err(e) => {
+                        tracing::error!(
+                            error = %e,
+                            socket = %path.display(),
+                            staged = %staged.path.display(),
+                            "cannot move a socket into place after the takeover; it answers at \
+                             its staged path meanwhile: restart the proxy to fix it"
+                        );
+                        staged
+                    }
+                },
+            )
+            .collect()
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for (staged, _) in &self.sockets {
+            staged.remove_if_ours();
         }
     }
 }

@@ -15,7 +15,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use ballast_proxy::wire::StatusReport;
-use ballast_proxy::{admin_request, AdminRequest};
+use ballast_proxy::{admin_request, AdminError, AdminRequest};
 use common::{deploy_request, Upstream};
 use futures_util::{SinkExt, StreamExt};
 use process::Connections::{KeepAlive, OnePerRequest};
@@ -34,7 +34,11 @@ fn child_proxy() {
 /// Starts the first proxy on a free port and routes `app.test` to `up`;
 /// returns it, its status and its address.
 async fn first_proxy(state: &std::path::Path, up: &Upstream) -> (ProxyProcess, StatusReport) {
-    let spec = Spec::new(state, &["127.0.0.1:0".parse().unwrap()]);
+    first_proxy_with(Spec::new(state, &["127.0.0.1:0".parse().unwrap()]), up).await
+}
+
+/// The same, run as `spec` says (its address should be port 0).
+async fn first_proxy_with(spec: Spec, up: &Upstream) -> (ProxyProcess, StatusReport) {
     let mut proxy = ProxyProcess::spawn(&spec);
     let status = proxy.ready(None).await;
     let deploy = deploy_request("app", &["app.test"], None, &[up], 5000, 1000);
@@ -285,6 +289,9 @@ async fn a_new_proxy_that_dies_or_hangs_mid_takeover_leaves_the_old_one_serving(
         stderr.contains("failed while confirming the takeover"),
         "{stderr}"
     );
+    // What it bound ahead of the confirmation went with it.
+    assert!(!state.join("admin.sock.next").exists());
+    assert!(!state.join("takeover.sock.next").exists());
     load.wait_for_more(300).await;
     assert!(a.running());
     let now = status_of(&dying.admin_socket()).await.unwrap();
@@ -347,6 +354,208 @@ async fn https_listeners_and_certificates_are_taken_over() {
     assert_eq!(get(https).await.unwrap(), expected);
     assert!(a.exited().await.0.success());
     assert_eq!(get(https).await.unwrap(), expected);
+    b.terminate();
+    assert!(b.exited().await.0.success());
+}
+
+/// The new process dies (`kill -9`, from a fail point) right after it sent
+/// `accepting`: the old one cannot tell it `released`, so it does not let
+/// go and keeps serving without a failed request; a later takeover works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_proxy_that_dies_after_accepting_leaves_the_old_one_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let up = Upstream::start("v1").await;
+    let mut spec = Spec::new(&state, &["127.0.0.1:0".parse().unwrap()]);
+    // The old process waits a little before it answers `released`, so the
+    // new one is gone (its end of the socket closed) by then, rather than
+    // only about to be.
+    spec.failpoints = "takeover-before-released=sleep(1000)".into();
+    let (mut a, first) = first_proxy_with(spec, &up).await;
+    let addr = http_addr(&first);
+    let load = Load::start(addr, 8, Duration::from_millis(20), KeepAlive);
+    load.wait_for_more(300).await;
+
+    let mut dying = Spec::new(&state, &[addr]);
+    dying.failpoints = "takeover-after-accepting=return".into();
+    let (exit, stderr) = ProxyProcess::spawn(&dying).exited().await;
+    assert_eq!(exit.signal(), Some(9), "killed as by kill -9: {stderr}");
+    // The old process did not let go: it still accepts (new connections
+    // each time), answers the admin API and owns the routes.
+    let fresh = Load::start(addr, 4, Duration::from_millis(20), OnePerRequest);
+    load.wait_for_more(300).await;
+    fresh.wait_for_more(100).await;
+    assert!(a.running());
+    let now = status_of(&dying.admin_socket()).await.unwrap();
+    assert_eq!(now.instance, first.instance, "the old proxy still answers");
+    let v2 = Upstream::start("v2").await;
+    let deploy = deploy_request("app", &["app.test"], None, &[&v2], 5000, 1000);
+    let answer = admin_request(
+        &dying.admin_socket(),
+        &AdminRequest::Deploy(deploy),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert!(answer.ok, "the old proxy still saves changes: {answer:?}");
+
+    let mut b = ProxyProcess::spawn(&Spec::new(&state, &[addr]));
+    let second = b.ready(Some(&first.instance)).await;
+    assert_eq!(second.listeners, first.listeners);
+    assert_eq!(second.services[0].targets[0].addr, v2.target());
+    let (exit, stderr) = a.exited().await;
+    assert!(exit.success(), "the old proxy exited with {exit}: {stderr}");
+    load.wait_for_more(300).await;
+    let (ok, failed, errors) = load.stop().await;
+    assert_no_loss("keep-alive clients", ok, failed, &errors);
+    let (ok, failed, errors) = fresh.stop().await;
+    eprintln!("a connection per request: {ok} answered, {failed} failed");
+    assert_eq!(failed, 0, "{errors:#?}");
+    b.terminate();
+    assert!(b.exited().await.0.success());
+}
+
+/// The new process cannot bind its admin socket (a fail point): it fails
+/// before it confirms, so the old one never lets go and keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_proxy_that_cannot_bind_its_admin_socket_leaves_the_old_one_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let up = Upstream::start("v1").await;
+    let (mut a, first) = first_proxy(&state, &up).await;
+    let addr = http_addr(&first);
+    let load = Load::start(addr, 8, Duration::from_millis(20), KeepAlive);
+    load.wait_for_more(300).await;
+
+    let mut failing = Spec::new(&state, &[addr]);
+    failing.failpoints = "admin-bind=return".into();
+    let (exit, stderr) = ProxyProcess::spawn(&failing).exited().await;
+    assert_eq!(exit.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot bind admin socket"), "{stderr}");
+
+    load.wait_for_more(300).await;
+    assert!(a.running());
+    let now = status_of(&failing.admin_socket()).await.unwrap();
+    assert_eq!(now.instance, first.instance, "the old proxy still answers");
+    let (ok, failed, errors) = load.stop().await;
+    eprintln!("failed admin bind: {ok} answered, {failed} failed");
+    assert_eq!(failed, 0, "{errors:#?}");
+    a.terminate();
+    assert!(a.exited().await.0.success());
+}
+
+/// Another service's deploy is in its drain on the old process (a
+/// WebSocket to the old target holds it) when a new process takes over:
+/// the admin request still gets its answer (the switch was saved before
+/// the release), and the new process routes to what was answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_draining_across_a_takeover_gets_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let v1 = Upstream::start("v1").await;
+    let mut spec = Spec::new(&state, &["127.0.0.1:0".parse().unwrap()]);
+    // Longer than the test: the WebSocket, not the grace, ends the drain.
+    spec.drain = Duration::from_secs(60);
+    let (a, first) = first_proxy_with(spec.clone(), &v1).await;
+    let addr = http_addr(&first);
+    let mut ws = open_websocket(addr).await;
+    assert_eq!(echo(&mut ws, "before").await, "v1:before");
+
+    let v2 = Upstream::start("v2").await;
+    let deploy = deploy_request("app", &["app.test"], None, &[&v2], 5000, 60_000);
+    let socket = spec.admin_socket();
+    let deploying = tokio::spawn(async move {
+        let request = AdminRequest::Deploy(deploy);
+        admin_request(&socket, &request, Duration::from_secs(120)).await
+    });
+    let admin = spec.admin_socket();
+    let switched = v2.target();
+    common::eventually("the old proxy switched to v2", || {
+        let (admin, switched) = (admin.clone(), switched.clone());
+        async move {
+            let status = status_of(&admin).await;
+            status.is_some_and(|s| s.services[0].targets[0].addr == switched)
+        }
+    })
+    .await;
+
+    let mut b = ProxyProcess::spawn(&Spec::new(&state, &[addr]));
+    let second = b.ready(Some(&first.instance)).await;
+    assert_eq!(second.services[0].targets[0].addr, v2.target());
+    assert!(
+        !deploying.is_finished(),
+        "the drain waits for the WebSocket"
+    );
+    assert_eq!(echo(&mut ws, "draining").await, "v1:draining");
+    // Closed at both ends: the tunnel, and with it the drain, ends.
+    ws.close(None).await.unwrap();
+    until_closed(&mut ws).await;
+    drop(ws);
+
+    let answer = deploying.await.unwrap();
+    let answer = answer.expect("the deploy's admin request was answered");
+    assert!(answer.ok, "{answer:?}");
+    let report = answer.deploy.unwrap();
+    assert_eq!(report.targets, vec![v2.target()]);
+    assert_eq!(report.drain.unfinished, 0, "{report:?}");
+    let served = common::get(&common::client(), addr, "app.test", "/").await;
+    assert_eq!(served.unwrap(), (hyper::StatusCode::OK, "v2".into()));
+    let (exit, stderr) = a.exited().await;
+    assert!(exit.success(), "the old proxy exited with {exit}: {stderr}");
+    b.terminate();
+    assert!(b.exited().await.0.success());
+}
+
+/// A deploy still checking its new target's health when a new process
+/// takes over cannot switch any more (the new process read the routes):
+/// the admin request gets the clear refusal, not a dropped connection, and
+/// the new process routes as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_checking_health_across_a_takeover_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let v1 = Upstream::start("v1").await;
+    let mut spec = Spec::new(&state, &["127.0.0.1:0".parse().unwrap()]);
+    spec.drain = Duration::from_secs(60);
+    let (a, first) = first_proxy_with(spec.clone(), &v1).await;
+    let addr = http_addr(&first);
+
+    // Unhealthy until the takeover is done.
+    let v2 = Upstream::start_with("v2", false).await;
+    let deploy = deploy_request("app", &["app.test"], None, &[&v2], 60_000, 1000);
+    let socket = spec.admin_socket();
+    let deploying = tokio::spawn(async move {
+        let request = AdminRequest::Deploy(deploy);
+        admin_request(&socket, &request, Duration::from_secs(120)).await
+    });
+    let checked = v2.hits.clone();
+    let health_checks = v2.connections.clone();
+    common::eventually("the old proxy checks v2", || {
+        let seen = health_checks.load(std::sync::atomic::Ordering::SeqCst);
+        async move { seen > 0 }
+    })
+    .await;
+
+    let mut b = ProxyProcess::spawn(&Spec::new(&state, &[addr]));
+    let second = b.ready(Some(&first.instance)).await;
+    assert_eq!(second.services[0].targets[0].addr, v1.target());
+    assert!(!deploying.is_finished(), "v2 is not healthy yet");
+    v2.healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    match deploying.await.unwrap() {
+        Err(AdminError::Refused { message, .. }) => {
+            assert!(message.contains("taken over by a newer one"), "{message}")
+        }
+        other => panic!("not the clear refusal: {other:?}"),
+    }
+    let served = common::get(&common::client(), addr, "app.test", "/").await;
+    assert_eq!(served.unwrap(), (hyper::StatusCode::OK, "v1".into()));
+    assert_eq!(checked.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let now = status_of(&spec.admin_socket()).await.unwrap();
+    assert_eq!(now.instance, second.instance);
+    assert_eq!(now.services[0].targets[0].addr, v1.target());
+    let (exit, stderr) = a.exited().await;
+    assert!(exit.success(), "the old proxy exited with {exit}: {stderr}");
     b.terminate();
     assert!(b.exited().await.0.success());
 }

@@ -301,12 +301,32 @@ async fn once_taken_over_nothing_is_saved_any_more() {
         })
     };
     assert!(control.execute(maintenance(true)).await.ok);
+
+    // The new process cannot be told (it died after `accepting`): this
+    // one keeps serving and owning the state.
+    let mut unreachable = || Err("the other side closed the connection".to_string());
+    assert_eq!(
+        control.release_state(&mut unreachable),
+        Err(Refusal::NotTold(
+            "the other side closed the connection".into()
+        ))
+    );
+    assert_eq!(*phase.borrow(), Phase::Serving);
+    assert!(control.execute(maintenance(true)).await.ok);
     let saved = std::fs::read(dir.path().join(crate::STATE_FILE)).unwrap();
 
-    assert!(control.release_state());
+    // Told while still Serving, under the write lock; Draining after.
+    let watching = Arc::clone(&phase);
+    let mut told = || {
+        assert_eq!(*watching.borrow(), Phase::Serving);
+        Ok(())
+    };
+    assert_eq!(control.release_state(&mut told), Ok(()));
     assert_eq!(*phase.borrow(), Phase::Draining);
-    // A second new process cannot take over what was let go.
-    assert!(!control.release_state());
+    // A second new process cannot take over what was let go, and is not
+    // told anything.
+    let mut never = || -> Result<(), String> { panic!("told after the release") };
+    assert_eq!(control.release_state(&mut never), Err(Refusal::NotServing));
     // The new process read the state at the release: a late change (a
     // switch that was under way) is refused, and the file stays as read.
     let response = control.execute(maintenance(false)).await;

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::channel::{receive, send, Reply, Request};
 use super::{Listener, TakeoverError, STEP_TIMEOUT};
+pub use crate::control::Refusal;
 use crate::server::Phase;
 
 /// This process's side of takeovers: the socket later processes ask.
@@ -21,10 +22,12 @@ pub struct Server {
     listener: UnixListener,
 }
 
-/// Hands the state over to the new process (switching this one to
-/// [`Phase::Draining`] so it saves nothing more); false when this process
-/// is no longer serving.
-pub type Release = Arc<dyn Fn() -> bool + Send + Sync>;
+/// Hands the state over to the new process: runs the closure it is given
+/// (which tells the new process `released`) and, only if that succeeded,
+/// switches this process to [`Phase::Draining`] so it saves nothing more;
+/// both under the control's write lock (`Control::release_state`).
+pub type Release =
+    Arc<dyn Fn(&mut dyn FnMut() -> Result<(), String>) -> Result<(), Refusal> + Send + Sync>;
 
 /// What this process hands to the next one.
 pub struct Offer {
@@ -140,8 +143,26 @@ fn answer(
     }
     // Under the control's write lock: a route or certificate change is
     // either saved before the new process reads the state, or refused.
-    if !release() {
-        return Err(refuse("this proxy is shutting down".into()));
+    // `released` goes out first and this process stops accepting only if
+    // it went out: when the new process died after `accepting` (or gave
+    // up), the send fails and this one keeps serving, instead of letting
+    // go with nobody accepting. What remains is a new process that dies
+    // after the kernel took `released` and before it reads it: nothing
+    // this side can tell from one that reads it.
+    let mut tell = || {
+        if fail::eval("takeover-before-released", |_| ()).is_some() {
+            return Err("the test hook `takeover-before-released` failed the send".into());
+        }
+        send(stream, &Reply::Released, &[], deadline)
+    };
+    match release(&mut tell) {
+        Ok(()) => Ok(()),
+        Err(Refusal::NotServing) => Err(refuse("this proxy is shutting down".into())),
+        // Said in case the new process still listens (it gave up waiting
+        // otherwise), so it exits at once rather than at its deadline.
+        Err(Refusal::NotTold(reason)) => Err(refuse(format!(
+            "the new process could not be told it took over ({reason}); this proxy did not \
+             let go"
+        ))),
     }
-    send(stream, &Reply::Released, &[], deadline)
 }
