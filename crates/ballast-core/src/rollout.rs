@@ -161,12 +161,21 @@ async fn do_step(
                 ));
             };
             let ip = address(host, r.service, name).await?;
-            match crate::proxy::switch(host, route, &route.target(&ip)).await {
+            let target = route.target(&ip);
+            match crate::proxy::switch(host, route, &target).await {
                 Ok(()) => undo.routed = true,
                 Err(e) => {
-                    // The proxy refuses to switch to an unhealthy target;
-                    // a lost answer leaves it unknown: switch back to be sure.
-                    undo.routed = matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unreachable);
+                    // A lost answer leaves it unknown whether the proxy
+                    // switched (it finishes a switch it received): ask it.
+                    let observed = match answer_lost(e.kind) {
+                        true => crate::proxy::admin::try_routes(host).await.ok(),
+                        false => None,
+                    };
+                    undo.routed = routed_after_failed_switch(
+                        e.kind,
+                        observed.as_ref().map(|r| r.get(&route.service)),
+                        &target,
+                    );
                     return Err(e);
                 }
             }
@@ -178,6 +187,37 @@ async fn do_step(
         }
     }
     Ok(proven)
+}
+
+/// Whether a failed switch got no answer (rather than the proxy's own
+/// refusal): the proxy may have switched all the same.
+fn answer_lost(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::Timeout | ErrorKind::Unreachable)
+}
+
+/// Whether the proxy may route to `target` after a switch to it failed
+/// with `kind`, given where the proxy said the route points afterwards
+/// (`observed`: `None` when it was not asked or did not answer; `Some(None)`
+/// when it has no such route).
+///
+/// The proxy's refusal (an unhealthy target, a bad request) means it did
+/// not switch. After a lost answer, what the proxy says decides: routed
+/// when the route points at `target`, not routed otherwise; when it cannot
+/// be asked either, routed, so the undo switches back rather than remove a
+/// container the proxy may route to (it keeps it when switching back
+/// fails).
+fn routed_after_failed_switch(
+    kind: ErrorKind,
+    observed: Option<Option<&Vec<String>>>,
+    target: &str,
+) -> bool {
+    if !answer_lost(kind) {
+        return false;
+    }
+    match observed {
+        Some(targets) => targets.is_some_and(|t| t.iter().any(|a| a == target)),
+        None => true,
+    }
 }
 
 /// The create body of the plan's target; secrets are filled in here only.
@@ -515,4 +555,46 @@ async fn rename(host: &Host, from: &str, to: &str) -> Result<()> {
             engine.docker().rename_container(from, options),
         )
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NEW: &str = "172.20.0.3:3000";
+    const OLD: &str = "172.20.0.2:3000";
+
+    #[test]
+    fn a_refused_switch_is_not_routed_whatever_the_proxy_says() {
+        let points_new = vec![NEW.to_string()];
+        assert!(!routed_after_failed_switch(
+            ErrorKind::Failed,
+            Some(Some(&points_new)),
+            NEW
+        ));
+        assert!(!routed_after_failed_switch(ErrorKind::Failed, None, NEW));
+    }
+
+    #[test]
+    fn after_a_lost_answer_the_proxys_routes_decide() {
+        let points_new = vec![NEW.to_string()];
+        let points_old = vec![OLD.to_string()];
+        for kind in [ErrorKind::Timeout, ErrorKind::Unreachable] {
+            // It switched before the answer was lost: switch back.
+            assert!(routed_after_failed_switch(
+                kind,
+                Some(Some(&points_new)),
+                NEW
+            ));
+            // It still routes to the old container, or has no route.
+            assert!(!routed_after_failed_switch(
+                kind,
+                Some(Some(&points_old)),
+                NEW
+            ));
+            assert!(!routed_after_failed_switch(kind, Some(None), NEW));
+            // It cannot be asked either: assume it switched.
+            assert!(routed_after_failed_switch(kind, None, NEW));
+        }
+    }
 }

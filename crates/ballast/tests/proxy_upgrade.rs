@@ -338,6 +338,55 @@ fn proxy_upgrade_to_another_build_loses_no_request_and_deploys_leave_proxies_alo
         assert_eq!(policy, Some(RestartPolicyNameEnum::ALWAYS));
         host.close().await;
     });
+
+    // A proxy whose restart policy an interrupted run left at `no`, with
+    // no `ballast-proxy-next` beside it: the next command that looks at
+    // it (here `setup`, which has nothing to replace) sets `always` back
+    // and leaves the process alone.
+    rt.block_on(async {
+        let host = connect(&inv, 1).await;
+        set_policy(&host, RestartPolicyNameEnum::NO).await;
+        host.close().await;
+    });
+    let setup = ballast_cmd(&config, &other, &["setup"]).output().unwrap();
+    assert!(setup.status.success(), "{}", text(&setup));
+    let set_up = rt.block_on(proxy_facts(&inv));
+    assert_eq!(set_up, restarted, "no proxy was replaced");
+    rt.block_on(async {
+        let host = connect(&inv, 1).await;
+        assert_eq!(
+            policy_of(&host).await,
+            Some(RestartPolicyNameEnum::ALWAYS),
+            "Docker restarts the proxy again"
+        );
+        host.close().await;
+    });
+}
+
+async fn set_policy(host: &Host, policy: RestartPolicyNameEnum) {
+    let body = ContainerUpdateBody {
+        restart_policy: Some(RestartPolicy {
+            name: Some(policy),
+            maximum_retry_count: None,
+        }),
+        ..Default::default()
+    };
+    host.engine()
+        .docker()
+        .update_container(proxy::CONTAINER, body)
+        .await
+        .unwrap();
+}
+
+async fn policy_of(host: &Host) -> Option<RestartPolicyNameEnum> {
+    host.engine()
+        .docker()
+        .inspect_container(proxy::CONTAINER, None)
+        .await
+        .unwrap()
+        .host_config
+        .and_then(|h| h.restart_policy)
+        .and_then(|p| p.name)
 }
 
 const NEXT: &str = "ballast-proxy-next";
@@ -364,16 +413,6 @@ async fn leave_an_interrupted_takeover(inv: &Inventory) {
     };
     let options = CreateContainerOptionsBuilder::default().name(NEXT).build();
     docker.create_container(Some(options), body).await.unwrap();
-    let off = ContainerUpdateBody {
-        restart_policy: Some(RestartPolicy {
-            name: Some(RestartPolicyNameEnum::NO),
-            maximum_retry_count: None,
-        }),
-        ..Default::default()
-    };
-    docker
-        .update_container(proxy::CONTAINER, off)
-        .await
-        .unwrap();
+    set_policy(&host, RestartPolicyNameEnum::NO).await;
     host.close().await;
 }

@@ -43,7 +43,7 @@ pub async fn setup(ctx: &Context<'_>, on_event: OnEvent<'_>) -> Result<()> {
             let Some(host) = fleet.get(&name).filter(|_| ctx.scope.has_host(&name)) else {
                 continue;
             };
-            let found = proxy::observe(host).await;
+            let found = proxy::lifecycle::try_observe(host).await?;
             let w = wanted.as_ref().map(|b| WantedProxy {
                 listen: w,
                 build: b.clone(),
@@ -262,8 +262,12 @@ async fn apply_one(
         .hint("the proxies of the hosts before it were done; run the command again to finish"));
     }
     let image = match &p.change {
-        ProxyChange::Current | ProxyChange::Unknown { .. } => return Ok(()),
+        ProxyChange::Unknown { .. } => return Ok(()),
+        // Nothing to replace; what an interrupted takeover left is finished
+        // and a restart policy left at `no` restored all the same.
+        ProxyChange::Current => return proxy::lifecycle::finish_leftover(host).await,
         ProxyChange::UpgradeDue { running, available } => {
+            proxy::lifecycle::finish_leftover(host).await?;
             say(on_event, Some(name), format!("ballast-proxy runs {running}, this ballast has {available}: it keeps running; `ballast proxy upgrade` is due (it hands over without losing a request, one host at a time)"));
             return Ok(());
         }
@@ -332,10 +336,12 @@ pub async fn upgrade_proxies(
                 "the proxies of the hosts before it were upgraded; run the command again to finish",
             ));
         }
-        let found = proxy::observe(host).await;
-        let listen = match (&found.listen, found.running && !found.legacy) {
-            (Some(running), true) => running.union(&needs),
-            _ => needs,
+        let found = proxy::lifecycle::try_observe(host).await?;
+        // What the proxy there listens on stays, running or stopped:
+        // another service's ports are in it.
+        let listen = match &found.listen {
+            Some(there) => there.union(&needs),
+            None => needs,
         };
         if found.running && found.legacy {
             say(on_event, Some(&name), "ballast-proxy is from before host networking and cannot hand its sockets over: replacing it stop-then-start, once".into());

@@ -79,16 +79,18 @@ pub fn proxy_plan(
         Ok(w) => w,
         Err(why) => return plan(ProxyChange::Unknown { why: why.into() }, None),
     };
-    let Some(f) = found.filter(|f| f.running) else {
-        return plan(ProxyChange::Start, Some(w.listen.clone()));
-    };
-    if f.legacy {
-        return plan(ProxyChange::Legacy, Some(w.listen.clone()));
-    }
-    let listen = match &f.listen {
-        Some(running) => running.union(&w.listen),
+    // What the proxy found there listens on, running or stopped, stays:
+    // another service's ports are in it.
+    let listen = match found.and_then(|f| f.listen.as_ref()) {
+        Some(there) => there.union(&w.listen),
         None => w.listen.clone(),
     };
+    let Some(f) = found.filter(|f| f.running) else {
+        return plan(ProxyChange::Start, Some(listen));
+    };
+    if f.legacy {
+        return plan(ProxyChange::Legacy, Some(listen));
+    }
     let other_build = f.build.as_ref() != Some(&w.build);
     let change = if f.settings.as_deref() != Some(listen.digest().as_str()) {
         ProxyChange::Reconfigure {
@@ -226,6 +228,12 @@ mod tests {
             change(Some(running("new", &both)), &wanted).change,
             ProxyChange::Current
         );
+        // A stopped proxy starts again with A's ports as well as B's.
+        let mut stopped = running("new", &a);
+        stopped.running = false;
+        let p = change(Some(stopped), &wanted);
+        assert_eq!(p.change, ProxyChange::Start);
+        assert_eq!(p.listen, Some(listen(&[80, 8080, 8443])));
         // Another build with other settings: reconfigured on its own build.
         assert_eq!(
             change(Some(running("old", &a)), &wanted).change,

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use ballast_proxy_wire::{AdminRequest, AdminResponse, DeployRequest, HealthSpec};
+use std::collections::BTreeMap;
+
+use ballast_proxy_wire::{AdminError, AdminRequest, AdminResponse, DeployRequest, HealthSpec};
 
 use super::ADMIN_SOCKET;
 use crate::error::{Error, ErrorKind, Result};
@@ -12,7 +14,12 @@ use crate::host::Host;
 
 /// Which proxy process answers on `host` (its `instance`).
 pub async fn instance(host: &Host) -> Result<String> {
-    match admin(host, &AdminRequest::Status, Duration::from_secs(5)).await? {
+    instance_within(host, Duration::from_secs(5)).await
+}
+
+/// Which proxy process answers on `host`, if it answers within `deadline`.
+pub async fn instance_within(host: &Host, deadline: Duration) -> Result<String> {
+    match admin(host, &AdminRequest::Status, deadline).await? {
         AdminResponse {
             status: Some(status),
             ..
@@ -66,7 +73,20 @@ pub async fn admin(
     let socket = host.unix(ADMIN_SOCKET, Duration::from_secs(10)).await?;
     ballast_proxy_wire::admin_request(&socket, request, deadline)
         .await
-        .map_err(|e| Error::failed("ask the proxy", e).on(host.name()))
+        .map_err(|e| Error::new(kind_of(&e), "ask the proxy", e).on(host.name()))
+}
+
+/// What an admin failure says about the request: the proxy's own refusal
+/// (`Failed`: it answered, and did not do it), no answer in time
+/// (`Timeout`) or a connection that could not be made or broke off
+/// (`Unreachable`). After the last two, a request the proxy received may
+/// have been carried out all the same.
+fn kind_of(e: &AdminError) -> ErrorKind {
+    match e {
+        AdminError::Refused { .. } => ErrorKind::Failed,
+        AdminError::Timeout { .. } => ErrorKind::Timeout,
+        _ => ErrorKind::Unreachable,
+    }
 }
 
 /// The proxy's name for the route of `role` of `service`.
@@ -141,16 +161,56 @@ pub async fn switch(host: &Host, route: &Route, target: &str) -> Result<()> {
 
 /// Where the proxy on `host` routes each route now (route name to
 /// `ip:port` targets); empty when the host has no proxy that answers.
-pub async fn routes(host: &Host) -> std::collections::BTreeMap<String, Vec<String>> {
-    match admin(host, &AdminRequest::Status, Duration::from_secs(5)).await {
-        Ok(AdminResponse {
+pub async fn routes(host: &Host) -> BTreeMap<String, Vec<String>> {
+    try_routes(host).await.unwrap_or_default()
+}
+
+/// Where the proxy on `host` routes each route now; an error when it does
+/// not answer.
+pub async fn try_routes(host: &Host) -> Result<BTreeMap<String, Vec<String>>> {
+    match admin(host, &AdminRequest::Status, Duration::from_secs(5)).await? {
+        AdminResponse {
             status: Some(status),
             ..
-        }) => status
+        } => Ok(status
             .services
             .into_iter()
             .map(|s| (s.name, s.targets.into_iter().map(|t| t.addr).collect()))
-            .collect(),
-        _ => Default::default(),
+            .collect()),
+        _ => Err(Error::failed(
+            "ask the proxy its routes",
+            "it answered status without them",
+        )
+        .on(host.name())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_proxys_own_refusal_says_nothing_was_done() {
+        let refused = AdminError::Refused {
+            command: "deploy",
+            message: "target never got healthy".into(),
+            response: Box::new(AdminResponse::error("target never got healthy")),
+        };
+        assert_eq!(kind_of(&refused), ErrorKind::Failed);
+        let timeout = AdminError::Timeout {
+            command: "deploy",
+            deadline: Duration::from_secs(1),
+        };
+        assert_eq!(kind_of(&timeout), ErrorKind::Timeout);
+        let broke = AdminError::Protocol {
+            command: "deploy",
+            reason: "connection closed before message completed".into(),
+        };
+        assert_eq!(kind_of(&broke), ErrorKind::Unreachable);
+        let connect = AdminError::Connect {
+            socket: ADMIN_SOCKET.into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        assert_eq!(kind_of(&connect), ErrorKind::Unreachable);
     }
 }

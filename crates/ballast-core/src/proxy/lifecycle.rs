@@ -3,18 +3,32 @@
 //!
 //! A replacement is a takeover, never stop-then-start: the new container
 //! is created as `ballast-proxy-next` (same state directory, host
-//! networking); the old one's restart policy is set to `no` first, because
-//! the old process exits by itself once the new one has its sockets and
-//! Docker would otherwise start it again; the new one starts, finds the
-//! old one on the takeover socket, receives its listening sockets and
-//! admin socket, and answers `status` with its own `instance`; the old one
-//! drains what is in flight (up to its drain time) and exits; it is then
-//! removed and the new container takes the name `ballast-proxy`. Until the
-//! new instance answers nothing is committed: on any failure the new
-//! container is removed and the old one's restart policy restored, so the
-//! old proxy keeps serving. A run interrupted half way leaves a
-//! `ballast-proxy-next` that the next run finishes or removes
-//! ([`finish_leftover`]).
+//! networking) with restart policy `no`, so Docker never retries a failed
+//! exchange behind ballast's back; the old one's restart policy is set to
+//! `no` too, because the old process exits by itself once the new one has
+//! its sockets and Docker would otherwise start it again; the new one
+//! starts, finds the old one on the takeover socket, receives its
+//! listening sockets and admin socket, and answers `status` with its own
+//! `instance`. Only then is the new container's policy set to `always`;
+//! the old one drains what is in flight (up to its drain time) and exits;
+//! it is then removed and the new container takes the name
+//! `ballast-proxy`.
+//!
+//! When the new instance does not answer in time (or starting it fails),
+//! ballast does not guess: it freezes the new container (`docker pause`)
+//! and asks which process answers. The old one, if it still has the
+//! sockets: the new container is removed and the old one's policy set
+//! back to `always` (a failure to do so is an error). Nobody, or the new
+//! one: the handover happened (late): the new one is let run and kept,
+//! and the old one retired. The process that has the sockets is never
+//! removed (`resolve`). A run interrupted half way leaves a
+//! `ballast-proxy-next` that the next run resolves the same way
+//! ([`finish_leftover`]); with none, a running `ballast-proxy` whose
+//! policy is not `always` gets it back.
+//!
+//! A container is removed only when the engine said it is stopped or gone:
+//! a look that fails (SSH, dockerd, the deadline) is an error, never
+//! "gone".
 //!
 //! A proxy from before host networking (on the `ballast` bridge, with
 //! published ports) cannot hand over: Docker holds its ports. It is
@@ -84,16 +98,30 @@ pub enum Replaced {
     StoppedFirst,
 }
 
-async fn inspect(host: &Host, name: &str) -> Option<ContainerInspectResponse> {
-    host.engine()
-        .docker()
-        .inspect_container(name, None)
+/// The container `name` on `host`; `None` only when the engine says there
+/// is none. Any other failure (SSH, dockerd, the deadline) is an error:
+/// nothing is ever removed because a look failed.
+async fn inspect(host: &Host, name: &str) -> Result<Option<ContainerInspectResponse>> {
+    let engine = host.engine();
+    match engine
+        .call(
+            &format!("inspect {name}"),
+            engine.docker().inspect_container(name, None),
+        )
         .await
-        .ok()
+    {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.on(host.name())),
+    }
 }
 
 fn is_running(c: &ContainerInspectResponse) -> bool {
     c.state.as_ref().and_then(|s| s.running).unwrap_or(false)
+}
+
+fn is_paused(c: &ContainerInspectResponse) -> bool {
+    c.state.as_ref().and_then(|s| s.paused).unwrap_or(false)
 }
 
 fn labels(c: &ContainerInspectResponse) -> HashMap<String, String> {
@@ -115,19 +143,33 @@ fn found_of(c: &ContainerInspectResponse) -> ProxyFound {
     }
 }
 
-/// What runs as the proxy on `host` now.
+fn restarts_always(c: &ContainerInspectResponse) -> bool {
+    c.host_config
+        .as_ref()
+        .and_then(|h| h.restart_policy.as_ref())
+        .and_then(|p| p.name)
+        == Some(RestartPolicyNameEnum::ALWAYS)
+}
+
+/// What runs as the proxy on `host` now (nothing found when it cannot be
+/// looked at: for reports; decisions use [`try_observe`]).
 pub async fn observe(host: &Host) -> ProxyFound {
-    inspect(host, CONTAINER)
-        .await
+    try_observe(host).await.unwrap_or_default()
+}
+
+/// What runs as the proxy on `host` now; an error when it cannot be told.
+pub async fn try_observe(host: &Host) -> Result<ProxyFound> {
+    Ok(inspect(host, CONTAINER)
+        .await?
         .map(|c| found_of(&c))
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
 /// The image the proxy on `host` runs now, to reconfigure it without
 /// changing its version.
 pub async fn running_image(host: &Host) -> Result<Image> {
     let step = "find the running proxy's image";
-    let c = inspect(host, CONTAINER).await.ok_or_else(|| {
+    let c = inspect(host, CONTAINER).await?.ok_or_else(|| {
         Error::new(ErrorKind::NotFound, step, "the host has no ballast-proxy")
             .on(host.name())
             .hint("`ballast setup` or a deploy starts one")
@@ -176,11 +218,15 @@ async fn converge(host: &Host, image: &Image, listen: &Listen, always: bool) -> 
     )
     .await?;
     finish_leftover(host).await?;
-    let Some(current) = inspect(host, CONTAINER).await else {
+    let Some(current) = inspect(host, CONTAINER).await? else {
         start_new(host, CONTAINER, image, listen).await?;
         return Ok(Replaced::Started);
     };
     let found = found_of(&current);
+    // Whatever the caller saw, the proxy there keeps what it listens on
+    // (another service's ports), running or stopped.
+    let merged = found.listen.as_ref().map(|there| there.union(listen));
+    let listen = merged.as_ref().unwrap_or(listen);
     if !found.running {
         remove(host, CONTAINER).await?;
         start_new(host, CONTAINER, image, listen).await?;
@@ -211,43 +257,214 @@ async fn takeover(host: &Host, image: &Image, listen: &Listen, old_drain: Durati
         }
         .hint("it does not answer on its admin socket; see `docker logs ballast-proxy` on the host")
     })?;
-    create(host, NEXT, image, listen).await?;
+    // Restart `no` until it has taken over: Docker must not retry a failed
+    // exchange behind ballast's back (a retry could take over just as
+    // ballast gives up on it and removes it).
+    create(host, NEXT, image, listen, RestartPolicyNameEnum::NO).await?;
     let handover = async {
         set_restart(host, CONTAINER, RestartPolicyNameEnum::NO).await?;
         start(host, NEXT).await?;
         admin::wait_for_instance(host, Some(&old), START_DEADLINE, NEXT).await
     };
-    if let Err(e) = handover.await {
-        undo_takeover(host).await;
-        let hint = e.hint.clone().unwrap_or_default();
-        return Err(e.hint(format!("the old proxy keeps serving; {hint}")));
+    match handover.await {
+        Ok(_) => commit(host, old_drain).await,
+        Err(e) => match resolve(host, Some(&old), old_drain).await {
+            // It took over late, and was kept: done.
+            Ok(Resolved::NewServes) => Ok(()),
+            Ok(Resolved::OldServes) => {
+                let hint = e.hint.clone().unwrap_or_default();
+                Err(e.hint(format!("the old proxy keeps serving; {hint}")))
+            }
+            Err(undo) => Err(Error {
+                cause: format!(
+                    "{}; then, putting things back: {}: {}",
+                    e.cause, undo.step, undo.cause
+                ),
+                ..e
+            }
+            .hint(undo.hint.unwrap_or_else(|| {
+                "run the command again: it finishes or undoes the takeover".into()
+            }))),
+        },
     }
-    retire_old(host, old_drain).await?;
-    rename(host, NEXT, CONTAINER).await
 }
 
-/// The new proxy never took over: it goes, the old one restarts by itself
-/// again.
-async fn undo_takeover(host: &Host) {
-    let _ = remove(host, NEXT).await;
-    let _ = set_restart(host, CONTAINER, RestartPolicyNameEnum::ALWAYS).await;
+/// The new proxy answers: it is the one Docker restarts from now on; the
+/// old one drains and goes, and the new one takes the name.
+async fn commit(host: &Host, old_drain: Duration) -> Result<()> {
+    let again = "the new proxy serves; run the command again to finish replacing the old one";
+    set_restart(host, NEXT, RestartPolicyNameEnum::ALWAYS)
+        .await
+        .map_err(|e| e.hint(again))?;
+    retire_old(host, old_drain)
+        .await
+        .map_err(|e| e.hint(again))?;
+    rename(host, NEXT, CONTAINER)
+        .await
+        .map_err(|e| e.hint(again))
+}
+
+/// Which proxy serves after a takeover that was not confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolved {
+    /// The old process still has the sockets: the new container is gone
+    /// and the old one restarts by itself again.
+    OldServes,
+    /// The new process has them: it was kept and the old one retired.
+    NewServes,
+}
+
+/// How many times the old proxy is asked while the new container is
+/// frozen before it is taken as having handed over, and how long each
+/// answer may take: a new process that has taken over is frozen meanwhile
+/// (clients wait in the accept queue), so this stays short.
+const ASKS: u32 = 2;
+const ASK_DEADLINE: Duration = Duration::from_secs(2);
+
+/// What asking the admin socket told, the new container frozen or not
+/// running.
+#[derive(Debug)]
+enum Asked {
+    /// The old process answers: it kept its sockets.
+    Old,
+    /// Another process than the (known) old one answers: the new one.
+    New,
+    /// Nobody answers.
+    Nobody(Error),
+}
+
+/// Decides a takeover that was not confirmed (timed out, failed, or left
+/// by an interrupted run) by asking which process answers; never removes
+/// the process that has the sockets. `old` is the old process's instance
+/// when known.
+///
+/// The new container is frozen (`docker pause`) first, so it cannot take
+/// over while ballast decides. An answer then comes from the old process
+/// (a frozen one cannot answer; `old` confirms it when known), which has
+/// kept its sockets (it stops answering once it hands them over): the new
+/// container goes. No answer: the old one handed over (or is about to):
+/// the new one runs again and, once it answers, is kept. Without `old`, an
+/// answer from the running new container could be the old one's after a
+/// lost look, so it is frozen and asked once more before the old one is
+/// retired.
+async fn resolve(host: &Host, old: Option<&str>, old_drain: Duration) -> Result<Resolved> {
+    for round in 0..2 {
+        let frozen = freeze(host).await?;
+        match ask(host, old, frozen).await {
+            Asked::Old => {
+                remove(host, NEXT).await?;
+                set_restart(host, CONTAINER, RestartPolicyNameEnum::ALWAYS)
+                    .await
+                    .map_err(|e| {
+                        e.hint("the old proxy serves, but Docker would not restart it after a reboot or crash: run the command again, or `docker update --restart always ballast-proxy` on the host")
+                    })?;
+                return Ok(Resolved::OldServes);
+            }
+            Asked::New => {
+                if frozen {
+                    unpause(host, NEXT).await?;
+                }
+                break;
+            }
+            // The new one is not running, so it cannot take over (or died
+            // just after the old one handed over), and the old one does
+            // not answer: the new container goes, and Docker restarts the
+            // old one again (once it exits, if it is draining).
+            Asked::Nobody(e) if !frozen => {
+                remove(host, NEXT).await?;
+                set_restart(host, CONTAINER, RestartPolicyNameEnum::ALWAYS).await?;
+                if inspect(host, CONTAINER)
+                    .await?
+                    .is_some_and(|c| !is_running(&c))
+                {
+                    start(host, CONTAINER).await?;
+                }
+                return Err(Error::failed(
+                    "find which proxy serves",
+                    format_args!(
+                        "no proxy answers on the admin socket ({}) and the new one is not running",
+                        e.cause
+                    ),
+                )
+                .on(host.name())
+                .hint("the new container was removed and the old one is restarted by Docker if it exits; see `docker logs ballast-proxy` on the host, then run the command again"));
+            }
+            Asked::Nobody(_) => {
+                unpause(host, NEXT).await?;
+                match admin::wait_for_instance(host, old, START_DEADLINE, NEXT).await {
+                    Ok(_) if old.is_some() || round > 0 => break,
+                    // The old one may answer again after a lost look:
+                    // freeze and ask once more.
+                    Ok(_) => {}
+                    Err(e) if round > 0 => return Err(e),
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+    commit(host, old_drain).await?;
+    Ok(Resolved::NewServes)
+}
+
+/// Freezes the new container if it runs; whether it is frozen now.
+async fn freeze(host: &Host) -> Result<bool> {
+    let Some(next) = inspect(host, NEXT).await? else {
+        return Ok(false);
+    };
+    if !is_running(&next) {
+        return Ok(false);
+    }
+    if is_paused(&next) {
+        // An interrupted run froze it.
+        return Ok(true);
+    }
+    match pause(host, NEXT).await {
+        Ok(()) => Ok(true),
+        // It exited meanwhile: it cannot take over.
+        Err(e) if matches!(e.kind, ErrorKind::Conflict | ErrorKind::NotFound) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Asks which process answers, a few times while the new one is frozen
+/// (a lost answer is then not taken for a handover at once).
+async fn ask(host: &Host, old: Option<&str>, frozen: bool) -> Asked {
+    let mut last = None;
+    for _ in 0..ASKS {
+        match admin::instance_within(host, ASK_DEADLINE).await {
+            Ok(i) if old.is_none_or(|o| o == i) => return Asked::Old,
+            Ok(_) => return Asked::New,
+            Err(e) if !frozen => return Asked::Nobody(e),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Asked::Nobody(last.expect("asked at least once"))
 }
 
 /// Waits for the old proxy to exit after draining; stops it past the
-/// deadline; removes it.
+/// deadline; removes it. Only a container seen stopped, or stopped here,
+/// is removed; a failed look is retried until the deadline, then is an
+/// error.
 async fn retire_old(host: &Host, drain: Duration) -> Result<()> {
     let until = Instant::now() + drain + EXIT_MARGIN;
     while Instant::now() < until {
         match inspect(host, CONTAINER).await {
-            Some(c) if is_running(&c) => tokio::time::sleep(Duration::from_millis(250)).await,
-            _ => break,
+            Ok(Some(c)) if is_running(&c) => {}
+            Ok(_) => break,
+            // A brief SSH or dockerd failure: look again.
+            Err(_) => {}
         }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let engine = host.engine();
-    if inspect(host, CONTAINER)
-        .await
-        .is_some_and(|c| is_running(&c))
-    {
+    let running = inspect(host, CONTAINER).await.map_err(|e| {
+        e.hint("the new proxy serves; the old one may still be draining: run the command again to finish")
+    })?;
+    let Some(old) = running else {
+        return Ok(());
+    };
+    if is_running(&old) {
+        let engine = host.engine();
         let options = StopContainerOptionsBuilder::default().t(5).build();
         engine
             .call(
@@ -261,62 +478,83 @@ async fn retire_old(host: &Host, drain: Duration) -> Result<()> {
 }
 
 /// Finishes or undoes what an interrupted takeover left: a
-/// `ballast-proxy-next` beside (or instead of) `ballast-proxy`.
+/// `ballast-proxy-next` beside (or instead of) `ballast-proxy`. With none,
+/// makes sure a running `ballast-proxy` is restarted by Docker (an
+/// interrupted takeover or a failed undo can leave its restart policy at
+/// `no`).
 pub async fn finish_leftover(host: &Host) -> Result<()> {
-    let Some(next) = inspect(host, NEXT).await else {
-        return Ok(());
+    let Some(next) = inspect(host, NEXT).await? else {
+        return restore_restart(host).await;
     };
     let next_running = is_running(&next);
-    match inspect(host, CONTAINER).await {
+    let old = inspect(host, CONTAINER).await?;
+    if is_paused(&next) && !old.as_ref().is_some_and(is_running) {
+        // An interrupted run froze it, and it is the only one left.
+        unpause(host, NEXT).await?;
+    }
+    match old {
         // The old one was already removed: only the rename was left.
-        None if next_running => rename(host, NEXT, CONTAINER).await,
+        None if next_running => {
+            set_restart(host, NEXT, RestartPolicyNameEnum::ALWAYS).await?;
+            rename(host, NEXT, CONTAINER).await
+        }
         None => remove(host, NEXT).await,
         Some(old) if !is_running(&old) => {
             if next_running {
+                set_restart(host, NEXT, RestartPolicyNameEnum::ALWAYS).await?;
                 remove(host, CONTAINER).await?;
                 rename(host, NEXT, CONTAINER).await
             } else {
                 remove(host, NEXT).await
             }
         }
+        // The new one is not running: it never took over for good, or
+        // died after; the old one restarts by itself again either way.
         Some(_) if !next_running => {
             remove(host, NEXT).await?;
             set_restart(host, CONTAINER, RestartPolicyNameEnum::ALWAYS).await
         }
-        // Both run: if the new one took over, the old one drains and
-        // exits; if it never did, the old one keeps running and serving.
+        // Both run: whichever answers has the sockets.
         Some(old) => {
             let drain = found_of(&old)
                 .listen
                 .map(|l| l.drain_timeout)
                 .unwrap_or_default();
-            let until = Instant::now() + drain + EXIT_MARGIN;
-            while Instant::now() < until {
-                match inspect(host, CONTAINER).await {
-                    Some(c) if is_running(&c) => {
-                        tokio::time::sleep(Duration::from_millis(250)).await
-                    }
-                    _ => {
-                        remove(host, CONTAINER).await?;
-                        return rename(host, NEXT, CONTAINER).await;
-                    }
-                }
-            }
-            undo_takeover(host).await;
-            Ok(())
+            resolve(host, None, drain).await.map(|_| ())
         }
     }
 }
 
+/// Sets a running `ballast-proxy`'s restart policy back to `always`.
+async fn restore_restart(host: &Host) -> Result<()> {
+    let Some(c) = inspect(host, CONTAINER).await? else {
+        return Ok(());
+    };
+    if !is_running(&c) || found_of(&c).legacy || restarts_always(&c) {
+        return Ok(());
+    }
+    set_restart(host, CONTAINER, RestartPolicyNameEnum::ALWAYS)
+        .await
+        .map_err(|e| {
+            e.hint("the proxy serves, but Docker would not restart it after a reboot or crash: run the command again, or `docker update --restart always ballast-proxy` on the host")
+        })
+}
+
 async fn start_new(host: &Host, name: &str, image: &Image, listen: &Listen) -> Result<()> {
-    create(host, name, image, listen).await?;
+    create(host, name, image, listen, RestartPolicyNameEnum::ALWAYS).await?;
     start(host, name).await?;
     admin::wait_for_instance(host, None, START_DEADLINE, name)
         .await
         .map(|_| ())
 }
 
-async fn create(host: &Host, name: &str, image: &Image, listen: &Listen) -> Result<()> {
+async fn create(
+    host: &Host,
+    name: &str,
+    image: &Image,
+    listen: &Listen,
+    restart: RestartPolicyNameEnum,
+) -> Result<()> {
     let mut labels = HashMap::from([
         (LABEL.to_string(), "1".to_string()),
         (SETTINGS_LABEL.to_string(), listen.digest()),
@@ -334,7 +572,7 @@ async fn create(host: &Host, name: &str, image: &Image, listen: &Listen) -> Resu
             // published ports could not.
             network_mode: Some("host".into()),
             restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::ALWAYS),
+                name: Some(restart),
                 maximum_retry_count: None,
             }),
             ..Default::default()
@@ -377,6 +615,29 @@ async fn remove(host: &Host, name: &str) -> Result<()> {
         Err(e) if e.kind != ErrorKind::NotFound => Err(e.on(host.name())),
         _ => Ok(()),
     }
+}
+
+/// Freezes a container's processes (they keep their sockets).
+async fn pause(host: &Host, name: &str) -> Result<()> {
+    let engine = host.engine();
+    engine
+        .call(
+            &format!("pause {name}"),
+            engine.docker().pause_container(name),
+        )
+        .await
+        .map_err(|e| e.on(host.name()))
+}
+
+async fn unpause(host: &Host, name: &str) -> Result<()> {
+    let engine = host.engine();
+    engine
+        .call(
+            &format!("unpause {name}"),
+            engine.docker().unpause_container(name),
+        )
+        .await
+        .map_err(|e| e.on(host.name()))
 }
 
 async fn rename(host: &Host, from: &str, to: &str) -> Result<()> {
@@ -435,5 +696,67 @@ async fn run_checked(host: &Host, step: &str, program: &str, args: &[&str]) -> R
         Ok(())
     } else {
         Err(Error::failed(step, out.stderr.trim()).on(host.name()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bollard::models::{ContainerConfig, ContainerState};
+
+    use super::*;
+
+    fn container(
+        running: bool,
+        paused: bool,
+        policy: RestartPolicyNameEnum,
+    ) -> ContainerInspectResponse {
+        let listen = Listen {
+            http_ports: [80, 8080].into(),
+            ..Listen::default()
+        };
+        ContainerInspectResponse {
+            state: Some(ContainerState {
+                running: Some(running),
+                paused: Some(paused),
+                ..Default::default()
+            }),
+            config: Some(ContainerConfig {
+                labels: Some(HashMap::from([
+                    (LISTEN_LABEL.to_string(), listen.label()),
+                    (SETTINGS_LABEL.to_string(), listen.digest()),
+                ])),
+                ..Default::default()
+            }),
+            host_config: Some(HostConfig {
+                network_mode: Some("host".into()),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(policy),
+                    maximum_retry_count: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_stopped_proxy_still_says_what_it_listens_on() {
+        let c = container(false, false, RestartPolicyNameEnum::ALWAYS);
+        let found = found_of(&c);
+        assert!(!found.running && !found.legacy);
+        assert_eq!(found.listen.map(|l| l.http_ports), Some([80, 8080].into()));
+    }
+
+    #[test]
+    fn a_restart_policy_left_at_no_and_a_frozen_container_are_seen() {
+        let left = container(true, false, RestartPolicyNameEnum::NO);
+        assert!(!restarts_always(&left));
+        assert!(restarts_always(&container(
+            true,
+            false,
+            RestartPolicyNameEnum::ALWAYS
+        )));
+        let frozen = container(true, true, RestartPolicyNameEnum::NO);
+        assert!(is_running(&frozen) && is_paused(&frozen));
     }
 }
