@@ -9,17 +9,25 @@
 //! key authorization is put on *every* host's proxy of the role before the
 //! challenge is marked ready, and each proxy answers it for any host name:
 //! validation succeeds whichever host the CA reaches. The tokens are
-//! cleared from every proxy afterwards, on failure too.
+//! cleared from every proxy afterwards, on failure too. So an order needs
+//! every host of the role connected: the caller
+//! ([`crate::deploy::certs`]) orders nothing while one is out of scope or
+//! unreachable.
 //!
 //! # The account
 //! One ACME account per (directory, email), its credentials (the account's
-//! private key) kept on the role's first host under [`ACCOUNT_DIR`]
+//! private key) kept on the role's first host in config order (whatever
+//! the command's scope) under [`ACCOUNT_DIR`]
 //! (a 0700 directory, 0600 files) and written through the command's stdin,
 //! never its arguments; created on first use. The operator's machine keeps
 //! nothing, so any laptop or CI job renews with the same account.
 //!
-//! Every call to the CA has a deadline: a directory that does not answer
-//! is an error naming it, and the running proxies keep their certificates.
+//! Every call to the CA has a deadline (instant-acme's client sets none):
+//! each exchange gets 20 s, through [`call`], including each read of the
+//! order's authorizations; waiting for validation and issuance gets 90 s
+//! more. A directory that does not answer is an error naming it, and the
+//! running proxies keep their certificates. An account file that does not
+//! parse is reported by its position only: it holds the account's key.
 
 use std::path::Path;
 use std::time::Duration;
@@ -50,9 +58,11 @@ pub struct Order<'a> {
     pub ca: Option<&'a Path>,
     /// The host names the certificate is for (the role's `proxy.hosts`).
     pub names: &'a [String],
-    /// Keeps the account's credentials (the role's first host).
+    /// Keeps the account's credentials: the role's first host in config
+    /// order, never the first host of a narrower scope.
     pub account_host: &'a Host,
-    /// Every host of the role: each proxy answers the challenges.
+    /// Every host of the role (all connected): each proxy answers the
+    /// challenges.
     pub proxies: &'a [&'a Host],
 }
 
@@ -76,9 +86,11 @@ pub async fn obtain(order: &Order<'_>, say: &(dyn Fn(String) + Sync)) -> Result<
     let mut tokens = Vec::new();
     let issued = async {
         let mut authorizations = acme_order.authorizations();
-        while let Some(authorization) = authorizations.next().await {
-            let mut authorization =
-                authorization.map_err(|e| ca_error(directory, "read an authorization", e))?;
+        while let Some(mut authorization) = call(directory, "read an authorization", async {
+            authorizations.next().await.transpose()
+        })
+        .await?
+        {
             let name = authorization.identifier().to_string();
             match authorization.status {
                 AuthorizationStatus::Pending => {}
@@ -161,15 +173,8 @@ async fn account(order: &Order<'_>, say: &(dyn Fn(String) + Sync)) -> Result<Acc
     };
     if stored.success() {
         crate::redact::register([stored.stdout.trim()]);
-        let credentials: AccountCredentials =
-            serde_json::from_str(&stored.stdout).map_err(|e| {
-                Error::failed(
-                    STEP,
-                    format_args!("{path} is not ACME account credentials: {e}"),
-                )
-                .on(host.name())
-                .hint("remove the file to have ballast create a new account")
-            })?;
+        let credentials: AccountCredentials = serde_json::from_str(&stored.stdout)
+            .map_err(|e| malformed_account(&path, &e).on(host.name()))?;
         return call(
             directory,
             "reach the directory",
@@ -219,6 +224,20 @@ async fn account(order: &Order<'_>, say: &(dyn Fn(String) + Sync)) -> Result<Acc
     Ok(account)
 }
 
+/// A stored account file that does not parse. serde's message can quote
+/// the file (the account's private key): only the position is told.
+fn malformed_account(path: &str, e: &serde_json::Error) -> Error {
+    Error::failed(
+        STEP,
+        format_args!(
+            "{path} is not ACME account credentials (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
+    )
+    .hint("remove the file to have ballast create a new account (the CA keeps the old one; certificates it issued stay valid)")
+}
+
 /// The file name of (directory, email)'s account.
 fn account_id(directory: &str, email: &str) -> String {
     let digest = certificate::fingerprint(format!("{directory}\n{}", email.trim()).as_bytes());
@@ -254,7 +273,13 @@ async fn answer(proxies: &[&Host], token: &str, key_authorization: Option<String
 async fn invalid(order: &mut instant_acme::Order, directory: &str, names: &str) -> Error {
     let mut reasons = Vec::new();
     let mut authorizations = order.authorizations();
-    while let Some(Ok(mut a)) = authorizations.next().await {
+    // Each read has the per-call deadline: a CA that stops answering here
+    // ends the list of reasons, not the command.
+    while let Ok(Some(mut a)) = call(directory, "read an authorization", async {
+        authorizations.next().await.transpose()
+    })
+    .await
+    {
         let name = a.identifier().to_string();
         let state = match tokio::time::timeout(CALL_DEADLINE, a.refresh()).await {
             Ok(Ok(state)) => state,
@@ -333,5 +358,22 @@ mod tests {
         assert_eq!(a, account_id("https://ca.test/dir", " ops@example.com"));
         assert_ne!(a, account_id("https://ca.test/dir", "dev@example.com"));
         assert_ne!(a, account_id("https://other.test/dir", "ops@example.com"));
+    }
+
+    #[test]
+    fn a_malformed_account_file_is_reported_without_its_content() {
+        let secret = r#"{"id":"https://ca.test/acct/1","key_pkcs8":"TOPSECRETKEYMATERIAL" "#;
+        let e = serde_json::from_str::<AccountCredentials>(secret)
+            .err()
+            .unwrap();
+        let reported = malformed_account("/var/lib/ballast/acme/x.json", &e);
+        let all = format!("{reported} {reported:?} {}", reported.hint.clone().unwrap());
+        assert!(!all.contains("TOPSECRET"), "{all}");
+        assert!(all.contains("line 1, column"), "{all}");
+        let wrong = r#"{"id": 1, "key_pkcs8": "TOPSECRETKEYMATERIAL"}"#;
+        let e = serde_json::from_str::<AccountCredentials>(wrong)
+            .err()
+            .unwrap();
+        assert!(!malformed_account("p", &e).to_string().contains("TOPSECRET"));
     }
 }

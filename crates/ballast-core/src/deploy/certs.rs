@@ -4,6 +4,27 @@
 //! over SSH to the proxies of its hosts, where new TLS handshakes use it.
 //! A proxy that already serves the same certificate is left alone; one
 //! that refuses it keeps serving its previous one.
+//!
+//! # ACME and the role's hosts
+//! The CA may validate a name through any host of the role, so a
+//! certificate is only ordered when every host of the role is connected
+//! and its proxy answers (see [`crate::acme`]); the account lives on the
+//! role's first host in config order. With a host out of scope
+//! (`--hosts`) or unreachable, nothing is ordered: the output names the
+//! missing hosts, and a certificate already valid is still installed where
+//! a host lacks it.
+//!
+//! A host that lacks the certificate while another host of the role serves
+//! one that is not due gets a copy of that one, read over SSH from the
+//! serving proxy's state directory (the admin API never returns keys): no
+//! new order, so no duplicate certificate at the CA. Only when that copy
+//! fails is a new certificate ordered.
+//!
+//! A renewal that fails (the CA down or refusing, a host missing) while
+//! every host of the role still serves an unexpired certificate for the
+//! names is a warning, not an error: the deploy goes on, and
+//! `ballast proxy certs --renew` retries later. `--force-renew` fails
+//! instead.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,13 +34,14 @@ use futures_util::future::join_all;
 
 use super::{say, Context, OnEvent};
 use crate::certificate::{self, Certificate, Problem};
-use crate::config::{Acme, TlsSource};
+use crate::config::TlsSource;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host::Host;
 use crate::proxy;
 
 const ADMIN_DEADLINE: Duration = Duration::from_secs(15);
+const STEP: &str = "renew the ACME certificate";
 
 /// When an ACME certificate is obtained again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,25 +53,32 @@ pub enum Renewal {
 }
 
 /// Puts each proxied role's certificate on the proxies of `hosts`,
-/// obtaining ACME certificates that are due.
+/// obtaining ACME certificates that are due. A renewal that could not
+/// happen while the served certificates are still valid is reported as a
+/// warning event.
 pub(super) async fn install(
     ctx: &Context<'_>,
     fleet: &Fleet,
     hosts: &[String],
     on_event: OnEvent<'_>,
 ) -> Result<()> {
-    install_with(ctx, fleet, hosts, Renewal::WhenDue, on_event).await
+    install_with(ctx, fleet, hosts, Renewal::WhenDue, on_event)
+        .await
+        .map(|_| ())
 }
 
-/// [`install`], renewing ACME certificates as `renewal` says.
+/// [`install`], renewing ACME certificates as `renewal` says. Returns the
+/// renewals that could not happen but left valid certificates served
+/// (already told as warning events), for a caller that must fail on them.
 pub async fn install_with(
     ctx: &Context<'_>,
     fleet: &Fleet,
     hosts: &[String],
     renewal: Renewal,
     on_event: OnEvent<'_>,
-) -> Result<()> {
+) -> Result<Vec<Error>> {
     let config = &ctx.loaded.config;
+    let mut deferred = Vec::new();
     for (role_name, role) in &config.roles {
         if !ctx.scope.has_role(role_name) {
             continue;
@@ -60,11 +89,10 @@ pub async fn install_with(
         let Some(source) = settings.tls.as_ref().and_then(|t| t.source()) else {
             continue;
         };
-        let proxies: Vec<&Host> = role
-            .hosts
+        let role_hosts: Vec<&str> = role.hosts.iter().map(|h| h.address()).collect();
+        let proxies: Vec<&Host> = role_hosts
             .iter()
-            .map(|h| h.address())
-            .filter(|h| hosts.iter().any(|w| w == h))
+            .filter(|h| hosts.iter().any(|w| w == *h))
             .filter_map(|h| fleet.get(h))
             .collect();
         if proxies.is_empty() {
@@ -72,53 +100,406 @@ pub async fn install_with(
         }
         let service = proxy::route_name(&config.service, role_name);
         let names = &settings.hosts;
-        let served = served_for(&proxies, &service).await?;
-        let wanted = match source {
+        let acme = match source {
             TlsSource::Files { cert, key } => {
-                read_files(ctx.loaded.dir.as_path(), cert, key, names)?
+                let served = served_for(&proxies, &service).await?;
+                let wanted = read_files(ctx.loaded.dir.as_path(), cert, key, names)?;
+                let stale = stale(&proxies, &served, &wanted, renewal == Renewal::Force);
+                send(&stale, &service, names, &wanted, on_event).await?;
+                continue;
             }
-            TlsSource::Acme(acme) => {
-                let due = renewal == Renewal::Force
-                    || served.iter().any(|s| is_due(s.as_ref(), names, acme));
-                if !due {
+            TlsSource::Acme(acme) => acme,
+        };
+        // Every host of the role, as far as it can be seen from here.
+        let (scope, service_name) = (&ctx.scope, service.as_str());
+        let answers = join_all(role_hosts.iter().map(|h| async move {
+            let Some(host) = fleet.get(h) else {
+                return if scope.has_host(h) {
+                    State::Unreachable("it did not answer".into())
+                } else {
+                    State::OutOfScope
+                };
+            };
+            match served(host).await {
+                Ok(certs) => State::Serves(certs.into_iter().find(|c| c.service == service_name)),
+                Err(e) => State::Unreachable(format!("its proxy did not answer ({})", e.cause)),
+            }
+        }))
+        .await;
+        let seen: Vec<Seen> = role_hosts
+            .iter()
+            .zip(answers)
+            .map(|(h, state)| Seen {
+                host: h.to_string(),
+                target: proxies.iter().any(|p| p.name() == *h),
+                state,
+            })
+            .collect();
+        // A proxy the certificate must go to has to answer, as before.
+        if let Some(s) = seen.iter().find(|s| s.target && !s.answered()) {
+            let why = match &s.state {
+                State::Unreachable(why) => why.as_str(),
+                _ => "it did not answer",
+            };
+            return Err(Error::failed("read the served certificates", why)
+                .on(s.host.as_str())
+                .hint("check that the proxy runs there: `ballast proxy status`"));
+        }
+        let now = certificate::now_unix();
+        let renew_before = acme.renew_before.as_secs();
+        let lacks_valid = |s: &Seen| !s.served().is_some_and(|c| is_valid(c, names, now));
+        let mut decision = decide(&seen, renewal, names, renew_before, now);
+        if let Decision::Copy { from } = decision.clone() {
+            // The same certificate to the hosts whose own one is due: no
+            // new order (and no duplicate certificate at the CA).
+            match read_served(fleet, &seen, &from, &service, names).await {
+                Ok(wanted) => {
+                    let to = hosts_where(fleet, &seen, |s| {
+                        s.served()
+                            .is_none_or(|c| is_due(c, names, renew_before, now))
+                    });
+                    send(&to, &service, names, &wanted, on_event).await?;
                     continue;
                 }
-                let ca = acme.ca.as_ref().map(|p| ctx.loaded.dir.join(p));
-                let order = crate::acme::Order {
-                    acme,
-                    ca: ca.as_deref(),
-                    names,
-                    account_host: proxies[0],
-                    proxies: &proxies,
-                };
-                let speak = |m: String| say(on_event, None, m);
-                crate::acme::obtain(&order, &speak).await?
+                Err(e) => {
+                    say(
+                        on_event,
+                        Some(&from),
+                        format!(
+                            "warning: its certificate for {} could not be copied to the hosts that lack it ({}): ordering a new one",
+                            names.join(", "),
+                            e.cause
+                        ),
+                    );
+                    decision = Decision::Obtain;
+                }
             }
+        }
+        if decision == Decision::Keep {
+            continue;
+        }
+        let missing = missing(&seen);
+        let failure = if missing.is_empty() {
+            let ca = acme.ca.as_ref().map(|p| ctx.loaded.dir.join(p));
+            // Nothing is missing: every host of the role is connected, in
+            // config order, and the first keeps the account.
+            let all: Vec<&Host> = role_hosts.iter().filter_map(|h| fleet.get(h)).collect();
+            let order = crate::acme::Order {
+                acme,
+                ca: ca.as_deref(),
+                names,
+                account_host: all[0],
+                proxies: &all,
+            };
+            let speak = |m: String| say(on_event, None, m);
+            match crate::acme::obtain(&order, &speak).await {
+                Ok(wanted) => {
+                    // Every proxy of the role gets it, so no host is left
+                    // due to order again on the next deploy.
+                    let served: Vec<Option<CertificateStatus>> =
+                        seen.iter().map(|s| s.served().cloned()).collect();
+                    let stale = stale(&all, &served, &wanted, renewal == Renewal::Force);
+                    send(&stale, &service, names, &wanted, on_event).await?;
+                    continue;
+                }
+                Err(e) => e,
+            }
+        } else {
+            refusal(role_name, &role_hosts, &missing)
         };
-        let stale: Vec<&Host> = proxies
-            .iter()
-            .zip(&served)
-            .filter(|(_, s)| {
-                renewal == Renewal::Force
-                    || s.as_ref().map(|s| &s.fingerprint) != Some(&wanted.fingerprint)
-            })
-            .map(|(h, _)| *h)
-            .collect();
-        send(&stale, &service, names, &wanted, on_event).await?;
+        // Not renewed: a certificate still valid goes where one is lacking.
+        let mut seen = seen;
+        if seen.iter().any(|s| s.answered() && lacks_valid(s)) {
+            if let Some(from) = donor(&seen, |c| is_valid(c, names, now)) {
+                let from = from.to_string();
+                match read_served(fleet, &seen, &from, &service, names).await {
+                    Ok(valid) => {
+                        let to = hosts_where(fleet, &seen, lacks_valid);
+                        send(&to, &service, names, &valid, on_event).await?;
+                        let copied = seen
+                            .iter()
+                            .find(|s| s.host == from)
+                            .and_then(|s| s.served().cloned());
+                        for s in seen.iter_mut().filter(|s| s.answered() && lacks_valid(s)) {
+                            s.state = State::Serves(copied.clone());
+                        }
+                    }
+                    Err(e) => say(
+                        on_event,
+                        Some(&from),
+                        format!(
+                            "warning: its certificate could not be copied to the hosts that lack one: {}",
+                            e.cause
+                        ),
+                    ),
+                }
+            }
+        }
+        if still_served(&seen, renewal, names, now).is_none() {
+            return Err(failure);
+        }
+        let then = if missing.is_empty() {
+            "run `ballast proxy certs --renew` later".to_string()
+        } else {
+            failure.hint.clone().unwrap_or_default()
+        };
+        for s in &seen {
+            if let Some(c) = s.served() {
+                say(
+                    on_event,
+                    Some(&s.host),
+                    format!(
+                        "warning: the certificate for {} was not renewed: {}; it stays valid until {}: {then}",
+                        names.join(", "),
+                        failure.cause,
+                        certificate::unix_date(c.not_after_unix)
+                    ),
+                );
+            }
+        }
+        deferred.push(failure);
     }
-    Ok(())
+    Ok(deferred)
 }
 
-/// Whether the certificate a proxy serves for the role must be obtained
-/// again: missing, for other names, or expiring within `renew_before`.
-fn is_due(served: Option<&CertificateStatus>, names: &[String], acme: &Acme) -> bool {
-    let Some(s) = served else { return true };
-    let mut have = s.names.clone();
+/// What one host of a role shows, for the ACME decisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    host: String,
+    /// The certificate is wanted there by the caller (deploy's hosts).
+    target: bool,
+    state: State,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Not in the command's scope (`--hosts`).
+    OutOfScope,
+    /// Not connected, or its proxy did not answer: why.
+    Unreachable(String),
+    /// Its proxy answered: the certificate it serves for the role.
+    Serves(Option<CertificateStatus>),
+}
+
+impl Seen {
+    fn answered(&self) -> bool {
+        matches!(self.state, State::Serves(_))
+    }
+
+    fn served(&self) -> Option<&CertificateStatus> {
+        match &self.state {
+            State::Serves(c) => c.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// What to do about a role's ACME certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Decision {
+    /// No host the caller names is due.
+    Keep,
+    /// Some are, and this host serves one that is not: copy it.
+    Copy { from: String },
+    /// Order a new certificate (which needs every host of the role).
+    Obtain,
+}
+
+fn decide(
+    seen: &[Seen],
+    renewal: Renewal,
+    names: &[String],
+    renew_before: u64,
+    now: u64,
+) -> Decision {
+    if renewal == Renewal::Force {
+        return Decision::Obtain;
+    }
+    let due = |s: &Seen| {
+        s.served()
+            .is_none_or(|c| is_due(c, names, renew_before, now))
+    };
+    if !seen.iter().any(|s| s.target && s.answered() && due(s)) {
+        return Decision::Keep;
+    }
+    match donor(seen, |c| !is_due(c, names, renew_before, now)) {
+        Some(from) => Decision::Copy {
+            from: from.to_string(),
+        },
+        None => Decision::Obtain,
+    }
+}
+
+/// The first host (config order) serving a certificate that is `good`.
+fn donor(seen: &[Seen], good: impl Fn(&CertificateStatus) -> bool) -> Option<&str> {
+    seen.iter()
+        .find(|s| s.served().is_some_and(&good))
+        .map(|s| s.host.as_str())
+}
+
+/// The hosts of the role that cannot answer the CA's challenges, with why.
+fn missing(seen: &[Seen]) -> Vec<(String, String)> {
+    seen.iter()
+        .filter_map(|s| match &s.state {
+            State::Serves(_) => None,
+            State::OutOfScope => Some((s.host.clone(), NOT_IN_SCOPE.to_string())),
+            State::Unreachable(why) => Some((s.host.clone(), why.clone())),
+        })
+        .collect()
+}
+
+const NOT_IN_SCOPE: &str = "not in scope (--hosts)";
+
+/// Why no certificate is ordered while hosts of the role are missing.
+fn refusal(role: &str, role_hosts: &[&str], missing: &[(String, String)]) -> Error {
+    let list: Vec<String> = missing
+        .iter()
+        .map(|(h, why)| format!("{h}: {why}"))
+        .collect();
+    let account = match role_hosts.first() {
+        Some(first) if missing.iter().any(|(h, _)| h == first) => {
+            format!("; {first}, the role's first host, keeps the ACME account")
+        }
+        _ => String::new(),
+    };
+    let hint = if missing.iter().any(|(_, why)| why == NOT_IN_SCOPE) {
+        "run without --hosts, or `ballast proxy certs --renew`"
+    } else {
+        "bring the hosts back (or fix their SSH settings), then run `ballast proxy certs --renew`"
+    };
+    Error::failed(
+        STEP,
+        format_args!(
+            "the CA may validate the names through any host of role `{role}`, so every one must answer its challenges; missing {}{account}",
+            list.join(", ")
+        ),
+    )
+    .hint(hint)
+}
+
+/// Whether the role is still served after a renewal that did not happen:
+/// every host that answered serves an unexpired certificate for the
+/// names (then the soonest expiry). Never with `--force-renew`.
+fn still_served(seen: &[Seen], renewal: Renewal, names: &[String], now: u64) -> Option<u64> {
+    if renewal == Renewal::Force {
+        return None;
+    }
+    let mut soonest = None::<u64>;
+    for s in seen.iter().filter(|s| s.answered()) {
+        let c = s.served().filter(|c| is_valid(c, names, now))?;
+        soonest = Some(soonest.map_or(c.not_after_unix, |t| t.min(c.not_after_unix)));
+    }
+    soonest
+}
+
+fn same_names(served: &CertificateStatus, names: &[String]) -> bool {
+    let mut have = served.names.clone();
     let mut want = names.to_vec();
     have.sort();
     want.sort();
-    have != want
-        || s.not_after_unix < certificate::now_unix().saturating_add(acme.renew_before.as_secs())
+    have == want
+}
+
+/// Whether a served certificate must be obtained again: for other names,
+/// or expiring within `renew_before` seconds of `now`.
+fn is_due(served: &CertificateStatus, names: &[String], renew_before: u64, now: u64) -> bool {
+    !same_names(served, names) || served.not_after_unix < now.saturating_add(renew_before)
+}
+
+/// Whether a served certificate still serves the names at `now`.
+fn is_valid(served: &CertificateStatus, names: &[String], now: u64) -> bool {
+    same_names(served, names) && served.not_after_unix > now
+}
+
+/// The connected hosts of `seen` whose proxy answered and `needs` says so.
+fn hosts_where<'f>(
+    fleet: &'f Fleet,
+    seen: &[Seen],
+    needs: impl Fn(&Seen) -> bool,
+) -> Vec<&'f Host> {
+    seen.iter()
+        .filter(|s| s.answered() && needs(s))
+        .filter_map(|s| fleet.get(&s.host))
+        .collect()
+}
+
+/// The proxies of `proxies` not serving `wanted` (all of them with `force`).
+fn stale<'h>(
+    proxies: &[&'h Host],
+    served: &[Option<CertificateStatus>],
+    wanted: &Certificate,
+    force: bool,
+) -> Vec<&'h Host> {
+    proxies
+        .iter()
+        .zip(served)
+        .filter(|(_, s)| force || s.as_ref().map(|s| &s.fingerprint) != Some(&wanted.fingerprint))
+        .map(|(h, _)| *h)
+        .collect()
+}
+
+/// The certificate and key `from`'s proxy serves for `service`, read over
+/// SSH from its state directory (the admin API never returns keys), and
+/// checked to be the one it reports.
+async fn read_served(
+    fleet: &Fleet,
+    seen: &[Seen],
+    from: &str,
+    service: &str,
+    names: &[String],
+) -> Result<Certificate> {
+    let step = "copy the served certificate";
+    let (Some(host), Some(reported)) = (
+        fleet.get(from),
+        seen.iter().find(|s| s.host == from).and_then(Seen::served),
+    ) else {
+        return Err(Error::failed(step, "it serves no certificate").on(from));
+    };
+    let path = format!("{}/certificate.{service}.json", proxy::STATE_DIR);
+    let out = host
+        .run("cat", &["--", &path], None, ADMIN_DEADLINE)
+        .await?;
+    if !out.success() {
+        return Err(Error::failed(
+            step,
+            format_args!("cannot read {path}: {}", out.stderr.trim()),
+        )
+        .on(from));
+    }
+    crate::redact::register([out.stdout.trim()]);
+    #[derive(serde::Deserialize)]
+    struct Saved {
+        cert_pem: String,
+        key_pem: String,
+    }
+    // serde's message could quote the key: only the position.
+    let saved: Saved = serde_json::from_str(&out.stdout).map_err(|e| {
+        Error::failed(
+            step,
+            format_args!(
+                "{path} is not a certificate file (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+        .on(from)
+    })?;
+    certificate::register_secret(&saved.key_pem);
+    let cert = certificate::check(
+        &saved.cert_pem,
+        &saved.key_pem,
+        names,
+        certificate::now_unix(),
+    )
+    .map_err(|p| Error::failed(step, format_args!("the certificate in {path} {p}")).on(from))?;
+    if cert.fingerprint != reported.fingerprint {
+        return Err(Error::failed(
+            step,
+            format_args!("{path} holds another certificate than the one the proxy serves"),
+        )
+        .on(from));
+    }
+    Ok(cert)
 }
 
 /// The certificate each proxy serves for `service`, in `proxies`' order.
@@ -239,38 +620,161 @@ async fn send(
 mod tests {
     use super::*;
 
-    fn acme(renew_days: u64) -> Acme {
-        Acme {
-            email: "ops@example.com".into(),
-            directory: "https://ca.test/dir".into(),
-            ca: None,
-            renew_before: Duration::from_secs(renew_days * 86_400),
-        }
+    const NOW: u64 = 1_800_000_000;
+    const DAY: u64 = 86_400;
+
+    fn names() -> Vec<String> {
+        vec!["b.test".to_string(), "a.test".to_string()]
     }
 
-    fn served(names: &[&str], days_left: u64) -> CertificateStatus {
+    fn cert(names: &[&str], days_left: i64, fingerprint: &str) -> CertificateStatus {
         CertificateStatus {
             service: "shop-web".into(),
             names: names.iter().map(|n| n.to_string()).collect(),
-            not_after_unix: certificate::now_unix() + days_left * 86_400,
-            fingerprint: "ab".repeat(32),
+            not_after_unix: (NOW as i64 + days_left * DAY as i64) as u64,
+            fingerprint: fingerprint.repeat(32),
+        }
+    }
+
+    fn serving(host: &str, days_left: i64) -> Seen {
+        Seen {
+            host: host.into(),
+            target: true,
+            state: State::Serves(Some(cert(&["a.test", "b.test"], days_left, "ab"))),
+        }
+    }
+
+    fn bare(host: &str) -> Seen {
+        Seen {
+            host: host.into(),
+            target: true,
+            state: State::Serves(None),
+        }
+    }
+
+    fn with(host: &str, state: State) -> Seen {
+        Seen {
+            host: host.into(),
+            target: false,
+            state,
         }
     }
 
     #[test]
-    fn an_acme_certificate_is_due_when_missing_expiring_or_for_other_names() {
-        let names = vec!["b.test".to_string(), "a.test".to_string()];
-        assert!(is_due(None, &names, &acme(30)));
+    fn an_acme_certificate_is_due_when_expiring_or_for_other_names() {
+        let n = names();
+        let before = 30 * DAY;
         assert!(!is_due(
-            Some(&served(&["a.test", "b.test"], 60)),
-            &names,
-            &acme(30)
+            &cert(&["a.test", "b.test"], 60, "ab"),
+            &n,
+            before,
+            NOW
         ));
         assert!(is_due(
-            Some(&served(&["a.test", "b.test"], 20)),
-            &names,
-            &acme(30)
+            &cert(&["a.test", "b.test"], 20, "ab"),
+            &n,
+            before,
+            NOW
         ));
-        assert!(is_due(Some(&served(&["a.test"], 60)), &names, &acme(30)));
+        assert!(is_due(&cert(&["a.test"], 60, "ab"), &n, before, NOW));
+        assert!(is_valid(&cert(&["a.test", "b.test"], 20, "ab"), &n, NOW));
+        assert!(!is_valid(&cert(&["a.test", "b.test"], -1, "ab"), &n, NOW));
+        assert!(!is_valid(&cert(&["a.test"], 20, "ab"), &n, NOW));
+    }
+
+    #[test]
+    fn nothing_is_ordered_while_every_target_is_current() {
+        let seen = [serving("h1", 60), serving("h2", 60)];
+        let d = decide(&seen, Renewal::WhenDue, &names(), 30 * DAY, NOW);
+        assert_eq!(d, Decision::Keep);
+        // Even with another host out of scope: nothing to order.
+        let seen = [serving("h1", 60), with("h2", State::OutOfScope)];
+        let d = decide(&seen, Renewal::WhenDue, &names(), 30 * DAY, NOW);
+        assert_eq!(d, Decision::Keep);
+        let d = decide(&seen, Renewal::Force, &names(), 30 * DAY, NOW);
+        assert_eq!(d, Decision::Obtain);
+    }
+
+    #[test]
+    fn a_host_lacking_the_certificate_gets_a_copy_of_one_not_due() {
+        let seen = [bare("h1"), serving("h2", 60), serving("h3", 60)];
+        let d = decide(&seen, Renewal::WhenDue, &names(), 30 * DAY, NOW);
+        assert_eq!(d, Decision::Copy { from: "h2".into() });
+        // Every one due (or lacking): a new order.
+        let seen = [bare("h1"), serving("h2", 10)];
+        let d = decide(&seen, Renewal::WhenDue, &names(), 30 * DAY, NOW);
+        assert_eq!(d, Decision::Obtain);
+    }
+
+    #[test]
+    fn an_order_needs_every_host_of_the_role() {
+        let seen = [
+            with("h1", State::OutOfScope),
+            serving("h2", 10),
+            with("h3", State::Unreachable("it did not answer".into())),
+        ];
+        let d = decide(&seen, Renewal::WhenDue, &names(), 30 * DAY, NOW);
+        assert_eq!(d, Decision::Obtain);
+        let gone = missing(&seen);
+        assert_eq!(
+            gone,
+            vec![
+                ("h1".to_string(), NOT_IN_SCOPE.to_string()),
+                ("h3".to_string(), "it did not answer".to_string()),
+            ]
+        );
+        let e = refusal("web", &["h1", "h2", "h3"], &gone);
+        assert!(e.cause.contains("h1: not in scope (--hosts)"), "{e}");
+        assert!(e.cause.contains("h3: it did not answer"), "{e}");
+        assert!(
+            e.cause
+                .contains("h1, the role's first host, keeps the ACME account"),
+            "{e}"
+        );
+        let hint = e.hint.unwrap();
+        assert!(hint.contains("without --hosts") && hint.contains("ballast proxy certs --renew"));
+        let e = refusal("web", &["h1", "h3"], &gone[1..]);
+        assert!(!e.cause.contains("ACME account"), "{e}");
+        assert!(e.hint.unwrap().contains("bring the hosts back"));
+        assert!(missing(&[serving("h1", 10), bare("h2")]).is_empty());
+    }
+
+    #[test]
+    fn a_failed_renewal_warns_while_every_host_serves_a_valid_certificate() {
+        let n = names();
+        let seen = [serving("h1", 10), serving("h2", 5)];
+        assert_eq!(
+            still_served(&seen, Renewal::WhenDue, &n, NOW),
+            Some(NOW + 5 * DAY)
+        );
+        // Hosts that cannot be seen do not count; those that answered do.
+        let seen = [serving("h1", 10), with("h2", State::OutOfScope)];
+        assert!(still_served(&seen, Renewal::WhenDue, &n, NOW).is_some());
+        // A host without one, with an expired one or one for other names:
+        // an error.
+        let seen = [serving("h1", 10), bare("h2")];
+        assert_eq!(still_served(&seen, Renewal::WhenDue, &n, NOW), None);
+        let seen = [serving("h1", 10), serving("h2", -1)];
+        assert_eq!(still_served(&seen, Renewal::WhenDue, &n, NOW), None);
+        let seen = [
+            serving("h1", 10),
+            with("h2", State::Serves(Some(cert(&["a.test"], 50, "cd")))),
+        ];
+        assert_eq!(still_served(&seen, Renewal::WhenDue, &n, NOW), None);
+        // Asked for explicitly: always an error.
+        let seen = [serving("h1", 10), serving("h2", 5)];
+        assert_eq!(still_served(&seen, Renewal::Force, &n, NOW), None);
+    }
+
+    #[test]
+    fn only_a_valid_certificate_is_copied_where_one_is_lacking() {
+        let n = names();
+        let seen = [
+            bare("h1"),
+            with("h2", State::Serves(Some(cert(&["a.test"], 50, "cd")))),
+            serving("h3", 10),
+        ];
+        assert_eq!(donor(&seen, |c| is_valid(c, &n, NOW)), Some("h3"));
+        assert_eq!(donor(&seen[..2], |c| is_valid(c, &n, NOW)), None);
     }
 }

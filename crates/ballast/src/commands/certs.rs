@@ -1,6 +1,8 @@
 //! `ballast proxy certs`: each host's certificates, and `--renew` /
 //! `--force-renew` under the deploy lock (the work is in
-//! `ballast_core::deploy::certs`).
+//! `ballast_core::deploy::certs`). A renewal that could not happen fails
+//! the command after the list, even while the served certificates are
+//! still valid (a deploy only warns then), so a scheduled run notices.
 
 use std::path::Path;
 
@@ -42,7 +44,8 @@ pub async fn run(
     }
     let scope =
         ballast_core::scope::Scope::new(&loaded.config, hosts.clone(), args.roles.clone(), false)?;
-    let list = async |fleet: &Fleet| Ok(core_certs::survey(fleet).await);
+    let list = async |fleet: &Fleet| Ok::<_, ballast_core::Error>(core_certs::survey(fleet).await);
+    let mut not_renewed = Vec::new();
     let surveyed = match renewal {
         None => {
             let fleet = service::fleet_in(&loaded, accept_new, &scope).await;
@@ -76,11 +79,14 @@ pub async fn run(
                 scope,
             };
             let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
-            change::run(&change, async |fleet: &Fleet| {
-                core_certs::install_with(&ctx, fleet, &hosts, renewal, &on_event).await?;
-                list(fleet).await
+            let (deferred, surveyed) = change::run(&change, async |fleet: &Fleet| {
+                let deferred =
+                    core_certs::install_with(&ctx, fleet, &hosts, renewal, &on_event).await?;
+                Ok((deferred, list(fleet).await?))
             })
-            .await?
+            .await?;
+            not_renewed = deferred;
+            surveyed
         }
     };
     let mut text = String::new();
@@ -109,5 +115,11 @@ pub async fn run(
         }
     }
     out.result(&serde_json::json!({"proxies": json}), text.trim_end());
-    Ok(())
+    // A renewal that could not happen fails the command, so a cron job or
+    // CI schedule notices, although the proxies still serve valid
+    // certificates (a deploy only warns).
+    match not_renewed.into_iter().next() {
+        None => Ok(()),
+        Some(first) => Err(first),
+    }
 }
