@@ -196,27 +196,18 @@ async fn account(order: &Order<'_>, say: &(dyn Fn(String) + Sync)) -> Result<Acc
     .await?;
     let json = serde_json::to_string(&credentials).map_err(|e| Error::failed(STEP, e))?;
     crate::redact::register([json.as_str()]);
-    let checked = |out: crate::ssh::CommandOutput| {
-        if out.success() {
-            Ok(())
-        } else {
-            Err(Error::failed("store the ACME account", out.stderr.trim()).on(host.name()))
-        }
-    };
-    checked(
-        host.run(
-            "install",
-            &["-d", "-m", "0700", ACCOUNT_DIR],
-            None,
-            deadline,
-        )
-        .await?,
-    )?;
+    let step = "store the ACME account";
+    host.run_checked(
+        step,
+        "install",
+        &["-d", "-m", "0700", ACCOUNT_DIR],
+        None,
+        deadline,
+    )
+    .await?;
     let args = ["-m", "0600", "/dev/stdin", path.as_str()];
-    checked(
-        host.run("install", &args, Some(json.as_bytes()), deadline)
-            .await?,
-    )?;
+    host.run_checked(step, "install", &args, Some(json.as_bytes()), deadline)
+        .await?;
     say(format!(
         "ACME: created an account for {} at {directory}",
         acme.email

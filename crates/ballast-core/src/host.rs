@@ -90,6 +90,24 @@ impl Host {
         }
     }
 
+    /// Runs `program` like [`Host::run`]; unless it exits with success, an
+    /// error for `step` whose cause is the program's stderr.
+    pub async fn run_checked(
+        &self,
+        step: &str,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        deadline: Duration,
+    ) -> Result<()> {
+        let out = self.run(program, args, stdin, deadline).await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(Error::failed(step, out.stderr.trim()).on(&self.name))
+        }
+    }
+
     /// Opens a TCP stream to `ip:port` as seen from the host: directly for
     /// the local host, through an SSH forward otherwise.
     pub async fn tcp(

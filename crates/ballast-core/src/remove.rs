@@ -297,7 +297,14 @@ async fn remove_host(
     let resolved = resolve(host, &dir).await.filter(|r| *r != dir);
     let cleanup = state_cleanup(service, &entries, resolved.as_deref(), &data);
     for path in cleanup.remove {
-        run_checked(host, &format!("remove {path}"), "rm", &["-rf", "--", &path]).await?;
+        host.run_checked(
+            &format!("remove {path}"),
+            "rm",
+            &["-rf", "--", &path],
+            None,
+            FILE_DEADLINE,
+        )
+        .await?;
         done.files.push(path);
     }
     done.kept = cleanup.kept;
@@ -428,15 +435,6 @@ async fn list(host: &Host, dir: &str) -> Result<Vec<String>> {
         return Err(Error::failed(format!("list {dir}"), out.stderr.trim()).on(host.name()));
     }
     Ok(out.stdout.lines().map(str::to_string).collect())
-}
-
-async fn run_checked(host: &Host, step: &str, program: &str, args: &[&str]) -> Result<()> {
-    let out = host.run(program, args, None, FILE_DEADLINE).await?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(Error::failed(step, out.stderr.trim()).on(host.name()))
-    }
 }
 
 #[cfg(test)]

@@ -484,38 +484,27 @@ async fn write_secrets(
 ) -> Result<()> {
     let step = "write the secret files";
     let deadline = Duration::from_secs(15);
-    let checked = |out: crate::ssh::CommandOutput| {
-        if out.success() {
-            Ok(())
-        } else {
-            Err(Error::failed(step, out.stderr.trim()).on(host.name()))
-        }
-    };
-    checked(
-        host.run("install", &["-d", "-m", "0700", dir], None, deadline)
-            .await?,
-    )?;
+    host.run_checked(step, "install", &["-d", "-m", "0700", dir], None, deadline)
+        .await?;
     for name in names {
         let value = secret(name).unwrap_or_default();
         let path = format!("{dir}/{name}");
         let args = ["-m", "0400", "/dev/stdin", path.as_str()];
-        checked(
-            host.run("install", &args, Some(value.as_bytes()), deadline)
-                .await?,
-        )?;
+        host.run_checked(step, "install", &args, Some(value.as_bytes()), deadline)
+            .await?;
     }
     Ok(())
 }
 
 pub(crate) async fn remove_dir(host: &Host, dir: &str) -> Result<()> {
-    let out = host
-        .run("rm", &["-rf", "--", dir], None, Duration::from_secs(15))
-        .await?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(Error::failed(format!("remove {dir}"), out.stderr.trim()).on(host.name()))
-    }
+    host.run_checked(
+        &format!("remove {dir}"),
+        "rm",
+        &["-rf", "--", dir],
+        None,
+        Duration::from_secs(15),
+    )
+    .await
 }
 
 /// Removes a container and the secret files ballast wrote for it.

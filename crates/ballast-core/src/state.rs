@@ -174,11 +174,14 @@ pub fn merge_audit(per_host: Vec<Vec<AuditRecord>>, lines: usize) -> Vec<AuditRe
 
 async fn write_file(host: &Host, path: &str, data: &[u8], append: bool) -> Result<()> {
     let args: Vec<&str> = if append { vec!["-a", path] } else { vec![path] };
-    let out = host.run("tee", &args, Some(data), FILE_DEADLINE).await?;
-    if !out.success() {
-        return Err(Error::failed(format!("write {path}"), out.stderr.trim()).on(host.name()));
-    }
-    Ok(())
+    host.run_checked(
+        &format!("write {path}"),
+        "tee",
+        &args,
+        Some(data),
+        FILE_DEADLINE,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use ballast_core::host::Host;
@@ -18,18 +18,6 @@ use common::load::LoadReport;
 use common::pebble::Pebble;
 use common::tls_load::{self, served_leaf, TestCa};
 use common::*;
-
-fn ballast_cmd(config: &Path, binary: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(ballast_bin());
-    cmd.arg("--config")
-        .arg(config)
-        .args(args)
-        .env("BALLAST_PROXY_BINARY", binary)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
 
 fn run(config: &Path, binary: &Path, args: &[&str]) -> Output {
     let out = ballast_cmd(config, binary, args).output().unwrap();
@@ -39,9 +27,7 @@ fn run(config: &Path, binary: &Path, args: &[&str]) -> Output {
 }
 
 fn run_ok(config: &Path, binary: &Path, args: &[&str]) -> Output {
-    let out = run(config, binary, args);
-    assert!(out.status.success(), "{args:?}\n{}", text(&out));
-    out
+    assert_ok(args, run(config, binary, args))
 }
 
 #[track_caller]

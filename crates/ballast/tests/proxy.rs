@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,24 +33,6 @@ deploy:
         h2 = inv.hosts[1].ip,
     );
     lab_config(dir, inv, &inv.known_hosts, "hello", "hello", &rest)
-}
-
-fn ballast_cmd(config: &Path, binary: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(ballast_bin());
-    cmd.arg("--config")
-        .arg(config)
-        .args(args)
-        .env("BALLAST_PROXY_BINARY", binary)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-fn run_ok(config: &Path, binary: &Path, args: &[&str]) -> std::process::Output {
-    let out = ballast_cmd(config, binary, args).output().unwrap();
-    assert!(out.status.success(), "{args:?}\n{}", text(&out));
-    out
 }
 
 /// Runs `ballast deploy --version V` under load; returns its output and

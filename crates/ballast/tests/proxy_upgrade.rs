@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use ballast_core::host::Host;
@@ -37,18 +37,6 @@ fn write_config(dir: &Path, inv: &Inventory) -> PathBuf {
         DRAIN.as_secs()
     );
     lab_config(dir, inv, &inv.known_hosts, "hello", "hello", &rest)
-}
-
-fn ballast_cmd(config: &Path, binary: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(ballast_bin());
-    cmd.arg("--config")
-        .arg(config)
-        .args(args)
-        .env("BALLAST_PROXY_BINARY", binary)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
 }
 
 /// A copy of the static ballast with a few bytes appended: it runs the

@@ -33,30 +33,27 @@
 //! A proxy from before host networking (on the `ballast` bridge, with
 //! published ports) cannot hand over: Docker holds its ports. It is
 //! replaced stop-then-start, once.
+//!
+//! The single Docker calls on the containers are in [`super::container`];
+//! this module decides which to make, and in which order.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerUpdateBody, HostConfig, RestartPolicy,
-    RestartPolicyNameEnum,
-};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
-};
+use bollard::models::{ContainerInspectResponse, RestartPolicyNameEnum};
 use serde::Serialize;
 
+use super::container::{
+    create, inspect, is_paused, is_running, labels, pause, remove, rename, restarts_always,
+    set_restart, start, unpause, LISTEN_LABEL, SETTINGS_LABEL,
+};
 use super::image::Build;
 use super::listen::Listen;
-use super::{admin, network, CONTAINER, LABEL, STATE_DIR};
+use super::{admin, container, network, CONTAINER, STATE_DIR};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::Host;
 
 /// The name a new proxy runs under until the old one is gone.
 pub const NEXT: &str = "ballast-proxy-next";
-const SETTINGS_LABEL: &str = "io.ballast.proxy.settings";
-const LISTEN_LABEL: &str = "io.ballast.proxy.listen";
 /// How long a new proxy may take to answer on the admin socket.
 const START_DEADLINE: Duration = Duration::from_secs(20);
 /// Beyond its drain time, how long an old proxy may take to exit.
@@ -98,39 +95,6 @@ pub enum Replaced {
     StoppedFirst,
 }
 
-/// The container `name` on `host`; `None` only when the engine says there
-/// is none. Any other failure (SSH, dockerd, the deadline) is an error:
-/// nothing is ever removed because a look failed.
-async fn inspect(host: &Host, name: &str) -> Result<Option<ContainerInspectResponse>> {
-    let engine = host.engine();
-    match engine
-        .call(
-            &format!("inspect {name}"),
-            engine.docker().inspect_container(name, None),
-        )
-        .await
-    {
-        Ok(c) => Ok(Some(c)),
-        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.on(host.name())),
-    }
-}
-
-fn is_running(c: &ContainerInspectResponse) -> bool {
-    c.state.as_ref().and_then(|s| s.running).unwrap_or(false)
-}
-
-fn is_paused(c: &ContainerInspectResponse) -> bool {
-    c.state.as_ref().and_then(|s| s.paused).unwrap_or(false)
-}
-
-fn labels(c: &ContainerInspectResponse) -> HashMap<String, String> {
-    c.config
-        .as_ref()
-        .and_then(|c| c.labels.clone())
-        .unwrap_or_default()
-}
-
 fn found_of(c: &ContainerInspectResponse) -> ProxyFound {
     let labels = labels(c);
     let mode = c.host_config.as_ref().and_then(|h| h.network_mode.clone());
@@ -141,14 +105,6 @@ fn found_of(c: &ContainerInspectResponse) -> ProxyFound {
         settings: labels.get(SETTINGS_LABEL).cloned(),
         listen: labels.get(LISTEN_LABEL).and_then(|l| Listen::from_label(l)),
     }
-}
-
-fn restarts_always(c: &ContainerInspectResponse) -> bool {
-    c.host_config
-        .as_ref()
-        .and_then(|h| h.restart_policy.as_ref())
-        .and_then(|p| p.name)
-        == Some(RestartPolicyNameEnum::ALWAYS)
 }
 
 /// What runs as the proxy on `host` now (nothing found when it cannot be
@@ -210,11 +166,12 @@ pub async fn restart(host: &Host) -> Result<Replaced> {
 
 async fn converge(host: &Host, image: &Image, listen: &Listen, always: bool) -> Result<Replaced> {
     network::ensure_network(host, network::NETWORK).await?;
-    run_checked(
-        host,
+    host.run_checked(
         "create the proxy's state directory",
         "mkdir",
         &["-p", "-m", "700", STATE_DIR],
+        None,
+        Duration::from_secs(15),
     )
     .await?;
     finish_leftover(host).await?;
@@ -464,15 +421,13 @@ async fn retire_old(host: &Host, drain: Duration) -> Result<()> {
         return Ok(());
     };
     if is_running(&old) {
-        let engine = host.engine();
-        let options = StopContainerOptionsBuilder::default().t(5).build();
-        engine
-            .call(
-                "stop the old proxy after its drain time",
-                engine.docker().stop_container(CONTAINER, Some(options)),
-            )
-            .await
-            .map_err(|e| e.on(host.name()))?;
+        container::stop(
+            host,
+            CONTAINER,
+            5,
+            "stop the old proxy after its drain time",
+        )
+        .await?;
     }
     remove(host, CONTAINER).await
 }
@@ -548,215 +503,33 @@ async fn start_new(host: &Host, name: &str, image: &Image, listen: &Listen) -> R
         .map(|_| ())
 }
 
-async fn create(
-    host: &Host,
-    name: &str,
-    image: &Image,
-    listen: &Listen,
-    restart: RestartPolicyNameEnum,
-) -> Result<()> {
-    let mut labels = HashMap::from([
-        (LABEL.to_string(), "1".to_string()),
-        (SETTINGS_LABEL.to_string(), listen.digest()),
-        (LISTEN_LABEL.to_string(), listen.label()),
-    ]);
-    labels.extend(image.build.labels());
-    let body = ContainerCreateBody {
-        image: Some(image.id.clone()),
-        cmd: Some(listen.args()),
-        labels: Some(labels),
-        host_config: Some(HostConfig {
-            binds: Some(vec![format!("{STATE_DIR}:{STATE_DIR}")]),
-            // Old and new process share the host's network namespace, so
-            // listening sockets can pass from one to the other; Docker's
-            // published ports could not.
-            network_mode: Some("host".into()),
-            restart_policy: Some(RestartPolicy {
-                name: Some(restart),
-                maximum_retry_count: None,
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let options = CreateContainerOptionsBuilder::default().name(name).build();
-    let engine = host.engine();
-    engine
-        .call(
-            &format!("create {name}"),
-            engine.docker().create_container(Some(options), body),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| e.on(host.name()))
-}
-
-async fn start(host: &Host, name: &str) -> Result<()> {
-    let engine = host.engine();
-    engine
-        .call(
-            &format!("start {name}"),
-            engine.docker().start_container(name, None),
-        )
-        .await
-        .map_err(|e| e.on(host.name()))
-}
-
-async fn remove(host: &Host, name: &str) -> Result<()> {
-    let engine = host.engine();
-    let options = RemoveContainerOptionsBuilder::default().force(true).build();
-    match engine
-        .call(
-            &format!("remove {name}"),
-            engine.docker().remove_container(name, Some(options)),
-        )
-        .await
-    {
-        Err(e) if e.kind != ErrorKind::NotFound => Err(e.on(host.name())),
-        _ => Ok(()),
-    }
-}
-
-/// Freezes a container's processes (they keep their sockets).
-async fn pause(host: &Host, name: &str) -> Result<()> {
-    let engine = host.engine();
-    engine
-        .call(
-            &format!("pause {name}"),
-            engine.docker().pause_container(name),
-        )
-        .await
-        .map_err(|e| e.on(host.name()))
-}
-
-async fn unpause(host: &Host, name: &str) -> Result<()> {
-    let engine = host.engine();
-    engine
-        .call(
-            &format!("unpause {name}"),
-            engine.docker().unpause_container(name),
-        )
-        .await
-        .map_err(|e| e.on(host.name()))
-}
-
-async fn rename(host: &Host, from: &str, to: &str) -> Result<()> {
-    let engine = host.engine();
-    let options = RenameContainerOptionsBuilder::default().name(to).build();
-    engine
-        .call(
-            &format!("rename {from} to {to}"),
-            engine.docker().rename_container(from, options),
-        )
-        .await
-        .map_err(|e| e.on(host.name()))
-}
-
-async fn set_restart(host: &Host, name: &str, policy: RestartPolicyNameEnum) -> Result<()> {
-    let engine = host.engine();
-    let body = ContainerUpdateBody {
-        restart_policy: Some(RestartPolicy {
-            name: Some(policy),
-            maximum_retry_count: None,
-        }),
-        ..Default::default()
-    };
-    engine
-        .call(
-            &format!("set the restart policy of {name} to {policy}"),
-            engine.docker().update_container(name, body),
-        )
-        .await
-        .map_err(|e| e.on(host.name()))
-}
-
 /// A proxy from before host networking, restarted in place by Docker.
 async fn restart_legacy(host: &Host) -> Result<()> {
-    let engine = host.engine();
-    let options = bollard::query_parameters::RestartContainerOptionsBuilder::default()
-        .t(10)
-        .build();
-    engine
-        .call(
-            "restart the proxy",
-            engine.docker().restart_container(CONTAINER, Some(options)),
-        )
-        .await
-        .map_err(|e| e.on(host.name()))?;
+    container::restart(host, CONTAINER, 10, "restart the proxy").await?;
     admin::wait_for_instance(host, None, START_DEADLINE, CONTAINER)
         .await
         .map(|_| ())
 }
 
-async fn run_checked(host: &Host, step: &str, program: &str, args: &[&str]) -> Result<()> {
-    let out = host
-        .run(program, args, None, Duration::from_secs(15))
-        .await?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(Error::failed(step, out.stderr.trim()).on(host.name()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use bollard::models::{ContainerConfig, ContainerState};
+    use std::collections::HashMap;
 
     use super::*;
 
-    fn container(
-        running: bool,
-        paused: bool,
-        policy: RestartPolicyNameEnum,
-    ) -> ContainerInspectResponse {
+    #[test]
+    fn a_stopped_proxy_still_says_what_it_listens_on() {
         let listen = Listen {
             http_ports: [80, 8080].into(),
             ..Listen::default()
         };
-        ContainerInspectResponse {
-            state: Some(ContainerState {
-                running: Some(running),
-                paused: Some(paused),
-                ..Default::default()
-            }),
-            config: Some(ContainerConfig {
-                labels: Some(HashMap::from([
-                    (LISTEN_LABEL.to_string(), listen.label()),
-                    (SETTINGS_LABEL.to_string(), listen.digest()),
-                ])),
-                ..Default::default()
-            }),
-            host_config: Some(HostConfig {
-                network_mode: Some("host".into()),
-                restart_policy: Some(RestartPolicy {
-                    name: Some(policy),
-                    maximum_retry_count: None,
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn a_stopped_proxy_still_says_what_it_listens_on() {
-        let c = container(false, false, RestartPolicyNameEnum::ALWAYS);
+        let labels = HashMap::from([
+            (LISTEN_LABEL.to_string(), listen.label()),
+            (SETTINGS_LABEL.to_string(), listen.digest()),
+        ]);
+        let c = container::inspected(false, false, RestartPolicyNameEnum::ALWAYS, labels);
         let found = found_of(&c);
         assert!(!found.running && !found.legacy);
         assert_eq!(found.listen.map(|l| l.http_ports), Some([80, 8080].into()));
-    }
-
-    #[test]
-    fn a_restart_policy_left_at_no_and_a_frozen_container_are_seen() {
-        let left = container(true, false, RestartPolicyNameEnum::NO);
-        assert!(!restarts_always(&left));
-        assert!(restarts_always(&container(
-            true,
-            false,
-            RestartPolicyNameEnum::ALWAYS
-        )));
-        let frozen = container(true, true, RestartPolicyNameEnum::NO);
-        assert!(is_running(&frozen) && is_paused(&frozen));
     }
 }

@@ -30,10 +30,13 @@
 //!   services.
 //! - [`lifecycle`]: the container: observing it, starting it, replacing it
 //!   by takeover.
+//! - [`container`]: the Docker calls on the proxy's containers (create,
+//!   inspect, start, stop, rename, restart policy, remove) `lifecycle` makes.
 //! - [`network`]: the `ballast` and per-service networks, the routed address.
 //! - [`admin`]: the admin socket: requests, which process answers, routes.
 
 pub mod admin;
+mod container;
 pub mod image;
 pub mod lifecycle;
 pub mod listen;

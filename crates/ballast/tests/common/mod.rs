@@ -279,6 +279,33 @@ pub fn lab_config(
     path
 }
 
+/// `ballast --config CONFIG ARGS` building the proxy image from `binary`
+/// (`BALLAST_PROXY_BINARY`); stdin closed, stdout and stderr captured.
+pub fn ballast_cmd(config: &Path, binary: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(ballast_bin());
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .env("BALLAST_PROXY_BINARY", binary)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+/// Runs [`ballast_cmd`]; fails the test unless it succeeds.
+pub fn run_ok(config: &Path, binary: &Path, args: &[&str]) -> Output {
+    assert_ok(args, ballast_cmd(config, binary, args).output().unwrap())
+}
+
+/// `out` of the command run with `args`; fails the test unless it
+/// succeeded, showing what it printed.
+#[track_caller]
+pub fn assert_ok(args: &[&str], out: Output) -> Output {
+    assert!(out.status.success(), "{args:?}\n{}", text(&out));
+    out
+}
+
 /// Runs `ballast --config CONFIG ARGS`.
 pub fn run_with_config(config: &Path, args: &[&str]) -> Output {
     let mut full = vec!["--config", config.to_str().unwrap()];

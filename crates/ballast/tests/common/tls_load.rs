@@ -4,15 +4,14 @@
 //! with `openssl s_client`; and a test CA that issues leaves with rcgen.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::sync::watch;
 
-use super::load::LoadReport;
+use super::load::{drive, status_and_body, within_deadline, LoadReport};
 
 /// A CA made for a test, and leaves it signs.
 pub struct TestCa {
@@ -190,27 +189,13 @@ pub async fn run(
     workers: u32,
     stop: watch::Receiver<bool>,
 ) -> LoadReport {
-    let report = Arc::new(Mutex::new(LoadReport::default()));
-    let started = Instant::now();
-    let period = Duration::from_secs_f64(workers as f64 / rate as f64);
     let tls = connector(&ca_pem);
-    let mut tasks = Vec::new();
-    for _ in 0..workers {
-        let (report, mut stop, tls, name) =
-            (report.clone(), stop.clone(), tls.clone(), name.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    drive(rate, workers, stop, move |_, mut pace, report| {
+        let (tls, name) = (tls.clone(), name.clone());
+        async move {
             let mut conn: Option<Sender> = None;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.changed() => break,
-                }
-                if *stop.borrow() {
-                    break;
-                }
-                let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+            while pace.next_tick().await {
+                let outcome = within_deadline(async {
                     let mut request = hyper::Request::get("/")
                         .header("host", name.as_str())
                         .body(Empty::new())
@@ -236,44 +221,18 @@ pub async fn run(
                             },
                         }
                     };
-                    let status = resp.status().as_u16();
-                    let body = resp
-                        .into_body()
-                        .collect()
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .to_bytes();
-                    Ok::<_, String>((status, String::from_utf8_lossy(&body).trim().to_string()))
+                    status_and_body(resp).await
                 })
-                .await
-                .unwrap_or_else(|_| Err("no answer within 10s".into()));
+                .await;
                 if outcome.is_err() {
                     conn = None;
                 }
-                let mut r = report.lock().unwrap();
-                r.sent += 1;
-                match outcome {
-                    Ok((200, body)) => {
-                        r.ok += 1;
-                        *r.versions.entry(body).or_default() += 1;
-                    }
-                    other => {
-                        r.failed += 1;
-                        if r.failures.len() < 10 {
-                            r.failures
-                                .push(format!("https://{name}/ at {addr}: {other:?}"));
-                        }
-                    }
-                }
+                report
+                    .lock()
+                    .unwrap()
+                    .count(format_args!("https://{name}/ at {addr}"), outcome);
             }
-        }));
-    }
-    let mut stop = stop;
-    let _ = stop.changed().await;
-    for t in tasks {
-        let _ = t.await;
-    }
-    let mut r = report.lock().unwrap().clone();
-    r.seconds = started.elapsed().as_secs_f64();
-    r
+        }
+    })
+    .await
 }
