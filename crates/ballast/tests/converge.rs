@@ -14,7 +14,6 @@ use std::time::Duration;
 use ballast_core::host::Host;
 use ballast_core::{proxy, release};
 use ballast_lab::Inventory;
-use tokio::sync::watch;
 
 use common::child::Watched;
 use common::*;
@@ -73,34 +72,13 @@ async fn assert_converged(inv: &Inventory, hosts: &[usize], service: &str, versi
     }
 }
 
-/// Load on every host's proxy until the returned sender says stop.
-fn start_load(
-    rt: &tokio::runtime::Runtime,
-    inv: &Inventory,
-    hosts: &[usize],
-) -> (
-    watch::Sender<bool>,
-    tokio::task::JoinHandle<load::LoadReport>,
-) {
+/// Load on the proxies of the given hosts, until stopped.
+fn start_load(rt: &tokio::runtime::Runtime, inv: &Inventory, hosts: &[usize]) -> load::Running {
     let urls: Vec<String> = hosts
         .iter()
         .map(|&n| format!("http://{}:80/", inv.hosts[n].ip))
         .collect();
-    let (stop, stopped) = watch::channel(false);
-    let handle = rt.spawn(load::run(urls, 120, 4, stopped));
-    (stop, handle)
-}
-
-fn stop_load(
-    rt: &tokio::runtime::Runtime,
-    (stop, handle): (
-        watch::Sender<bool>,
-        tokio::task::JoinHandle<load::LoadReport>,
-    ),
-) -> load::LoadReport {
-    std::thread::sleep(Duration::from_millis(300));
-    stop.send(true).unwrap();
-    rt.block_on(handle).unwrap()
+    load::Running::start(rt, urls, 120, 4)
 }
 
 fn web_config(dir: &Path, inv: &Inventory, hosts: &str, deploy: &str) -> PathBuf {
@@ -237,7 +215,7 @@ fn interrupted_deploys_converge_on_a_plain_rerun_with_no_failed_request() {
     assert!(said.contains("switch the proxy back"), "{said}");
     rt.block_on(assert_converged(&inv, &[0, 1], "hello", &last));
 
-    let seen = stop_load(&rt, load);
+    let seen = load.stop(&rt);
     eprintln!(
         "measure: {round} interrupted deploys, their reruns, a crash loop and a failed step under load: {} requests ({:.0}/s), {} failed",
         seen.sent,
@@ -282,7 +260,7 @@ fn on_failure_revert_puts_switched_hosts_back_with_no_failed_request() {
         "",
     ))
     .finish(Duration::from_secs(180));
-    let seen = stop_load(&rt, load);
+    let seen = load.stop(&rt);
     assert_eq!(status.code(), Some(1), "{said}");
     assert!(said.contains("reverted"), "{said}");
     eprintln!(

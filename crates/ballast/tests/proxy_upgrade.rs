@@ -22,7 +22,6 @@ use bollard::models::{
     ContainerCreateBody, ContainerUpdateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::CreateContainerOptionsBuilder;
-use tokio::sync::watch;
 
 use common::*;
 
@@ -94,35 +93,19 @@ async fn proxy_facts(inv: &Inventory) -> Vec<ProxyFacts> {
     facts
 }
 
-/// Load through every host's proxy until the returned sender says stop.
-fn start_load(
-    rt: &tokio::runtime::Runtime,
-    inv: &Inventory,
-) -> (
-    watch::Sender<bool>,
-    tokio::task::JoinHandle<load::LoadReport>,
-) {
+/// Load through every host's proxy, until stopped.
+fn start_load(rt: &tokio::runtime::Runtime, inv: &Inventory) -> load::Running {
     let urls: Vec<String> = inv
         .hosts
         .iter()
         .map(|h| format!("http://{}:80/", h.ip))
         .collect();
-    let (stop, stopped) = watch::channel(false);
-    let handle = rt.spawn(load::run(urls, 400, 16, stopped));
-    (stop, handle)
+    load::Running::start(rt, urls, 400, 16)
 }
 
-fn stop_load(
-    rt: &tokio::runtime::Runtime,
-    (stop, handle): (
-        watch::Sender<bool>,
-        tokio::task::JoinHandle<load::LoadReport>,
-    ),
-    what: &str,
-) -> load::LoadReport {
-    std::thread::sleep(Duration::from_millis(300));
-    stop.send(true).unwrap();
-    let report = rt.block_on(handle).unwrap();
+/// Stops the load and prints what it saw.
+fn stop_load(rt: &tokio::runtime::Runtime, load: load::Running, what: &str) -> load::LoadReport {
+    let report = load.stop(rt);
     eprintln!(
         "measure: {what}: {} requests at {:.0}/s, {} failed (connection errors included): {:?}",
         report.sent,
