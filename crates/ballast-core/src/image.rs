@@ -165,6 +165,9 @@ pub fn pack_context(context: &Path, dockerfile: &str) -> Result<(Vec<u8>, usize)
 
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(false);
+    // No GNU sparse entries (type `S`): Docker 20.10 refuses them ("unhandled
+    // tar header type 83"), and a linked binary may have a hole or two.
+    tar.sparse(false);
     for rel in &files {
         tar.append_path_with_name(context.join(rel), rel)
             .map_err(|e| Error::failed(step, format_args!("{}: {e}", rel.display())))?;

@@ -216,7 +216,7 @@ async fn apply(
         _ => None,
     }) {
         return Err(Error::input("choose the proxy's image", why)
-            .hint("run ballast from a static build, or point BALLAST_PROXY_BINARY at one"));
+            .hint("run ballast built as the README says (static on x86_64 Linux), or point BALLAST_PROXY_BINARY at a static ballast"));
     }
     let needs_image = plans
         .iter()

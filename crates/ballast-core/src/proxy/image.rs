@@ -68,7 +68,7 @@ pub fn static_binary() -> Result<PathBuf> {
     })?;
     if elf.interpreter.is_some() {
         return Err(Error::input(step, format_args!("{} is dynamically linked; a FROM scratch image needs a static one", candidate.display()))
-            .hint("build one with RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --target x86_64-unknown-linux-gnu -p ballast, then point BALLAST_PROXY_BINARY at target/x86_64-unknown-linux-gnu/release/ballast"));
+            .hint("build ballast as the README says (`cargo build --release -p ballast` is static on x86_64 Linux), or point BALLAST_PROXY_BINARY at a static ballast built for the hosts"));
     }
     Ok(candidate)
 }

@@ -8,6 +8,7 @@ pub mod child;
 pub mod engine;
 pub mod load;
 pub mod pebble;
+pub mod postgres;
 pub mod snapshot;
 pub mod tls_load;
 
@@ -226,35 +227,12 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A static ballast binary (the proxy image is built from it), built once
-/// per test process; pass it as `BALLAST_PROXY_BINARY`.
+/// The ballast under test, which is static (`.cargo/config.toml`), so it is
+/// also the binary the proxy image is built from: one compilation serves
+/// the tests and the hosts' proxies. Passed as `BALLAST_PROXY_BINARY` where
+/// a test runs ballast from elsewhere.
 pub fn static_ballast() -> PathBuf {
-    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(path) = built.as_ref() {
-        return path.clone();
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = "x86_64-unknown-linux-gnu";
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            target,
-            "-p",
-            "ballast",
-        ])
-        .current_dir(&root)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run cargo build");
-    assert!(out.status.success(), "static build failed:\n{}", text(&out));
-    let path = root.join("target").join(target).join("release/ballast");
-    *built = Some(path.clone());
-    path
+    ballast_bin()
 }
 
 /// Writes `dir/ballast.yml` reaching a lab's hosts over SSH with its key and
