@@ -4,18 +4,28 @@
 //!
 //! # Layout
 //! - [`name`]: lab names and the Docker objects named after them.
-//! - [`recipe`]: the host image, built offline with debootstrap, cached by hash.
+//! - [`recipe`]: images built offline with debootstrap, cached by their
+//!   recipe's hash; the host image's recipe.
+//! - `rootfs`: making a recipe's image: debootstrap, files, import.
+//! - `mirror`: the Debian mirror debootstrap fetches from.
+//! - [`postgres`]: the PostgreSQL accessory image's recipe and entrypoint.
 //! - [`subnet`]: the lab network's subnet and host addresses.
 //! - [`files`]: the lab directory: key, known_hosts, ssh config, inventory.
 //! - `host`: one lab host: its container, key and readiness checks.
 //! - [`lab`]: `up` and `down` of a whole lab.
+//! - [`load`]: a load client that counts every request, for
+//!   zero-downtime proofs.
 //! - [`status`]: `status`, with a live check of every host.
 
 pub mod files;
 mod host;
 pub mod lab;
+pub mod load;
+mod mirror;
 pub mod name;
+pub mod postgres;
 pub mod recipe;
+mod rootfs;
 pub mod status;
 pub mod subnet;
 

@@ -44,7 +44,8 @@ async fn deploy_under_load(
     urls: &[String],
 ) -> (std::process::Output, load::LoadReport) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let load = tokio::spawn(load::run(urls.to_vec(), 300, 6, stop_rx));
+    let urls = load::parse_urls(urls).expect("load URLs");
+    let load = tokio::spawn(load::run(urls, 300, 6, stop_rx));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let child = ballast_cmd(config, binary, &["deploy", "--version", version])
         .spawn()

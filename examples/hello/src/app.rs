@@ -1,5 +1,6 @@
 //! What hello answers: its routes, the counter in its data directory, and the
-//! server loop that finishes in-flight requests when asked to stop.
+//! server loop that finishes in-flight requests when asked to stop. `/db`
+//! is answered by [`crate::db`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
+use crate::db::Db;
 use crate::knobs::Knobs;
 
 /// The longest `/slow/<ms>` will wait, so a typo cannot park a request forever.
@@ -30,6 +32,8 @@ pub struct App {
     /// The host name, sent back in `X-Hello-Host` so tests can tell replicas apart.
     pub hostname: String,
     pub knobs: Knobs,
+    /// The database `/db` writes to and reads from (`DATABASE_*`).
+    pub db: Db,
     /// Serializes appends to the counter file.
     counter_lock: Mutex<()>,
 }
@@ -40,8 +44,28 @@ impl App {
             version,
             hostname,
             knobs,
+            db: Db::Unset,
             counter_lock: Mutex::new(()),
         }
+    }
+
+    /// The same app with `/db` answered from `db`.
+    pub fn with_db(self, db: Db) -> App {
+        App { db, ..self }
+    }
+
+    /// Answers `/db`, which needs the request's query and body.
+    pub async fn handle_db<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        let (status, text) = self
+            .db
+            .respond(&parts.method, parts.uri.query(), body, &self.version)
+            .await;
+        self.text(status, text)
     }
 
     /// Answers one request. Never fails: every problem is a status code.
@@ -151,6 +175,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                     async move {
                         if req.uri().path() == "/ws" && crate::ws::is_upgrade(&req) {
                             return Ok::<_, Infallible>(crate::ws::accept(req, app.version.clone()));
+                        }
+                        if req.uri().path() == "/db" {
+                            return Ok::<_, Infallible>(app.handle_db(req).await);
                         }
                         Ok::<_, Infallible>(app.handle(req.method(), req.uri().path()).await)
                     }
@@ -290,6 +317,40 @@ mod tests {
         ws.send(Message::text("hi")).await.unwrap();
         let reply = ws.next().await.unwrap().unwrap();
         assert_eq!(reply.into_text().unwrap().as_str(), "v7 hi");
+        server.abort();
+    }
+
+    /// `/db` is routed with its query and body; without a database it
+    /// answers 503 and every other route works as before.
+    #[tokio::test]
+    async fn db_route_without_a_database_answers_503() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(app(Knobs::default())),
+            std::future::pending(),
+        ));
+        for request in [
+            "POST /db?payload=x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nrow",
+            "GET /db HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ] {
+            let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            client.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            client.read_to_string(&mut answer).await.unwrap();
+            assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+            assert!(answer.contains("x-hello-version: v7"), "{answer}");
+            assert!(answer.ends_with("no database: set DATABASE_HOST\n"), "{answer}");
+        }
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         server.abort();
     }
 

@@ -1,8 +1,9 @@
 //! The knobs that make hello misbehave on purpose, read from its environment.
 //!
 //! Tests of ballast need an app that starts slowly, fails its health check
-//! (everywhere or on one host), crashes, answers slowly or writes data; each
-//! of those is one variable here.
+//! (everywhere or on one host), crashes, answers slowly, writes data, leaves
+//! orphaned processes or takes its time to stop; each of those is one
+//! variable here.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,6 +38,14 @@ pub struct Knobs {
     /// File holding the version baked into the image (`HELLO_VERSION_FILE`,
     /// default `/VERSION`).
     pub version_file: PathBuf,
+    /// Leave this many orphaned child processes behind, one every 100 ms
+    /// from start, each exiting at once without its parent waiting for it,
+    /// like an app whose workers fork (`HELLO_SPAWN_ORPHANS`): whoever is
+    /// PID 1 must reap them, or they stay zombies.
+    pub spawn_orphans: u32,
+    /// After SIGTERM, take this long to finish before exiting, like an app
+    /// flushing its work (`HELLO_STOP_DELAY`).
+    pub stop_delay: Duration,
 }
 
 impl Default for Knobs {
@@ -51,6 +60,8 @@ impl Default for Knobs {
             response_delay: Duration::ZERO,
             data_dir: None,
             version_file: PathBuf::from("/VERSION"),
+            spawn_orphans: 0,
+            stop_delay: Duration::ZERO,
         }
     }
 }
@@ -121,6 +132,16 @@ impl Knobs {
         }
         if let Some(v) = vars.get("HELLO_VERSION_FILE").filter(|v| !v.is_empty()) {
             knobs.version_file = PathBuf::from(v);
+        }
+        if let Some(v) = vars.get("HELLO_SPAWN_ORPHANS") {
+            knobs.spawn_orphans = v.trim().parse().map_err(|_| KnobError {
+                variable: "HELLO_SPAWN_ORPHANS",
+                value: v.clone(),
+                expected: "a number of processes, such as 50",
+            })?;
+        }
+        if let Some(v) = vars.get("HELLO_STOP_DELAY") {
+            knobs.stop_delay = duration("HELLO_STOP_DELAY", v)?;
         }
         Ok(knobs)
     }
@@ -206,6 +227,8 @@ mod tests {
             ("HELLO_RESPONSE_DELAY", "3s"),
             ("HELLO_DATA_DIR", "/data"),
             ("HELLO_VERSION_FILE", "/tmp/V"),
+            ("HELLO_SPAWN_ORPHANS", "50"),
+            ("HELLO_STOP_DELAY", "2s"),
         ]))
         .unwrap();
         assert_eq!(
@@ -220,6 +243,8 @@ mod tests {
                 response_delay: Duration::from_secs(3),
                 data_dir: Some(PathBuf::from("/data")),
                 version_file: PathBuf::from("/tmp/V"),
+                spawn_orphans: 50,
+                stop_delay: Duration::from_secs(2),
             }
         );
     }
@@ -247,6 +272,8 @@ mod tests {
             ("HELLO_FAIL_HEALTH", "maybe"),
             ("HELLO_FAIL_HEALTH_SHARD", "2,3"),
             ("HELLO_FAIL_HEALTH_SHARD", "2 3"),
+            ("HELLO_SPAWN_ORPHANS", "many"),
+            ("HELLO_STOP_DELAY", "later"),
         ];
         for (var, value) in cases {
             let err = Knobs::from_vars(&vars(&[(var, value)])).unwrap_err();

@@ -2,13 +2,20 @@
 //!
 //! `GET /` answers the version baked into the image (`/VERSION`), `GET /up` is
 //! the health check, `GET|POST /count` reads or bumps a counter kept in
-//! `HELLO_DATA_DIR`, `GET /slow/<ms>` answers late, `GET /ws` echoes WebSocket
-//! messages prefixed by the version. Knobs in `knobs.rs` make it
-//! boot slowly, fail its health check, crash or answer slowly. On SIGTERM or
+//! `HELLO_DATA_DIR`, `GET|POST /db` reads (count and checksum) or adds rows in
+//! the PostgreSQL database `DATABASE_*` names, `GET /slow/<ms>` answers late,
+//! `GET /ws` echoes WebSocket messages prefixed by the version. Knobs in
+//! `knobs.rs` make it boot slowly, fail its health check, crash, answer
+//! slowly, leave orphaned processes or take its time to stop. On SIGTERM or
 //! SIGINT it stops accepting, finishes what is in flight, then exits.
+//! `hello TOOL ...` runs one of the small tools of `process.rs` instead
+//! (`echo`, `cat`, `exit`, `env`, `zombies`), for `ballast exec` in an
+//! image that has no shell.
 
 mod app;
+mod db;
 mod knobs;
+mod process;
 mod ws;
 
 use std::sync::Arc;
@@ -21,6 +28,10 @@ use knobs::Knobs;
 
 #[tokio::main]
 async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = process::tool(&args) {
+        std::process::exit(code);
+    }
     let knobs = match Knobs::from_env() {
         Ok(k) => k,
         Err(e) => fail(&format!("hello: {e}")),
@@ -40,6 +51,7 @@ async fn main() {
             ));
         });
     }
+    process::spawn_orphans(knobs.spawn_orphans, log);
     tokio::time::sleep(knobs.startup_delay).await;
 
     let listener = match TcpListener::bind(("0.0.0.0", knobs.port)).await {
@@ -47,8 +59,15 @@ async fn main() {
         Err(e) => fail(&format!("hello: cannot listen on port {}: {e}", knobs.port)),
     };
     log(&format!("hello {version} listening on port {}", knobs.port));
-    let app = Arc::new(App::new(version, hostname, knobs));
+    let stop_delay = knobs.stop_delay;
+    let app = Arc::new(App::new(version, hostname, knobs).with_db(db::Db::from_env()));
     app::serve(listener, app, stop_signal()).await;
+    if !stop_delay.is_zero() {
+        log(&format!(
+            "hello: finishing for {stop_delay:?} as HELLO_STOP_DELAY asks"
+        ));
+        tokio::time::sleep(stop_delay).await;
+    }
     log("hello stopped: in-flight requests finished");
 }
 

@@ -7,7 +7,9 @@ use ballast_lab::recipe::RecipeEvent;
 use ballast_lab::status::LabStatus;
 use ballast_lab::{LabEvent, LabName, UpRequest};
 
-use crate::cli::{LabCommand, LabDirArgs, LabStatusArgs, LabUpArgs};
+use crate::cli::{
+    LabCommand, LabDirArgs, LabImage, LabImageArgs, LabLoadArgs, LabStatusArgs, LabUpArgs,
+};
 use crate::output::Printer;
 
 pub async fn run(command: LabCommand, out: &Printer) -> Result<()> {
@@ -18,6 +20,8 @@ pub async fn run(command: LabCommand, out: &Printer) -> Result<()> {
             down(&name, &base(&args.dir), out).await
         }
         LabCommand::Status(args) => status(args, out).await,
+        LabCommand::Image(args) => image(args, out).await,
+        LabCommand::Load(args) => load(args, out).await,
     }
 }
 
@@ -127,6 +131,28 @@ async fn status(args: LabStatusArgs, out: &Printer) -> Result<()> {
     Ok(())
 }
 
+/// `lab image`: builds the image if its recipe's tag is missing, then
+/// prints the tag.
+async fn image(args: LabImageArgs, out: &Printer) -> Result<()> {
+    let recipe = match args.image {
+        LabImage::Host => ballast_lab::recipe::HOST,
+        LabImage::Postgres => ballast_lab::postgres::RECIPE,
+    };
+    let engine = Engine::local().await?;
+    let mut cached = false;
+    let mut on_event = |event: RecipeEvent| match event {
+        RecipeEvent::Cached { .. } => cached = true,
+        RecipeEvent::Phase(phase) => out.phase(&phase),
+        RecipeEvent::Built { tag, seconds } => {
+            out.finish();
+            out.progress(None, &format!("{tag} built in {seconds:.0}s"))
+        }
+    };
+    let tag = recipe.ensure(&engine, &mut on_event).await?;
+    out.result(&serde_json::json!({ "image": tag, "cached": cached }), &tag);
+    Ok(())
+}
+
 fn render(labs: &[LabStatus]) -> String {
     if labs.is_empty() {
         return "no labs: start one with `ballast lab up`".into();
@@ -157,6 +183,71 @@ fn render(labs: &[LabStatus]) -> String {
                 h.state
             ));
         }
+    }
+    text
+}
+
+/// `lab load`: steady requests until interrupted or `--duration` ends,
+/// then the report. A run with failed requests exits non-zero, so a script
+/// (the quickstart) can tell.
+async fn load(args: LabLoadArgs, out: &Printer) -> Result<()> {
+    let urls = ballast_lab::load::parse_urls(&args.urls)?;
+    if args.rate == 0 {
+        return Err(Error::input("start the load", "--rate must be at least 1"));
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(ballast_lab::load::run(
+        urls,
+        args.rate,
+        args.connections,
+        stopped,
+    ));
+    out.progress(
+        None,
+        &format!(
+            "{} requests/s over {} connections to {}",
+            args.rate,
+            args.connections,
+            args.urls.join(", ")
+        ),
+    );
+    let cancelled = crate::signals::cancel_on_signals();
+    match args.duration {
+        Some(d) => tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = cancelled.cancelled() => {}
+        },
+        None => cancelled.cancelled().await,
+    }
+    let _ = stop.send(true);
+    let report = running
+        .await
+        .map_err(|e| Error::failed("finish the load", e))?;
+    out.result(&report, &render_load(&report));
+    if report.failed > 0 {
+        return Err(Error::new(
+            ErrorKind::Failed,
+            "count the load's answers",
+            format_args!("{} of {} requests failed", report.failed, report.sent),
+        ));
+    }
+    Ok(())
+}
+
+fn render_load(r: &ballast_lab::load::LoadReport) -> String {
+    let mut text = format!(
+        "{} requests in {:.1}s ({:.0}/s): {} answered 200, {} failed",
+        r.sent,
+        r.seconds,
+        r.rate(),
+        r.ok,
+        r.failed
+    );
+    for (version, n) in &r.versions {
+        text.push_str(&format!("\n  {n:>7} answered by {version}"));
+    }
+    for f in &r.failures {
+        text.push_str(&format!("\n  failed: {f}"));
     }
     text
 }
