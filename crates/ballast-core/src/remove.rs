@@ -128,9 +128,10 @@ pub fn routes<'a>(
         .collect()
 }
 
-/// The host paths that hold data, normalized: every role's volumes in
-/// `config`, and every directory the service's containers mount (`binds`)
-/// but the secret files ballast mounts for them.
+/// The host paths that hold data, normalized: every role's volumes and
+/// accessory's data directories in `config`, and every directory the
+/// service's containers mount (`binds`) but the secret files ballast
+/// mounts for them.
 pub fn data_paths(config: &Config, binds: &[Bind]) -> Vec<String> {
     let secrets = secrets_root(&config.service);
     let from_config = config
@@ -138,6 +139,11 @@ pub fn data_paths(config: &Config, binds: &[Bind]) -> Vec<String> {
         .values()
         .flat_map(|r| r.volumes.iter())
         .map(|v| v.split(':').next().unwrap_or(v).to_string());
+    let accessories = config
+        .accessories
+        .iter()
+        .flat_map(|(name, a)| a.data_dirs(&config.service, name))
+        .map(|d| d.host);
     let mounted = binds
         .iter()
         .filter(|b| {
@@ -147,6 +153,7 @@ pub fn data_paths(config: &Config, binds: &[Bind]) -> Vec<String> {
         })
         .map(|b| b.source.clone());
     let all: BTreeSet<String> = from_config
+        .chain(accessories)
         .chain(mounted)
         .filter(|p| p.starts_with('/'))
         .map(|p| normalize(&p))
@@ -187,7 +194,8 @@ fn inside(path: &str, dir: &str) -> bool {
 /// What of `service`'s state directory goes, given its `entries` (names),
 /// the directory as the host resolves it (`resolved`, when it differs),
 /// and the `data` paths (normalized, and as the host resolves them).
-/// Only ballast's own entries go (its secret files; its lock is given back
+/// Only ballast's own entries go (its secret files and the digest key of
+/// secrets; its lock is given back
 /// as the command ends); an entry that is data, inside data or holding
 /// data stays, and so does the audit log and whatever ballast did not
 /// write.
@@ -199,7 +207,7 @@ pub fn state_cleanup(
 ) -> Cleanup {
     let dir = state_dir(service);
     let lock = crate::lock::lock_dir(service);
-    let ours = [secrets_root(service)];
+    let ours = [secrets_root(service), crate::digest_key::path(service)];
     let mut cleanup = Cleanup::default();
     // Names only: anything else is no entry of the directory.
     let mut names: Vec<&String> = entries
@@ -512,12 +520,22 @@ mod tests {
 
     #[test]
     fn only_ballasts_own_files_go_never_data_the_audit_log_or_others() {
-        let entries = names(&["secrets", "audit.log", "lock", "data", "notes.txt"]);
+        let entries = names(&[
+            "secrets",
+            "audit.log",
+            "lock",
+            "data",
+            "notes.txt",
+            "digest.key",
+        ]);
         let data = names(&["/var/lib/ballast/shop/data"]);
         assert_eq!(
             state_cleanup("shop", &entries, None, &data),
             Cleanup {
-                remove: names(&["/var/lib/ballast/shop/secrets"]),
+                remove: names(&[
+                    "/var/lib/ballast/shop/digest.key",
+                    "/var/lib/ballast/shop/secrets"
+                ]),
                 kept: vec![
                     kept("/var/lib/ballast/shop/audit.log", KeptWhy::AuditLog),
                     kept("/var/lib/ballast/shop/data", KeptWhy::Data),

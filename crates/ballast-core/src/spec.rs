@@ -1,7 +1,8 @@
 //! The container definition of a role on a host: image, command, environment
 //! (secrets included, at run time only), ports, volumes, logging, labels; and
-//! the digest of that definition, which tells whether a running container is
-//! still what the config asks for.
+//! the digest of that definition (secrets keyed, see [`crate::digest_key`]),
+//! which tells whether a running container is still what the config asks
+//! for.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{defaults, Config, Healthcheck, Role};
+use crate::digest_key::DigestKey;
 use crate::release::{
     AT_LABEL, BY_LABEL, CONFIG_LABEL, IMAGE_LABEL, ROLE_LABEL, SERVICE_LABEL, VERSION_LABEL,
 };
@@ -75,6 +77,14 @@ pub struct RoleSpec {
     /// the digest when off, so existing containers keep theirs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub secret_files: bool,
+    /// Docker's init as PID 1 (`roles.<name>.init`). Left out of the
+    /// digest when on (the default), so existing containers keep theirs.
+    #[serde(skip_serializing_if = "is_on")]
+    pub init: bool,
+}
+
+fn is_on(flag: &bool) -> bool {
+    *flag
 }
 
 /// Where a container's secret files live on its host; `digest` keeps two
@@ -85,6 +95,13 @@ pub fn secrets_dir(service: &str, container: &str, digest: &str) -> String {
         crate::state::STATE_ROOT
     )
 }
+
+/// The digest of a role with secrets on a host that has no digest key yet
+/// (only `ballast plan` sees one: a deploy makes the key first). It is no
+/// label any container has, so the role shows as replaced, as the deploy
+/// that makes the key will do: containers whose digest took bare hashes of
+/// the secrets (before keys) are replaced once that way.
+pub const PENDING_DIGEST: &str = "pending";
 
 /// Inside the container, where secret files are mounted.
 pub const SECRETS_MOUNT: &str = "/run/secrets";
@@ -111,31 +128,49 @@ impl RoleSpec {
                 .filter_map(|p| parse_publish(p))
                 .collect(),
             volumes: role.volumes.clone(),
-            log_driver: config.logging.driver.clone(),
-            log_options: config.logging.options.clone(),
+            log_driver: config.logging_of(role_name).driver.to_string(),
+            log_options: config.logging_of(role_name).effective_options(),
             stop_timeout: role.stop_timeout.unwrap_or_else(defaults::stop_timeout),
             network: role
                 .proxy
                 .as_ref()
                 .map(|_| crate::proxy::NETWORK.to_string()),
             secret_files: role.secret_files,
+            init: role.init,
         }
     }
 
-    /// Digest of the definition. Secret values are part of it (hashed), so a
-    /// changed secret rolls out, yet the digest reveals nothing about them.
-    pub fn digest(&self, secret: &dyn Fn(&str) -> Option<String>) -> String {
-        let secrets: BTreeMap<&str, String> = self
-            .env_secret
-            .iter()
-            .map(|n| {
-                (
-                    n.as_str(),
-                    hex(&Sha256::digest(secret(n).unwrap_or_default())),
-                )
-            })
-            .collect();
-        let text = serde_json::to_string(&(self, secrets)).expect("specs serialize");
+    /// Digest of the definition, as the container's config label: a
+    /// container with another digest runs another definition and is
+    /// replaced. Secrets enter it only as HMAC-SHA256 with the host's
+    /// `key` (see [`crate::digest_key`]), so a changed secret rolls out yet
+    /// the label cannot be checked against guessed values. Without a key
+    /// (`ballast plan` on a host no deploy has reached since keys came), a
+    /// role with secrets gets [`PENDING_DIGEST`]; a role without secrets
+    /// needs no key and keeps the digest ballast always gave it.
+    ///
+    /// The label is 64 bits of SHA-256 over the definition and the whole
+    /// 256-bit MACs. That is short on purpose (it names secret directories
+    /// too) and enough: guessing a secret from it means computing the MAC,
+    /// which takes the key, and whoever can read the key is root on the
+    /// host and can read the secret itself; so 64 bits only have to keep
+    /// two definitions of one role on one host apart by chance, which they
+    /// fail to do once in 2^64.
+    pub fn digest(
+        &self,
+        key: Option<&DigestKey>,
+        secret: &dyn Fn(&str) -> Option<String>,
+    ) -> String {
+        let macs: BTreeMap<&str, String> = match key {
+            _ if self.env_secret.is_empty() => BTreeMap::new(),
+            None => return PENDING_DIGEST.to_string(),
+            Some(key) => self
+                .env_secret
+                .iter()
+                .map(|n| (n.as_str(), key.mac(n, &secret(n).unwrap_or_default())))
+                .collect(),
+        };
+        let text = serde_json::to_string(&(self, macs)).expect("specs serialize");
         hex(&Sha256::digest(text))[..16].to_string()
     }
 
@@ -210,7 +245,7 @@ impl RoleSpec {
                     typ: Some(self.log_driver.clone()),
                     config: Some(self.log_options.clone().into_iter().collect()),
                 }),
-                init: Some(true),
+                init: Some(self.init),
                 network_mode: self.network.clone(),
                 ..Default::default()
             }),
@@ -278,15 +313,68 @@ mod tests {
         assert_eq!(h2.publish, [(80, 8080)]);
     }
 
+    fn key(byte: u8) -> DigestKey {
+        DigestKey::from_bytes([byte; 32])
+    }
+
+    /// The digest as ballast made it before keys: bare SHA-256 of each
+    /// secret value.
+    fn unkeyed_digest(spec: &RoleSpec, value: &str) -> String {
+        let secrets: BTreeMap<&str, String> = spec
+            .env_secret
+            .iter()
+            .map(|n| (n.as_str(), hex(&Sha256::digest(value))))
+            .collect();
+        let text = serde_json::to_string(&(spec, secrets)).unwrap();
+        hex(&Sha256::digest(text))[..16].to_string()
+    }
+
     #[test]
     fn digest_follows_secret_values_without_showing_them() {
         let c = config();
         let spec = RoleSpec::new(&c, "web", &c.roles["web"], "h1");
-        let a = spec.digest(&|_| Some("hunter2".into()));
-        let b = spec.digest(&|_| Some("hunter3".into()));
-        assert_ne!(a, b);
-        assert_eq!(a, spec.digest(&|_| Some("hunter2".into())));
+        let k = key(1);
+        let a = spec.digest(Some(&k), &|_| Some("hunter2".into()));
+        let b = spec.digest(Some(&k), &|_| Some("hunter3".into()));
+        assert_ne!(a, b, "a changed secret rolls out");
+        assert_eq!(a, spec.digest(Some(&k), &|_| Some("hunter2".into())));
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
         assert!(!a.contains("hunter2"));
+        let bare = hex(&Sha256::digest("hunter2"));
+        assert!(
+            !bare.contains(&a) && !a.contains(&bare[..8]),
+            "no bare hash"
+        );
+        // What a container made the old way is labelled with: replaced once.
+        assert_ne!(a, unkeyed_digest(&spec, "hunter2"));
+    }
+
+    #[test]
+    fn digest_differs_across_keys_and_waits_for_one() {
+        let c = config();
+        let spec = RoleSpec::new(&c, "web", &c.roles["web"], "h1");
+        let secret = |_: &str| Some("hunter2".to_string());
+        assert_ne!(
+            spec.digest(Some(&key(1)), &secret),
+            spec.digest(Some(&key(2)), &secret)
+        );
+        assert_eq!(spec.digest(None, &secret), PENDING_DIGEST);
+    }
+
+    #[test]
+    fn a_role_without_secrets_needs_no_key_and_keeps_its_digest() {
+        let mut c = config();
+        c.roles.get_mut("web").unwrap().env.secret.clear();
+        let spec = RoleSpec::new(&c, "web", &c.roles["web"], "h1");
+        let none = |_: &str| None;
+        let digest = spec.digest(None, &none);
+        assert_eq!(digest, spec.digest(Some(&key(1)), &none));
+        assert_eq!(
+            digest,
+            unkeyed_digest(&spec, ""),
+            "not replaced by the upgrade"
+        );
     }
 
     #[test]
@@ -329,6 +417,47 @@ mod tests {
         assert!(!serde_json::to_string(&off)
             .unwrap()
             .contains("secret_files"));
+    }
+
+    #[test]
+    fn init_is_on_unless_the_role_brings_its_own() {
+        let c = config();
+        let on = RoleSpec::new(&c, "web", &c.roles["web"], "h1");
+        let body = on.container(&stamp(), &|_| None);
+        assert_eq!(body.host_config.unwrap().init, Some(true));
+        assert_eq!(body.stop_timeout, Some(30));
+        // On, the field stays out of the digest: existing containers keep theirs.
+        assert!(!serde_json::to_string(&on).unwrap().contains("init"));
+        let mut c = config();
+        c.roles.get_mut("web").unwrap().init = false;
+        let off = RoleSpec::new(&c, "web", &c.roles["web"], "h1");
+        let body = off.container(&stamp(), &|_| None);
+        assert_eq!(body.host_config.unwrap().init, Some(false));
+        assert!(serde_json::to_string(&off)
+            .unwrap()
+            .contains("\"init\":false"));
+    }
+
+    #[test]
+    fn a_role_logs_its_own_way_or_the_services() {
+        let mut c = config();
+        c.roles.get_mut("web").unwrap().logging = Some(crate::config::Logging {
+            driver: crate::config::LogDriver::Gelf,
+            options: [("gelf-address".to_string(), "udp://g:12201".to_string())].into(),
+        });
+        let spec = RoleSpec::new(&c, "web", &c.roles["web"], "h1");
+        let log = spec
+            .container(&stamp(), &|_| None)
+            .host_config
+            .unwrap()
+            .log_config
+            .unwrap();
+        assert_eq!(log.typ.as_deref(), Some("gelf"));
+        assert_eq!(log.config.unwrap()["gelf-address"], "udp://g:12201");
+        let c = config();
+        let spec = RoleSpec::new(&c, "web", &c.roles["web"], "h1");
+        assert_eq!(spec.log_driver, "local");
+        assert_eq!(spec.log_options["max-size"], "10m");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! State ballast keeps in files on a host, under `/var/lib/ballast/<service>/`:
-//! the audit log (one JSON line per action), and who does what. Files are
+//! the audit log (one JSON line per action), who does what, and private
+//! files (mode 0600) such as the digest key of secrets. Files are
 //! written with plain programs and arguments passed as data; nothing is kept
 //! on the operator's machine. The deploy lock lives there too: see
 //! [`crate::lock`].
@@ -170,6 +171,67 @@ pub fn merge_audit(per_host: Vec<Vec<AuditRecord>>, lines: usize) -> Vec<AuditRe
     }
     let skip = merged.len().saturating_sub(lines);
     merged.split_off(skip)
+}
+
+/// Creates the file `name` in the service's directory on `host` with
+/// `data`, mode 0600 (root only), unless it exists: written under a random
+/// temporary name, then linked into place, which fails if another got
+/// there first. `data` travels on stdin, never in arguments. Whether it
+/// was created or found, read it back with [`read_private`].
+pub(crate) async fn create_private(
+    host: &Host,
+    service: &str,
+    name: &str,
+    data: &[u8],
+) -> Result<()> {
+    ensure_dir(host, service).await?;
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| {
+        Error::failed(
+            format!("create {name}"),
+            format_args!("no random bytes: {e}"),
+        )
+    })?;
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let path = format!("{}/{name}", service_dir(service));
+    let temporary = format!("{path}.{nonce}.new");
+    let step = format!("write {path}");
+    host.run_checked(
+        &step,
+        "install",
+        &["-m", "0600", "/dev/stdin", &temporary],
+        Some(data),
+        FILE_DEADLINE,
+    )
+    .await?;
+    // `ln` refuses an existing target: a file made meanwhile is kept.
+    let linked = host
+        .run("ln", &["-T", &temporary, &path], None, FILE_DEADLINE)
+        .await;
+    let removed = host
+        .run_checked(&step, "rm", &["-f", "--", &temporary], None, FILE_DEADLINE)
+        .await;
+    linked?;
+    removed
+}
+
+/// The text of the file `name` in the service's directory on `host`;
+/// `None` when there is no such file.
+pub(crate) async fn read_private(host: &Host, service: &str, name: &str) -> Result<Option<String>> {
+    let path = format!("{}/{name}", service_dir(service));
+    let out = host.run("cat", &["--", &path], None, FILE_DEADLINE).await?;
+    if out.success() {
+        return Ok(Some(out.stdout));
+    }
+    let exists = host
+        .run("test", &["-e", &path], None, FILE_DEADLINE)
+        .await?;
+    if exists.status == Some(1) {
+        return Ok(None);
+    }
+    Err(Error::failed(format!("read {path}"), out.stderr.trim())
+        .on(host.name())
+        .hint(format!("ballast needs to read {STATE_ROOT} on the host: log in as root or give the user read access there")))
 }
 
 async fn write_file(host: &Host, path: &str, data: &[u8], append: bool) -> Result<()> {

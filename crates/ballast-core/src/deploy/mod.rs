@@ -456,7 +456,11 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
         }
     };
     let reachable = |h: &str| d.fleet.get(h).is_some();
-    let targets = role_targets(ctx.loaded, &release, &ctx.scope, &reachable);
+    let keys = targets::digest_keys(d, &config.service).await?;
+    let targets = role_targets(ctx.loaded, &release, &ctx.scope, &reachable, &keys);
+    if ctx.dry_run {
+        targets::say_pending_keys(&targets, d.on_event);
+    }
     let states = observe::host_states(d.fleet, &config.service, containers, &targets).await;
     let settings = plan::Settings {
         batch: targets::batch_size(&config.deploy.batch),

@@ -58,6 +58,7 @@ fn spec() -> RoleSpec {
         stop_timeout: Duration::from_secs(30),
         network: None,
         secret_files: false,
+        init: true,
     }
 }
 
@@ -479,7 +480,8 @@ fn per_host_variables_planned_twice_are_a_no_op_on_every_host() {
         .iter()
         .map(|h| {
             let spec = RoleSpec::new(&config, "web", role, h);
-            let digest = spec.digest(&|_| Some("s3cret".into()));
+            let key = crate::digest_key::DigestKey::from_bytes([7; 32]);
+            let digest = spec.digest(Some(&key), &|_| Some("s3cret".into()));
             HostTarget {
                 host: h.to_string(),
                 spec,
