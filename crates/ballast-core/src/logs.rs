@@ -1,8 +1,10 @@
 //! The logs of a service's containers, merged across hosts: which containers
-//! to read (the app's running containers in a scope, or the proxies), and
-//! their lines as one stream of [`LogLine`]s. Without following, every
+//! to read (the app's running containers in a scope, its accessories', or
+//! the proxies), and their lines as one stream of [`LogLine`]s. Without following, every
 //! line is read first and handed over in time order; when following, lines
-//! are handed over as they arrive.
+//! are handed over as they arrive. Roles whose log driver sends the lines
+//! away (syslog, gelf, fluentd) are read from the copy Docker keeps on the
+//! host, if it keeps one, and [`Elsewhere`] says where the lines went.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +20,10 @@ use crate::error::Result;
 use crate::fleet::Fleet;
 use crate::scope::Scope;
 use crate::{deploy, proxy, release};
+
+mod elsewhere;
+
+pub use elsewhere::{by_driver, Elsewhere};
 
 /// A container whose log is read, and what to call it.
 pub struct Source {
@@ -97,6 +103,39 @@ pub async fn app_sources(fleet: &Fleet, service: &str, scope: &Scope) -> Result<
         }
     }
     Ok(sources)
+}
+
+/// The hosts `ballast logs` reads in `scope`: those of its roles, then,
+/// when it names no role, those of the accessories among its hosts.
+pub fn hosts(config: &Config, scope: &Scope) -> Vec<String> {
+    let mut hosts = scope.hosts_of(config);
+    for a in config.accessories.values() {
+        let wanted = scope.roles.is_empty() && scope.has_host(a.host());
+        if wanted && !hosts.iter().any(|h| h == a.host()) {
+            hosts.push(a.host().to_string());
+        }
+    }
+    hosts
+}
+
+/// The running accessory containers on the connected hosts of `fleet`,
+/// when `scope` names no role (their prefix is the accessory's name).
+pub async fn accessory_sources(
+    loaded: &crate::config::Loaded,
+    fleet: &Fleet,
+    scope: &Scope,
+) -> Result<Vec<Source>> {
+    if !scope.roles.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = loaded
+        .config
+        .accessories
+        .iter()
+        .filter(|(_, a)| scope.has_host(a.host()))
+        .map(|(n, _)| n.clone())
+        .collect();
+    crate::accessory::log_sources(loaded, fleet, &names, true).await
 }
 
 /// The proxy container of every proxied host of `config` that `fleet`

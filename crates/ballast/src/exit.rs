@@ -86,6 +86,27 @@ pub const DOCTOR: &[Exit] = &[
     Exit::Success,
 ];
 
+/// `ballast exec`'s code once its command ran: the command's own, as
+/// `docker exec` gives it, so scripts can act on it; one outside 0 to 255
+/// (never given by the engine) is [`Exit::Failed`]. Failures before the
+/// command runs exit with this table's codes.
+pub fn of_command(code: i64) -> i32 {
+    u8::try_from(code).map_or(Exit::Failed.code(), i32::from)
+}
+
+/// The exit codes part of `ballast exec --help`.
+pub fn exec_help() -> String {
+    format!(
+        "Exit code: the command's own once it ran (with --all, the first \
+         non-zero in host order); before it runs, ballast's (`ballast man` \
+         lists them: {} for a bad role or host, {} when no container of the \
+         role runs, {} for a host that does not answer).",
+        Exit::Input.code(),
+        Exit::NotFound.code(),
+        Exit::Unreachable.code()
+    )
+}
+
 /// The exit codes part of `ballast doctor --help`, from the table.
 pub fn doctor_help() -> String {
     let mut text = String::from("Exit codes (the first that applies):\n");
@@ -148,6 +169,15 @@ mod tests {
         let codes: Vec<i32> = Exit::ALL.iter().map(|e| e.code()).collect();
         assert!(codes.windows(2).all(|w| w[0] < w[1]), "{codes:?}");
         assert!(codes.iter().all(|c| (0..=255).contains(c)), "{codes:?}");
+    }
+
+    #[test]
+    fn exec_passes_the_commands_code_through() {
+        assert_eq!(of_command(0), 0);
+        assert_eq!(of_command(3), 3);
+        assert_eq!(of_command(137), 137);
+        assert_eq!(of_command(-1), Exit::Failed.code());
+        assert_eq!(of_command(256), Exit::Failed.code());
     }
 
     #[test]

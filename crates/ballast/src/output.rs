@@ -29,6 +29,11 @@ impl Printer {
         }
     }
 
+    /// Whether output is JSON lines (`--json`).
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// A phase that may take a while begins ("building the host image").
     pub fn phase(&self, message: &str) {
         if self.tty {
@@ -111,6 +116,42 @@ impl Printer {
             );
         } else {
             stdout(&format!("{host} {role} | {text}"));
+        }
+    }
+
+    /// Output of a command run in a container (`ballast exec`), passed on
+    /// as it came, on stdout or stderr as the command wrote it: text with
+    /// secret values redacted like every output, anything else (binary
+    /// output) byte for byte.
+    pub fn passthrough(&self, to_stderr: bool, bytes: &[u8]) {
+        use std::io::Write;
+        let redacted = std::str::from_utf8(bytes).ok().map(redact);
+        let bytes = redacted.as_deref().map_or(bytes, str::as_bytes);
+        let written = if to_stderr {
+            let mut err = std::io::stderr().lock();
+            err.write_all(bytes).and_then(|()| err.flush())
+        } else {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes).and_then(|()| out.flush())
+        };
+        if written.is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+            std::process::exit(0);
+        }
+    }
+
+    /// One line a command printed on `host` (`ballast exec --all`),
+    /// prefixed by the host, on stdout or stderr as the command wrote it.
+    pub fn exec_line(&self, host: &str, to_stderr: bool, text: &str) {
+        if self.json {
+            let stream = if to_stderr { "stderr" } else { "stdout" };
+            stdout(
+                &json!({"type": "output", "host": host, "stream": stream, "line": text})
+                    .to_string(),
+            );
+        } else if to_stderr {
+            eprintln!("{}", redact(&prefixed(Some(host), text)));
+        } else {
+            stdout(&prefixed(Some(host), text));
         }
     }
 

@@ -740,14 +740,14 @@ fn destinations_hooks_and_aliases_from_one_config() {
     let text_now = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
-        text_now.replace("status --roles web", "exec web -- sh"),
+        text_now.replace("status --roles web", "shell web -- sh"),
     )
     .unwrap();
     let bad = run(&config, &["-d", "staging", "status"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        stderr.contains("`exec` is not a ballast command"),
+        stderr.contains("`shell` is not a ballast command"),
         "{stderr}"
     );
 }

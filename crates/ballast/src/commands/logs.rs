@@ -1,11 +1,13 @@
-//! `ballast logs`: the logs of every container of the service, merged across
-//! hosts by [`ballast_core::logs`], each line prefixed by host and role.
+//! `ballast logs`: the logs of every container of the service (its
+//! accessories' too), merged across hosts by [`ballast_core::logs`], each
+//! line prefixed by host and role (or accessory).
 
 use std::path::Path;
 use std::time::SystemTime;
 
 use regex::Regex;
 
+use ballast_core::fleet::Fleet;
 use ballast_core::logs::{self, Source, Window};
 use ballast_core::{Error, Result};
 
@@ -34,7 +36,9 @@ pub async fn run(config: &Path, accept_new: bool, args: LogsArgs, out: &Printer)
         .transpose()
         .map_err(|e| Error::input("read --grep", e).hint("give a valid regular expression"))?;
     let scope = service::scope(&loaded, &args.scope)?;
-    let fleet = service::fleet_in(&loaded, accept_new, &scope).await;
+    let hosts = logs::hosts(&loaded.config, &scope);
+    let reach = service::reach(&loaded, accept_new);
+    let fleet = Fleet::connect(&hosts, &reach, service::concurrency(&loaded)).await;
     for e in &fleet.unreachable {
         out.progress(e.host.as_deref(), &format!("did not answer: {}", e.cause));
     }
@@ -43,7 +47,12 @@ pub async fn run(config: &Path, accept_new: bool, args: LogsArgs, out: &Printer)
         tail: args.tail,
         since: args.since.map(|d| Window::cutoff(d, SystemTime::now())),
     };
-    let sources = logs::app_sources(&fleet, &loaded.config.service, &scope).await?;
+    let mut sources = logs::app_sources(&fleet, &loaded.config.service, &scope).await?;
+    sources.extend(logs::accessory_sources(&loaded, &fleet, &scope).await?);
+    let (sources, elsewhere) = logs::by_driver(&loaded.config, sources);
+    for e in &elsewhere {
+        out.progress(None, &e.note());
+    }
     print(sources, &window, grep.as_ref(), out).await;
     fleet.close().await;
     Ok(())
