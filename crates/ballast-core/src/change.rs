@@ -26,9 +26,18 @@ pub struct Change<'a> {
 /// Connects to the hosts in `c.scope`, takes the lock, runs `work` on the
 /// connected fleet, audits and releases. Every host must answer.
 pub async fn run<T>(c: &Change<'_>, work: impl AsyncFnOnce(&Fleet) -> Result<T>) -> Result<T> {
+    run_on(c, &c.scope.hosts_of(&c.loaded.config), work).await
+}
+
+/// [`run`] on `hosts` instead of the hosts of `c.scope` (accessories live
+/// on hosts of their own).
+pub async fn run_on<T>(
+    c: &Change<'_>,
+    hosts: &[String],
+    work: impl AsyncFnOnce(&Fleet) -> Result<T>,
+) -> Result<T> {
     let config = &c.loaded.config;
-    let hosts = c.scope.hosts_of(config);
-    let fleet = Arc::new(Fleet::connect(&hosts, c.reach, config.concurrency()).await);
+    let fleet = Arc::new(Fleet::connect(hosts, c.reach, config.concurrency()).await);
     let result = locked(c, &fleet, work).await;
     if let Ok(fleet) = Arc::try_unwrap(fleet) {
         fleet.close().await;

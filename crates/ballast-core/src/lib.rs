@@ -1,8 +1,13 @@
 //! ballast-core: the domain of ballast, without its command line.
 //!
 //! # Layout
+//! - [`accessory`]: accessories (a database, a cache) on their hosts:
+//!   boot, upgrade with rollback, stop, remove; data kept unless told.
 //! - [`acme`]: certificates from an ACME CA (HTTP-01 answered by every
 //!   host's proxy), the account kept on the role's first host.
+//! - [`backup`]: a container's data streamed to a checksummed file on the
+//!   operator's machine (a dump command, or an archive of its data
+//!   directories), and put back after the file is verified.
 //! - [`certificate`]: a certificate and key checked before they are sent.
 //! - [`change`]: a locked, audited change outside a rollout (setup, proxy).
 //! - [`config`]: `ballast.yml`: schema, loading, validation, secrets, reference.
@@ -11,6 +16,7 @@
 //! - [`delivery`]: getting an image onto hosts, sending only missing layers.
 //! - [`error`]: the one error type: host, step, cause, hint.
 //! - [`engine`]: a Docker engine reached through a unix socket (bollard).
+//! - [`exec`]: a command run in a role's running container (`ballast exec`).
 //! - [`plan`]: the pure rollout plan: per-host steps in batches; the
 //!   executor's whole contract.
 //! - [`scope`]: the hosts and roles a command works on (`--hosts`, `--roles`).
@@ -30,6 +36,8 @@
 //! - [`state`]: the audit log (and the old one-host lock), files on the hosts.
 //! - [`rollout`]: one host's steps, undone if one fails.
 //! - [`spec`]: a role's container definition and its digest.
+//! - [`digest_key`]: the per-service key on each host that the digest of
+//!   secrets is keyed with.
 //! - [`version`]: which image and version a deploy rolls out.
 //! - [`ssh`]: a remote host over system OpenSSH, its Docker socket forwarded.
 //! - [`fleet`]: every host of a service, connected with bounded concurrency.
@@ -38,15 +46,19 @@
 //! - [`host`]: a host, local or over SSH: engine, commands, tunnels.
 //! - [`image`]: building images from a context, copying them between engines.
 
+pub mod accessory;
 pub mod acme;
+pub mod backup;
 pub mod certificate;
 pub mod change;
 pub mod config;
 pub mod delivery;
 pub mod deploy;
+pub mod digest_key;
 pub mod doctor;
 pub mod engine;
 pub mod error;
+pub mod exec;
 pub mod faults;
 pub mod fleet;
 pub mod health;

@@ -18,6 +18,8 @@
 //!   is never the service's.
 //! - Never a volume, never a host directory: containers are removed without
 //!   their anonymous volumes, and bind-mounted directories are not touched.
+//! - Never an accessory: its containers are not the service's (no
+//!   `io.ballast.service` label), and the images they run are in use.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;

@@ -134,7 +134,10 @@ pub struct AppContainer {
     pub deployed_at: String,
 }
 
-/// Every container of `service` on a host, newest first.
+/// Every container of `service` on a host, newest first. Accessories'
+/// containers carry no [`SERVICE_LABEL`] (see
+/// [`crate::accessory::spec::SERVICE_LABEL`]), so neither this nor deploy,
+/// rollback, prune or remove, which all start from it, ever sees them.
 pub async fn observe(engine: &Engine, service: &str) -> Result<Vec<AppContainer>> {
     let filters = HashMap::from([("label", vec![format!("{SERVICE_LABEL}={service}")])]);
     let options = ListContainersOptionsBuilder::default()

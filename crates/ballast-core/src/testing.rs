@@ -42,6 +42,8 @@ pub fn sharded_role() -> crate::config::Role {
         volumes: vec!["/srv/data:/data".into()],
         healthcheck: None,
         stop_timeout: None,
+        init: true,
+        logging: None,
         proxy: None,
         secret_files: false,
     }
@@ -56,6 +58,8 @@ pub fn sharded_config() -> crate::config::Config {
         ssh: Default::default(),
         delivery: Default::default(),
         roles: std::collections::BTreeMap::from([("web".into(), sharded_role())]),
+        accessories: Default::default(),
+        data_roots: Vec::new(),
         deploy: Default::default(),
         logging: Default::default(),
         hooks: Default::default(),

@@ -74,6 +74,14 @@ pub enum Command {
     Status(ScopeArgs),
     /// Logs of every host, merged, each line prefixed by host and role.
     Logs(LogsArgs),
+    /// Run a command in a role's running container: on the role's first
+    /// host, on `--host`, or on every host with `--all`.
+    #[command(after_help = crate::exit::exec_help())]
+    Exec(ExecArgs),
+    /// Accessories (a database, a cache): boot, upgrade, roll back, stop,
+    /// remove; an app deploy never touches them.
+    #[command(subcommand)]
+    Accessory(crate::commands::accessory::AccessoryCommand),
     /// Remove stopped releases past `deploy.retain` and the images nothing
     /// uses any more; never a volume or a host directory.
     Prune(PruneArgs),
@@ -246,6 +254,27 @@ pub struct LogsArgs {
     /// Only lines matching this regular expression.
     #[arg(long)]
     pub grep: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The role whose running container runs the command.
+    pub role: String,
+    /// Run on this host of the role [default: its first].
+    #[arg(long, value_name = "HOST", conflicts_with = "all")]
+    pub host: Option<String>,
+    /// Run on every host of the role at once, each output line prefixed by
+    /// its host.
+    #[arg(long)]
+    pub all: bool,
+    /// Interactive: forward stdin to the command, and give it a terminal
+    /// when stdin is one (Ctrl-C then goes to the command).
+    #[arg(short, long, conflicts_with = "all")]
+    pub interactive: bool,
+    /// The program and its arguments, after `--`; run as they are, with no
+    /// shell (give one yourself: `-- sh -c '...'`).
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// The deploy lock lives on every host of the service; each subcommand works
@@ -430,6 +459,30 @@ pub enum LabCommand {
     Down(LabNameArgs),
     /// List labs, their hosts and whether each answers.
     Status(LabStatusArgs),
+    /// Build an image offline (once: it is cached by its recipe's hash) and
+    /// print its tag: `host` (a lab host) or `postgres` (the PostgreSQL
+    /// accessory image).
+    Image(LabImageArgs),
+    /// Send steady HTTP load to URLs until stopped (Ctrl-C, SIGTERM or
+    /// `--duration`), counting every request; prints a report of versions
+    /// seen and failures (connection errors included).
+    Load(LabLoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabLoadArgs {
+    /// http:// URLs, taken in turn.
+    #[arg(required = true)]
+    pub urls: Vec<String>,
+    /// Requests per second, in all.
+    #[arg(long, default_value_t = 200)]
+    pub rate: u32,
+    /// Keep-alive connections the requests are spread over.
+    #[arg(long, default_value_t = 8)]
+    pub connections: u32,
+    /// Stop after this long [default: when interrupted].
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -461,6 +514,21 @@ pub struct LabUpArgs {
     /// How long hosts may take to answer.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct LabImageArgs {
+    /// Which image.
+    pub image: LabImage,
+}
+
+/// The images `ballast lab image` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabImage {
+    /// A lab host: Debian with sshd and dockerd.
+    Host,
+    /// Debian's PostgreSQL 15, for accessories.
+    Postgres,
 }
 
 #[derive(Debug, Args)]
@@ -502,6 +570,26 @@ mod tests {
         assert_eq!(up.hosts, 3);
         assert_eq!(up.lab.name, "dev");
         assert_eq!(up.timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_the_double_dash_as_is() {
+        let cli = Cli::try_parse_from(["ballast", "exec", "web", "-i", "--", "ls", "-l", "--all"])
+            .unwrap();
+        let Command::Exec(exec) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        assert_eq!(exec.role, "web");
+        assert!(exec.interactive && !exec.all);
+        assert_eq!(exec.command, ["ls", "-l", "--all"]);
+        assert!(Cli::try_parse_from(["ballast", "exec", "web"]).is_err());
+        assert!(
+            Cli::try_parse_from(["ballast", "exec", "web", "--all", "-i", "--", "sh"]).is_err()
+        );
+        assert!(Cli::try_parse_from([
+            "ballast", "exec", "web", "--all", "--host", "a", "--", "sh"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -52,6 +52,12 @@ fn main() {
                 done(commands::inspect::status(config, accept, args, &out).await)
             }
             Command::Logs(args) => done(commands::logs::run(config, accept, args, &out).await),
+            // exec exits with the command's own code once it ran.
+            Command::Exec(args) => commands::exec::run(config, accept, args, &out).await,
+            // accessory exec exits with the command's own code once it ran.
+            Command::Accessory(command) => {
+                commands::accessory::run(config, accept, command, &out).await
+            }
             Command::Prune(args) => {
                 done(commands::maintain::prune(config, accept, args, &out).await)
             }

@@ -144,6 +144,12 @@ fn config_error_wrong_type() {
 }
 
 #[test]
+fn config_error_unknown_log_driver() {
+    let case = Case::with_config(&format!("{BASE}logging:\n  driver: splunk\n"));
+    case.snapshot("config_error_unknown_log_driver", &["config"]);
+}
+
+#[test]
 fn config_error_missing_key() {
     let case = Case::with_config("service: shop\nroles:\n  web:\n    hosts: [web-1.example.com]\n");
     case.snapshot("config_error_missing_key", &["config"]);

@@ -82,6 +82,36 @@ pub const LIMITS: &[Limit] = &[
         above: "public CAs issue certificates for at most 398 days: longer would renew at every deploy",
     },
     Limit {
+        key: "accessories.<name>.healthcheck.interval",
+        range: LimitRange::Duration { min: Duration::from_millis(100), max: secs(300) },
+        below: "checking more than 10 times a second only loads the accessory",
+        above: "a booted accessory would wait that long before it counts as healthy",
+    },
+    Limit {
+        key: "accessories.<name>.healthcheck.timeout",
+        range: LimitRange::Duration { min: Duration::from_millis(100), max: secs(300) },
+        below: "shorter fails the check whenever the accessory is busy for a moment",
+        above: "a check unanswered for 5 minutes has failed",
+    },
+    Limit {
+        key: "accessories.<name>.healthcheck.retries",
+        range: LimitRange::Count { min: 1, max: 100 },
+        below: "0 failed checks cannot make anything unhealthy",
+        above: "an accessory failing 100 checks in a row is unhealthy",
+    },
+    Limit {
+        key: "accessories.<name>.health_timeout",
+        range: LimitRange::Duration { min: crate::spec::SETTLE, max: secs(3600) },
+        below: "an accessory without a health check counts as healthy only once it has run 5s",
+        above: "a boot or upgrade holds the service's lock while it waits",
+    },
+    Limit {
+        key: "accessories.<name>.stop_timeout",
+        range: LimitRange::Duration { min: Duration::ZERO, max: secs(3600) },
+        below: "",
+        above: "a reboot or upgrade waits this long for the old container to stop",
+    },
+    Limit {
         key: "deploy.batch",
         range: LimitRange::Count { min: 1, max: 10_000 },
         below: "a batch of 0 hosts would never deploy; a share of each role's hosts such as `\"25%\"` works too",

@@ -218,8 +218,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_list_the_valid_ones_or_say_where_they_belong() {
-        let yaml = format!("{HEAD}accessories: {{}}\n");
-        assert_error(&yaml, 6, 1, "unknown key `accessories`", "valid keys here: `service`, `image`, `build`, `ssh`, `delivery`, `roles`, `deploy`, `logging`");
+        let yaml = format!("{HEAD}extras: {{}}\n");
+        assert_error(&yaml, 6, 1, "unknown key `extras`", "valid keys here: `service`, `image`, `build`, `ssh`, `delivery`, `roles`, `accessories`, `data_roots`, `deploy`, `logging`");
         let yaml = format!("{HEAD}batch: 2\n");
         assert_error(
             &yaml,

@@ -15,8 +15,12 @@
 //! - [`secrets`]: secret values from the environment, `.ballast/secrets`
 //!   (per destination too) or commands written `$(...)` there
 //!   (`secret_command`).
+//! - `accessories`: the `accessories:` section (types, defaults, checks).
 //! - `routing`: checks of a role's proxy settings (trusted ranges, body
 //!   limits).
+//! - `logging`: the options each log driver takes and needs.
+//! - `inventory`: `{{ roles.NAME.hosts }}` and the like in clear values,
+//!   checked with the semantics and resolved right after.
 //! - `error`: [`ConfigError`], located and with a hint.
 //! - `reference`, `starter`, `redact`, `query`: the generated reference,
 //!   `ballast init`'s file, `ballast config`'s output, helpers on `Config`.
@@ -25,11 +29,15 @@
 //! (serde-saphyr), shape (schema walk), types (serde into [`Config`]),
 //! semantics, then secrets.
 
+pub mod accessories;
+pub mod backup;
 mod aliases;
 mod bounds;
 pub mod destination;
 mod error;
 mod hints;
+mod inventory;
+mod logging;
 mod names;
 mod node;
 mod query;
@@ -47,6 +55,10 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use accessories::{
+    parse_port, Accessory, AccessoryFile, AccessoryHealthcheck, DataDir, DataDirectory,
+    HealthCommand, NoCheck, PublishedPort,
+};
 pub use bounds::{Limit, LimitRange, LIMITS};
 pub use error::ConfigError;
 pub use names::image_problem;
@@ -134,8 +146,10 @@ pub fn parse(
             .with_hint("run `ballast init` to write a commented starter ballast.yml"));
     }
     shape::check(&root, &src)?;
-    let config: Config = serde_saphyr::from_str(source).map_err(|e| src.yaml_error(&e, true))?;
+    let mut config: Config =
+        serde_saphyr::from_str(source).map_err(|e| src.yaml_error(&e, true))?;
     validate::check(&config, &root, &src)?;
+    inventory::resolve(&mut config);
     let dir = match path_for_messages.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

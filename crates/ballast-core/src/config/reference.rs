@@ -66,6 +66,11 @@ fn declared_fields() -> &'static BTreeMap<&'static str, &'static [&'static str]>
             ("Healthcheck", fields_of::<Healthcheck>()),
             ("DeploySettings", fields_of::<DeploySettings>()),
             ("Logging", fields_of::<Logging>()),
+            ("Accessory", fields_of::<super::accessories::Accessory>()),
+            ("DataDirectory", fields_of::<super::accessories::DataDirectory>()),
+            ("AccessoryFile", fields_of::<super::accessories::AccessoryFile>()),
+            ("HealthCommand", fields_of::<super::accessories::HealthCommand>()),
+            ("AccessoryBackup", fields_of::<super::backup::AccessoryBackup>()),
         ])
     })
 }
@@ -399,6 +404,8 @@ mod tests {
                 "ssh",
                 "delivery",
                 "roles",
+                "accessories",
+                "data_roots",
                 "deploy",
                 "logging",
                 "hooks",

@@ -32,10 +32,21 @@ pub struct Config {
     pub delivery: Delivery,
     /// The roles of the service: named sets of identical containers on listed hosts.
     pub roles: BTreeMap<String, Role>,
+    /// Accessories: stateful companions of the roles (a database, a cache),
+    /// each pinned to its host with its data in host directories, booted
+    /// and upgraded by `ballast accessory`, never by a deploy. See
+    /// docs/accessories.md.
+    #[serde(default)]
+    pub accessories: BTreeMap<String, super::accessories::Accessory>,
+    /// Host directories, besides `/var/lib/ballast/<service>/`, where
+    /// accessories may keep their data, e.g. `[/srv/data]`.
+    #[serde(default)]
+    pub data_roots: Vec<String>,
     /// How deploys roll across hosts.
     #[serde(default)]
     pub deploy: DeploySettings,
-    /// Log driver of every container; rotation is on by default.
+    /// Log driver of every container (a role may have its own); rotation
+    /// is on by default.
     #[serde(default)]
     pub logging: Logging,
     /// Executables in `.ballast/hooks/` beside the config, run on this
@@ -170,10 +181,23 @@ pub struct Role {
     /// has none, when the container is still running 5 s after it started.
     #[serde(default)]
     pub healthcheck: Option<Healthcheck>,
-    /// How long a container gets to stop after SIGTERM before it is killed.
+    /// How long a container gets to stop after SIGTERM before it is
+    /// killed, wherever ballast stops it (deploy, rollback, undo, remove)
+    /// and when Docker does (`docker stop`, a daemon shutdown); whole
+    /// seconds [default: 30s].
     #[serde(default, with = "humantime_serde::option")]
     #[schemars(with = "Option<String>", extend("format" = "duration"))]
     pub stop_timeout: Option<Duration>,
+    /// Run a small init process (Docker's `--init`) as PID 1 of each
+    /// container: it passes signals such as SIGTERM on to the app and reaps
+    /// the zombie processes the app's orphaned children leave. Set `false`
+    /// only for images that bring their own init (tini, dumb-init, s6,
+    /// systemd).
+    #[serde(default = "defaults::init")]
+    pub init: bool,
+    /// This role's logging instead of the top-level `logging`.
+    #[serde(default)]
+    pub logging: Option<Logging>,
     /// Serve this role through ballast-proxy on each of its hosts: requests
     /// switch to a new version only once it is healthy, with none failed.
     /// Needs `port`.
@@ -334,12 +358,22 @@ impl HostEntry {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Env {
-    /// Variables given in clear. Never put secrets here.
+    /// Variables given in clear. Never put secrets here. A value may name
+    /// hosts and ports of this config, resolved when it is loaded (`ballast
+    /// plan` and `ballast config` show the result): `{{ roles.NAME.hosts }}`
+    /// (the role's addresses, comma-separated), `{{ roles.NAME.port }}`,
+    /// `{{ accessories.NAME.host }}` and `{{ accessories.NAME.port }}` (its
+    /// first published host port), e.g. `"{{ accessories.db.host }}:{{
+    /// accessories.db.port }}"`. Only such paths: no expressions, filters or
+    /// loops, and never a secret (`{{ secrets.X }}` is an error). Per-host
+    /// `env` values may use them too.
     #[serde(default)]
     pub clear: BTreeMap<String, String>,
     /// Names of secret variables. Values come from the environment of the
     /// operator or from `.ballast/secrets` beside the config file; they reach
-    /// containers at run time and are never printed.
+    /// containers at run time and are never printed. A changed value rolls
+    /// out: the containers' digest takes each value keyed (HMAC-SHA256 with
+    /// a key kept on each host in `/var/lib/ballast/<service>/digest.key`).
     #[serde(default)]
     pub secret: Vec<String>,
 }
@@ -423,24 +457,137 @@ pub enum Batch {
     Percent(String),
 }
 
-/// Container logging.
+/// Container logging: where the containers' output goes. `ballast config`
+/// shows the options Docker gets: those written, with the rotation defaults
+/// of the drivers that keep files on the host.
+// Read through `LoggingAsWritten`, which documents the keys (the
+// reference's source) and adds those defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, from = "LoggingAsWritten")]
 pub struct Logging {
-    /// Docker log driver.
-    #[serde(default = "defaults::log_driver")]
-    pub driver: String,
-    /// Driver options; the defaults rotate at 10 MB, keeping 5 files.
-    #[serde(default = "defaults::log_options")]
+    pub driver: LogDriver,
     pub options: BTreeMap<String, String>,
+}
+
+/// `logging` as the file writes it.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Logging")]
+pub struct LoggingAsWritten {
+    /// Docker log driver.
+    #[serde(default)]
+    driver: LogDriver,
+    /// Options of the driver, handed to Docker as they are (`--log-opt`).
+    /// `local` and `json-file` rotate at `max-size: 10m` keeping
+    /// `max-file: "5"` unless these say otherwise; `gelf` needs
+    /// `gelf-address`.
+    #[serde(default)]
+    options: BTreeMap<String, String>,
+}
+
+impl From<LoggingAsWritten> for Logging {
+    fn from(written: LoggingAsWritten) -> Logging {
+        let mut options = match written.driver {
+            LogDriver::Local | LogDriver::JsonFile => defaults::log_options(),
+            _ => BTreeMap::new(),
+        };
+        options.extend(written.options);
+        Logging {
+            driver: written.driver,
+            options,
+        }
+    }
+}
+
+impl Logging {
+    /// The options Docker gets: those written, with the rotation defaults
+    /// of drivers that keep files on the host (added when read).
+    pub fn effective_options(&self) -> BTreeMap<String, String> {
+        self.options.clone()
+    }
 }
 
 impl Default for Logging {
     fn default() -> Self {
-        Logging {
-            driver: defaults::log_driver(),
-            options: defaults::log_options(),
+        LoggingAsWritten::default().into()
+    }
+}
+
+impl Config {
+    /// The logging of `role`: its own, else the service's.
+    pub fn logging_of(&self, role: &str) -> &Logging {
+        self.roles
+            .get(role)
+            .and_then(|r| r.logging.as_ref())
+            .unwrap_or(&self.logging)
+    }
+}
+
+/// The Docker log drivers ballast supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogDriver {
+    /// Files on the host in Docker's compact format, rotated; `ballast
+    /// logs` reads them.
+    #[default]
+    Local,
+    /// Files on the host as JSON lines, rotated; `ballast logs` reads them.
+    JsonFile,
+    /// The host's systemd journal (systemd-journald must run there);
+    /// `ballast logs` reads it, and so does `journalctl CONTAINER_NAME=...`.
+    Journald,
+    /// A syslog server at `syslog-address` (`udp://`, `tcp://`,
+    /// `tcp+tls://`, `unix://` or `unixgram://`) [default: the host's
+    /// syslog socket].
+    Syslog,
+    /// A GELF endpoint such as Graylog or Logstash at `gelf-address`
+    /// (`udp://HOST:PORT` or `tcp://HOST:PORT`, required).
+    Gelf,
+    /// A Fluentd or Fluent Bit collector at `fluentd-address` (`HOST:PORT`,
+    /// `tcp://HOST:PORT` or `unix:///PATH`) [default: `localhost:24224`].
+    /// A container does not start while the collector is unreachable,
+    /// unless `fluentd-async: "true"`.
+    Fluentd,
+}
+
+impl LogDriver {
+    /// Every driver, in the order the reference lists them.
+    pub const ALL: [LogDriver; 6] = [
+        LogDriver::Local,
+        LogDriver::JsonFile,
+        LogDriver::Journald,
+        LogDriver::Syslog,
+        LogDriver::Gelf,
+        LogDriver::Fluentd,
+    ];
+
+    /// The driver's name, as Docker and the config write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogDriver::Local => "local",
+            LogDriver::JsonFile => "json-file",
+            LogDriver::Journald => "journald",
+            LogDriver::Syslog => "syslog",
+            LogDriver::Gelf => "gelf",
+            LogDriver::Fluentd => "fluentd",
         }
+    }
+
+    /// Whether the logs stay on the host, where Docker reads them back;
+    /// the others send them away, and Docker keeps only a local copy of
+    /// the recent lines (its "dual logging" cache) unless
+    /// `cache-disabled` is set.
+    pub fn stays_on_host(self) -> bool {
+        matches!(
+            self,
+            LogDriver::Local | LogDriver::JsonFile | LogDriver::Journald
+        )
+    }
+}
+
+impl std::fmt::Display for LogDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -496,9 +643,10 @@ pub mod defaults {
     pub fn drain_timeout() -> Duration {
         Duration::from_secs(30)
     }
-    pub fn log_driver() -> String {
-        "local".into()
+    pub fn init() -> bool {
+        true
     }
+    /// Rotation of the drivers that write files on the host.
     pub fn log_options() -> BTreeMap<String, String> {
         BTreeMap::from([
             ("max-size".to_string(), "10m".to_string()),

@@ -223,12 +223,15 @@ fn resolve_with(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Secrets, ConfigError> {
     // Every listed name, with where it is listed, in file order.
-    let mut wanted: Vec<(u64, u64, &str, &str, usize)> = Vec::new();
-    for (role, r) in &config.roles {
-        for (i, name) in r.env.secret.iter().enumerate() {
+    let mut wanted: Vec<(u64, u64, &str, &str, &str, usize)> = Vec::new();
+    let roles = config.roles.iter().map(|(n, r)| ("roles", n, &r.env));
+    let accessories = config.accessories.iter().map(|(n, a)| ("accessories", n, &a.env));
+    for (section, role, env) in roles.chain(accessories) {
+        for (i, name) in env.secret.iter().enumerate() {
             let idx = i.to_string();
-            let (n, _) = node::find(root, &["roles", role, "env", "secret", &idx]);
-            wanted.push((n.referenced.line(), n.referenced.column(), role, name, i));
+            let (n, _) = node::find(root, &[section, role, "env", "secret", &idx]);
+            let (line, column) = (n.referenced.line(), n.referenced.column());
+            wanted.push((line, column, section, role, name, i));
         }
     }
     wanted.sort();
@@ -242,7 +245,7 @@ fn resolve_with(
     };
     let mut from_files: Option<Vec<BTreeMap<String, Entry>>> = None;
     let mut found: Vec<(&str, Found)> = Vec::new();
-    for (_, _, role, name, i) in &wanted {
+    for (_, _, section, role, name, i) in &wanted {
         if found.iter().any(|(n, _)| n == name) {
             continue;
         }
@@ -277,9 +280,9 @@ fn resolve_with(
             Some(v) => found.push((name, v)),
             None => {
                 let idx = i.to_string();
-                let (n, _) = node::find(root, &["roles", role, "env", "secret", &idx]);
+                let (n, _) = node::find(root, &[section, role, "env", "secret", &idx]);
                 return Err(src
-                    .error(n, format!("roles.{role}.env.secret[{i}]: secret `{name}` is not defined"))
+                    .error(n, format!("{section}.{role}.env.secret[{i}]: secret `{name}` is not defined"))
                     .with_label("no value for this secret")
                     .with_hint(format!(
                         "export {name}=... before running ballast, or add a line `{name}=...` to {}",

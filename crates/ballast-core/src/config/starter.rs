@@ -43,6 +43,13 @@ roles:
     port: 8080
     healthcheck:
       path: /up
+    # Served by ballast-proxy on port 80 of each host: a new version takes
+    # traffic only once healthy, and the old one drains before it stops, so
+    # no request fails during a deploy. `hosts` routes by name; add
+    # `tls: { acme: { email: ..., directory: ... } }` for HTTPS.
+    proxy:
+      hosts: [app.example.com]
+      drain_timeout: 30s
     env:
       clear:
         RUST_LOG: info
@@ -92,6 +99,8 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("starter does not load: {e}"));
         assert_eq!(loaded.config.role_names(), ["web", "worker"]);
+        // A newcomer's first deploy is zero-downtime.
+        assert!(loaded.config.roles["web"].proxy.is_some());
         assert_eq!(
             loaded.secrets.names().collect::<Vec<_>>(),
             ["DATABASE_PASSWORD"]

@@ -25,9 +25,14 @@ pub(crate) fn check(config: &Config, root: &Located, src: &Source) -> Result<(),
             .set_hint("use `delivery: direct` (the default): images travel over SSH, only missing layers are sent, no registry needed");
     }
     c.roles(config);
+    c.accessories(config);
+    c.backups(config);
+    c.inventory(config);
     c.proxies(config);
     c.tls(config);
     c.deploy(&config.deploy);
+    c.logging(config);
+    c.stop_timeouts(config);
     c.health_deadlines(config);
     let mut errors = c.errors;
     errors.sort_by_key(ConfigError::position);
@@ -143,6 +148,28 @@ impl Checker<'_> {
                     .set_hint("use letters, digits and `_`, not starting with a digit");
                 }
             }
+        }
+    }
+
+    /// Docker counts a stop timeout in whole seconds: a fraction would be
+    /// cut off (`500ms` to a kill right after SIGTERM).
+    fn stop_timeouts(&mut self, config: &Config) {
+        for (name, role) in &config.roles {
+            let Some(t) = role.stop_timeout.filter(|t| t.subsec_nanos() != 0) else {
+                continue;
+            };
+            self.error(
+                &["roles", name, "stop_timeout"],
+                format!(
+                    "roles.{name}.stop_timeout: `{}` is not a whole number of seconds",
+                    humantime::format_duration(t)
+                ),
+            )
+            .set_label("whole seconds only")
+            .set_hint(format!(
+                "Docker counts a stop timeout in whole seconds and would cut the rest off: write `{}s`",
+                t.as_secs() + 1
+            ));
         }
     }
 
@@ -300,6 +327,20 @@ mod tests {
             "`1X` is not a valid variable name",
             "not starting with a digit",
         );
+    }
+
+    #[test]
+    fn stop_timeouts_are_whole_seconds() {
+        let yaml = format!("{HEAD}    stop_timeout: 1500ms\n");
+        assert_error(
+            &yaml,
+            6,
+            19,
+            "roles.web.stop_timeout: `1s 500ms` is not a whole number of seconds",
+            "write `2s`",
+        );
+        assert!(parse_yaml(&format!("{HEAD}    stop_timeout: 0s\n")).is_ok());
+        assert!(parse_yaml(&format!("{HEAD}    stop_timeout: 1m\n")).is_ok());
     }
 
     #[test]

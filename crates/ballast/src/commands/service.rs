@@ -45,9 +45,11 @@ pub fn concurrency(loaded: &Loaded) -> usize {
     loaded.config.concurrency()
 }
 
-/// Connects to every host of the config; unreachable ones are in the fleet.
+/// Connects to every host of the config, the accessories' too;
+/// unreachable ones are in the fleet.
 pub async fn fleet(loaded: &Loaded, accept_new_host_keys: bool) -> Fleet {
-    fleet_in(loaded, accept_new_host_keys, &Scope::all()).await
+    let reach = reach(loaded, accept_new_host_keys);
+    Fleet::connect(&loaded.config.all_hosts(), &reach, concurrency(loaded)).await
 }
 
 /// Connects to the hosts in `scope`; unreachable ones are in the fleet.

@@ -37,6 +37,7 @@ fn spec(role: &str, publish: Vec<(u16, u16)>, network: Option<&str>) -> RoleSpec
         stop_timeout: Duration::from_secs(10),
         network: network.map(str::to_string),
         secret_files: false,
+        init: true,
     }
 }
 
