@@ -67,10 +67,22 @@ fn declared_fields() -> &'static BTreeMap<&'static str, &'static [&'static str]>
             ("DeploySettings", fields_of::<DeploySettings>()),
             ("Logging", fields_of::<Logging>()),
             ("Accessory", fields_of::<super::accessories::Accessory>()),
-            ("DataDirectory", fields_of::<super::accessories::DataDirectory>()),
-            ("AccessoryFile", fields_of::<super::accessories::AccessoryFile>()),
-            ("HealthCommand", fields_of::<super::accessories::HealthCommand>()),
-            ("AccessoryBackup", fields_of::<super::backup::AccessoryBackup>()),
+            (
+                "DataDirectory",
+                fields_of::<super::accessories::DataDirectory>(),
+            ),
+            (
+                "AccessoryFile",
+                fields_of::<super::accessories::AccessoryFile>(),
+            ),
+            (
+                "HealthCommand",
+                fields_of::<super::accessories::HealthCommand>(),
+            ),
+            (
+                "AccessoryBackup",
+                fields_of::<super::backup::AccessoryBackup>(),
+            ),
         ])
     })
 }

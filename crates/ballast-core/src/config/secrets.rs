@@ -225,7 +225,10 @@ fn resolve_with(
     // Every listed name, with where it is listed, in file order.
     let mut wanted: Vec<(u64, u64, &str, &str, &str, usize)> = Vec::new();
     let roles = config.roles.iter().map(|(n, r)| ("roles", n, &r.env));
-    let accessories = config.accessories.iter().map(|(n, a)| ("accessories", n, &a.env));
+    let accessories = config
+        .accessories
+        .iter()
+        .map(|(n, a)| ("accessories", n, &a.env));
     for (section, role, env) in roles.chain(accessories) {
         for (i, name) in env.secret.iter().enumerate() {
             let idx = i.to_string();
