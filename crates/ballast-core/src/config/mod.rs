@@ -30,8 +30,8 @@
 //! semantics, then secrets.
 
 pub mod accessories;
-pub mod backup;
 mod aliases;
+pub mod backup;
 mod bounds;
 pub mod destination;
 mod error;
