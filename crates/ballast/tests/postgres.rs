@@ -61,6 +61,18 @@ impl Drop for Containers {
     }
 }
 
+/// A network removed when the test ends (put it after its containers in a
+/// tuple: fields drop in order).
+struct Network(String);
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.0])
+            .output();
+    }
+}
+
 /// A postgres container on `data`, with `env` and `binds` added.
 async fn run_postgres(
     engine: &Engine,
@@ -69,17 +81,19 @@ async fn run_postgres(
     data: &Path,
     env: Vec<String>,
     mut binds: Vec<String>,
+    network: Option<&str>,
 ) {
     binds.push(format!(
         "{}:{}",
         data.display(),
         ballast_lab::postgres::DATA_DIR
     ));
-    run_container(engine, image, name, env, binds, None).await;
+    run_container(engine, image, name, env, binds, None, network).await;
 }
 
-/// Runs `image` as `name` under docker-init, `port` (if any) published on
-/// a free loopback port (returned).
+/// Runs `image` as `name` under docker-init, on `network` if given (else
+/// the default bridge), `port` (if any) published on a free loopback port
+/// (returned).
 async fn run_container(
     engine: &Engine,
     image: &str,
@@ -87,6 +101,7 @@ async fn run_container(
     env: Vec<String>,
     binds: Vec<String>,
     port: Option<&str>,
+    network: Option<&str>,
 ) -> Option<u16> {
     let body = ContainerCreateBody {
         image: Some(image.into()),
@@ -105,6 +120,7 @@ async fn run_container(
                 .into()
             }),
             init: Some(true),
+            network_mode: network.map(str::to_string),
             ..Default::default()
         }),
         ..Default::default()
@@ -229,6 +245,7 @@ fn postgres_image_keeps_rows_across_a_clean_stop_and_a_new_container() {
                 "{}:/run/secrets/POSTGRES_PASSWORD:ro",
                 secret_file.display()
             )],
+            None,
         )
         .await;
         wait_ready(&engine, &first, &secret).await;
@@ -286,7 +303,7 @@ fn postgres_image_keeps_rows_across_a_clean_stop_and_a_new_container() {
 
         // A new container on the same directory, with no password at all:
         // the database is found, not made again.
-        run_postgres(&engine, &image, &second, &data, vec![], vec![]).await;
+        run_postgres(&engine, &image, &second, &data, vec![], vec![], None).await;
         wait_ready(&engine, &second, &secret).await;
         assert_eq!(psql(&second, &secret, SUMMARY).unwrap(), before);
         let log = logs(&engine, &second).await;
@@ -306,14 +323,6 @@ fn postgres_image_keeps_rows_across_a_clean_stop_and_a_new_container() {
         let log = logs(&engine, &second).await;
         assert!(log.contains("smart shutdown request"), "{log}");
     });
-}
-
-/// The address of container `name` on the default bridge, where other
-/// containers reach it.
-async fn bridge_ip(engine: &Engine, name: &str) -> String {
-    let inspect = engine.docker().inspect_container(name, None).await.unwrap();
-    let networks = inspect.network_settings.unwrap().networks.unwrap();
-    networks["bridge"].ip_address.clone().unwrap()
 }
 
 /// POST to `url` with an empty body; returns status and body.
@@ -373,7 +382,21 @@ fn hello_db_writes_and_reads_rows_in_the_postgres_image() {
     std::fs::write(&secret_file, &secret).unwrap();
     let db = format!("{}-db", lab_name("postgres"));
     let app = format!("{}-app", lab_name("postgres"));
-    let _cleanup = Containers(vec![db.clone(), app.clone()]);
+    // A network of the test's own: hello reaches the database by name,
+    // which still holds when a restart gives the database another address
+    // (on the default bridge another test's container may take its old one).
+    let net = format!("{}-net", lab_name("postgres"));
+    let made = Command::new("docker")
+        .args(["network", "create", "--label"])
+        .arg(format!("io.ballast.lab={}", lab_name("postgres")))
+        .arg(&net)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let _cleanup = (
+        Containers(vec![db.clone(), app.clone()]),
+        Network(net.clone()),
+    );
 
     runtime().block_on(async {
         let engine = local_engine().await;
@@ -385,21 +408,22 @@ fn hello_db_writes_and_reads_rows_in_the_postgres_image() {
             &data,
             vec!["POSTGRES_PASSWORD_FILE=/run/secrets/password".into()],
             vec![mount.clone()],
+            Some(&net),
         )
         .await;
         wait_ready(&engine, &db, &secret).await;
-        let db_ip = bridge_ip(&engine, &db).await;
         let port = run_container(
             &engine,
             &hello,
             &app,
             vec![
-                format!("DATABASE_HOST={db_ip}"),
+                format!("DATABASE_HOST={db}"),
                 "DATABASE_PORT=5432".into(),
                 "DATABASE_PASSWORD_FILE=/run/secrets/password".into(),
             ],
             vec![mount],
             Some("8080/tcp"),
+            Some(&net),
         )
         .await
         .unwrap();
