@@ -376,7 +376,9 @@ fn accessories_keep_their_data_through_everything_but_a_confirmed_destroy() {
     rt.block_on(async { assert_eq!(served(&h2_ip).await.map(|r| r.0), Ok(200)) });
     intact("upgrade");
 
-    // An upgrade to a version that never becomes healthy: refused, v2
+    // An upgrade to a version that never becomes healthy: refused once its
+    // health_timeout has passed (failed checks within it count as starting,
+    // as a database's first initialization may take that long), and v2
     // serves again.
     let config = write_config(dir, &lab, &format!("store:{NEVER_HEALTHY}"), None);
     let out = refused(
@@ -384,7 +386,12 @@ fn accessories_keep_their_data_through_everything_but_a_confirmed_destroy() {
         &["accessory", "upgrade", "store"],
         "the old container runs again",
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not healthy within 15s"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(out.status.code(), Some(6), "a timeout: {}", text(&out));
     assert_eq!(
         rt.block_on(store_container(&h2, &name)).unwrap().2,
         "store:v2"
@@ -432,6 +439,46 @@ fn accessories_keep_their_data_through_everything_but_a_confirmed_destroy() {
     // Booted again: the data is there, served.
     ok(&config, &["accessory", "boot", "store"]);
     rt.block_on(async { assert_eq!(served(&h2_ip).await, Ok((200, "keep me\n".to_string()))) });
+
+    // A backup (no dump command: an archive of /data, the store stopped
+    // meanwhile and started again), checked by its own SHA-256 file.
+    let backup = dir.join("store.backup.gz");
+    let out = ok(
+        &config,
+        &[
+            "accessory",
+            "backup",
+            "store",
+            "--to",
+            backup.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(archive, stopped meanwhile)"),
+        "{}",
+        text(&out)
+    );
+    let sums = std::fs::read_to_string(dir.join("store.backup.gz.sha256")).unwrap();
+    let sha = Command::new("sha256sum").arg(&backup).output().unwrap();
+    assert_eq!(
+        sums.split_whitespace().next(),
+        String::from_utf8_lossy(&sha.stdout)
+            .split_whitespace()
+            .next()
+    );
+    rt.block_on(async { assert_eq!(served(&h2_ip).await, Ok((200, "keep me\n".to_string()))) });
+    let boots_at_backup = rt.block_on(sh(&h2, "cat", &[&format!("{DATA}/boots.log")]));
+    refused(
+        &config,
+        &[
+            "accessory",
+            "backup",
+            "store",
+            "--to",
+            backup.to_str().unwrap(),
+        ],
+        "already exists",
+    );
 
     // Deleting the data: refused without a confirmation, changing nothing.
     refused(
@@ -481,6 +528,73 @@ fn accessories_keep_their_data_through_everything_but_a_confirmed_destroy() {
     assert!(
         line.contains(&who) && line.contains(DATA) && line.contains(&h2_ip),
         "{line}"
+    );
+
+    // Restore: booted afresh, /data holds only the new boot line, so the
+    // archive is refused until --replace-data; a cut or altered backup is
+    // refused before the host is reached.
+    ok(&config, &["accessory", "boot", "store"]);
+    let fresh = rt.block_on(sh(&h2, "cat", &[&format!("{DATA}/boots.log")]));
+    let from = backup.to_str().unwrap();
+    refused(
+        &config,
+        &["accessory", "restore", "store", "--from", from],
+        "is not empty; nothing was changed",
+    );
+    let bytes = std::fs::read(&backup).unwrap();
+    let cut = dir.join("cut.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    std::fs::copy(
+        dir.join("store.backup.gz.sha256"),
+        dir.join("cut.gz.sha256"),
+    )
+    .unwrap();
+    let cut = cut.to_str().unwrap();
+    refused(
+        &config,
+        &[
+            "accessory",
+            "restore",
+            "store",
+            "--from",
+            cut,
+            "--replace-data",
+        ],
+        "does not match its checksum",
+    );
+    assert_eq!(
+        rt.block_on(sh(&h2, "cat", &[&format!("{DATA}/boots.log")])),
+        fresh,
+        "a refused restore changed the data"
+    );
+    let out = ok(
+        &config,
+        &[
+            "accessory",
+            "restore",
+            "store",
+            "--from",
+            from,
+            "--replace-data",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("restored"),
+        "{}",
+        text(&out)
+    );
+    rt.block_on(async { assert_eq!(served(&h2_ip).await, Ok((200, "keep me\n".to_string()))) });
+    // The store booted once more on the restored data: what was there at the
+    // backup, then one new line.
+    let boots = rt.block_on(sh(&h2, "cat", &[&format!("{DATA}/boots.log")]));
+    assert!(
+        boots.starts_with(&boots_at_backup),
+        "{boots}\nvs\n{boots_at_backup}"
+    );
+    let audit = String::from_utf8_lossy(&ok(&config, &["audit"]).stdout).into_owned();
+    assert!(
+        audit.contains("data of accessory store replaced") && audit.contains(&who),
+        "{audit}"
     );
 
     rt.block_on(h2.close());

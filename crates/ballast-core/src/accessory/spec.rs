@@ -273,6 +273,9 @@ impl AccessorySpec {
                 interval: Some(nanos(interval)),
                 timeout: Some(nanos(timeout)),
                 retries: Some(i64::from(*retries)),
+                // Failures while it starts (a database's first initdb) do
+                // not count: `health_timeout` bounds the start, not retries.
+                start_period: Some(nanos(&self.health_timeout)),
                 ..Default::default()
             }),
         };
@@ -387,6 +390,7 @@ accessories:
             (check.interval, check.retries),
             (Some(1_000_000_000), Some(5))
         );
+        assert_eq!(check.start_period, Some(s.health_timeout.as_nanos() as i64));
         let hc = body.host_config.unwrap();
         assert_eq!(
             hc.restart_policy.unwrap().name,
