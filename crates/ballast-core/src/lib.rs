@@ -39,6 +39,8 @@
 //! - [`digest_key`]: the per-service key on each host that the digest of
 //!   secrets is keyed with.
 //! - [`version`]: which image and version a deploy rolls out.
+//! - [`watch`]: `ballast watch`: looks, heals within bounds, and alerts
+//!   through incidents that open, escalate and recover.
 //! - [`ssh`]: a remote host over system OpenSSH, its Docker socket forwarded.
 //! - [`fleet`]: every host of a service, connected with bounded concurrency.
 //! - [`hooks`]: the operator's executables run around a deploy.
@@ -80,6 +82,7 @@ pub mod ssh;
 pub mod state;
 pub mod status;
 pub mod version;
+pub mod watch;
 
 #[cfg(test)]
 mod testing;

@@ -65,6 +65,7 @@ pub fn sharded_config() -> crate::config::Config {
         hooks: Default::default(),
         aliases: Default::default(),
         require_destination: false,
+        watch: Default::default(),
     }
 }
 

@@ -110,6 +110,10 @@ pub enum Command {
     /// ballast-proxy: run it (inside its container), or look at it on the hosts.
     #[command(subcommand)]
     Proxy(ProxyCommand),
+    /// Watch every host until stopped: restart what fell over (with
+    /// backoff, a circuit breaker and a share of a role's hosts at a time)
+    /// and alert through incidents that open, escalate and recover.
+    Watch(WatchArgs),
     /// Build an image from a context directory on the local engine.
     Build(BuildArgs),
     /// A lab of Docker hosts with sshd on this machine, for trying ballast.
@@ -433,6 +437,14 @@ pub struct ProxyRunArgs {
     /// they are replaced.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Vec<ballast_proxy::Cidr>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Where open incidents and restart counts are kept across restarts
+    /// of watch [default: .ballast/watch-state.json beside the config].
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -78,6 +78,7 @@ fn main() {
             Command::Proxy(command) => {
                 done(commands::proxy::dispatch(command, config, accept, &out).await)
             }
+            Command::Watch(args) => done(commands::watch::run(config, accept, args, &out).await),
             Command::Build(args) => done(commands::build::run(args, &out).await),
             Command::Lab(command) => done(commands::lab::run(command, &out).await),
             // No config, no host, no engine: made from the clap definition.

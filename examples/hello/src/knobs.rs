@@ -26,6 +26,10 @@ pub struct Knobs {
     pub fail_health_shard: Option<String>,
     /// This host's shard, as set per host by the deploy (`SHARD`).
     pub shard: Option<String>,
+    /// Answer `/up` with 503 once hello has run this long, while it keeps
+    /// running, like an app that wedges (`HELLO_FAIL_HEALTH_AFTER`): a new
+    /// process (a restart) is healthy again for as long.
+    pub fail_health_after: Option<Duration>,
     /// Exit with status 1 this long after start, like a crashing app
     /// (`HELLO_CRASH_AFTER`).
     pub crash_after: Option<Duration>,
@@ -56,6 +60,7 @@ impl Default for Knobs {
             fail_health: false,
             fail_health_shard: None,
             shard: None,
+            fail_health_after: None,
             crash_after: None,
             response_delay: Duration::ZERO,
             data_dir: None,
@@ -89,6 +94,7 @@ impl std::error::Error for KnobError {}
 impl Knobs {
     /// Reads the knobs from the process environment.
     pub fn from_env() -> Result<Knobs, KnobError> {
+        started();
         Knobs::from_vars(&std::env::vars().collect())
     }
 
@@ -121,6 +127,9 @@ impl Knobs {
         if let Some(v) = vars.get("SHARD") {
             knobs.shard = Some(v.trim().to_string()).filter(|s| !s.is_empty());
         }
+        if let Some(v) = vars.get("HELLO_FAIL_HEALTH_AFTER") {
+            knobs.fail_health_after = Some(duration("HELLO_FAIL_HEALTH_AFTER", v)?);
+        }
         if let Some(v) = vars.get("HELLO_CRASH_AFTER") {
             knobs.crash_after = Some(duration("HELLO_CRASH_AFTER", v)?);
         }
@@ -148,8 +157,16 @@ impl Knobs {
 
     /// Why `/up` must fail, or `None` when hello may say it is healthy.
     pub fn health_failure(&self) -> Option<String> {
+        self.health_failure_after(started().elapsed())
+    }
+
+    /// Why `/up` must fail once hello has run for `up`.
+    pub fn health_failure_after(&self, up: Duration) -> Option<String> {
         if self.fail_health {
             return Some("HELLO_FAIL_HEALTH is set".into());
+        }
+        if let Some(after) = self.fail_health_after.filter(|a| up >= *a) {
+            return Some(format!("HELLO_FAIL_HEALTH_AFTER={after:?} has passed"));
         }
         match (&self.fail_health_shard, &self.shard) {
             (Some(failing), Some(mine)) if failing == mine => Some(format!(
@@ -158,6 +175,12 @@ impl Knobs {
             _ => None,
         }
     }
+}
+
+/// When this process started (first asked: `main` reads the knobs first).
+pub fn started() -> std::time::Instant {
+    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(std::time::Instant::now)
 }
 
 /// Accepts `humantime` durations ("500ms", "2s", "1m") and bare seconds ("3").
@@ -223,6 +246,7 @@ mod tests {
             ("HELLO_FAIL_HEALTH", "true"),
             ("HELLO_FAIL_HEALTH_SHARD", "3"),
             ("SHARD", "1"),
+            ("HELLO_FAIL_HEALTH_AFTER", "20s"),
             ("HELLO_CRASH_AFTER", "10"),
             ("HELLO_RESPONSE_DELAY", "3s"),
             ("HELLO_DATA_DIR", "/data"),
@@ -239,6 +263,7 @@ mod tests {
                 fail_health: true,
                 fail_health_shard: Some("3".into()),
                 shard: Some("1".into()),
+                fail_health_after: Some(Duration::from_secs(20)),
                 crash_after: Some(Duration::from_secs(10)),
                 response_delay: Duration::from_secs(3),
                 data_dir: Some(PathBuf::from("/data")),
@@ -309,6 +334,17 @@ mod tests {
             everywhere.health_failure(),
             Some("HELLO_FAIL_HEALTH is set".to_string())
         );
+    }
+
+    #[test]
+    fn health_fails_once_the_time_has_passed() {
+        let k = Knobs::from_vars(&vars(&[("HELLO_FAIL_HEALTH_AFTER", "8s")])).unwrap();
+        assert_eq!(k.health_failure_after(Duration::from_secs(7)), None);
+        assert_eq!(
+            k.health_failure_after(Duration::from_secs(8)),
+            Some("HELLO_FAIL_HEALTH_AFTER=8s has passed".to_string())
+        );
+        assert!(Knobs::from_vars(&vars(&[("HELLO_FAIL_HEALTH_AFTER", "soon")])).is_err());
     }
 
     #[test]

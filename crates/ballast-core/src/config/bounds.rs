@@ -135,6 +135,78 @@ pub const LIMITS: &[Limit] = &[
         below: "a hook gets at least a second to start",
         above: "the deploy waits for its hooks, holding the lock for `pre-deploy`",
     },
+    Limit {
+        key: "watch.interval",
+        range: LimitRange::Duration { min: Duration::from_millis(200), max: secs(3600) },
+        below: "looking at every host more than 5 times a second only loads them",
+        above: "a crash would wait that long to be noticed",
+    },
+    Limit {
+        key: "watch.deadline",
+        range: LimitRange::Duration { min: Duration::from_millis(500), max: secs(600) },
+        below: "shorter counts a host as down on any network hiccup",
+        above: "a host that has not answered within 10 minutes is down",
+    },
+    Limit {
+        key: "watch.failures",
+        range: LimitRange::Count { min: 1, max: 100 },
+        below: "0 failures cannot make anything down",
+        above: "a host or container failing 100 looks in a row is down",
+    },
+    Limit {
+        key: "watch.recover_after",
+        range: LimitRange::Duration { min: Duration::ZERO, max: secs(3600) },
+        below: "",
+        above: "a recovered problem would wait that long for its recovery notice",
+    },
+    Limit {
+        key: "watch.backoff.initial",
+        range: LimitRange::Duration { min: Duration::ZERO, max: secs(3600) },
+        below: "",
+        above: "a container that fell over twice would stay down that long",
+    },
+    Limit {
+        key: "watch.backoff.max",
+        range: LimitRange::Duration { min: Duration::ZERO, max: secs(24 * 3600) },
+        below: "",
+        above: "a container would stay down a whole day between restarts",
+    },
+    Limit {
+        key: "watch.backoff.reset_after",
+        range: LimitRange::Duration { min: secs(1), max: secs(24 * 3600) },
+        below: "a container must be healthy for a moment before its backoff starts over",
+        above: "a day of health is proof enough",
+    },
+    Limit {
+        key: "watch.breaker.restarts",
+        range: LimitRange::Count { min: 1, max: 1000 },
+        below: "0 restarts would never restart anything",
+        above: "1000 restarts in a window is a restart storm",
+    },
+    Limit {
+        key: "watch.breaker.window",
+        range: LimitRange::Duration { min: secs(1), max: secs(24 * 3600) },
+        below: "restarts must be counted over some time",
+        above: "restarts a day apart are not a loop",
+    },
+    Limit {
+        key: "watch.escalate_after",
+        range: LimitRange::Duration { min: Duration::ZERO, max: secs(7 * 24 * 3600) },
+        below: "",
+        above: "an outage open a week has been escalated too late",
+    },
+    Limit {
+        key: "watch.alert_timeout",
+        range: LimitRange::Duration { min: Duration::from_millis(100), max: secs(300) },
+        below: "shorter fails deliveries on any network hiccup",
+        above: "a channel that has not answered within 5 minutes has failed",
+    },
+    Limit {
+        key: "watch.alert_attempts",
+        range: LimitRange::Count { min: 1, max: 20 },
+        below: "0 attempts would send nothing",
+        above: "the waits double: 20 attempts already span days",
+    },
 ];
 
 /// The limit of the key at `path` (`roles.web.stop_timeout`), if it has one.

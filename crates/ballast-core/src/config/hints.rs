@@ -22,12 +22,14 @@ pub(crate) fn unknown_key(
     node: &Located,
     path: &str,
 ) -> ConfigError {
-    let hint = if let Some(c) = closest(key, known.iter().copied()) {
-        format!("did you mean `{c}`?")
-    } else if let Some(home) = sections()
+    // A key spelt right but placed wrong is told where it belongs, before
+    // any look-alike here (`batch` at the top level is not `watch`).
+    let home = sections()
         .into_iter()
-        .find(|s| s.path != path && s.keys.iter().any(|k| k.name == key))
-    {
+        .find(|s| s.path != path && s.keys.iter().any(|k| k.name == key));
+    let hint = if let Some(c) = closest(key, known.iter().copied()).filter(|_| home.is_none()) {
+        format!("did you mean `{c}`?")
+    } else if let Some(home) = home {
         let home = if home.path.is_empty() {
             "the top level".to_string()
         } else {

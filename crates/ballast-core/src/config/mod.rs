@@ -19,6 +19,7 @@
 //! - `routing`: checks of a role's proxy settings (trusted ranges, body
 //!   limits).
 //! - `logging`: the options each log driver takes and needs.
+//! - [`watch`]: the `watch:` section (polling, healing, alert channels).
 //! - `inventory`: `{{ roles.NAME.hosts }}` and the like in clear values,
 //!   checked with the semantics and resolved right after.
 //! - `error`: [`ConfigError`], located and with a hint.
@@ -52,6 +53,7 @@ mod shape;
 mod starter;
 mod tls;
 mod validate;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 

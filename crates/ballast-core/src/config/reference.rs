@@ -83,6 +83,10 @@ fn declared_fields() -> &'static BTreeMap<&'static str, &'static [&'static str]>
                 "AccessoryBackup",
                 fields_of::<super::backup::AccessoryBackup>(),
             ),
+            ("Watch", fields_of::<super::watch::Watch>()),
+            ("WatchBackoff", fields_of::<super::watch::WatchBackoff>()),
+            ("WatchBreaker", fields_of::<super::watch::WatchBreaker>()),
+            ("AlertChannel", fields_of::<super::watch::AlertChannel>()),
         ])
     })
 }
@@ -422,7 +426,8 @@ mod tests {
                 "logging",
                 "hooks",
                 "aliases",
-                "require_destination"
+                "require_destination",
+                "watch"
             ]
         );
     }

@@ -67,6 +67,10 @@ pub struct Config {
     /// `.ballast/secrets`.
     #[serde(default)]
     pub require_destination: bool,
+    /// How `ballast watch` watches the hosts, restarts what fell over and
+    /// alerts. See docs/watch.md.
+    #[serde(default)]
+    pub watch: super::watch::Watch,
 }
 
 /// How hooks run.

@@ -34,6 +34,7 @@ pub(crate) fn check(config: &Config, root: &Located, src: &Source) -> Result<(),
     c.logging(config);
     c.stop_timeouts(config);
     c.health_deadlines(config);
+    c.watch(config);
     let mut errors = c.errors;
     errors.sort_by_key(ConfigError::position);
     errors.into_iter().next().map_or(Ok(()), Err)

@@ -17,3 +17,4 @@ pub mod proxy;
 pub mod secrets;
 pub mod service;
 pub mod setup;
+pub mod watch;

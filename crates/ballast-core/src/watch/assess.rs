@@ -1,0 +1,473 @@
+//! What a look means. Each container gets a [`Condition`] from what was
+//! seen and what is remembered of it ([`Memory`]: failed checks in a row,
+//! Docker's restart count, restarts in the breaker's window, whether an
+//! accessory was seen running). From those come the findings for the
+//! incident book, with inhibition: containers of a host that is down are
+//! not judged (their incidents are held), and a role down on all its
+//! hosts is one incident, its hosts' own held silent. Nothing of the
+//! containers is judged while a deploy holds the lock (nor the look
+//! after, while its last steps settle). Pure: a look and a time in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::backoff::{millis, Backoff};
+use super::breaker::Breaker;
+use super::incident::Finding;
+use super::observe::{ContainerSeen, Health, HostSeen, Observation};
+use super::watcher::{Settings, Topology};
+use super::{Key, Millis, Subject};
+use crate::release::ContainerState;
+
+/// What watch remembers of one container between looks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Track {
+    /// The container it is about; another one starts the track over.
+    pub id: String,
+    /// Failed health checks in a row.
+    pub health_failures: u32,
+    /// Docker's restart count at the last look.
+    pub restart_count: Option<i64>,
+    pub backoff: Backoff,
+    pub breaker: Breaker,
+    /// Since when it has been running healthy.
+    pub healthy_since: Option<Millis>,
+    /// Restarted by watch and not healthy since: it takes one of the
+    /// role's slots (see `cascade`).
+    pub acted: bool,
+    /// An accessory seen running outside any lock: one found stopped
+    /// after that fell over, while one stopped under a lock (`ballast
+    /// accessory stop`) or never seen running was stopped on purpose.
+    pub seen_running: bool,
+}
+
+/// What watch remembers of a host between looks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostTrack {
+    /// Looks in a row it did not answer.
+    pub failures: u32,
+    /// Why, last time.
+    pub error: Option<String>,
+    /// Looks in a row it answered: a host is judged from its
+    /// `watch.failures`-th (its engine may still be starting containers).
+    #[serde(default)]
+    pub answers: u32,
+}
+
+/// Everything remembered between looks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memory {
+    #[serde(with = "super::persist::pairs")]
+    pub containers: BTreeMap<(String, Subject), Track>,
+    pub hosts: BTreeMap<String, HostTrack>,
+    /// A live holder had the lock at the last look.
+    pub locked_last: bool,
+}
+
+/// Why a container is not running healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "cause")]
+pub enum Cause {
+    Exited {
+        code: Option<i64>,
+    },
+    Dead,
+    /// Docker's restart policy is restarting it.
+    Restarting,
+    Paused,
+    Unhealthy {
+        why: String,
+    },
+    /// There is no container of it on the host.
+    Missing,
+    /// It fell over again and again: two or more restarts within the
+    /// breaker's window, and not healthy for `backoff.reset_after` since
+    /// the last; `now` is what is wrong at the moment (`None`: it runs).
+    CrashLoop {
+        restarts: usize,
+        now: Option<Box<Cause>>,
+    },
+}
+
+impl Cause {
+    pub fn describe(&self) -> String {
+        match self {
+            Cause::Exited { code: Some(c) } => format!("exited with code {c}"),
+            Cause::Exited { code: None } => "exited".into(),
+            Cause::Dead => "dead".into(),
+            Cause::Restarting => "restarting (Docker's restart policy)".into(),
+            Cause::Paused => "paused".into(),
+            Cause::Unhealthy { why } => format!("unhealthy: {why}"),
+            Cause::Missing => "no container (never deployed here, or removed)".into(),
+            Cause::CrashLoop { restarts, now } => match now {
+                Some(c) => format!("crash loop: {restarts} restarts, now {}", c.describe()),
+                None => format!("crash loop: {restarts} restarts, running again for now"),
+            },
+        }
+    }
+
+    /// Whether a restart (`docker start`/`restart`) can help; `Some(true)`
+    /// when the container still runs (it is restarted, not started).
+    fn healable(&self) -> Option<bool> {
+        match self {
+            Cause::Exited { .. } | Cause::Dead => Some(false),
+            Cause::Unhealthy { .. } => Some(true),
+            Cause::CrashLoop { now, .. } => now.as_ref().and_then(|c| c.healable()),
+            Cause::Restarting | Cause::Paused | Cause::Missing => None,
+        }
+    }
+}
+
+/// A container's condition after a look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "condition")]
+pub enum Condition {
+    Healthy,
+    /// Starting, or failing fewer checks than `watch.failures`.
+    Pending,
+    Failing(Cause),
+    /// An accessory stopped on purpose.
+    Stopped,
+}
+
+/// A container that a restart may heal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub host: String,
+    pub subject: Subject,
+    pub container: String,
+    /// Still running (unhealthy): restarted rather than started.
+    pub running: bool,
+    pub why: String,
+}
+
+/// What a look means.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assessment {
+    pub findings: Vec<Finding>,
+    /// Incidents that cannot be judged this time: left as they are.
+    pub unknown: BTreeSet<Key>,
+    /// Hosts that could not be judged (down, or no answer yet counted).
+    pub unjudged_hosts: BTreeSet<String>,
+    /// The lock's holder, while watch stands aside.
+    pub locked: Option<String>,
+    pub candidates: Vec<Candidate>,
+    /// Containers whose breaker Docker's own restarts opened, with why.
+    pub gave_up: Vec<(Key, String)>,
+    pub conditions: BTreeMap<(String, Subject), Condition>,
+    /// Restarts Docker's restart policy made since the last look.
+    pub docker_restarts: u64,
+}
+
+/// Judges `obs` against what `memory` remembers, updating it.
+pub fn assess(
+    topology: &Topology,
+    settings: &Settings,
+    obs: &Observation,
+    memory: &mut Memory,
+    now: Millis,
+) -> Assessment {
+    let mut out = Assessment::default();
+    let held_now = obs.hosts.values().find_map(|h| match h {
+        HostSeen::Up(v) => v.locked.clone(),
+        _ => None,
+    });
+    let locked = held_now.is_some() || memory.locked_last;
+    memory.locked_last = held_now.is_some();
+    out.locked = held_now.or_else(|| locked.then(|| "a deploy that just ended".to_string()));
+    let mut down = BTreeSet::new();
+    for host in &topology.hosts {
+        let track = memory.hosts.entry(host.clone()).or_default();
+        let view = match obs.hosts.get(host) {
+            Some(HostSeen::Up(view)) => {
+                track.failures = 0;
+                track.error = None;
+                track.answers = (track.answers + 1).min(settings.failures);
+                if track.answers < settings.failures {
+                    // Just back (or first seen): its engine may still be
+                    // starting its containers; judged from the next look.
+                    out.unjudged_hosts.insert(host.clone());
+                    continue;
+                }
+                view
+            }
+            Some(HostSeen::Down(why)) => {
+                track.answers = 0;
+                track.failures += 1;
+                track.error = Some(why.clone());
+                if track.failures >= settings.failures {
+                    down.insert(host.clone());
+                    out.findings.push(Finding {
+                        key: Key::host_down(host),
+                        cause: format!("does not answer: {why}"),
+                        inhibited: false,
+                        container: None,
+                        hint: Some(format!(
+                            "check that {host} is up and answers SSH (`ssh {host} docker info`)"
+                        )),
+                    });
+                } else {
+                    out.unknown.insert(Key::host_down(host));
+                }
+                out.unjudged_hosts.insert(host.clone());
+                continue;
+            }
+            Some(HostSeen::Unknown(_)) | None => {
+                out.unknown.insert(Key::host_down(host));
+                out.unjudged_hosts.insert(host.clone());
+                continue;
+            }
+        };
+        for (subject, seen) in &view.containers {
+            let track = memory
+                .containers
+                .entry((host.clone(), subject.clone()))
+                .or_default();
+            if locked {
+                // Whatever the lock's holder leaves stopped, it meant to.
+                track.seen_running = false;
+                track.health_failures = 0;
+                continue;
+            }
+            let (condition, opened, restarted) =
+                judge(track, subject, seen.as_ref(), settings, now);
+            out.docker_restarts += restarted;
+            let key = Key::container(host, subject);
+            if opened {
+                let n = track.breaker.restarts.len();
+                out.gave_up.push((
+                    key.clone(),
+                    format!(
+                        "restarted {n} times within {}: watch stopped restarting it",
+                        crate::error::humanize(settings.breaker.window)
+                    ),
+                ));
+            }
+            match &condition {
+                Condition::Failing(cause) => {
+                    let container = seen.as_ref().map(|c| c.name.clone());
+                    if let (Some(running), Some(c)) = (cause.healable(), seen) {
+                        let wanted = match subject {
+                            Subject::Role(_) => true,
+                            // Accessories are started, never replaced.
+                            Subject::Accessory(_) => !running,
+                        };
+                        if wanted {
+                            out.candidates.push(Candidate {
+                                host: host.clone(),
+                                subject: subject.clone(),
+                                container: c.name.clone(),
+                                running,
+                                why: cause.describe(),
+                            });
+                        }
+                    }
+                    out.findings.push(Finding {
+                        key,
+                        cause: cause.describe(),
+                        inhibited: false,
+                        container,
+                        hint: after_deploy(cause, seen.as_ref(), now),
+                    });
+                }
+                Condition::Pending => {
+                    out.unknown.insert(key);
+                }
+                Condition::Healthy | Condition::Stopped => {}
+            }
+            out.conditions
+                .insert((host.clone(), subject.clone()), condition);
+        }
+    }
+    if locked {
+        for (host, subject) in memory.containers.keys() {
+            out.unknown.insert(Key::container(host, subject));
+        }
+        for role in topology.roles.keys() {
+            out.unknown.insert(Key::role_down(role));
+        }
+        out.findings.retain(|f| f.key.kind == super::Kind::HostDown);
+        return out;
+    }
+    for host in &out.unjudged_hosts {
+        for (h, subject) in memory.containers.keys() {
+            if h == host {
+                out.unknown.insert(Key::container(h, subject));
+            }
+        }
+    }
+    group_roles(topology, &down, &mut out);
+    out
+}
+
+/// A role down on all its hosts (two or more) is one incident: its
+/// hosts' container incidents are held silent. Its own is silent too when
+/// every one of its hosts is down (those incidents say it all).
+fn group_roles(topology: &Topology, down: &BTreeSet<String>, out: &mut Assessment) {
+    for (role, r) in &topology.roles {
+        if r.hosts.len() < 2 {
+            continue;
+        }
+        let subject = Subject::Role(role.clone());
+        let failing = |host: &String| {
+            out.findings
+                .iter()
+                .any(|f| f.key == Key::container(host, &subject))
+        };
+        let undecided = r
+            .hosts
+            .iter()
+            .any(|h| !down.contains(h) && (out.unjudged_hosts.contains(h) || !failing(h)));
+        if undecided {
+            if r.hosts
+                .iter()
+                .any(|h| out.unjudged_hosts.contains(h) && !down.contains(h))
+            {
+                out.unknown.insert(Key::role_down(role));
+            }
+            continue;
+        }
+        let causes: Vec<String> = r
+            .hosts
+            .iter()
+            .map(|h| {
+                match out
+                    .findings
+                    .iter()
+                    .find(|f| f.key == Key::container(h, &subject))
+                {
+                    Some(f) => format!("{h}: {}", f.cause),
+                    None => format!("{h}: host down"),
+                }
+            })
+            .collect();
+        for f in out.findings.iter_mut() {
+            if f.key.kind == super::Kind::ContainerFailing
+                && f.key.subject.as_ref() == Some(&subject)
+            {
+                f.inhibited = true;
+            }
+        }
+        out.findings.push(Finding {
+            key: Key::role_down(role),
+            cause: format!(
+                "no healthy container on any of its {} hosts ({})",
+                r.hosts.len(),
+                causes.join("; ")
+            ),
+            inhibited: r.hosts.iter().all(|h| down.contains(h)),
+            container: None,
+            hint: None,
+        });
+    }
+}
+
+/// One container's condition, updating its track; whether Docker's own
+/// restarts just opened its breaker, and how many it made.
+fn judge(
+    track: &mut Track,
+    subject: &Subject,
+    seen: Option<&ContainerSeen>,
+    settings: &Settings,
+    now: Millis,
+) -> (Condition, bool, u64) {
+    let Some(c) = seen else {
+        track.healthy_since = None;
+        return (Condition::Failing(Cause::Missing), false, 0);
+    };
+    let mut opened = false;
+    let mut restarted = 0;
+    if track.id != c.id {
+        *track = Track {
+            id: c.id.clone(),
+            restart_count: Some(c.restart_count),
+            seen_running: track.seen_running && matches!(subject, Subject::Accessory(_)),
+            ..Track::default()
+        };
+    } else {
+        let delta = c.restart_count - track.restart_count.unwrap_or(c.restart_count);
+        track.restart_count = Some(c.restart_count);
+        restarted = u64::try_from(delta).unwrap_or(0);
+        if delta > 0 {
+            // It fell over since the last look, whatever it shows now.
+            track.healthy_since = None;
+        }
+        if delta > 0 && !track.breaker.open {
+            let delta = u32::try_from(delta).unwrap_or(u32::MAX);
+            opened = track.breaker.record(&settings.breaker, delta, now);
+        }
+    }
+    let mut condition = match c.state {
+        ContainerState::Running => match &c.health {
+            Health::Healthy | Health::Unchecked => {
+                track.health_failures = 0;
+                track.healthy_since.get_or_insert(now);
+                track.seen_running = true;
+                Condition::Healthy
+            }
+            Health::Starting => Condition::Pending,
+            Health::Failing(why) => {
+                track.health_failures += 1;
+                track.healthy_since = None;
+                if track.health_failures >= settings.failures {
+                    Condition::Failing(Cause::Unhealthy { why: why.clone() })
+                } else {
+                    Condition::Pending
+                }
+            }
+        },
+        ContainerState::Restarting => Condition::Failing(Cause::Restarting),
+        ContainerState::Paused => Condition::Failing(Cause::Paused),
+        ContainerState::Removing => Condition::Pending,
+        ContainerState::Exited | ContainerState::Created | ContainerState::Dead => {
+            if matches!(subject, Subject::Accessory(_)) && !track.seen_running {
+                Condition::Stopped
+            } else if c.state == ContainerState::Dead {
+                Condition::Failing(Cause::Dead)
+            } else {
+                Condition::Failing(Cause::Exited { code: c.exit_code })
+            }
+        }
+    };
+    if !matches!(condition, Condition::Healthy) {
+        track.healthy_since = None;
+    }
+    let settled = track
+        .healthy_since
+        .is_some_and(|s| now.saturating_sub(s) >= millis(settings.backoff.reset_after));
+    let restarts = track.breaker.recent(&settings.breaker, now);
+    if restarts >= 2 && !settled && !matches!(condition, Condition::Stopped) {
+        let now = match &condition {
+            Condition::Failing(cause) => Some(Box::new(cause.clone())),
+            _ => None,
+        };
+        condition = Condition::Failing(Cause::CrashLoop { restarts, now });
+    }
+    if let Some(since) = track.healthy_since {
+        track.acted = false;
+        track.backoff.settle(&settings.backoff, Some(since), now);
+        if settled {
+            track.breaker.close();
+        }
+    }
+    (condition, opened, restarted)
+}
+
+/// For a crash loop that began within 10 minutes of its release's
+/// deploy: the release, and the way back.
+fn after_deploy(cause: &Cause, seen: Option<&ContainerSeen>, now: Millis) -> Option<String> {
+    let Cause::CrashLoop { .. } = cause else {
+        return None;
+    };
+    let c = seen?;
+    let at = humantime::parse_rfc3339_weak(c.deployed_at.as_deref()?).ok()?;
+    let at = millis(at.duration_since(std::time::UNIX_EPOCH).ok()?);
+    (now.saturating_sub(at) <= 600_000).then(|| {
+        format!(
+            "the crash loop began right after version {} was deployed ({}): consider `ballast rollback`",
+            c.version.as_deref().unwrap_or("?"),
+            c.deployed_at.as_deref().unwrap_or("?")
+        )
+    })
+}

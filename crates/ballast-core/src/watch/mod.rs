@@ -1,0 +1,148 @@
+//! `ballast watch`: looks at every host of the service on an interval,
+//! restarts what fell over (without restart storms), and tells people
+//! through incidents that open, escalate and recover, never an alert per
+//! look.
+//!
+//! The pure part decides, an executor carries out: each round, what the
+//! hosts show ([`observe::Observation`]) goes into the [`Watcher`], which
+//! returns the restarts to make and the notices to send; the loop in
+//! `run` makes them, writes the audit log, and keeps the state file.
+//!
+//! # Layout
+//! - [`observe`]: one look at the hosts (containers of each role and
+//!   accessory, their health, the deploy lock), each host within its
+//!   deadline, bounded concurrency, one connection per host kept open.
+//! - [`assess`]: what a look means: each container's condition (counting
+//!   failed checks and Docker's own restarts), hosts down, roles down
+//!   everywhere; findings with inhibition, and what could be healed.
+//! - [`backoff`], [`breaker`], [`cascade`]: the three bounds on restarts:
+//!   capped exponential waits, a circuit breaker per container, and a
+//!   share of a role's hosts at a time.
+//! - [`heal`]: which restarts to make now, within those bounds.
+//! - [`incident`]: one incident per problem: open, escalate, recover.
+//! - [`watcher`]: the state machine a round runs through ([`Watcher`]).
+//! - [`status`]: the plain snapshot of what watch knows (hosts,
+//!   containers, incidents, counters), for printing, metrics or a status
+//!   page.
+//! - [`alert`]: what a notice says (JSON, Slack text, the escalation
+//!   report), and [`channel`]: delivering it (webhook, Slack, command),
+//!   retried with backoff.
+//! - [`persist`]: the state file, so a restarted watcher neither forgets
+//!   nor re-alerts.
+//! - `execute`: restarts carried out on a host, audited; the report's
+//!   log lines.
+//! - `run`: the loop, until the shutdown signal.
+
+pub mod alert;
+pub mod assess;
+pub mod backoff;
+pub mod breaker;
+pub mod cascade;
+pub mod channel;
+mod execute;
+pub mod heal;
+pub mod incident;
+pub mod observe;
+pub mod persist;
+mod run;
+pub mod status;
+#[cfg(test)]
+mod tests;
+pub mod watcher;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use run::{run, Options, Say};
+pub use watcher::{Settings, Topology, Watcher};
+
+/// Milliseconds since the Unix epoch: every time the pure part handles.
+pub type Millis = u64;
+
+/// Now, in [`Millis`].
+pub fn now() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// `2026-12-01T10:00:00Z` for a time in [`Millis`].
+pub fn rfc3339(at: Millis) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(at))
+        .to_string()
+}
+
+/// What a container belongs to: a role or an accessory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    Role(String),
+    Accessory(String),
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Role(r) => write!(f, "role {r}"),
+            Subject::Accessory(a) => write!(f, "accessory {a}"),
+        }
+    }
+}
+
+/// The kinds of problem, one incident each per host and subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The host (SSH or its engine) does not answer.
+    HostDown,
+    /// A role's or accessory's container on a host is not running
+    /// healthy: exited, dead, unhealthy, restarting, missing.
+    ContainerFailing,
+    /// A role has no healthy container on any of its hosts.
+    RoleDown,
+}
+
+/// What identifies an incident: kind, host and role or accessory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Key {
+    pub kind: Kind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
+}
+
+impl Key {
+    pub fn new(kind: Kind, host: Option<&str>, subject: Option<Subject>) -> Key {
+        Key {
+            kind,
+            host: host.map(str::to_string),
+            subject,
+        }
+    }
+
+    pub fn host_down(host: &str) -> Key {
+        Key::new(Kind::HostDown, Some(host), None)
+    }
+
+    pub fn container(host: &str, subject: &Subject) -> Key {
+        Key::new(Kind::ContainerFailing, Some(host), Some(subject.clone()))
+    }
+
+    pub fn role_down(role: &str) -> Key {
+        Key::new(Kind::RoleDown, None, Some(Subject::Role(role.to_string())))
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.kind, &self.host, &self.subject) {
+            (Kind::HostDown, Some(h), _) => write!(f, "host {h} down"),
+            (Kind::ContainerFailing, Some(h), Some(s)) => write!(f, "{s} failing on {h}"),
+            (Kind::RoleDown, _, Some(s)) => write!(f, "{s} down on all its hosts"),
+            (kind, host, subject) => write!(f, "{kind:?} {host:?} {subject:?}"),
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! One look at the hosts: on each, the current container of every role it
+//! runs and of every accessory pinned to it, with state, Docker's restart
+//! count and health (the role's HTTP check, or Docker's own), and whether
+//! a live holder has the deploy lock. Each host is looked at within the
+//! deadline, a bounded number at a time, over a connection kept from one
+//! look to the next (and opened again after a failure).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{stream, StreamExt};
+
+use super::watcher::Topology;
+use super::{Millis, Subject};
+use crate::error::{Error, ErrorKind, Result};
+use crate::host::{Host, Reach};
+use crate::lock::Liveness;
+use crate::release::{self, AppContainer, ContainerState};
+use crate::spec::HealthMode;
+
+/// What every host showed in one look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub at: Millis,
+    pub hosts: BTreeMap<String, HostSeen>,
+}
+
+/// What one host showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostSeen {
+    /// It answered.
+    Up(HostView),
+    /// SSH or its engine did not answer within the deadline: why.
+    Down(String),
+    /// It answered, but a step of the look failed (a container removed
+    /// meanwhile): nothing can be said this time.
+    Unknown(String),
+}
+
+/// The containers of a host that answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostView {
+    /// Who holds the service's deploy lock here, if a live holder does.
+    pub locked: Option<String>,
+    /// The current container of each role the host runs and of each
+    /// accessory pinned to it; `None`: there is none.
+    pub containers: BTreeMap<Subject, Option<ContainerSeen>>,
+}
+
+/// A container as one look saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSeen {
+    pub name: String,
+    pub id: String,
+    /// The release it runs (role containers).
+    pub version: Option<String>,
+    /// When that release was deployed here (RFC 3339).
+    pub deployed_at: Option<String>,
+    pub state: ContainerState,
+    pub exit_code: Option<i64>,
+    /// Docker's count of restarts by its restart policy.
+    pub restart_count: i64,
+    pub health: Health,
+}
+
+/// A running container's health, as its check says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    /// Docker's check has not decided yet.
+    Starting,
+    /// The check failed: why.
+    Failing(String),
+    /// No check (or not running): running is all that is asked.
+    Unchecked,
+}
+
+/// One connection per host, kept between looks.
+#[derive(Default)]
+pub struct Connections {
+    hosts: BTreeMap<String, Arc<Host>>,
+}
+
+impl Connections {
+    /// The connection to `host`, if one is open.
+    pub fn get(&self, host: &str) -> Option<Arc<Host>> {
+        self.hosts.get(host).cloned()
+    }
+
+    /// Closes every connection.
+    pub async fn close(self) {
+        for (_, host) in self.hosts {
+            if let Ok(host) = Arc::try_unwrap(host) {
+                host.close().await;
+            }
+        }
+    }
+}
+
+/// Looks at every host of `topology`, `concurrency` at a time, each within
+/// `deadline`.
+pub async fn look(
+    conns: &mut Connections,
+    topology: &Topology,
+    reach: &Reach,
+    deadline: Duration,
+    concurrency: usize,
+) -> Observation {
+    let at = super::now();
+    let work: Vec<(String, Option<Arc<Host>>)> = topology
+        .hosts
+        .iter()
+        .map(|h| (h.clone(), conns.hosts.remove(h)))
+        .collect();
+    let results: Vec<(String, Option<Arc<Host>>, HostSeen)> = stream::iter(work)
+        .map(|(name, host)| async move {
+            let (host, seen) = look_host(&name, host, topology, reach, deadline).await;
+            (name, host, seen)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut hosts = BTreeMap::new();
+    for (name, host, seen) in results {
+        if let Some(host) = host {
+            conns.hosts.insert(name.clone(), host);
+        }
+        hosts.insert(name, seen);
+    }
+    Observation { at, hosts }
+}
+
+async fn look_host(
+    name: &str,
+    host: Option<Arc<Host>>,
+    topology: &Topology,
+    reach: &Reach,
+    deadline: Duration,
+) -> (Option<Arc<Host>>, HostSeen) {
+    let work = async {
+        let host = match host {
+            Some(h) => h,
+            None => Arc::new(Host::connect(name, &reach.target(name)).await?),
+        };
+        let view = view(&host, topology, deadline).await;
+        Ok::<_, Error>((host, view))
+    };
+    match tokio::time::timeout(deadline, work).await {
+        Err(_) => (
+            None,
+            HostSeen::Down(format!(
+                "no answer within {}",
+                crate::error::humanize(deadline)
+            )),
+        ),
+        Ok(Err(e)) => (None, HostSeen::Down(cause(&e))),
+        Ok(Ok((_, Err(e)))) if matches!(e.kind, ErrorKind::Unreachable | ErrorKind::Timeout) => {
+            (None, HostSeen::Down(cause(&e)))
+        }
+        Ok(Ok((host, Err(e)))) => (Some(host), HostSeen::Unknown(cause(&e))),
+        Ok(Ok((host, Ok(view)))) => (Some(host), HostSeen::Up(view)),
+    }
+}
+
+fn cause(e: &Error) -> String {
+    format!("{}: {}", e.step, e.cause)
+}
+
+/// What `host` runs of the service, and whether it is locked.
+async fn view(host: &Host, topology: &Topology, deadline: Duration) -> Result<HostView> {
+    let service = &topology.service;
+    let apps = release::observe(host.engine(), service).await?;
+    let mut containers = BTreeMap::new();
+    for (role, r) in topology.roles_on(host.name()) {
+        let mine: Vec<&AppContainer> = apps.iter().filter(|c| &c.role == role).collect();
+        let seen = match current(host, &mine).await? {
+            None => None,
+            Some(c) => inspect(host, &c.name, Some((c, &r.role)), deadline).await?,
+        };
+        containers.insert(Subject::Role(role.clone()), seen);
+    }
+    for (name, container) in topology.accessories_on(host.name()) {
+        let seen = inspect(host, container, None, deadline).await?;
+        containers.insert(Subject::Accessory(name.clone()), seen);
+    }
+    let locked = crate::lock::read(host, service)
+        .await?
+        .filter(|l| matches!(l.liveness, Liveness::Alive | Liveness::Manual))
+        .map(|l| l.describe());
+    Ok(HostView { locked, containers })
+}
+
+/// The container that stands for the role on the host: the newest one
+/// running; else the one started last (a rollback starts an older one,
+/// so creation order does not tell).
+async fn current<'a>(host: &Host, mine: &[&'a AppContainer]) -> Result<Option<&'a AppContainer>> {
+    if let Some(running) = mine.iter().find(|c| c.state.is_active()) {
+        return Ok(Some(*running));
+    }
+    let mut best: Option<(String, &AppContainer)> = None;
+    for &c in mine {
+        let Some(inspected) = crate::accessory::container::inspect(host, &c.name).await? else {
+            continue;
+        };
+        let started = inspected
+            .state
+            .and_then(|s| s.started_at)
+            .unwrap_or_default();
+        if best.as_ref().is_none_or(|(b, _)| started > *b) {
+            best = Some((started, c));
+        }
+    }
+    Ok(best.map(|(_, c)| c))
+}
+
+/// Inspects the container `name`, and checks its health: the role's HTTP
+/// check when `app` is a role's container with one, else Docker's.
+async fn inspect(
+    host: &Host,
+    name: &str,
+    app: Option<(&AppContainer, &crate::config::Role)>,
+    deadline: Duration,
+) -> Result<Option<ContainerSeen>> {
+    let Some(c) = crate::accessory::container::inspect(host, name).await? else {
+        return Ok(None);
+    };
+    let state = c.state.clone().unwrap_or_default();
+    let status =
+        ContainerState::from_docker(&state.status.map(|s| s.to_string()).unwrap_or_default());
+    let running = status == ContainerState::Running;
+    let docker_health = state
+        .health
+        .and_then(|h| h.status)
+        .map(|s| s.to_string())
+        .filter(|s| !s.is_empty() && s != "none");
+    let has_check = c
+        .config
+        .as_ref()
+        .and_then(|cfg| cfg.healthcheck.as_ref())
+        .and_then(|h| h.test.as_ref())
+        .is_some_and(|t| t.first().is_some_and(|w| w != "NONE"));
+    let mode = app.map(|(_, role)| crate::spec::health_mode(role, has_check));
+    let health = match (running, mode) {
+        (false, _) => Health::Unchecked,
+        (
+            true,
+            Some(HealthMode::Http {
+                port,
+                path,
+                timeout,
+                ..
+            }),
+        ) => {
+            let ip = app
+                .and_then(|(a, _)| a.ip.clone())
+                .or_else(|| first_ip(&c))
+                .unwrap_or_default();
+            let timeout = timeout.min(deadline);
+            match crate::health::http_get(host, &ip, port, &path, timeout).await {
+                Ok((s, _)) if (200..300).contains(&s) => Health::Healthy,
+                Ok((s, _)) => Health::Failing(format!("GET {path} answered {s}")),
+                Err(e) => Health::Failing(format!("GET {path}: {}", e.cause)),
+            }
+        }
+        (true, _) => match docker_health.as_deref() {
+            Some("healthy") => Health::Healthy,
+            Some("unhealthy") => Health::Failing("Docker reports it unhealthy".into()),
+            Some(_) => Health::Starting,
+            None => Health::Unchecked,
+        },
+    };
+    Ok(Some(ContainerSeen {
+        name: name.to_string(),
+        id: c.id.clone().unwrap_or_default(),
+        version: app.map(|(a, _)| a.version.clone()),
+        deployed_at: app.map(|(a, _)| a.deployed_at.clone()),
+        state: status,
+        exit_code: state.exit_code,
+        restart_count: c.restart_count.unwrap_or(0),
+        health,
+    }))
+}
+
+fn first_ip(c: &bollard::models::ContainerInspectResponse) -> Option<String> {
+    c.network_settings
+        .as_ref()?
+        .networks
+        .as_ref()?
+        .values()
+        .find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty()))
+}

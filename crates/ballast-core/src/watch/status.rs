@@ -1,0 +1,61 @@
+//! What watch knows, as one plain value: every host, every watched
+//! container with its condition, the open incidents, and counters. The
+//! watcher keeps it up to date after each look and each restart; anything
+//! that shows it (the printer, metrics, a status page) only reads it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::assess::Condition;
+use super::incident::Incident;
+use super::{Millis, Subject};
+use crate::release::ContainerState;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub service: String,
+    /// When the last look was made.
+    pub at: Millis,
+    /// Who holds the lock, while watch stands aside.
+    pub locked: Option<String>,
+    pub hosts: BTreeMap<String, HostStatus>,
+    pub containers: Vec<ContainerStatus>,
+    pub incidents: Vec<Incident>,
+    pub counters: Counters,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HostStatus {
+    /// It answered the last look.
+    pub up: bool,
+    /// Why not, when it did not.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerStatus {
+    pub host: String,
+    pub subject: Subject,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub state: Option<ContainerState>,
+    pub condition: Condition,
+    /// Restarts within the breaker's window (watch's and Docker's).
+    pub restarts: usize,
+    /// Watch gave up restarting it.
+    pub breaker_open: bool,
+}
+
+/// Running totals since the watcher started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub looks: u64,
+    pub restarts: u64,
+    pub restarts_failed: u64,
+    /// Restarts seen made by Docker's restart policy.
+    pub docker_restarts: u64,
+    pub incidents_opened: u64,
+    pub notices: u64,
+    pub deliveries_failed: u64,
+}
