@@ -10,6 +10,9 @@
 //!   directories), and put back after the file is verified.
 //! - [`certificate`]: a certificate and key checked before they are sent.
 //! - [`change`]: a locked, audited change outside a rollout (setup, proxy).
+//! - [`container`]: plain operations on one container of a host (look,
+//!   create, start, stop, rename, remove), shared by rollouts, accessories
+//!   and the proxy.
 //! - [`config`]: `ballast.yml`: schema, loading, validation, secrets, reference.
 //! - [`deploy`]: a whole deploy or rollback: lock, deliver, plan, roll, audit.
 //! - [`doctor`]: hosts and config checked against known Docker failure modes.
@@ -54,6 +57,7 @@ pub mod backup;
 pub mod certificate;
 pub mod change;
 pub mod config;
+pub mod container;
 pub mod delivery;
 pub mod deploy;
 pub mod digest_key;

@@ -13,12 +13,9 @@
 use std::time::{Duration, Instant};
 
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
-};
 use tokio_util::sync::CancellationToken;
 
+use crate::container::{create, remove, rename, start, stop};
 use crate::error::{Error, ErrorKind, Result};
 use crate::faults::{self, Fault};
 use crate::health::await_healthy;
@@ -425,55 +422,6 @@ async fn address(host: &Host, service: &str, name: &str) -> Result<String> {
     crate::proxy::routable_address(host, service, name).await
 }
 
-async fn create(host: &Host, name: &str, body: &ContainerCreateBody) -> Result<()> {
-    let engine = host.engine();
-    let options = CreateContainerOptionsBuilder::default().name(name).build();
-    engine
-        .call(
-            &format!("create {name}"),
-            engine
-                .docker()
-                .create_container(Some(options), body.clone()),
-        )
-        .await
-        .map(|_| ())
-}
-
-async fn start(host: &Host, name: &str) -> Result<()> {
-    let engine = host.engine();
-    engine
-        .call(
-            &format!("start {name}"),
-            engine.docker().start_container(name, None),
-        )
-        .await
-}
-
-async fn stop(host: &Host, name: &str, timeout: Duration) -> Result<()> {
-    let engine = host.engine();
-    let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
-    let options = StopContainerOptionsBuilder::default().t(secs).build();
-    // The engine waits up to `timeout` before killing; allow for that.
-    let deadline = timeout.saturating_add(Duration::from_secs(15));
-    let work = engine.docker().stop_container(name, Some(options));
-    match tokio::time::timeout(deadline, work).await {
-        Err(_) => Err(Error::timeout(format!("stop {name}"), deadline).on(host.name())),
-        Ok(Err(e)) => Err(engine.error(&format!("stop {name}"), e)),
-        Ok(Ok(())) => Ok(()),
-    }
-}
-
-async fn remove(host: &Host, name: &str) -> Result<()> {
-    let engine = host.engine();
-    let options = RemoveContainerOptionsBuilder::default().force(true).build();
-    engine
-        .call(
-            &format!("remove {name}"),
-            engine.docker().remove_container(name, Some(options)),
-        )
-        .await
-}
-
 /// Writes each secret as a file of mode 0400 in `dir` (made 0700); values
 /// travel over the command's stdin, never in its arguments.
 async fn write_secrets(
@@ -533,17 +481,6 @@ pub(crate) async fn secret_dirs_of(host: &Host, service: &str, name: &str) -> Ve
         .filter_map(|b| b.split(':').next().map(str::to_string))
         .filter(|src| src.starts_with(&root) && !src.contains(".."))
         .collect()
-}
-
-async fn rename(host: &Host, from: &str, to: &str) -> Result<()> {
-    let engine = host.engine();
-    let options = RenameContainerOptionsBuilder::default().name(to).build();
-    engine
-        .call(
-            &format!("rename {from} to {to}"),
-            engine.docker().rename_container(from, options),
-        )
-        .await
 }
 
 #[cfg(test)]

@@ -10,6 +10,27 @@ use crate::exit;
 
 /// A token cancelled on the first SIGINT, SIGTERM or SIGHUP.
 pub fn cancel_on_signals() -> CancellationToken {
+    watch_signals(Second::Exits)
+}
+
+/// A token cancelled on SIGINT, SIGTERM or SIGHUP, any number of times:
+/// with the terminal in raw mode the process must never exit before it is
+/// restored, so a second signal does not end it at once (the caller stops
+/// what runs after its grace instead).
+pub fn cancel_on_any_signal() -> CancellationToken {
+    watch_signals(Second::Ignored)
+}
+
+/// What a second signal does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Second {
+    /// Exits at once: the user insists.
+    Exits,
+    /// Nothing more: cleanup must finish first.
+    Ignored,
+}
+
+fn watch_signals(second: Second) -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {
@@ -22,17 +43,17 @@ pub fn cancel_on_signals() -> CancellationToken {
         ) else {
             return;
         };
-        for round in 0..2 {
+        loop {
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
                 _ = hup.recv() => {}
             }
-            if round == 0 {
-                cancel.cancel();
+            if cancel.is_cancelled() && second == Second::Exits {
+                std::process::exit(exit::INTERRUPTED);
             }
+            cancel.cancel();
         }
-        std::process::exit(exit::INTERRUPTED);
     });
     token
 }

@@ -5,13 +5,9 @@
 
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, ContainerInspectResponse};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
-};
-
 use super::plan::{Found, Observed};
 use super::spec::{AccessorySpec, ACCESSORY_LABEL, DIGEST_LABEL, IMAGE_LABEL, SERVICE_LABEL};
+pub use crate::container::{create, inspect, rename, start, stop};
 use crate::engine::ExecOutput;
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::Host;
@@ -20,22 +16,6 @@ use crate::spec::HealthMode;
 
 /// How many of a failed container's last log lines an error shows.
 const LOG_LINES: usize = 20;
-
-/// The container called `name`, if there is one.
-pub async fn inspect(host: &Host, name: &str) -> Result<Option<ContainerInspectResponse>> {
-    let engine = host.engine();
-    match engine
-        .call(
-            &format!("inspect container {name}"),
-            engine.docker().inspect_container(name, None),
-        )
-        .await
-    {
-        Ok(c) => Ok(Some(c)),
-        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
 
 /// The container called `name` as an accessory container of `spec`; an
 /// error if a container of that name is someone else's (ballast never
@@ -82,57 +62,6 @@ pub async fn found(host: &Host, spec: &AccessorySpec) -> Result<Found> {
         current: observe(host, spec, &spec.container_name()).await?,
         previous: observe(host, spec, &spec.previous_name()).await?,
     })
-}
-
-pub async fn create(host: &Host, name: &str, body: &ContainerCreateBody) -> Result<()> {
-    let engine = host.engine();
-    let options = CreateContainerOptionsBuilder::default().name(name).build();
-    engine
-        .call(
-            &format!("create {name}"),
-            engine
-                .docker()
-                .create_container(Some(options), body.clone()),
-        )
-        .await
-        .map(|_| ())
-}
-
-pub async fn start(host: &Host, name: &str) -> Result<()> {
-    let engine = host.engine();
-    engine
-        .call(
-            &format!("start {name}"),
-            engine.docker().start_container(name, None),
-        )
-        .await
-}
-
-/// Stops `name`, giving it `timeout` after SIGTERM before Docker kills it.
-pub async fn stop(host: &Host, name: &str, timeout: Duration) -> Result<()> {
-    let engine = host.engine();
-    let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
-    let options = StopContainerOptionsBuilder::default().t(secs).build();
-    // The engine waits up to `timeout` before killing; allow for that.
-    let deadline = timeout.saturating_add(Duration::from_secs(15));
-    let step = format!("stop {name}");
-    let work = engine.docker().stop_container(name, Some(options));
-    match tokio::time::timeout(deadline, work).await {
-        Err(_) => Err(Error::timeout(step, deadline).on(host.name())),
-        Ok(Err(e)) => Err(engine.error(&step, e)),
-        Ok(Ok(())) => Ok(()),
-    }
-}
-
-pub async fn rename(host: &Host, from: &str, to: &str) -> Result<()> {
-    let engine = host.engine();
-    let options = RenameContainerOptionsBuilder::default().name(to).build();
-    engine
-        .call(
-            &format!("rename {from} to {to}"),
-            engine.docker().rename_container(from, options),
-        )
-        .await
 }
 
 /// Removes `name` (killing it if it runs); its volumes and the host

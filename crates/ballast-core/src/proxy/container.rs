@@ -22,25 +22,9 @@ use crate::error::{ErrorKind, Result};
 use crate::host::Host;
 
 pub(super) const SETTINGS_LABEL: &str = "io.ballast.proxy.settings";
-pub(super) const LISTEN_LABEL: &str = "io.ballast.proxy.listen";
+pub(super) use crate::container::inspect;
 
-/// The container `name` on `host`; `None` only when the engine says there
-/// is none. Any other failure (SSH, dockerd, the deadline) is an error:
-/// nothing is ever removed because a look failed.
-pub(super) async fn inspect(host: &Host, name: &str) -> Result<Option<ContainerInspectResponse>> {
-    let engine = host.engine();
-    match engine
-        .call(
-            &format!("inspect {name}"),
-            engine.docker().inspect_container(name, None),
-        )
-        .await
-    {
-        Ok(c) => Ok(Some(c)),
-        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.on(host.name())),
-    }
-}
+pub(super) const LISTEN_LABEL: &str = "io.ballast.proxy.listen";
 
 pub(super) fn is_running(c: &ContainerInspectResponse) -> bool {
     c.state.as_ref().and_then(|s| s.running).unwrap_or(false)

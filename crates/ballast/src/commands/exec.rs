@@ -13,7 +13,6 @@ use ballast_core::fleet::Fleet;
 use ballast_core::host::Host;
 use ballast_core::{Error, ErrorKind, Result};
 use serde::Serialize;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ExecArgs;
@@ -69,7 +68,7 @@ async fn on_one_host(
         tty: tty.then(|| terminal::size().unwrap_or(exec::TtySize { rows: 24, cols: 80 })),
     };
     let cancel = if tty {
-        cancel_on_any_signal()
+        crate::signals::cancel_on_any_signal()
     } else {
         crate::signals::cancel_on_signals()
     };
@@ -197,33 +196,6 @@ fn ended(host: &str, result: Result<i64>) -> Ended {
             code: exit::code(e.kind),
         },
     }
-}
-
-/// A token cancelled on SIGINT, SIGTERM or SIGHUP, any number of times:
-/// with the terminal in raw mode the process must never exit before it is
-/// restored, so a second signal does not end it at once (the command is
-/// killed after its grace instead).
-fn cancel_on_any_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-                _ = hup.recv() => {}
-            }
-            cancel.cancel();
-        }
-    });
-    token
 }
 
 /// Output cut into lines for the printer, stdout and stderr apart; a last

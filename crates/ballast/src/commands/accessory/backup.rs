@@ -57,6 +57,17 @@ fn progress<'a>(out: &'a Printer, host: &'a str, what: &'a str) -> impl FnMut(u6
     }
 }
 
+/// The accessory's host, for progress lines (empty for an unknown name,
+/// which the command then refuses).
+fn host_of(loaded: &Loaded, name: &str) -> String {
+    loaded
+        .config
+        .accessories
+        .get(name)
+        .map(|a| a.host().to_string())
+        .unwrap_or_default()
+}
+
 fn change<'a>(
     loaded: &'a Loaded,
     reach: &'a ballast_core::host::Reach,
@@ -86,12 +97,7 @@ pub async fn backup(
         &reach,
         format!("accessory backup {} --to {}", args.name, to.display()),
     );
-    let host = loaded
-        .config
-        .accessories
-        .get(&args.name)
-        .map(|a| a.host().to_string())
-        .unwrap_or_default();
+    let host = host_of(loaded, &args.name);
     let say = |host: &str, message: &str| out.progress(Some(host), message);
     let mut on_bytes = progress(out, &host, "copied");
     let cancel = crate::signals::cancel_on_signals();
@@ -121,12 +127,7 @@ pub async fn restore(
     } else {
         Existing::Keep
     };
-    let host = loaded
-        .config
-        .accessories
-        .get(&args.name)
-        .map(|a| a.host().to_string())
-        .unwrap_or_default();
+    let host = host_of(loaded, &args.name);
     let say = |host: &str, message: &str| out.progress(Some(host), message);
     let mut on_bytes = progress(out, &host, "put back");
     let cancel = crate::signals::cancel_on_signals();
