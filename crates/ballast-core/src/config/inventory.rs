@@ -267,6 +267,36 @@ impl Checker<'_> {
     }
 }
 
+/// A clear value that held references, as the plan shows it: where, what
+/// was written, and what it became.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reference {
+    /// Key path, as messages write it (`roles.web.env.clear.DATABASE_HOST`).
+    pub key: String,
+    /// The value as written, references and all.
+    pub written: String,
+    /// The value with every reference replaced.
+    pub value: String,
+}
+
+/// The clear values of a checked config that hold references, resolved
+/// (before [`resolve`] replaces them).
+pub(super) fn references(config: &Config) -> Vec<Reference> {
+    let inventory = Inventory::of(config);
+    values(config)
+        .into_iter()
+        .filter(|(_, v)| v.contains("{{"))
+        .filter_map(|(path, written)| {
+            let value = expand(written, &inventory).ok()?;
+            Some(Reference {
+                key: dotted(&path),
+                written: written.to_string(),
+                value,
+            })
+        })
+        .collect()
+}
+
 /// Replaces every reference in the clear values of a checked config.
 pub(super) fn resolve(config: &mut Config) {
     let inventory = Inventory::of(config);
@@ -349,6 +379,20 @@ accessories:
             c.accessories["db"].env.clear["APP_HOSTS"],
             "10.0.0.11,10.0.0.12"
         );
+    }
+
+    #[test]
+    fn the_loaded_config_remembers_what_each_reference_became() {
+        let loaded = parse_yaml(BASE).unwrap();
+        let url = loaded
+            .references
+            .iter()
+            .find(|r| r.key == "roles.web.env.clear.DATABASE_URL")
+            .unwrap();
+        assert_eq!(url.value, "postgres://10.0.0.20:5432/shop");
+        assert!(url.written.contains("{{ accessories.db.host }}"), "{url:?}");
+        // Values without references are not listed.
+        assert!(loaded.references.iter().all(|r| !r.key.ends_with("PLAIN")));
     }
 
     #[test]

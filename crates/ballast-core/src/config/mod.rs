@@ -63,6 +63,7 @@ pub use accessories::{
 };
 pub use bounds::{Limit, LimitRange, LIMITS};
 pub use error::ConfigError;
+pub use inventory::Reference;
 pub use names::image_problem;
 pub use redact::redacted_yaml;
 pub use reference::reference_markdown;
@@ -89,6 +90,9 @@ pub struct Loaded {
     pub secrets: Secrets,
     /// The destination laid over the base file (`-d`), if any.
     pub destination: Option<String>,
+    /// The clear values that referred to roles' and accessories' hosts and
+    /// ports, with what they became (already replaced in `config`).
+    pub references: Vec<inventory::Reference>,
 }
 
 /// Reads, parses and validates the config at `path` with `destination`'s
@@ -151,6 +155,7 @@ pub fn parse(
     let mut config: Config =
         serde_saphyr::from_str(source).map_err(|e| src.yaml_error(&e, true))?;
     validate::check(&config, &root, &src)?;
+    let references = inventory::references(&config);
     inventory::resolve(&mut config);
     let dir = match path_for_messages.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -164,6 +169,7 @@ pub fn parse(
         source: source.to_string(),
         secrets,
         destination: None,
+        references,
     })
 }
 

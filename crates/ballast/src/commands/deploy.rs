@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use ballast_core::config::Reference;
 use ballast_core::deploy::{self, Context, Event, Goal, HookAbout, Outcome, Report};
 use ballast_core::hooks::Hook;
 use ballast_core::image::ImageEvent;
@@ -38,7 +39,10 @@ pub async fn plan(config: &Path, accept_new: bool, args: PlanArgs, out: &Printer
     };
     let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
     let (plan, report) = deploy::run(&ctx, &goal, &on_event).await?;
-    out.result(&plan, &render_plan(&plan, &report.skipped));
+    out.result(
+        &plan,
+        &render_plan(&plan, &report.skipped, &loaded.references),
+    );
     Ok(())
 }
 
@@ -258,8 +262,16 @@ fn render_report(report: &Report) -> String {
     text
 }
 
-fn render_plan(plan: &Plan, skipped: &[String]) -> String {
+fn render_plan(plan: &Plan, skipped: &[String], references: &[Reference]) -> String {
     let mut text = format!("plan for {} at {}:\n", plan.service, plan.version);
+    // Inventory variables as the config resolved them (clear values only:
+    // a secret is never a reference).
+    for r in references {
+        text.push_str(&format!(
+            "env {} = {:?} (from {:?})\n",
+            r.key, r.value, r.written
+        ));
+    }
     for p in &plan.proxies {
         let listen = p.listen.as_ref().map(|l| l.describe()).unwrap_or_default();
         let what = match &p.change {

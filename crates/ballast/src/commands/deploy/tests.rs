@@ -238,12 +238,24 @@ fn plan_with_a_proxy_reconfigured_and_a_legacy_one() {
     let web = &targets()[..1];
     let mut p = plan::plan("shop", "v2", IMAGE_V2, web, settings(), &observed);
     p.proxies = plan::proxies(&p, &observed, &wanted(&[8080]));
-    insta::assert_snapshot!(render_plan(&p, &[]));
+    insta::assert_snapshot!(render_plan(&p, &[], &[]));
 }
 
 #[test]
 fn plan_text() {
-    insta::assert_snapshot!(render_plan(&fixture_plan(), &[]));
+    insta::assert_snapshot!(render_plan(&fixture_plan(), &[], &[]));
+}
+
+/// Inventory variables show resolved at the top of the plan, with what
+/// was written.
+#[test]
+fn plan_text_with_inventory_variables() {
+    let references = [ballast_core::config::Reference {
+        key: "roles.web.env.clear.DATABASE_URL".into(),
+        written: "postgres://{{ accessories.db.host }}:{{ accessories.db.port }}/shop".into(),
+        value: "postgres://10.0.0.20:5432/shop".into(),
+    }];
+    insta::assert_snapshot!(render_plan(&fixture_plan(), &[], &references));
 }
 
 #[test]
@@ -257,7 +269,7 @@ fn plan_with_an_unknown_proxy_and_a_skipped_host() {
     let web = &targets()[..1];
     let mut p = plan::plan("shop", "v2", IMAGE_V2, web, settings(), &observed);
     p.proxies = plan::proxies(&p, &observed, &Err("no static ballast binary".into()));
-    insta::assert_snapshot!(render_plan(&p, &["web-3".to_string()]));
+    insta::assert_snapshot!(render_plan(&p, &["web-3".to_string()], &[]));
 }
 
 #[test]
@@ -265,7 +277,7 @@ fn plan_with_nothing_to_do() {
     let observed = observed();
     let worker = &targets()[1..2];
     let p = plan::plan("shop", "v2", IMAGE_V2, worker, settings(), &observed);
-    insta::assert_snapshot!(render_plan(&p, &[]));
+    insta::assert_snapshot!(render_plan(&p, &[], &[]));
 }
 
 fn host(host: &str, role: &str, outcome: Outcome, error: Option<&str>) -> HostOutcome {
