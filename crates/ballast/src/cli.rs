@@ -445,6 +445,10 @@ pub struct WatchArgs {
     /// of watch [default: .ballast/watch-state.json beside the config].
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// Where to serve metrics (/metrics), the status page (/) and
+    /// /healthz, e.g. 127.0.0.1:9465 [default: watch.listen].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,9 @@
 //!   alert and one escalation, no flood;
 //! - a stopped lab host is alerted within 10 s and escalated with a report
 //!   naming it; its containers raise nothing of their own; its recovery is
-//!   sent once it is started again.
+//!   sent once it is started again;
+//! - meanwhile, the metrics and the status page served by watch show the
+//!   stopped host down, its incident open, and the restarts made.
 #![allow(clippy::print_stderr)] // tests report what they measure
 
 mod common;
@@ -126,7 +128,7 @@ watch:
   interval: 1s
   deadline: 3s
   failures: 2
-  recover_after: 3s
+  recover_after: 7s
   escalate_after: 12s
   backoff: {{initial: 2s, max: 10s, reset_after: 30s}}
   breaker: {{restarts: 3, window: 2m}}
@@ -152,6 +154,24 @@ async fn state_of(host: &Host, container: &str) -> (bool, String) {
     )
 }
 
+/// `(status code, body)` of `GET path` from watch's server on `port`.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: watch\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head[9..12].parse().unwrap(), body.to_string())
+}
+
+/// The value of the metric line that starts with `series` (`name{labels}`).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 fn docker(args: &[&str]) {
     let out = Command::new("docker").args(args).output().unwrap();
     assert!(out.status.success(), "docker {args:?}\n{}", text(&out));
@@ -172,7 +192,9 @@ fn watch_heals_alerts_escalates_and_recovers_without_floods() {
         &binary,
         &["deploy", "--version", "v1", "--roles", "web,sick"],
     );
-    // Deployed last: it crashes 5 s after every start.
+    // Deployed last: it crashes 5 s after every start. `recover_after`
+    // (7 s) is longer than one life of it, so a look that caught its first
+    // crash cannot see it "recovered" before the loop is recognised.
     run_ok(
         &config,
         &binary,
@@ -180,10 +202,22 @@ fn watch_heals_alerts_escalates_and_recovers_without_floods() {
     );
 
     let state = work.path().join("watch-state.json");
+    let http = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{http}");
     let mut watch = Watched::spawn(ballast_cmd(
         &config,
         &binary,
-        &["watch", "--state", state.to_str().unwrap()],
+        &[
+            "watch",
+            "--state",
+            state.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ],
     ));
     watch.wait_for("watching 3 hosts of hello", Duration::from_secs(30));
 
@@ -281,6 +315,52 @@ fn watch_heals_alerts_escalates_and_recovers_without_floods() {
         "measure: stopped host alerted after {:.1}s",
         alerted.as_secs_f64()
     );
+    // Metrics and page, while the host is down: its incident open, two
+    // hosts up, the restart of (a) counted.
+    wait(&got, "h3 down in /metrics", Duration::from_secs(5), || {
+        let (_, m) = http_get(http, "/metrics");
+        metric(
+            &m,
+            &format!("ballast_watch_host_up{{service=\"hello\",host=\"{h3_ip}\"}}"),
+        ) == Some(0.0)
+    });
+    let (code, m) = http_get(http, "/metrics");
+    assert_eq!(code, 200, "{m}");
+    let up: f64 = [h1_ip, h2_ip, h3_ip]
+        .iter()
+        .filter_map(|h| {
+            metric(
+                &m,
+                &format!("ballast_watch_host_up{{service=\"hello\",host=\"{h}\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(up, 2.0, "{m}");
+    let open = metric(
+        &m,
+        "ballast_watch_incidents_open{service=\"hello\",kind=\"host_down\"}",
+    );
+    assert_eq!(open, Some(1.0), "{m}");
+    let restarts = metric(
+        &m,
+        "ballast_watch_restarts_total{service=\"hello\",kind=\"role\",name=\"web\"}",
+    );
+    assert!(restarts.is_some_and(|n| n >= 1.0), "{m}");
+    let (code, page) = http_get(http, "/");
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains(&format!("<tr data-host=\"{h3_ip}\" data-state=\"down\">")),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("<tr data-host=\"{h1_ip}\" data-state=\"up\">")),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("<td class=\"failing\">host {h3_ip} down")),
+        "{page}"
+    );
+    assert_eq!(http_get(http, "/healthz").0, 200);
     wait(&got, "h3 down escalated", Duration::from_secs(30), || {
         c(&got).len() == 2
     });

@@ -3,6 +3,7 @@
 //! a time) and alerts (channels, escalation). The types (the schema of the
 //! section and its reference), their defaults, and their semantic checks.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -65,6 +66,16 @@ pub struct Watch {
     /// (logged); the waits between them double from 1s.
     #[serde(default = "defaults::alert_attempts")]
     pub alert_attempts: u32,
+    /// Where watch serves its metrics (`GET /metrics`, Prometheus text),
+    /// its status page (`GET /`) and its own health check
+    /// (`GET /healthz`), as `address:port`; `--listen` overrides it.
+    #[serde(default = "defaults::listen")]
+    pub listen: String,
+    /// Allow `listen` on an address other than loopback. The page and the
+    /// metrics name hosts, containers and incidents, with no login: only
+    /// expose them on a network you trust.
+    #[serde(default)]
+    pub listen_public: bool,
 }
 
 impl Default for Watch {
@@ -81,6 +92,8 @@ impl Default for Watch {
             alerts: Vec::new(),
             alert_timeout: defaults::alert_timeout(),
             alert_attempts: defaults::alert_attempts(),
+            listen: defaults::listen(),
+            listen_public: false,
         }
     }
 }
@@ -90,6 +103,36 @@ impl Watch {
     pub fn max_share_percent(&self) -> u32 {
         parse_percent(&self.max_share).unwrap_or(34)
     }
+
+    /// The address to serve on: `flag` (`--listen`) if given, else
+    /// `listen`; refused unless loopback or `listen_public` allows it.
+    pub fn listen_addr(&self, flag: Option<&str>) -> crate::Result<SocketAddr> {
+        let (text, from) = match flag {
+            Some(f) => (f, "--listen"),
+            None => (self.listen.as_str(), "watch.listen"),
+        };
+        check_listen(text, self.listen_public).map_err(|(cause, hint)| {
+            crate::Error::input("read the listen address", format!("{from}: {cause}")).hint(hint)
+        })
+    }
+}
+
+/// `text` as an address to serve on: a cause and a hint when it is not
+/// one, or is public while `public` is not allowed.
+fn check_listen(text: &str, public: bool) -> Result<SocketAddr, (String, &'static str)> {
+    let addr: SocketAddr = text.parse().map_err(|_| {
+        (
+            format!("`{}` is not an address and port", shorten(text)),
+            "write an IP address and a port such as `127.0.0.1:9465`",
+        )
+    })?;
+    if !public && !addr.ip().is_loopback() {
+        return Err((
+            format!("`{addr}` is not a loopback address"),
+            "the page and metrics have no login: serve them on 127.0.0.1, or set `watch.listen_public: true` to expose them",
+        ));
+    }
+    Ok(addr)
 }
 
 /// Capped exponential backoff between restarts of one container.
@@ -227,6 +270,9 @@ pub mod defaults {
     pub fn alert_attempts() -> u32 {
         5
     }
+    pub fn listen() -> String {
+        "127.0.0.1:9465".into()
+    }
 }
 
 impl Checker<'_> {
@@ -259,6 +305,10 @@ impl Checker<'_> {
                 "watch.deadline is more than 10 times watch.interval".into(),
             )
             .set_hint("a host that has not answered within 10 looks is down: shorten the deadline or lengthen the interval");
+        }
+        if let Err((cause, hint)) = check_listen(&w.listen, w.listen_public) {
+            self.error(&["watch", "listen"], format!("watch.listen: {cause}"))
+                .set_hint(hint);
         }
         for (i, alert) in w.alerts.iter().enumerate() {
             let idx = i.to_string();
@@ -317,6 +367,37 @@ mod tests {
         );
         assert_eq!(w.escalate_after, Duration::from_secs(300));
         assert_eq!(w.max_share_percent(), 34);
+        assert_eq!(w.listen_addr(None).unwrap().to_string(), "127.0.0.1:9465");
+    }
+
+    #[test]
+    fn a_public_listen_address_needs_consent() {
+        let yaml = format!("{HEAD}watch:\n  listen: 0.0.0.0:9465\n");
+        assert_error(
+            &yaml,
+            7,
+            11,
+            "watch.listen: `0.0.0.0:9465` is not a loopback address",
+            "listen_public: true",
+        );
+        let yaml = format!("{HEAD}watch:\n  listen: localhost\n");
+        assert_error(
+            &yaml,
+            7,
+            11,
+            "`localhost` is not an address and port",
+            "127.0.0.1:9465",
+        );
+        let yaml = format!("{HEAD}watch:\n  listen: 0.0.0.0:9465\n  listen_public: true\n");
+        let w = parse_yaml(&yaml).unwrap().config.watch;
+        assert_eq!(w.listen_addr(None).unwrap().to_string(), "0.0.0.0:9465");
+        let w = Watch::default();
+        let e = w.listen_addr(Some("10.0.0.1:80")).unwrap_err();
+        assert_eq!(e.cause, "--listen: `10.0.0.1:80` is not a loopback address");
+        assert_eq!(
+            w.listen_addr(Some("[::1]:0")).unwrap().to_string(),
+            "[::1]:0"
+        );
     }
 
     #[test]

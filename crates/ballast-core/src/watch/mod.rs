@@ -29,6 +29,8 @@
 //!   retried with backoff.
 //! - [`persist`]: the state file, so a restarted watcher neither forgets
 //!   nor re-alerts.
+//! - [`serve`]: the status served over HTTP: Prometheus metrics, the
+//!   status page, and watch's own health check.
 //! - `execute`: restarts carried out on a host, audited; the report's
 //!   log lines.
 //! - `run`: the loop, until the shutdown signal.
@@ -45,6 +47,7 @@ pub mod incident;
 pub mod observe;
 pub mod persist;
 mod run;
+pub mod serve;
 pub mod status;
 #[cfg(test)]
 mod tests;

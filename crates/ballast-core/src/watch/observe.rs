@@ -24,6 +24,8 @@ use crate::spec::HealthMode;
 pub struct Observation {
     pub at: Millis,
     pub hosts: BTreeMap<String, HostSeen>,
+    /// How long each host took to answer (or to fail).
+    pub took: BTreeMap<String, Duration>,
 }
 
 /// What one host showed.
@@ -62,6 +64,8 @@ pub struct ContainerSeen {
     /// Docker's count of restarts by its restart policy.
     pub restart_count: i64,
     pub health: Health,
+    /// When it was last started, if it ever was.
+    pub started_at: Option<Millis>,
 }
 
 /// A running container's health, as its check says.
@@ -113,22 +117,24 @@ pub async fn look(
         .iter()
         .map(|h| (h.clone(), conns.hosts.remove(h)))
         .collect();
-    let results: Vec<(String, Option<Arc<Host>>, HostSeen)> = stream::iter(work)
+    let results: Vec<(String, Option<Arc<Host>>, HostSeen, Duration)> = stream::iter(work)
         .map(|(name, host)| async move {
+            let start = std::time::Instant::now();
             let (host, seen) = look_host(&name, host, topology, reach, deadline).await;
-            (name, host, seen)
+            (name, host, seen, start.elapsed())
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    let mut hosts = BTreeMap::new();
-    for (name, host, seen) in results {
+    let (mut hosts, mut took) = (BTreeMap::new(), BTreeMap::new());
+    for (name, host, seen, elapsed) in results {
         if let Some(host) = host {
             conns.hosts.insert(name.clone(), host);
         }
+        took.insert(name.clone(), elapsed);
         hosts.insert(name, seen);
     }
-    Observation { at, hosts }
+    Observation { at, hosts, took }
 }
 
 async fn look_host(
@@ -279,6 +285,11 @@ async fn inspect(
         exit_code: state.exit_code,
         restart_count: c.restart_count.unwrap_or(0),
         health,
+        started_at: state
+            .started_at
+            .and_then(|t| humantime::parse_rfc3339(&t).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     }))
 }
 

@@ -31,6 +31,8 @@ pub struct HostStatus {
     pub up: bool,
     /// Why not, when it did not.
     pub error: Option<String>,
+    /// How long the last look at it took, in milliseconds.
+    pub latency_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,6 +47,8 @@ pub struct ContainerStatus {
     pub restarts: usize,
     /// Watch gave up restarting it.
     pub breaker_open: bool,
+    /// When it was last started.
+    pub started_at: Option<Millis>,
 }
 
 /// Running totals since the watcher started.
@@ -52,10 +56,27 @@ pub struct ContainerStatus {
 pub struct Counters {
     pub looks: u64,
     pub restarts: u64,
+    /// `restarts` by role or accessory.
+    #[serde(serialize_with = "as_pairs")]
+    pub restarts_of: BTreeMap<Subject, u64>,
     pub restarts_failed: u64,
     /// Restarts seen made by Docker's restart policy.
     pub docker_restarts: u64,
     pub incidents_opened: u64,
     pub notices: u64,
     pub deliveries_failed: u64,
+}
+
+/// A map keyed by [`Subject`] as a list of `{"subject", "count"}`: JSON
+/// keys are strings only.
+fn as_pairs<S: serde::Serializer>(
+    map: &BTreeMap<Subject, u64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Pair<'a> {
+        subject: &'a Subject,
+        count: u64,
+    }
+    s.collect_seq(map.iter().map(|(subject, &count)| Pair { subject, count }))
 }

@@ -53,6 +53,7 @@ fn seen(name: &str, state: ContainerState, health: Health, restarts: i64) -> Opt
         exit_code: (state == Exited).then_some(137),
         restart_count: restarts,
         health,
+        started_at: None,
     })
 }
 
@@ -128,6 +129,7 @@ impl Sim {
         let obs = Observation {
             at: self.at,
             hosts: self.hosts.clone(),
+            took: BTreeMap::new(),
         };
         self.w.round(&obs, &self.busy)
     }
@@ -160,6 +162,8 @@ fn a_killed_container_is_started_at_once_one_incident_one_recovery() {
     );
     let done = r.restarts[0].clone();
     sim.w.done(&done, &Ok(()), sim.at);
+    let counted: Vec<_> = sim.w.status.counters.restarts_of.iter().collect();
+    assert_eq!(counted, [(&web(), &1)], "restarts by role, for the metrics");
     sim.healthy("h1");
     let mut all = Vec::new();
     for _ in 0..10 {

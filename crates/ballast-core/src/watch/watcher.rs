@@ -240,7 +240,11 @@ impl Watcher {
             );
         }
         match outcome {
-            Ok(()) => self.status.counters.restarts += 1,
+            Ok(()) => {
+                self.status.counters.restarts += 1;
+                let c = &mut self.status.counters;
+                *c.restarts_of.entry(restart.subject.clone()).or_default() += 1;
+            }
             Err(_) => self.status.counters.restarts_failed += 1,
         }
         self.status.incidents = self.book.open.values().cloned().collect();
@@ -263,6 +267,7 @@ impl Watcher {
     fn refresh(&mut self, obs: &Observation, conditions: &BTreeMap<(String, Subject), Condition>) {
         for (host, seen) in &obs.hosts {
             let entry = self.status.hosts.entry(host.clone()).or_default();
+            entry.latency_ms = obs.took.get(host).map(|d| super::backoff::millis(*d));
             match seen {
                 HostSeen::Up(_) => {
                     entry.up = true;
@@ -291,6 +296,7 @@ impl Watcher {
                     condition: condition.clone(),
                     restarts: track.map_or(0, |t| t.breaker.recent(&self.settings.breaker, obs.at)),
                     breaker_open: track.is_some_and(|t| t.breaker.open),
+                    started_at: c.as_ref().and_then(|c| c.started_at),
                 });
             }
         }

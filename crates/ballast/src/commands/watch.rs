@@ -1,10 +1,11 @@
 //! `ballast watch`: loads the config, hands the watcher its SSH settings,
-//! state file and a stop signal (SIGINT, SIGTERM, SIGHUP), and prints what
-//! it says until it stops; then the incidents still open.
+//! state file and a stop signal (SIGINT, SIGTERM, SIGHUP), serves its
+//! metrics and status page beside it, and prints what it says until it
+//! stops; then the incidents still open.
 
 use std::path::Path;
 
-use ballast_core::watch::{self, status::Status, Options};
+use ballast_core::watch::{self, serve::Server, status::Status, Options};
 use ballast_core::Result;
 use tokio::sync::mpsc;
 
@@ -19,14 +20,23 @@ pub async fn run(
     out: &Printer,
 ) -> Result<()> {
     let loaded = service::load(config)?;
+    let w = &loaded.config.watch;
+    let listen = w.listen_addr(args.listen.as_deref())?;
     let reach = service::reach(&loaded, accept_new_host_keys);
     let state_file = args
         .state
         .unwrap_or_else(|| loaded.dir.join(".ballast/watch-state.json"));
+    let (status_tx, status_rx) = tokio::sync::watch::channel(Status::default());
+    let server = Server::start(listen, status_rx, w.interval, w.deadline).await?;
+    let addr = server.addr();
+    out.progress(
+        None,
+        &format!("serving http://{addr}/ (status page), /metrics and /healthz"),
+    );
     let options = Options {
         state_file,
         concurrency: service::concurrency(&loaded),
-        status: None,
+        status: Some(status_tx),
     };
     let stop = crate::signals::cancel_on_signals();
     let (say, mut said) = mpsc::unbounded_channel();
@@ -37,6 +47,7 @@ pub async fn run(
         }
     };
     let (status, ()) = tokio::join!(watching, printing);
+    server.stop().await;
     let status = status?;
     out.result(&status, &summary(&status));
     Ok(())
