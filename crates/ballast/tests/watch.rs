@@ -18,93 +18,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ballast_core::host::Host;
 use serde_json::Value;
 
 use common::child::Watched;
+use common::webhook::{events, http_get, metric, receiver, wait, Got};
 use common::*;
-
-/// Alerts the receiver got, in order.
-type Got = Arc<Mutex<Vec<Value>>>;
-
-/// A webhook receiver on loopback: answers 200 to every POST and keeps
-/// its JSON body.
-fn receiver() -> (u16, Got) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let got: Got = Arc::new(Mutex::new(Vec::new()));
-    let keep = got.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let mut reader = BufReader::new(stream);
-            let mut length = 0usize;
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0u8; length];
-            if reader.read_exact(&mut body).is_err() {
-                continue;
-            }
-            if let Ok(v) = serde_json::from_slice(&body) {
-                keep.lock().unwrap().push(v);
-            }
-            let _ = reader
-                .get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (port, got)
-}
-
-/// The events (`opened`, `escalated`, `recovered`) of the alerts about
-/// the incident of `kind` on `host` for `role`.
-fn events(got: &Got, kind: &str, host: Option<&str>, role: Option<&str>) -> Vec<String> {
-    got.lock()
-        .unwrap()
-        .iter()
-        .filter(|a| {
-            let key = &a["incident"]["key"];
-            key["kind"] == kind
-                && key["host"].as_str() == host
-                && key["subject"]["role"].as_str() == role
-        })
-        .map(|a| a["event"].as_str().unwrap_or("?").to_string())
-        .collect()
-}
-
-/// Waits until `done` holds, at most `within`; fails naming `what` and
-/// showing every alert received.
-fn wait(got: &Got, what: &str, within: Duration, done: impl Fn() -> bool) -> Duration {
-    let start = Instant::now();
-    while !done() {
-        if start.elapsed() > within {
-            let all: Vec<String> = got
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|a| a["text"].to_string())
-                .collect();
-            panic!(
-                "{what}: not within {within:?}; alerts so far:\n{}",
-                all.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
-}
 
 fn write_config(dir: &Path, lab: &Lab, port: u16) -> std::path::PathBuf {
     let inv = &lab.inventory;
@@ -152,24 +76,6 @@ async fn state_of(host: &Host, container: &str) -> (bool, String) {
         s.running.unwrap_or(false) && !s.restarting.unwrap_or(false),
         s.started_at.unwrap_or_default(),
     )
-}
-
-/// `(status code, body)` of `GET path` from watch's server on `port`.
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: watch\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (head[9..12].parse().unwrap(), body.to_string())
-}
-
-/// The value of the metric line that starts with `series` (`name{labels}`).
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 fn docker(args: &[&str]) {

@@ -11,6 +11,7 @@ pub mod pebble;
 pub mod postgres;
 pub mod snapshot;
 pub mod tls_load;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
