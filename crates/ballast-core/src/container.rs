@@ -59,6 +59,7 @@ pub async fn start(host: &Host, name: &str) -> Result<()> {
             engine.docker().start_container(name, None),
         )
         .await
+        .map_err(|e| e.on(host.name()))
 }
 
 /// Stops `name`, giving it `timeout` after SIGTERM before Docker kills it.
@@ -85,6 +86,7 @@ pub async fn rename(host: &Host, from: &str, to: &str) -> Result<()> {
             engine.docker().rename_container(from, options),
         )
         .await
+        .map_err(|e| e.on(host.name()))
 }
 
 /// Removes `name`, killing it if it runs; the host directories it mounts

@@ -11,8 +11,8 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
-    RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 
 use super::lifecycle::Image;
@@ -22,7 +22,7 @@ use crate::error::{ErrorKind, Result};
 use crate::host::Host;
 
 pub(super) const SETTINGS_LABEL: &str = "io.ballast.proxy.settings";
-pub(super) use crate::container::inspect;
+pub(super) use crate::container::{inspect, rename, start};
 
 pub(super) const LISTEN_LABEL: &str = "io.ballast.proxy.listen";
 
@@ -92,17 +92,6 @@ pub(super) async fn create(
         .map_err(|e| e.on(host.name()))
 }
 
-pub(super) async fn start(host: &Host, name: &str) -> Result<()> {
-    let engine = host.engine();
-    engine
-        .call(
-            &format!("start {name}"),
-            engine.docker().start_container(name, None),
-        )
-        .await
-        .map_err(|e| e.on(host.name()))
-}
-
 /// Stops `name`, killing it after `grace` seconds; `step` says why.
 pub(super) async fn stop(host: &Host, name: &str, grace: i32, step: &str) -> Result<()> {
     let engine = host.engine();
@@ -146,18 +135,6 @@ pub(super) async fn unpause(host: &Host, name: &str) -> Result<()> {
         .call(
             &format!("unpause {name}"),
             engine.docker().unpause_container(name),
-        )
-        .await
-        .map_err(|e| e.on(host.name()))
-}
-
-pub(super) async fn rename(host: &Host, from: &str, to: &str) -> Result<()> {
-    let engine = host.engine();
-    let options = RenameContainerOptionsBuilder::default().name(to).build();
-    engine
-        .call(
-            &format!("rename {from} to {to}"),
-            engine.docker().rename_container(from, options),
         )
         .await
         .map_err(|e| e.on(host.name()))
