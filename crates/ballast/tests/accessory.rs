@@ -120,14 +120,7 @@ fn ok(config: &Path, args: &[&str]) -> Output {
 /// Fails unless `args` fail with `message` in stderr.
 #[track_caller]
 fn refused(config: &Path, args: &[&str], message: &str) -> Output {
-    let out = run(config, args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains(message),
-        "{args:?} should fail with {message:?}:\n{}",
-        text(&out)
-    );
-    out
+    assert_refused(args, run(config, args), message)
 }
 
 /// The store's container as h2 has it: (id, started at, image ref label).

@@ -140,14 +140,7 @@ fn ok(config: &Path, args: &[&str]) -> String {
 /// Fails unless `args` fail with `message` in stderr; returns the output.
 #[track_caller]
 fn refused(config: &Path, args: &[&str], message: &str) -> Output {
-    let out = run(config, args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains(message),
-        "{args:?} should fail with {message:?}:\n{}",
-        text(&out)
-    );
-    out
+    assert_refused(args, run(config, args), message)
 }
 
 /// A command on a lab host over SSH; fails the test unless it succeeds.

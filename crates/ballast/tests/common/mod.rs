@@ -285,6 +285,19 @@ pub fn assert_ok(args: &[&str], out: Output) -> Output {
     out
 }
 
+/// `out` of the command run with `args`; fails the test unless it failed
+/// with `message` in its stderr.
+#[track_caller]
+pub fn assert_refused(args: &[&str], out: Output, message: &str) -> Output {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(message),
+        "{args:?} should fail with {message:?}:\n{}",
+        text(&out)
+    );
+    out
+}
+
 /// Runs `ballast --config CONFIG ARGS`.
 pub fn run_with_config(config: &Path, args: &[&str]) -> Output {
     let mut full = vec!["--config", config.to_str().unwrap()];
