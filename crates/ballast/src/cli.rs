@@ -246,6 +246,13 @@ pub struct LogsArgs {
     /// Only these hosts and roles (`--role`/`--host` are kept as aliases).
     #[command(flatten)]
     pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub window: LogWindowArgs,
+}
+
+/// Which log lines to show: `ballast logs` and `ballast accessory logs`.
+#[derive(Debug, Args)]
+pub struct LogWindowArgs {
     /// Keep following every host.
     #[arg(short, long)]
     pub follow: bool,

@@ -4,17 +4,14 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
-use regex::Regex;
 
 use ballast_core::accessory::{self, Details, Done, Operation};
 use ballast_core::change::Change;
 use ballast_core::config::Loaded;
 use ballast_core::exec;
 use ballast_core::fleet::Fleet;
-use ballast_core::logs::Window;
 use ballast_core::scope::Scope;
 use ballast_core::{Error, Result};
 
@@ -89,18 +86,8 @@ pub struct Target {
 pub struct LogsArgs {
     #[command(flatten)]
     pub target: Target,
-    /// Keep following.
-    #[arg(short, long)]
-    pub follow: bool,
-    /// Only lines newer than this (e.g. 10m, 2h).
-    #[arg(long, value_parser = parse_duration)]
-    pub since: Option<Duration>,
-    /// Lines per container to start from.
-    #[arg(long, default_value_t = 100)]
-    pub tail: usize,
-    /// Only lines matching this regular expression.
-    #[arg(long)]
-    pub grep: Option<String>,
+    #[command(flatten)]
+    pub window: crate::cli::LogWindowArgs,
 }
 
 #[derive(Debug, Args)]
@@ -115,10 +102,6 @@ pub struct RemoveArgs {
     /// Confirm --destroy-data without a prompt by naming the accessory.
     #[arg(long, value_name = "NAME", requires = "destroy_data")]
     pub yes_destroy_data: Option<String>,
-}
-
-fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e} (write it like 90s or 2m)"))
 }
 
 /// Runs an accessory command; the exit code is the command's for `exec`,
@@ -374,21 +357,11 @@ fn short(id: &str) -> &str {
 
 async fn logs(loaded: &Loaded, accept_new: bool, args: LogsArgs, out: &Printer) -> Result<()> {
     let names = accessory::select(&loaded.config, &args.target.name)?;
-    let grep = args
-        .grep
-        .as_deref()
-        .map(Regex::new)
-        .transpose()
-        .map_err(|e| Error::input("read --grep", e).hint("give a valid regular expression"))?;
+    let (window, grep) = crate::commands::logs::window(&args.window)?;
     let fleet = connect(loaded, accept_new, &names).await;
     for e in &fleet.unreachable {
         out.progress(e.host.as_deref(), &format!("did not answer: {}", e.cause));
     }
-    let window = Window {
-        follow: args.follow,
-        tail: args.tail,
-        since: args.since.map(|d| Window::cutoff(d, SystemTime::now())),
-    };
     let sources = accessory::log_sources(loaded, &fleet, &names, false).await?;
     crate::commands::logs::print(sources, &window, grep.as_ref(), out).await;
     fleet.close().await;

@@ -11,7 +11,7 @@ use ballast_core::fleet::Fleet;
 use ballast_core::logs::{self, Source, Window};
 use ballast_core::{Error, Result};
 
-use crate::cli::LogsArgs;
+use crate::cli::{LogWindowArgs, LogsArgs};
 use crate::commands::service;
 use crate::output::Printer;
 
@@ -27,14 +27,25 @@ pub async fn print(sources: Vec<Source>, window: &Window, grep: Option<&Regex>, 
     .await;
 }
 
-pub async fn run(config: &Path, accept_new: bool, args: LogsArgs, out: &Printer) -> Result<()> {
-    let loaded = service::load(config)?;
+/// The lines asked for, and the `--grep` pattern checked.
+pub fn window(args: &LogWindowArgs) -> Result<(Window, Option<Regex>)> {
     let grep = args
         .grep
         .as_deref()
         .map(Regex::new)
         .transpose()
         .map_err(|e| Error::input("read --grep", e).hint("give a valid regular expression"))?;
+    let window = Window {
+        follow: args.follow,
+        tail: args.tail,
+        since: args.since.map(|d| Window::cutoff(d, SystemTime::now())),
+    };
+    Ok((window, grep))
+}
+
+pub async fn run(config: &Path, accept_new: bool, args: LogsArgs, out: &Printer) -> Result<()> {
+    let loaded = service::load(config)?;
+    let (window, grep) = window(&args.window)?;
     let scope = service::scope(&loaded, &args.scope)?;
     let hosts = logs::hosts(&loaded.config, &scope);
     let reach = service::reach(&loaded, accept_new);
@@ -42,11 +53,6 @@ pub async fn run(config: &Path, accept_new: bool, args: LogsArgs, out: &Printer)
     for e in &fleet.unreachable {
         out.progress(e.host.as_deref(), &format!("did not answer: {}", e.cause));
     }
-    let window = Window {
-        follow: args.follow,
-        tail: args.tail,
-        since: args.since.map(|d| Window::cutoff(d, SystemTime::now())),
-    };
     let mut sources = logs::app_sources(&fleet, &loaded.config.service, &scope).await?;
     sources.extend(logs::accessory_sources(&loaded, &fleet, &scope).await?);
     let (sources, elsewhere) = logs::by_driver(&loaded.config, sources);
