@@ -56,47 +56,118 @@ pub async fn run(
     r: &Rollout<'_>,
     on_event: OnEvent<'_>,
 ) -> Result<()> {
-    let mut undo = Undo {
-        service: r.service.to_string(),
-        ..Undo::default()
-    };
-    // A plan without a gate found the target proven already.
-    let mut proven = !plan
-        .steps
-        .iter()
-        .any(|s| matches!(s, Step::AwaitHealthy { .. } | Step::Route { .. }));
-    for step in &plan.steps {
-        // Interrupted with only pruning left: the host is done.
-        if proven && r.cancel.is_cancelled() && matches!(step, Step::Remove { .. }) {
-            break;
-        }
-        let started = Instant::now();
-        let result = match checkpoint(r.cancel, "before", step).await {
-            Err(e) => Err(e),
-            Ok(()) => do_step(host, plan, r, step, proven, &mut undo, on_event).await,
-        };
-        let result = match result {
-            Ok(now_proven) => {
-                proven |= now_proven;
-                on_event(RolloutEvent::Done(step.clone(), started.elapsed()));
-                checkpoint(r.cancel, "after", step).await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            let logs = if undo.created || undo.started {
-                host.engine()
-                    .log_tail(&plan.target, 15)
-                    .await
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
-            undo.apply(host, plan, on_event).await;
-            return Err(with_logs(e.on(host.name()), &plan.target, &logs));
+    let mut run = HostRun::new(plan, r.service);
+    run.until(host, r, plan.steps.len(), on_event).await
+}
+
+/// One host's rollout carried out in parts (see `HostPlan::ahead`): what
+/// the steps run so far did, so a later part, or [`HostRun::abandon`],
+/// can undo it.
+pub struct HostRun<'p> {
+    plan: &'p HostPlan,
+    /// The next step to run.
+    next: usize,
+    proven: bool,
+    undo: Undo,
+}
+
+impl<'p> HostRun<'p> {
+    pub fn new(plan: &'p HostPlan, service: &str) -> HostRun<'p> {
+        HostRun {
+            plan,
+            next: 0,
+            // A plan without a gate found the target proven already.
+            proven: !plan
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::AwaitHealthy { .. } | Step::Route { .. })),
+            undo: Undo {
+                service: service.to_string(),
+                ..Undo::default()
+            },
         }
     }
-    Ok(())
+
+    /// Whether steps remain to run.
+    pub fn unfinished(&self) -> bool {
+        self.next < self.plan.steps.len()
+    }
+
+    /// Runs the steps up to `end` (exclusive). On failure or interrupt,
+    /// undoes everything this run did, in every part so far, and returns
+    /// the error; nothing remains to run then.
+    pub async fn until(
+        &mut self,
+        host: &Host,
+        r: &Rollout<'_>,
+        end: usize,
+        on_event: OnEvent<'_>,
+    ) -> Result<()> {
+        let plan = self.plan;
+        while self.next < end.min(plan.steps.len()) {
+            let step = &plan.steps[self.next];
+            self.next += 1;
+            // Interrupted with only pruning left: the host is done.
+            if self.proven && r.cancel.is_cancelled() && matches!(step, Step::Remove { .. }) {
+                self.next = plan.steps.len();
+                break;
+            }
+            let started = Instant::now();
+            let result = match checkpoint(r.cancel, "before", step).await {
+                Err(e) => Err(e),
+                Ok(()) => do_step(host, plan, r, step, self.proven, &mut self.undo, on_event).await,
+            };
+            let result = match result {
+                Ok(now_proven) => {
+                    self.proven |= now_proven;
+                    on_event(RolloutEvent::Done(step.clone(), started.elapsed()));
+                    checkpoint(r.cancel, "after", step).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                self.next = plan.steps.len();
+                let logs = self.undo_all(host, on_event).await;
+                return Err(with_logs(e.on(host.name()), &plan.target, &logs));
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the host back as it was when the rest of the plan will not run
+    /// (an earlier batch failed, or the operator interrupted). A target an
+    /// earlier, interrupted run left unproven is stopped too when the plan
+    /// says so (`HostPlan::stop_unproven`): it will not be proven now.
+    pub async fn abandon(mut self, host: &Host, on_event: OnEvent<'_>) {
+        if self.proven {
+            return;
+        }
+        if self.next == 0 {
+            if !self.plan.stop_unproven {
+                return;
+            }
+            self.undo.gate_failed(self.plan);
+        }
+        self.undo_all(host, on_event).await;
+    }
+
+    /// Undoes what the run did; returns the new container's last log
+    /// lines, read before it is removed.
+    async fn undo_all(&mut self, host: &Host, on_event: OnEvent<'_>) -> String {
+        let plan = self.plan;
+        let logs = if self.undo.created || self.undo.started {
+            host.engine()
+                .log_tail(&plan.target, 15)
+                .await
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        std::mem::take(&mut self.undo)
+            .apply(host, plan, on_event)
+            .await;
+        logs
+    }
 }
 
 /// Carries out one step; returns whether the target is now proven.
@@ -145,7 +216,7 @@ async fn do_step(
                 () = r.cancel.cancelled() => Err(interrupted(step)),
             };
             if result.is_err() && *name == plan.target {
-                undo.fallback = plan.fallback.clone();
+                undo.gate_failed(plan);
             }
             result?;
             return Ok(true);
@@ -173,6 +244,9 @@ async fn do_step(
                         observed.as_ref().map(|r| r.get(&route.service)),
                         &target,
                     );
+                    if *name == plan.target {
+                        undo.gate_failed(plan);
+                    }
                     return Err(e);
                 }
             }
@@ -280,6 +354,9 @@ struct Undo {
     /// The old container to serve again in place of an unproven target
     /// an earlier, interrupted run left (see `HostPlan::fallback`).
     fallback: Option<String>,
+    /// The target failed its gate and is stopped though this run did not
+    /// start it (see `HostPlan::stop_unproven`).
+    stop_unproven: bool,
     /// The secret files directory this run wrote.
     secrets: Option<String>,
     renamed: Option<(String, String)>,
@@ -287,6 +364,11 @@ struct Undo {
 }
 
 impl Undo {
+    fn gate_failed(&mut self, plan: &HostPlan) {
+        self.fallback = plan.fallback.clone();
+        self.stop_unproven = plan.stop_unproven;
+    }
+
     /// Best effort: every step is tried even if one fails, and each failure
     /// is reported, so the operator knows what to check by hand. When the
     /// proxy had switched, the old container serves again before the new
@@ -309,23 +391,17 @@ impl Undo {
             self.remove_new(host, plan, on_event).await;
             self.rename_back(host, on_event).await;
             self.start_stopped(host, true, on_event).await;
-            self.fall_back(host, plan, on_event).await;
+            self.fall_back(host, on_event).await;
         }
     }
 
-    /// Stops the unproven target an earlier run left and starts the old
-    /// container that run had stopped.
-    async fn fall_back(&self, host: &Host, plan: &HostPlan, on_event: OnEvent<'_>) {
+    /// Starts the old container an earlier, interrupted run had stopped
+    /// (the unproven target it left was stopped by `remove_new`).
+    async fn fall_back(&self, host: &Host, on_event: OnEvent<'_>) {
         let Some(old) = &self.fallback else {
             return;
         };
-        on_event(RolloutEvent::Undo(format!(
-            "stop {} and start {old} again",
-            plan.target
-        )));
-        if let Err(e) = stop(host, &plan.target, plan.spec.stop_timeout).await {
-            on_event(RolloutEvent::Warning(e.to_string()));
-        }
+        on_event(RolloutEvent::Undo(format!("start {old} again")));
         if let Err(e) = start(host, old).await {
             on_event(RolloutEvent::Warning(e.to_string()));
         }
@@ -369,10 +445,11 @@ impl Undo {
         }
     }
 
-    /// Stops and removes the new container (a reused one is only stopped).
+    /// Stops and removes the new container (a reused one is only stopped,
+    /// and one left by an earlier run only when the plan says so).
     async fn remove_new(&self, host: &Host, plan: &HostPlan, on_event: OnEvent<'_>) {
         let target = &plan.target;
-        if self.started {
+        if self.started || self.stop_unproven {
             on_event(RolloutEvent::Undo(format!("stop {target}")));
             if let Err(e) = stop(host, target, plan.spec.stop_timeout).await {
                 on_event(RolloutEvent::Warning(e.to_string()));

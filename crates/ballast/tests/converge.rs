@@ -2,7 +2,8 @@
 //! load (every response and connection error counted): deploys interrupted
 //! with SIGINT and SIGKILL at named steps and then simply run again, a
 //! crash-looping version, a step failing after the proxy switched, and
-//! `deploy.on_failure: revert` on a version that fails on one host of three.
+//! `deploy.on_failure: revert` on a version that fails on one host of three,
+//! and containers started ahead of batches that never ran removed.
 #![allow(clippy::print_stderr)] // tests report what they measure
 
 mod common;
@@ -133,6 +134,7 @@ fn interrupted_deploys_converge_on_a_plain_rerun_with_no_failed_request() {
     require_engine!();
     hello_image_with("slowstart", "HELLO_STARTUP_DELAY=2s");
     hello_image_with("crashloop", "HELLO_CRASH_AFTER=0s");
+    hello_image_with("unhealthy", "HELLO_FAIL_HEALTH_AFTER=0s");
     let lab = Lab::up("converge", 2);
     let inv = lab.inventory.clone();
     let work = tempfile::tempdir().unwrap();
@@ -182,25 +184,30 @@ fn interrupted_deploys_converge_on_a_plain_rerun_with_no_failed_request() {
     }
     let last = format!("c{round}");
 
-    // A version that crash-loops once started is never taken for running:
-    // killed right after its start, the rerun checks it again and fails,
-    // and the last good version keeps serving.
-    tag("hello:crashloop", "hello:bad");
-    let mut deploy = Watched::spawn(ballast_cmd(
-        &config,
-        &["deploy", "--version", "bad"],
-        "after-start=return(hold)",
-    ));
-    deploy.wait_for("start hello-web-bad", Duration::from_secs(60));
-    std::thread::sleep(Duration::from_secs(2));
-    deploy.signal("KILL");
-    deploy.finish(Duration::from_secs(30));
-    let (status, said) = Watched::spawn(ballast_cmd(&config, &["deploy", "--version", "bad"], ""))
-        .finish(Duration::from_secs(120));
-    eprintln!("the rerun of a crash-looping version said:\n{said}");
-    assert_eq!(status.code(), Some(1), "{said}");
-    assert!(!said.contains("already runs"), "{said}");
-    rt.block_on(assert_converged(&inv, &[0, 1], "hello", &last));
+    // A version that crash-loops once started, or runs but never turns
+    // healthy, is never taken for running: killed right after its start,
+    // the rerun checks it again and fails, stops it (whether it was caught
+    // running or between restarts), and the last good version keeps
+    // serving.
+    for (image, version) in [("hello:crashloop", "bad"), ("hello:unhealthy", "wedged")] {
+        tag(image, &format!("hello:{version}"));
+        let mut deploy = Watched::spawn(ballast_cmd(
+            &config,
+            &["deploy", "--version", version],
+            "after-start=return(hold)",
+        ));
+        deploy.wait_for(&format!("start hello-web-{version}"), Duration::from_secs(60));
+        std::thread::sleep(Duration::from_secs(2));
+        deploy.signal("KILL");
+        deploy.finish(Duration::from_secs(30));
+        let (status, said) =
+            Watched::spawn(ballast_cmd(&config, &["deploy", "--version", version], ""))
+                .finish(Duration::from_secs(120));
+        eprintln!("the rerun of {version} said:\n{said}");
+        assert_eq!(status.code(), Some(1), "{said}");
+        assert!(!said.contains("already runs"), "{said}");
+        rt.block_on(assert_converged(&inv, &[0, 1], "hello", &last));
+    }
 
     // The proxy switched, then the next step fails: the proxy goes back to
     // the old container, which serves on.
@@ -231,6 +238,7 @@ fn on_failure_revert_puts_switched_hosts_back_with_no_failed_request() {
     require_engine!();
     hello_image("v1");
     hello_image_with("shard3bad", "HELLO_FAIL_HEALTH_SHARD=3");
+    hello_image_with("shard1bad", "HELLO_FAIL_HEALTH_SHARD=1");
     let lab = Lab::up("revert", 3);
     let inv = lab.inventory.clone();
     let work = tempfile::tempdir().unwrap();
@@ -272,4 +280,36 @@ fn on_failure_revert_puts_switched_hosts_back_with_no_failed_request() {
     );
     assert_eq!(seen.failed, 0, "failed requests: {:?}", seen.failures);
     rt.block_on(assert_converged(&inv, &[0, 1, 2], "hello", "v1"));
+
+    // Started ahead on every host, failing on the first batch's: the
+    // later batches never switch, and their new containers are removed.
+    let load = start_load(&rt, &inv, &[0, 1, 2]);
+    let (status, said) = Watched::spawn(ballast_cmd(
+        &config,
+        &["deploy", "--version", "shard1bad"],
+        "",
+    ))
+    .finish(Duration::from_secs(180));
+    let seen = load.stop(&rt);
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("starting the new containers on 3 host(s) ahead"),
+        "{said}"
+    );
+    assert_eq!(said.matches("not run").count(), 2, "{said}");
+    assert_eq!(seen.failed, 0, "failed requests: {:?}", seen.failures);
+    rt.block_on(assert_converged(&inv, &[0, 1, 2], "hello", "v1"));
+    for n in 0..3 {
+        let h = &inv.hosts[n];
+        let left: Vec<String> = rt.block_on(async {
+            let host = Host::connect(&h.ip, &inv.ssh_target(h)).await.unwrap();
+            let all = release::observe(host.engine(), "hello").await.unwrap();
+            host.close().await;
+            all.into_iter()
+                .filter(|c| c.version == "shard1bad")
+                .map(|c| c.name)
+                .collect()
+        });
+        assert!(left.is_empty(), "{}: left behind: {left:?}\n{said}", h.name);
+    }
 }

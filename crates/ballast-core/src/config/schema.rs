@@ -423,6 +423,13 @@ pub struct DeploySettings {
     /// become healthy, or a step of its switch fails.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// Create and start the new containers of roles behind the proxy on
+    /// every host before the first batch switches: they take no traffic
+    /// until their batch's proxy switch proves them, and the batches then
+    /// only switch. Set to false where a host cannot hold two versions of
+    /// a role at once: each batch then starts its own.
+    #[serde(default = "defaults::yes")]
+    pub start_ahead: bool,
 }
 
 impl Default for DeploySettings {
@@ -432,6 +439,7 @@ impl Default for DeploySettings {
             health_timeout: defaults::health_timeout(),
             retain: defaults::retain(),
             on_failure: OnFailure::default(),
+            start_ahead: true,
         }
     }
 }
@@ -622,6 +630,9 @@ pub mod defaults {
     }
     pub fn retain() -> usize {
         5
+    }
+    pub fn yes() -> bool {
+        true
     }
     pub fn stop_timeout() -> Duration {
         Duration::from_secs(30)

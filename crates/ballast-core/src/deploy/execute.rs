@@ -14,61 +14,72 @@ use super::{say, Deploy, HostOutcome, Outcome, Report};
 use crate::config::OnFailure;
 use crate::error::{ErrorKind, Result};
 use crate::plan::{self, HostPlan, Plan, StepKind};
-use crate::rollout::{self, Rollout, RolloutEvent};
-use crate::state;
+use crate::rollout::{HostRun, Rollout, RolloutEvent};
 
 /// Seconds per kind of step.
 pub(super) type Timing = BTreeMap<&'static str, f64>;
 
+/// One host's rollout under way, by host and role.
+type Runs<'p> = BTreeMap<(String, String), HostRun<'p>>;
+
 /// Rolls `plan` out and fills `report` with each host's outcome.
 pub(super) async fn execute(d: &Deploy<'_>, plan: &Plan, report: &mut Report) {
     let started = Instant::now();
-    let mut halted = false;
     let mut step_times = Timing::new();
     let mut done: Vec<&HostPlan> = Vec::new();
+    let (mut runs, ended, ahead_timing) = start_ahead(d, plan).await;
+    add_slowest(&mut step_times, ahead_timing.iter());
+    // A host that failed to start ahead halts the deploy before anything
+    // switched: the fleet stays on what it served.
+    let mut halted = ended.iter().any(|(_, (r, _))| is_failure(r));
+    for (p, (r, _)) in &ended {
+        record(report, p, r.as_ref().err());
+    }
     for batch in &plan.batches {
+        let hosts: Vec<&HostPlan> = batch
+            .hosts
+            .iter()
+            .filter(|p| !ended.iter().any(|(e, _)| std::ptr::eq(*e, *p)))
+            .collect();
         if halted || d.ctx.cancel.is_cancelled() {
             let outcome = if halted {
                 Outcome::NotRun
             } else {
                 Outcome::Interrupted
             };
-            report.hosts.extend(
-                batch
-                    .hosts
-                    .iter()
-                    .map(|p| HostOutcome::of(p, outcome, None)),
-            );
-            continue;
-        }
-        let results = roll_batch(d, &batch.hosts).await;
-        // Hosts of a batch roll together: the slowest one sets the pace.
-        let mut slowest = Timing::new();
-        for (_, (_, timing)) in &results {
-            for (phase, secs) in timing {
-                let e = slowest.entry(*phase).or_default();
-                *e = e.max(*secs);
-            }
-        }
-        for (phase, secs) in slowest {
-            *step_times.entry(phase).or_default() += secs;
-        }
-        for (p, (r, _)) in results {
-            let outcome = match &r {
-                Ok(()) if p.is_current() => Outcome::Current,
-                Ok(()) => Outcome::Updated,
-                Err(e) if e.kind == ErrorKind::Interrupted => Outcome::Interrupted,
-                Err(_) => Outcome::Failed,
-            };
-            if outcome == Outcome::Failed {
-                halted = true;
-            }
-            if outcome == Outcome::Updated && p.switches() {
-                done.push(p);
-            }
             report
                 .hosts
-                .push(HostOutcome::of(p, outcome, r.err().map(|e| e.to_string())));
+                .extend(hosts.iter().map(|p| HostOutcome::of(p, outcome, None)));
+            // After a failure, a target an earlier deploy left unproven
+            // goes too; an interrupt leaves untouched hosts as they are.
+            if halted {
+                for p in hosts.iter().filter(|p| p.stop_unproven) {
+                    let key = (p.host.clone(), p.role.clone());
+                    let run = HostRun::new(p, &d.ctx.loaded.config.service);
+                    runs.entry(key).or_insert(run);
+                }
+            }
+            continue;
+        }
+        let results = roll_batch(d, &hosts, &mut runs).await;
+        // Hosts of a batch roll together: the slowest one sets the pace.
+        add_slowest(&mut step_times, results.iter().map(|(_, (_, t))| t));
+        for (p, (r, _)) in results {
+            if is_failure(&r) {
+                halted = true;
+            }
+            if r.is_ok() && !p.is_current() && p.switches() {
+                done.push(p);
+            }
+            record(report, p, r.as_ref().err());
+        }
+    }
+    // Started ahead (or left unproven by an earlier deploy), never
+    // switched: their new containers go.
+    for (key, run) in std::mem::take(&mut runs) {
+        if let Some(host) = d.fleet.get(&key.0) {
+            let name = key.0.clone();
+            run.abandon(host, &mut |e| say_rollout(d, &name, e)).await;
         }
     }
     if halted && d.ctx.loaded.config.deploy.on_failure == OnFailure::Revert {
@@ -87,20 +98,136 @@ pub(super) async fn execute(d: &Deploy<'_>, plan: &Plan, report: &mut Report) {
         .collect();
 }
 
-/// Rolls the hosts of one batch at once.
+fn is_failure(r: &Result<()>) -> bool {
+    matches!(r, Err(e) if e.kind != ErrorKind::Interrupted)
+}
+
+/// Records how `p` ended.
+fn record(report: &mut Report, p: &HostPlan, error: Option<&crate::error::Error>) {
+    let outcome = match error {
+        None if p.is_current() => Outcome::Current,
+        None => Outcome::Updated,
+        Some(e) if e.kind == ErrorKind::Interrupted => Outcome::Interrupted,
+        Some(_) => Outcome::Failed,
+    };
+    report
+        .hosts
+        .push(HostOutcome::of(p, outcome, error.map(|e| e.to_string())));
+}
+
+/// Adds the slowest of `timings` to `total`, phase by phase.
+fn add_slowest<'t>(total: &mut Timing, timings: impl Iterator<Item = &'t Timing>) {
+    let mut slowest = Timing::new();
+    for timing in timings {
+        for (phase, secs) in timing {
+            let e = slowest.entry(*phase).or_default();
+            *e = e.max(*secs);
+        }
+    }
+    for (phase, secs) in slowest {
+        *total.entry(phase).or_default() += secs;
+    }
+}
+
+/// Runs every host plan's steps that go ahead of the batches
+/// (`HostPlan::ahead`) on all those hosts at once. Returns the runs to
+/// finish in their batches, the hosts that already ended (failed or
+/// interrupted, and put back), and each host's timing.
+async fn start_ahead<'p>(
+    d: &Deploy<'_>,
+    plan: &'p Plan,
+) -> (Runs<'p>, Vec<(&'p HostPlan, (Result<()>, Timing))>, Vec<Timing>) {
+    let ahead: Vec<&HostPlan> = plan.host_plans().filter(|p| p.ahead > 0).collect();
+    if !ahead.is_empty() {
+        say(
+            d.on_event,
+            None,
+            format!(
+                "starting the new containers on {} host(s) ahead of the batches",
+                ahead.len()
+            ),
+        );
+    }
+    let results: Vec<_> = stream::iter(ahead)
+        .map(|p| async move {
+            let host = d.fleet.get(&p.host).expect("planned hosts are connected");
+            let mut run = HostRun::new(p, &d.ctx.loaded.config.service);
+            let mut timing = Timing::new();
+            let result = run
+                .until(host, &rollout(d), p.ahead, &mut |e| {
+                    timed(&mut timing, &e);
+                    say_rollout(d, &p.host, e)
+                })
+                .await;
+            (p, run, result, timing)
+        })
+        .buffer_unordered(d.fleet.concurrency)
+        .collect()
+        .await;
+    let mut runs = Runs::new();
+    let mut ended = Vec::new();
+    let mut timings = Vec::new();
+    for (p, run, result, timing) in results {
+        match result {
+            Ok(()) => {
+                runs.insert((p.host.clone(), p.role.clone()), run);
+            }
+            Err(e) => ended.push((p, (Err(e), Timing::new()))),
+        }
+        timings.push(timing);
+    }
+    (runs, ended, timings)
+}
+
+/// Rolls the hosts of one batch at once, finishing runs started ahead.
 async fn roll_batch<'p>(
     d: &Deploy<'_>,
-    hosts: &'p [HostPlan],
+    hosts: &[&'p HostPlan],
+    runs: &mut Runs<'p>,
 ) -> Vec<(&'p HostPlan, (Result<()>, Timing))> {
-    stream::iter(hosts.iter())
-        .map(|p| async move { (p, roll_host(d, p).await) })
+    let batch: Vec<_> = hosts
+        .iter()
+        .map(|p| (*p, runs.remove(&(p.host.clone(), p.role.clone()))))
+        .collect();
+    stream::iter(batch)
+        .map(|(p, run)| async move { (p, roll_host(d, p, run).await) })
         .buffer_unordered(d.fleet.concurrency)
         .collect()
         .await
 }
 
-/// Carries out one host's plan.
-async fn roll_host(d: &Deploy<'_>, p: &HostPlan) -> (Result<()>, Timing) {
+/// What carrying out a host plan needs besides the plan.
+fn rollout<'d>(d: &'d Deploy<'_>) -> Rollout<'d> {
+    Rollout {
+        service: &d.ctx.loaded.config.service,
+        secret: &d.stamp.secret,
+        deployed_by: &d.stamp.by,
+        deployed_at: &d.stamp.at,
+        cancel: &d.ctx.cancel,
+    }
+}
+
+/// Adds a finished step's time to its phase.
+fn timed(timing: &mut Timing, e: &RolloutEvent) {
+    if let RolloutEvent::Done(step, took) = e {
+        *timing.entry(step.phase()).or_default() += took.as_secs_f64();
+    }
+}
+
+fn say_rollout(d: &Deploy<'_>, host: &str, e: RolloutEvent) {
+    match e {
+        RolloutEvent::Done(step, _) => say(d.on_event, Some(host), step.describe()),
+        RolloutEvent::Warning(w) => say(d.on_event, Some(host), format!("warning: {w}")),
+        RolloutEvent::Undo(u) => say(d.on_event, Some(host), format!("undo: {u}")),
+    }
+}
+
+/// Carries out one host's plan, or what remains of it.
+async fn roll_host<'p>(
+    d: &Deploy<'_>,
+    p: &'p HostPlan,
+    run: Option<HostRun<'p>>,
+) -> (Result<()>, Timing) {
     let mut timing = Timing::new();
     if p.is_current() {
         say(
@@ -111,25 +238,13 @@ async fn roll_host(d: &Deploy<'_>, p: &HostPlan) -> (Result<()>, Timing) {
         return (Ok(()), timing);
     }
     let host = d.fleet.get(&p.host).expect("planned hosts are connected");
-    let secret = |n: &str| d.ctx.loaded.secrets.get(n).map(str::to_string);
-    let (by, at) = (state::whoami(), state::now_rfc3339());
-    let rollout = Rollout {
-        service: &d.ctx.loaded.config.service,
-        secret: &secret,
-        deployed_by: &by,
-        deployed_at: &at,
-        cancel: &d.ctx.cancel,
-    };
-    let name = p.host.clone();
-    let result = rollout::run(host, p, &rollout, &mut |e| match e {
-        RolloutEvent::Done(step, took) => {
-            *timing.entry(step.phase()).or_default() += took.as_secs_f64();
-            say(d.on_event, Some(&name), step.describe())
-        }
-        RolloutEvent::Warning(w) => say(d.on_event, Some(&name), format!("warning: {w}")),
-        RolloutEvent::Undo(u) => say(d.on_event, Some(&name), format!("undo: {u}")),
-    })
-    .await;
+    let mut run = run.unwrap_or_else(|| HostRun::new(p, &d.ctx.loaded.config.service));
+    let result = run
+        .until(host, &rollout(d), p.steps.len(), &mut |e| {
+            timed(&mut timing, &e);
+            say_rollout(d, &p.host, e)
+        })
+        .await;
     (result, timing)
 }
 
@@ -181,7 +296,8 @@ async fn revert(d: &Deploy<'_>, done: &[&HostPlan], report: &mut Report) {
     }
     let size = super::targets::batch_size(&d.ctx.loaded.config.deploy.batch);
     for chunk in plans.chunks(size.of(plans.len())) {
-        for (p, (r, _)) in roll_batch(d, chunk).await {
+        let chunk: Vec<&HostPlan> = chunk.iter().collect();
+        for (p, (r, _)) in roll_batch(d, &chunk, &mut Runs::new()).await {
             match r {
                 Ok(()) => set_outcome(report, p, Outcome::Reverted, None),
                 Err(e) => set_outcome(report, p, Outcome::RevertFailed, Some(e.to_string())),

@@ -261,6 +261,25 @@ pub(crate) struct Deploy<'a> {
     pub ctx: &'a Context<'a>,
     pub fleet: &'a Fleet,
     pub on_event: OnEvent<'a>,
+    pub stamp: Stamp<'a>,
+}
+
+/// Who deploys and when, recorded on every new container, and the secret
+/// values its definition may need.
+pub(crate) struct Stamp<'a> {
+    pub by: String,
+    pub at: String,
+    pub secret: Box<dyn Fn(&str) -> Option<String> + Send + Sync + 'a>,
+}
+
+impl<'a> Stamp<'a> {
+    fn of(loaded: &'a Loaded) -> Stamp<'a> {
+        Stamp {
+            by: crate::state::whoami(),
+            at: crate::state::now_rfc3339(),
+            secret: Box::new(|n: &str| loaded.secrets.get(n).map(str::to_string)),
+        }
+    }
 }
 
 /// Runs a deploy or rollback. The lock is released and the audit line
@@ -288,6 +307,7 @@ pub async fn run(ctx: &Context<'_>, goal: &Goal, on_event: OnEvent<'_>) -> Resul
         ctx,
         fleet: &fleet,
         on_event,
+        stamp: Stamp::of(ctx.loaded),
     };
     let result = async {
         let skipped = reachable_or_skipped(&d)?;
@@ -306,6 +326,7 @@ pub async fn run(ctx: &Context<'_>, goal: &Goal, on_event: OnEvent<'_>) -> Resul
         result
     }
     .await;
+    drop(d);
     // The lock's renewal shares the fleet until the lock is released.
     if let Ok(fleet) = std::sync::Arc::try_unwrap(fleet) {
         fleet.close().await;
@@ -466,6 +487,7 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
         batch: targets::batch_size(&config.deploy.batch),
         retain: config.deploy.retain,
         now: unix_now(),
+        start_ahead: config.deploy.start_ahead,
     };
     let mut plan = plan::plan(
         &config.service,

@@ -79,6 +79,7 @@ fn plan_named(
     let mut gone = Vec::new();
     let mut reuses = false;
     let mut fallback = None;
+    let mut stop_unproven = false;
     let stop = |names: &[String]| -> Vec<Step> {
         names
             .iter()
@@ -95,6 +96,10 @@ fn plan_named(
                         .find(|c| c.name != name && c.state == ContainerState::Exited)
                         .map(|c| c.name.clone());
                 }
+                // Left running by an interrupted run: if it fails its gate it
+                // stops, unless it is all the role has (stopping it then
+                // would be worse than leaving it).
+                stop_unproven = fallback.is_some() || !old.is_empty() || previous.is_some();
             }
             steps.extend(stop(&old));
         }
@@ -139,6 +144,15 @@ fn plan_named(
         steps.extend(prune(&name, &old, &mine, &gone, settings.retain));
     }
     let creates = steps.iter().any(|s| matches!(s, Step::Create { .. }));
+    // Everything before the proxy's switch leaves traffic alone: it may
+    // run before the first batch.
+    let ahead = match &target.switch {
+        Switch::Proxy(_) if settings.start_ahead => steps
+            .iter()
+            .position(|s| matches!(s, Step::Route { .. }))
+            .unwrap_or(0),
+        _ => 0,
+    };
     HostPlan {
         host: h.host.clone(),
         role: target.role.clone(),
@@ -154,8 +168,10 @@ fn plan_named(
         old,
         previous,
         fallback,
+        stop_unproven,
         reuses,
         steps,
+        ahead,
     }
 }
 
@@ -241,6 +257,8 @@ pub fn revert(done: &HostPlan, state: &HostState, now: i64) -> Option<HostPlan> 
         // Revert prunes nothing: every release stays for the operator.
         retain: usize::MAX,
         now,
+        // A revert goes back host by host, through its batches.
+        start_ahead: false,
     };
     Some(plan_named(
         previous.name.clone(),

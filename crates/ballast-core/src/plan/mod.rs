@@ -252,9 +252,19 @@ pub struct HostPlan {
     /// when an interrupted rollout already stopped the old one (a role that
     /// publishes ports) and left the target unproven.
     pub fallback: Option<String>,
+    /// Whether a failed gate stops the target though this run did not start
+    /// it: an interrupted run left it running unproven (a crash loop caught
+    /// between restarts, a version that never turns healthy) while another
+    /// container serves or can serve again.
+    pub stop_unproven: bool,
     /// Whether the target is a retained container started again (rollback).
     pub reuses: bool,
     pub steps: Vec<Step>,
+    /// How many of the first steps run before the first batch, on every
+    /// host at once (`deploy.start_ahead`): the target of a proxy role is
+    /// created and started while the old container serves; its batch
+    /// then only switches. Zero: the whole plan runs in its batch.
+    pub ahead: usize,
 }
 
 impl HostPlan {
@@ -319,6 +329,9 @@ pub struct Settings {
     pub retain: usize,
     /// Unix seconds, to name containers moved aside.
     pub now: i64,
+    /// Start the new containers of proxy roles before the first batch
+    /// (`deploy.start_ahead`).
+    pub start_ahead: bool,
 }
 
 /// Plans the rollout of `targets` given each host's `observed` state.

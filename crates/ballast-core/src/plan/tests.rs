@@ -15,6 +15,7 @@ fn settings(retain: usize) -> Settings {
         batch: BatchSize::Count(1),
         retain,
         now: NOW,
+        start_ahead: false,
     }
 }
 
@@ -315,6 +316,73 @@ fn a_crash_looping_target_is_never_taken_for_running() {
         steps_for(target("v2", Switch::StartFirst, &["h1"]), state, 5),
         [create("v2"), start("v2"), healthy("v2"), stop("v1")]
     );
+}
+
+#[test]
+fn an_unproven_target_left_running_is_stopped_if_its_gate_fails_while_another_serves() {
+    // Killed after the start of a version that never turns healthy (or
+    // crash-loops and was caught between restarts): the proxy still routes
+    // to v1, so a failed gate stops v2.
+    let mut state = on_host(vec![
+        container("v2", Running, 2),
+        container("v1", Running, 1),
+    ]);
+    state.routes = routing_to(1);
+    let p = host_plan(proxied("v2"), state, 5);
+    assert_eq!(p.steps, [routed("v2"), stop("v1")]);
+    assert!(p.stop_unproven);
+    // Alone, it is all the role has: it is left running.
+    let alone = host_plan(proxied("v2"), on_host(vec![container("v2", Running, 2)]), 5);
+    assert_eq!(alone.steps, [routed("v2")]);
+    assert!(!alone.stop_unproven);
+    // Stop-first: the old container the killed run stopped serves again.
+    let p = host_plan(
+        target("v2", Switch::StopFirst, &["h1"]),
+        on_host(vec![
+            container("v2", Running, 2),
+            container("v1", Exited, 1),
+        ]),
+        5,
+    );
+    assert!(p.stop_unproven);
+    assert!(p.fallback.is_some());
+    // A target this run starts is stopped by the run's own undo.
+    let mut state = on_host(vec![
+        container("v2", Created, 2),
+        container("v1", Running, 1),
+    ]);
+    state.routes = routing_to(1);
+    assert!(!host_plan(proxied("v2"), state, 5).stop_unproven);
+}
+
+#[test]
+fn start_ahead_runs_a_proxy_role_up_to_its_switch_before_the_batches() {
+    let mut state = on_host(vec![container("v1", Running, 1)]);
+    state.routes = routing_to(1);
+    let mut ahead = settings(5);
+    ahead.start_ahead = true;
+    let targets = [proxied("v2")];
+    let observed = HashMap::from([("h1".to_string(), state.clone())]);
+    let p = &plan("shop", "v2", "sha256:v2", &targets, ahead, &observed).batches[0].hosts[0];
+    assert_eq!(p.steps, [create("v2"), start("v2"), routed("v2"), stop("v1")]);
+    assert_eq!(p.ahead, 2, "create and start run ahead; the switch waits for its batch");
+    // Without the proxy, starting early would put the new version to work
+    // before its batch: nothing runs ahead.
+    let t = [target("v2", Switch::StartFirst, &["h1"])];
+    let p = &plan("shop", "v2", "sha256:v2", &t, ahead, &observed).batches[0].hosts[0];
+    assert_eq!(p.ahead, 0);
+    // Off: the whole plan runs in its batch.
+    let p = &plan("shop", "v2", "sha256:v2", &targets, settings(5), &observed).batches[0].hosts[0];
+    assert_eq!(p.ahead, 0);
+    // A target already running only needs its switch.
+    let mut state = on_host(vec![
+        container("v2", Running, 2),
+        container("v1", Running, 1),
+    ]);
+    state.routes = routing_to(1);
+    let observed = HashMap::from([("h1".to_string(), state)]);
+    let p = &plan("shop", "v2", "sha256:v2", &targets, ahead, &observed).batches[0].hosts[0];
+    assert_eq!(p.ahead, 0);
 }
 
 #[test]
