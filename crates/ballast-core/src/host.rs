@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
-use openssh::{ForwardType, Socket};
+use openssh::Socket;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::engine::Engine;
@@ -23,7 +23,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 enum Path {
     Local,
-    Ssh(SshHost),
+    Ssh(Box<SshHost>),
 }
 
 /// A connected host.
@@ -56,7 +56,7 @@ impl Host {
         Ok(Host {
             name: name.to_string(),
             engine: ssh.engine().clone(),
-            path: Path::Ssh(ssh),
+            path: Path::Ssh(Box::new(ssh)),
             tunnels,
         })
     }
@@ -126,19 +126,17 @@ impl Host {
                 Path::Ssh(ssh) => {
                     let local = self.tunnels.path().join(format!("{ip}-{port}.sock"));
                     if !local.exists() {
-                        ssh.session()
-                            .request_port_forward(
-                                ForwardType::Local,
-                                Socket::UnixSocket {
-                                    path: local.as_path().into(),
-                                },
-                                Socket::TcpSocket {
-                                    host: ip.into(),
-                                    port,
-                                },
-                            )
-                            .await
-                            .map_err(|e| Error::failed(&step, e))?;
+                        ssh.forward(
+                            Socket::UnixSocket {
+                                path: local.clone().into(),
+                            },
+                            Socket::TcpSocket {
+                                host: ip.to_string().into(),
+                                port,
+                            },
+                        )
+                        .await
+                        .map_err(|e| Error::failed(&step, e))?;
                     }
                     tokio::net::UnixStream::connect(&local)
                         .await
@@ -168,13 +166,12 @@ impl Host {
             return Ok(local);
         }
         let step = format!("forward {remote} from the host");
-        let forward = ssh.session().request_port_forward(
-            ForwardType::Local,
+        let forward = ssh.forward(
             Socket::UnixSocket {
-                path: local.as_path().into(),
+                path: local.clone().into(),
             },
             Socket::UnixSocket {
-                path: std::path::Path::new(remote).into(),
+                path: PathBuf::from(remote).into(),
             },
         );
         match tokio::time::timeout(deadline, forward).await {
@@ -232,6 +229,8 @@ pub struct Reach {
     pub proxy_jump: Option<String>,
     pub accept_new_host_keys: bool,
     pub connect_timeout: Option<Duration>,
+    /// How long idle master connections are kept for the next command.
+    pub persist: Option<Duration>,
 }
 
 impl Reach {
@@ -250,6 +249,7 @@ impl Reach {
         if let Some(d) = self.connect_timeout {
             t.connect_timeout = d;
         }
+        t.persist = self.persist;
         t
     }
 }

@@ -138,6 +138,14 @@ pub struct Ssh {
     /// How many hosts are worked on at once [default: 10].
     #[serde(default)]
     pub concurrency: Option<usize>,
+    /// How long an idle SSH connection is kept for the next command, as
+    /// OpenSSH's ControlPersist (and Ansible by default) do; `0s` closes
+    /// each with its command. A kept connection is reused only while the
+    /// known_hosts and ssh config files read the same: edit either and
+    /// the next command connects afresh and checks host keys again.
+    #[serde(default = "defaults::persist", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
+    pub persist: Duration,
 }
 
 /// How images travel to hosts.
@@ -633,6 +641,9 @@ pub mod defaults {
     }
     pub fn yes() -> bool {
         true
+    }
+    pub fn persist() -> Duration {
+        Duration::from_secs(60)
     }
     pub fn stop_timeout() -> Duration {
         Duration::from_secs(30)

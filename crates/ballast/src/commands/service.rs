@@ -38,6 +38,7 @@ pub fn reach(loaded: &Loaded, accept_new_host_keys: bool) -> Reach {
         proxy_jump: ssh.proxy_jump.clone(),
         accept_new_host_keys,
         connect_timeout: ssh.connect_timeout,
+        persist: Some(ssh.persist),
     }
 }
 

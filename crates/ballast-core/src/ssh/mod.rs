@@ -2,11 +2,18 @@
 //! one multiplexed master connection per host, the remote Docker socket
 //! forwarded to a private local socket, and an [`Engine`] on top of it.
 //! `~/.ssh/config`, agents, ProxyJump and known_hosts behave as users expect.
+//! Masters are kept for the next command for a while (see `persist`).
+
+mod fingerprint;
+mod persist;
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket};
+use openssh::{ControlPersist, ForwardType, KnownHosts, Session, SessionBuilder, Socket};
+
+use fingerprint::with_fingerprint;
 
 use crate::engine::{rerun_hint, Engine};
 use crate::error::{Error, ErrorKind, Result};
@@ -43,6 +50,9 @@ pub struct SshTarget {
     /// Deadline for the whole connection (TCP, handshake, authentication).
     pub connect_timeout: Duration,
     pub remote_docker_socket: PathBuf,
+    /// How long an idle master connection is kept for the next command
+    /// (`ssh.persist`); `None` or zero: closed with this one.
+    pub persist: Option<Duration>,
 }
 
 impl SshTarget {
@@ -58,6 +68,7 @@ impl SshTarget {
             host_keys: HostKeyPolicy::Strict,
             connect_timeout: Duration::from_secs(10),
             remote_docker_socket: PathBuf::from(REMOTE_DOCKER_SOCKET),
+            persist: None,
         }
     }
 }
@@ -67,6 +78,11 @@ pub struct SshHost {
     name: String,
     session: Session,
     engine: Engine,
+    /// The master is kept for the next command: closing closes this
+    /// command's forwards only.
+    kept: bool,
+    /// Local forwards this command opened (listen, connect).
+    forwards: Mutex<Vec<(Socket<'static>, Socket<'static>)>>,
     /// Holds the forwarded socket; removed when the host is dropped.
     _socket_dir: tempfile::TempDir,
 }
@@ -101,23 +117,42 @@ impl SshHost {
     }
 
     async fn open(target: &SshTarget) -> Result<SshHost> {
+        let store = persist::Store::of(target);
+        if let Some(store) = &store {
+            if let Some(session) = store.resume().await {
+                let ctl = session.control_socket().to_path_buf();
+                // A kept master may not have noticed yet that its host
+                // went away: give it a short while, then connect afresh.
+                match tokio::time::timeout(RESUMED, SshHost::on(target, session, true)).await {
+                    Ok(Ok(host)) => return Ok(host),
+                    Ok(Err(e)) => tracing::debug!(host = %target.destination, "kept SSH master unusable: {e}"),
+                    Err(_) => tracing::debug!(host = %target.destination, "kept SSH master did not answer"),
+                }
+                store
+                    .discard(Session::resume_mux(ctl.into_boxed_path(), None))
+                    .await;
+            }
+        }
+        let session = open_session(target, store.as_ref()).await?;
+        SshHost::on(target, session, store.is_some()).await
+    }
+
+    /// Forwards the Docker socket over `session` and connects to the engine.
+    async fn on(target: &SshTarget, session: Session, kept: bool) -> Result<SshHost> {
         let name = target.destination.clone();
-        let session = open_session(target).await?;
         let socket_dir = tempfile::Builder::new()
             .prefix("ballast-ssh-")
             .tempdir()
             .map_err(|e| Error::failed("create a local socket directory", e).on(&name))?;
         let local = socket_dir.path().join("docker.sock");
+        let listen = Socket::UnixSocket {
+            path: local.clone().into(),
+        };
+        let connect = Socket::UnixSocket {
+            path: target.remote_docker_socket.clone().into(),
+        };
         session
-            .request_port_forward(
-                ForwardType::Local,
-                Socket::UnixSocket {
-                    path: local.as_path().into(),
-                },
-                Socket::UnixSocket {
-                    path: target.remote_docker_socket.as_path().into(),
-                },
-            )
+            .request_port_forward(ForwardType::Local, listen.clone(), connect.clone())
             .await
             .map_err(|e| ssh_error(&name, "forward the Docker socket", e))?;
         let engine = Engine::forwarded(&name, &local).await?;
@@ -125,8 +160,27 @@ impl SshHost {
             name,
             session,
             engine,
+            kept,
+            forwards: Mutex::new(vec![(listen, connect)]),
             _socket_dir: socket_dir,
         })
+    }
+
+    /// Opens a local forward from `listen` to `connect` on the host,
+    /// closed again with the host.
+    pub async fn forward(
+        &self,
+        listen: Socket<'static>,
+        connect: Socket<'static>,
+    ) -> std::result::Result<(), openssh::Error> {
+        self.session
+            .request_port_forward(ForwardType::Local, listen.clone(), connect.clone())
+            .await?;
+        self.forwards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((listen, connect));
+        Ok(())
     }
 
     pub fn name(&self) -> &str {
@@ -163,9 +217,21 @@ impl SshHost {
         run_on(&self.session, &self.name, program, args, stdin).await
     }
 
-    /// Closes the master connection and the forwarded socket.
+    /// Closes the master connection and the forwarded socket; a kept
+    /// master only loses this command's forwards.
     pub async fn close(self) -> Result<()> {
         let name = self.name.clone();
+        if self.kept {
+            let forwards = std::mem::take(&mut *self.forwards.lock().unwrap_or_else(|e| e.into_inner()));
+            for (listen, connect) in forwards {
+                let closing = self
+                    .session
+                    .close_port_forward(ForwardType::Local, listen, connect);
+                // Best effort: the master drops them when it exits anyway.
+                let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+            }
+            return Ok(());
+        }
         self.session
             .close()
             .await
@@ -173,12 +239,29 @@ impl SshHost {
     }
 }
 
-/// Opens the multiplexed master connection, adding the presented key's
-/// fingerprint to a host-key refusal.
-async fn open_session(target: &SshTarget) -> Result<Session> {
+/// How long a kept master gets to reach its host's engine before a fresh
+/// connection is made instead.
+const RESUMED: Duration = Duration::from_secs(4);
+
+/// Opens the multiplexed master connection (kept in `store` for the next
+/// command, if given), adding the presented key's fingerprint to a
+/// host-key refusal.
+async fn open_session(target: &SshTarget, store: Option<&persist::Store>) -> Result<Session> {
     let name = &target.destination;
-    match builder(target)?.connect_mux(&target.destination).await {
-        Ok(s) => Ok(s),
+    let mut builder = builder(target)?;
+    if let Some(store) = store {
+        let idle = target.persist.map_or(1, |d| d.as_secs().max(1));
+        let idle = std::num::NonZeroUsize::new(usize::try_from(idle).unwrap_or(usize::MAX))
+            .unwrap_or(std::num::NonZeroUsize::MIN);
+        builder
+            .control_directory(&store.dir)
+            .control_persist(ControlPersist::IdleFor(idle));
+    }
+    match builder.connect_mux(&target.destination).await {
+        Ok(s) => Ok(match store {
+            Some(store) => store.keep(s),
+            None => s,
+        }),
         Err(e) => Err(with_fingerprint(ssh_error(name, "connect over SSH", e), target).await),
     }
 }
@@ -194,7 +277,7 @@ impl SshSession {
     /// Connects within the target's deadline.
     pub async fn connect(target: &SshTarget) -> Result<SshSession> {
         let deadline = target.connect_timeout + Duration::from_secs(5);
-        match tokio::time::timeout(deadline, open_session(target)).await {
+        match tokio::time::timeout(deadline, open_session(target, None)).await {
             Ok(session) => Ok(SshSession {
                 name: target.destination.clone(),
                 session: session?,
@@ -433,89 +516,6 @@ async fn run_on(
 fn is_host_key_failure(text: &str) -> bool {
     text.contains("Host key verification failed")
         || text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-}
-
-/// Adds the fingerprint of the key the host presents now to a host-key
-/// error, so the operator can compare it with the one they expect.
-async fn with_fingerprint(mut err: Error, target: &SshTarget) -> Error {
-    if !err.cause.starts_with("host key verification failed") {
-        return err;
-    }
-    if let Some(fp) = presented_fingerprint(target).await {
-        err.cause = format!("{}; it presents {fp}", err.cause);
-    }
-    err
-}
-
-/// Resolves the real address and port with `ssh -G` (so aliases of the ssh
-/// config work), asks the host for its keys with `ssh-keyscan`, and
-/// fingerprints them with `ssh-keygen -l`. Arguments only, no shell.
-async fn presented_fingerprint(target: &SshTarget) -> Option<String> {
-    use tokio::process::Command;
-    let mut resolve = Command::new("ssh");
-    resolve.arg("-G");
-    if let Some(config) = &target.config {
-        resolve.arg("-F").arg(config);
-    }
-    if let Some(port) = target.port {
-        resolve.arg("-p").arg(port.to_string());
-    }
-    resolve.arg("--").arg(&target.destination);
-    let resolved = tokio::time::timeout(Duration::from_secs(5), resolve.output())
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&resolved.stdout);
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-    };
-    let (address, port) = (field("hostname ")?, field("port ")?);
-    let scan = Command::new("ssh-keyscan")
-        .args([
-            "-T",
-            "5",
-            "-t",
-            "ed25519,ecdsa,rsa",
-            "-p",
-            &port,
-            "--",
-            &address,
-        ])
-        .output();
-    let scanned = tokio::time::timeout(Duration::from_secs(8), scan)
-        .await
-        .ok()?
-        .ok()?;
-    if scanned.stdout.is_empty() {
-        return None;
-    }
-    let mut keygen = Command::new("ssh-keygen")
-        .args(["-l", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .ok()?;
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = keygen.stdin.take()?;
-        stdin.write_all(&scanned.stdout).await.ok()?;
-    }
-    let out = tokio::time::timeout(Duration::from_secs(5), keygen.wait_with_output())
-        .await
-        .ok()?
-        .ok()?;
-    let prints: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            // "256 SHA256:abc... host (ED25519)"
-            let mut parts = l.split_whitespace();
-            let fp = parts.nth(1)?;
-            let kind = parts.last()?.trim_matches(|c| c == '(' || c == ')');
-            Some(format!("{kind} key {fp}"))
-        })
-        .collect();
-    (!prints.is_empty()).then(|| prints.join(", "))
 }
 
 fn text_mentions_auth(text: &str) -> bool {
