@@ -116,6 +116,16 @@ pub struct ServiceStatus {
     pub maintenance: bool,
     /// Whether its new requests are being held.
     pub paused: bool,
+    /// Requests answered for it since this proxy process started (or the
+    /// service was last added): a counter that only goes up, and starts
+    /// again from 0 with a new process. Older proxies do not report it.
+    #[serde(default)]
+    pub requests: u64,
+    /// Of those, the ones answered 5xx: by its target, or by the proxy
+    /// itself (502 target unreachable, 503 no target or maintenance, 504
+    /// target too slow).
+    #[serde(default)]
+    pub responses_5xx: u64,
 }
 
 /// One target and its load.
@@ -165,6 +175,12 @@ mod tests {
         let parsed: AdminResponse = serde_json::from_str(old).unwrap();
         assert_eq!(parsed.certificate, None);
         assert_eq!(parsed.status.unwrap().certificates, []);
+        // Before request counters: a service without them counts 0.
+        let old = r#"{"ok":true,"status":{"version":"0.1.0","services":[{"name":"web",
+            "hosts":[],"path_prefix":"/","targets":[],"maintenance":false,"paused":false}]}}"#;
+        let parsed: AdminResponse = serde_json::from_str(old).unwrap();
+        let service = &parsed.status.unwrap().services[0];
+        assert_eq!((service.requests, service.responses_5xx), (0, 0));
         let set = AdminResponse {
             certificate: Some(CertificateStatus {
                 service: "web".into(),

@@ -8,7 +8,8 @@
 //! timeout is over (then their tunnels are cut) → report. Writes to the table
 //! are serialised; one deploy per service runs at a time. A deploy also sets
 //! the route's body size limits (absent: none), as it sets its hosts and
-//! prefix. Two services may not share a host name and path prefix.
+//! prefix, and keeps the service's request counters going. Two services may
+//! not share a host name and path prefix.
 //!
 //! Certificates are checked (see `certs`), saved, then served for new
 //! handshakes; ACME challenges are only held in memory.
@@ -263,6 +264,7 @@ impl Control {
             if let Some(current) = current {
                 service.maintenance = current.maintenance;
                 service.pause = current.pause.clone();
+                service.counters = Arc::clone(&current.counters);
             }
             Ok((table.with_service(service), old))
         })?;
@@ -374,20 +376,25 @@ impl Control {
             services: table
                 .services()
                 .iter()
-                .map(|s| ServiceStatus {
-                    name: s.name.clone(),
-                    hosts: s.hosts.clone(),
-                    path_prefix: s.path_prefix.clone(),
-                    targets: s
-                        .targets
-                        .iter()
-                        .map(|t| TargetStatus {
-                            addr: t.addr().to_string(),
-                            in_flight: t.in_flight(),
-                        })
-                        .collect(),
-                    maintenance: s.maintenance,
-                    paused: s.is_paused(),
+                .map(|s| {
+                    let counted = s.counters.read();
+                    ServiceStatus {
+                        name: s.name.clone(),
+                        hosts: s.hosts.clone(),
+                        path_prefix: s.path_prefix.clone(),
+                        targets: s
+                            .targets
+                            .iter()
+                            .map(|t| TargetStatus {
+                                addr: t.addr().to_string(),
+                                in_flight: t.in_flight(),
+                            })
+                            .collect(),
+                        maintenance: s.maintenance,
+                        paused: s.is_paused(),
+                        requests: counted.requests,
+                        responses_5xx: counted.responses_5xx,
+                    }
                 })
                 .collect(),
             certificates: self.certificates.status(),

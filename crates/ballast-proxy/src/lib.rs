@@ -16,6 +16,8 @@
 //! - `table`: the routing table snapshot and route lookup; per-route body
 //!   limits; pause gates and their bounded queues.
 //! - `target`: one upstream and its in-flight count (what draining waits for).
+//! - `counters`: each service's requests answered and 5xx answers, counted
+//!   without a lock, reported by the admin `status`.
 //! - `proxy`: the data path: route, wait out pauses, forward, answer errors.
 //! - `body`: the streamed request and response bodies: size limits, idle
 //!   deadlines, in-flight tracking.
@@ -87,6 +89,7 @@ mod certs;
 mod cidr;
 mod conn;
 mod control;
+mod counters;
 mod headers;
 mod health;
 mod limit;

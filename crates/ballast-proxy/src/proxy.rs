@@ -15,7 +15,9 @@
 //! a response body declared larger than its limit 502. Failures remember
 //! their side: the upstream's (502, or 504 on a timeout) or the client's
 //! (400; 408 for a stalled body or a client that stopped reading its
-//! response, 413 for a body too large).
+//! response, 413 for a body too large). Every answered request of a
+//! service, the proxy's own answers included, counts in its counters when
+//! its access-log line is written (see `counters`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -244,8 +246,12 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Writes the request's access-log line.
+    /// Counts the request in its service's counters (if a service
+    /// answered it) and writes its access-log line.
     pub fn finish(mut self, status: StatusCode, error: Option<String>) {
+        if let Some(service) = &self.entry.service {
+            service.counters.record(status);
+        }
         self.entry.status = status.as_u16();
         self.entry.error = error;
         self.entry.duration_ms = self.start.elapsed().as_millis() as u64;

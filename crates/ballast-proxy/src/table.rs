@@ -20,6 +20,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::counters::RequestCounters;
 use crate::target::Target;
 
 /// One snapshot of every route.
@@ -46,6 +47,9 @@ pub struct Service {
     pub pause: Option<Arc<PauseGate>>,
     /// The largest request and response bodies the service takes and sends.
     pub body_limits: BodyLimits,
+    /// Requests answered and 5xx answers; kept across snapshots and
+    /// redeploys of the service (see `control`), so they only go up.
+    pub counters: Arc<RequestCounters>,
     /// Round-robin cursor, kept across snapshots.
     cursor: Arc<AtomicUsize>,
 }
@@ -66,6 +70,7 @@ impl Service {
             maintenance: false,
             pause: None,
             body_limits: BodyLimits::default(),
+            counters: Arc::new(RequestCounters::default()),
             cursor: Arc::new(AtomicUsize::new(0)),
         }
     }

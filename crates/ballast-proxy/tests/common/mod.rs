@@ -215,6 +215,7 @@ async fn answer(
             h.insert("sec-websocket-accept", accept.parse().unwrap());
             Ok(response)
         }
+        "/fail" => text(500, format!("{name} failed")),
         _ => text(200, name),
     }
 }
