@@ -13,15 +13,25 @@
 //!    `max_share: 25%` (one host at a time): watch starts one, and the
 //!    other only after the first was done.
 //!
+//!
+//! And on a 2-host lab of its own, with `web` behind ballast-proxy: a few
+//! requests through a proxy show in `ballast_proxy_requests_total`; the
+//! proxy container stopped on one host is one `proxy_down` alert (with
+//! the command that starts it), no restart of anything, and a recovery
+//! once it is started again.
+//!
 //! No absence is asserted after a fixed sleep: each waits for watch's own
 //! looks (`ballast_watch_looks_total`) to have had the chance to act, or
-//! for a later alert that the same channel queue delivers in order.
+//! for a later alert that the same channel queue delivers in order. The
+//! two tests take turns ([`ONE_LAB_AT_A_TIME`]): the first measures
+//! timings that a second lab beside it would blur.
 #![allow(clippy::print_stderr)] // tests report what they measure
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::child::Watched;
@@ -30,6 +40,9 @@ use common::*;
 
 /// POSTs the receiver answers 500 to before it accepts any.
 const FAILED_FIRST: usize = 2;
+
+/// Held by each test for its whole run.
+static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn write_config(dir: &Path, lab: &Lab, port: u16) -> PathBuf {
     let inv = &lab.inventory;
@@ -61,8 +74,12 @@ watch:
 }
 
 /// `ballast watch` on `state`, serving on loopback port `http`, once it
-/// says it watches.
+/// says it watches the 4 hosts.
 fn start_watch(config: &Path, binary: &Path, state: &Path, http: u16) -> Watched {
+    start_watch_of(config, binary, state, http, 4)
+}
+
+fn start_watch_of(config: &Path, binary: &Path, state: &Path, http: u16, hosts: usize) -> Watched {
     let listen = format!("127.0.0.1:{http}");
     let mut watch = Watched::spawn(ballast_cmd(
         config,
@@ -75,7 +92,10 @@ fn start_watch(config: &Path, binary: &Path, state: &Path, http: u16) -> Watched
             &listen,
         ],
     ));
-    watch.wait_for("watching 4 hosts of hello", Duration::from_secs(30));
+    watch.wait_for(
+        &format!("watching {hosts} hosts of hello"),
+        Duration::from_secs(30),
+    );
     watch
 }
 
@@ -141,6 +161,7 @@ fn docker(args: &[&str]) -> String {
 #[test]
 fn watch_survives_a_failing_webhook_its_own_restart_a_deploy_and_half_the_fleet_down() {
     require_engine!();
+    let _turn = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     hello_image("v1");
     hello_image("v2");
     let started = Instant::now();
@@ -348,6 +369,144 @@ fn watch_survives_a_failing_webhook_its_own_restart_a_deploy_and_half_the_fleet_
     assert_eq!(audited_acts(&config, &binary).len(), acts_before.len() + 2);
     eprintln!(
         "measure: whole test {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn write_proxied_config(dir: &Path, lab: &Lab, port: u16) -> PathBuf {
+    let inv = &lab.inventory;
+    let rest = format!(
+        "roles:
+  web:
+    hosts: [{}, {}]
+    port: 8080
+    proxy: {{}}
+deploy:
+  health_timeout: 20s
+watch:
+  interval: 1s
+  deadline: 3s
+  failures: 2
+  recover_after: 2s
+  escalate_after: 10m
+  alert_timeout: 2s
+  alerts:
+    - {{type: webhook, url: \"http://127.0.0.1:{port}/hook\"}}
+",
+        inv.hosts[0].ip, inv.hosts[1].ip
+    );
+    lab_config(dir, inv, &inv.known_hosts, "hello", "hello", &rest)
+}
+
+fn proxy_requests(http: u16, host: &str) -> f64 {
+    let series =
+        format!("ballast_proxy_requests_total{{service=\"hello\",host=\"{host}\",role=\"web\"}}");
+    metric(&metrics(http), &series).unwrap_or(0.0)
+}
+
+#[test]
+fn watch_counts_requests_through_the_proxy_and_alerts_a_stopped_one() {
+    require_engine!();
+    let _turn = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    hello_image("v1");
+    let lab = Lab::up("watchp", 2);
+    let inv = lab.inventory.clone();
+    let (h1, h2) = (inv.hosts[0].ip.as_str(), inv.hosts[1].ip.as_str());
+    let work = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(0);
+    let got = &hook.got;
+    let config = write_proxied_config(work.path(), &lab, hook.port);
+    let binary = static_ballast();
+    run_ok(&config, &binary, &["setup"]);
+    run_ok(&config, &binary, &["deploy", "--version", "v1"]);
+    let state = work.path().join("watch-state.json");
+    let http = free_port();
+    let watch = start_watch_of(&config, &binary, &state, http, 2);
+    let started = Instant::now();
+
+    // Requests through h1's proxy show in its counter for web.
+    let url = format!("http://{h1}:80/");
+    for _ in 0..5 {
+        let answer = runtime().block_on(common::http_get(&url)).unwrap();
+        assert_eq!(answer, (200, "v1\n".to_string()));
+    }
+    wait(
+        got,
+        "h1's proxy requests counted",
+        Duration::from_secs(20),
+        || proxy_requests(http, h1) >= 5.0,
+    );
+    let up = format!("ballast_proxy_up{{service=\"hello\",host=\"{h1}\"}}");
+    assert_eq!(metric(&metrics(http), &up), Some(1.0));
+    eprintln!(
+        "measure: {} requests counted through h1's proxy, {} through h2's",
+        proxy_requests(http, h1),
+        proxy_requests(http, h2)
+    );
+
+    // h1's proxy stopped: one alert, naming the command that starts it.
+    let proxy_down = |got: &Got| events(got, "proxy_down", Some(h1), None);
+    docker(&[
+        "exec",
+        &inv.hosts[0].container,
+        "docker",
+        "stop",
+        "ballast-proxy",
+    ]);
+    let stopped = Instant::now();
+    wait(
+        got,
+        "h1's proxy down alerted",
+        Duration::from_secs(20),
+        || proxy_down(got) == ["opened"],
+    );
+    eprintln!(
+        "measure: proxy down alerted {:.1}s after the stop",
+        stopped.elapsed().as_secs_f64()
+    );
+    let hint = got
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|a| a["incident"]["key"]["kind"] == "proxy_down")
+        .map(|a| a["incident"]["hint"].to_string())
+        .unwrap_or_default();
+    assert!(
+        hint.contains(&format!("ballast proxy restart --hosts {h1}")),
+        "{hint}"
+    );
+    assert_eq!(metric(&metrics(http), &up), Some(0.0));
+    // Looks enough for a restart, had watch wanted one.
+    wait_looks(got, http, 3.0, "looks with the proxy down");
+
+    // Started again: recovered.
+    docker(&[
+        "exec",
+        &inv.hosts[0].container,
+        "docker",
+        "start",
+        "ballast-proxy",
+    ]);
+    wait(got, "h1's proxy recovered", Duration::from_secs(30), || {
+        proxy_down(got).len() >= 2
+    });
+    assert_eq!(proxy_down(got), ["opened", "recovered"]);
+    assert_eq!(metric(&metrics(http), &up), Some(1.0));
+
+    assert_eq!(web_restarts(http), 0.0);
+
+    watch.signal("INT");
+    let (status, said) = watch.finish(Duration::from_secs(60));
+    assert!(status.success(), "{said}");
+    eprintln!("watch said:\n{said}");
+    // Nothing else was alerted, and nothing restarted or started.
+    assert_eq!(hook.requests(), 2, "{:?}", got.lock().unwrap());
+    assert!(
+        !said.contains("| start hello-") && !said.contains("| restart hello-"),
+        "{said}"
+    );
+    eprintln!(
+        "measure: proxy case {:.0}s from watch's start",
         started.elapsed().as_secs_f64()
     );
 }

@@ -1,12 +1,15 @@
 //! Talking to a host's proxy through its admin socket (reached over the
-//! host's SSH connection only): one request, which process answers, and
-//! the routes: how a role is routed, switching it, and reading it back.
+//! host's SSH connection only): one request, which process answers and
+//! what it reports, and the routes: how a role is routed, switching it,
+//! and reading it back.
 
 use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use ballast_proxy_wire::{AdminError, AdminRequest, AdminResponse, DeployRequest, HealthSpec};
+use ballast_proxy_wire::{
+    AdminError, AdminRequest, AdminResponse, DeployRequest, HealthSpec, StatusReport,
+};
 
 use super::ADMIN_SOCKET;
 use crate::error::{Error, ErrorKind, Result};
@@ -19,12 +22,21 @@ pub async fn instance(host: &Host) -> Result<String> {
 
 /// Which proxy process answers on `host`, if it answers within `deadline`.
 pub async fn instance_within(host: &Host, deadline: Duration) -> Result<String> {
+    Ok(status(host, deadline).await?.instance)
+}
+
+/// What the proxy on `host` reports (its process, routes, targets and
+/// request counters), if it answers within `deadline`.
+pub async fn status(host: &Host, deadline: Duration) -> Result<StatusReport> {
     match admin(host, &AdminRequest::Status, deadline).await? {
         AdminResponse {
             status: Some(status),
             ..
-        } => Ok(status.instance),
-        _ => Err(Error::failed("ask the proxy", "it answered status without one").on(host.name())),
+        } => Ok(status),
+        _ => Err(
+            Error::failed("ask the proxy its status", "it answered status without one")
+                .on(host.name()),
+        ),
     }
 }
 
@@ -70,7 +82,9 @@ pub async fn admin(
     request: &AdminRequest,
     deadline: Duration,
 ) -> Result<AdminResponse> {
-    let socket = host.unix(ADMIN_SOCKET, Duration::from_secs(10)).await?;
+    let socket = host
+        .unix(ADMIN_SOCKET, deadline.min(Duration::from_secs(10)))
+        .await?;
     ballast_proxy_wire::admin_request(&socket, request, deadline)
         .await
         .map_err(|e| Error::new(kind_of(&e), "ask the proxy", e).on(host.name()))
@@ -168,21 +182,12 @@ pub async fn routes(host: &Host) -> BTreeMap<String, Vec<String>> {
 /// Where the proxy on `host` routes each route now; an error when it does
 /// not answer.
 pub async fn try_routes(host: &Host) -> Result<BTreeMap<String, Vec<String>>> {
-    match admin(host, &AdminRequest::Status, Duration::from_secs(5)).await? {
-        AdminResponse {
-            status: Some(status),
-            ..
-        } => Ok(status
-            .services
-            .into_iter()
-            .map(|s| (s.name, s.targets.into_iter().map(|t| t.addr).collect()))
-            .collect()),
-        _ => Err(Error::failed(
-            "ask the proxy its routes",
-            "it answered status without them",
-        )
-        .on(host.name())),
-    }
+    Ok(status(host, Duration::from_secs(5))
+        .await?
+        .services
+        .into_iter()
+        .map(|s| (s.name, s.targets.into_iter().map(|t| t.addr).collect()))
+        .collect())
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub mod lifecycle;
 pub mod listen;
 pub mod network;
 
-pub use admin::{admin, route_name, routes, switch, Route};
+pub use admin::{admin, route_name, routes, status, switch, Route};
 pub use image::{static_binary, Build};
 pub use lifecycle::{ensure, observe, restart, running_image, Image, ProxyFound, Replaced};
 pub use listen::Listen;

@@ -4,9 +4,12 @@
 //! accessory was seen running). From those come the findings for the
 //! incident book, with inhibition: containers of a host that is down are
 //! not judged (their incidents are held), and a role down on all its
-//! hosts is one incident, its hosts' own held silent. Nothing of the
-//! containers is judged while a deploy holds the lock (nor the look
-//! after, while its last steps settle). Pure: a look and a time in.
+//! hosts is one incident, its hosts' own held silent. A host's proxy that
+//! does not serve for `watch.failures` looks in a row is one incident for
+//! the host, held like its containers' while the host is down, and never
+//! a restart candidate. Nothing of the containers or proxies is judged
+//! while a deploy holds the lock (nor the look after, while its last steps
+//! settle). Pure: a look and a time in.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,6 +19,7 @@ use super::backoff::{millis, Backoff};
 use super::breaker::Breaker;
 use super::incident::Finding;
 use super::observe::{ContainerSeen, Health, HostSeen, Observation};
+use super::proxy_look;
 use super::watcher::{Settings, Topology};
 use super::{Key, Millis, Subject};
 use crate::release::ContainerState;
@@ -53,6 +57,9 @@ pub struct HostTrack {
     /// `watch.failures`-th (its engine may still be starting containers).
     #[serde(default)]
     pub answers: u32,
+    /// Looks in a row its proxy did not serve.
+    #[serde(default)]
+    pub proxy_failures: u32,
 }
 
 /// Everything remembered between looks.
@@ -190,6 +197,7 @@ pub fn assess(
                     out.unjudged_hosts.insert(host.clone());
                     continue;
                 }
+                proxy_look::judge(host, view.proxy.as_ref(), track, settings, locked, &mut out);
                 view
             }
             Some(HostSeen::Down(why)) => {
@@ -287,10 +295,14 @@ pub fn assess(
         for role in topology.roles.keys() {
             out.unknown.insert(Key::role_down(role));
         }
+        for host in &topology.hosts {
+            out.unknown.insert(Key::proxy_down(host));
+        }
         out.findings.retain(|f| f.key.kind == super::Kind::HostDown);
         return out;
     }
     for host in &out.unjudged_hosts {
+        out.unknown.insert(Key::proxy_down(host));
         for (h, subject) in memory.containers.keys() {
             if h == host {
                 out.unknown.insert(Key::container(h, subject));

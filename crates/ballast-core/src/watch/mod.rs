@@ -12,6 +12,8 @@
 //! - [`observe`]: one look at the hosts (containers of each role and
 //!   accessory, their health, the deploy lock), each host within its
 //!   deadline, bounded concurrency, one connection per host kept open.
+//! - [`proxy_look`]: a host's ballast-proxy in that look: serving or
+//!   down, and its request counters per role.
 //! - [`assess`]: what a look means: each container's condition (counting
 //!   failed checks and Docker's own restarts), hosts down, roles down
 //!   everywhere; findings with inhibition, and what could be healed.
@@ -46,6 +48,7 @@ pub mod heal;
 pub mod incident;
 pub mod observe;
 pub mod persist;
+pub mod proxy_look;
 mod run;
 pub mod serve;
 pub mod status;
@@ -105,6 +108,10 @@ pub enum Kind {
     ContainerFailing,
     /// A role has no healthy container on any of its hosts.
     RoleDown,
+    /// The ballast-proxy of a host whose roles use it does not serve: its
+    /// container is not running, or it does not answer its admin API.
+    /// Never restarted by watch (a restart drops connections).
+    ProxyDown,
 }
 
 /// What identifies an incident: kind, host and role or accessory.
@@ -137,6 +144,10 @@ impl Key {
     pub fn role_down(role: &str) -> Key {
         Key::new(Kind::RoleDown, None, Some(Subject::Role(role.to_string())))
     }
+
+    pub fn proxy_down(host: &str) -> Key {
+        Key::new(Kind::ProxyDown, Some(host), None)
+    }
 }
 
 impl fmt::Display for Key {
@@ -145,6 +156,7 @@ impl fmt::Display for Key {
             (Kind::HostDown, Some(h), _) => write!(f, "host {h} down"),
             (Kind::ContainerFailing, Some(h), Some(s)) => write!(f, "{s} failing on {h}"),
             (Kind::RoleDown, _, Some(s)) => write!(f, "{s} down on all its hosts"),
+            (Kind::ProxyDown, Some(h), _) => write!(f, "proxy down on {h}"),
             (kind, host, subject) => write!(f, "{kind:?} {host:?} {subject:?}"),
         }
     }

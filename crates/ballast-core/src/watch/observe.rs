@@ -1,9 +1,11 @@
 //! One look at the hosts: on each, the current container of every role it
 //! runs and of every accessory pinned to it, with state, Docker's restart
 //! count and health (the role's HTTP check, or Docker's own), and whether
-//! a live holder has the deploy lock. Each host is looked at within the
-//! deadline, a bounded number at a time, over a connection kept from one
-//! look to the next (and opened again after a failure).
+//! a live holder has the deploy lock; and, on a host whose roles use
+//! ballast-proxy, whether the proxy serves and what it counted (see
+//! [`super::proxy_look`]). Each host is looked at within the deadline, a
+//! bounded number at a time, over a connection kept from one look to the
+//! next (and opened again after a failure).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use futures_util::{stream, StreamExt};
 
+use super::proxy_look::{self, ProxySeen};
 use super::watcher::Topology;
 use super::{Millis, Subject};
 use crate::error::{Error, ErrorKind, Result};
@@ -48,6 +51,8 @@ pub struct HostView {
     /// The current container of each role the host runs and of each
     /// accessory pinned to it; `None`: there is none.
     pub containers: BTreeMap<Subject, Option<ContainerSeen>>,
+    /// Its proxy, when a role here uses one (`None`: none does).
+    pub proxy: Option<ProxySeen>,
 }
 
 /// A container as one look saw it.
@@ -144,12 +149,13 @@ async fn look_host(
     reach: &Reach,
     deadline: Duration,
 ) -> (Option<Arc<Host>>, HostSeen) {
+    let until = std::time::Instant::now() + deadline;
     let work = async {
         let host = match host {
             Some(h) => h,
             None => Arc::new(Host::connect(name, &reach.target(name)).await?),
         };
-        let view = view(&host, topology, deadline).await;
+        let view = view(&host, topology, deadline, until).await;
         Ok::<_, Error>((host, view))
     };
     match tokio::time::timeout(deadline, work).await {
@@ -173,8 +179,16 @@ fn cause(e: &Error) -> String {
     format!("{}: {}", e.step, e.cause)
 }
 
-/// What `host` runs of the service, and whether it is locked.
-async fn view(host: &Host, topology: &Topology, deadline: Duration) -> Result<HostView> {
+/// What `host` runs of the service, whether it is locked, and its proxy;
+/// the proxy is asked last, with what is left until `until` (the host's
+/// deadline) but a margin, so that a proxy that does not answer leaves the
+/// look time to say so.
+async fn view(
+    host: &Host,
+    topology: &Topology,
+    deadline: Duration,
+    until: std::time::Instant,
+) -> Result<HostView> {
     let service = &topology.service;
     let apps = release::observe(host.engine(), service).await?;
     let mut containers = BTreeMap::new();
@@ -194,7 +208,19 @@ async fn view(host: &Host, topology: &Topology, deadline: Duration) -> Result<Ho
         .await?
         .filter(|l| matches!(l.liveness, Liveness::Alive | Liveness::Manual))
         .map(|l| l.describe());
-    Ok(HostView { locked, containers })
+    let proxied: Vec<&String> = topology.proxied_on(host.name()).collect();
+    let proxy = match proxied.is_empty() {
+        true => None,
+        false => {
+            let answer_by = until.checked_sub(deadline / 10).unwrap_or(until);
+            Some(proxy_look::look(host, service, &proxied, answer_by).await?)
+        }
+    };
+    Ok(HostView {
+        locked,
+        containers,
+        proxy,
+    })
 }
 
 /// The container that stands for the role on the host: the newest one

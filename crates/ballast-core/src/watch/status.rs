@@ -1,5 +1,5 @@
-//! What watch knows, as one plain value: every host, every watched
-//! container with its condition, the open incidents, and counters. The
+//! What watch knows, as one plain value: every host and its proxy, every
+//! watched container with its condition, the open incidents, and counters. The
 //! watcher keeps it up to date after each look and each restart; anything
 //! that shows it (the printer, metrics, a status page) only reads it.
 
@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::assess::Condition;
 use super::incident::Incident;
+use super::proxy_look::RouteCounts;
 use super::{Millis, Subject};
 use crate::release::ContainerState;
 
@@ -20,6 +21,9 @@ pub struct Status {
     /// Who holds the lock, while watch stands aside.
     pub locked: Option<String>,
     pub hosts: BTreeMap<String, HostStatus>,
+    /// The proxy of each host whose roles use one, as the last look that
+    /// reached the host saw it (a host that does not answer has none).
+    pub proxies: BTreeMap<String, ProxyStatus>,
     pub containers: Vec<ContainerStatus>,
     pub incidents: Vec<Incident>,
     pub counters: Counters,
@@ -33,6 +37,18 @@ pub struct HostStatus {
     pub error: Option<String>,
     /// How long the last look at it took, in milliseconds.
     pub latency_ms: Option<u64>,
+}
+
+/// A host's ballast-proxy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProxyStatus {
+    /// It answered its admin API.
+    pub up: bool,
+    /// Why not, when it did not.
+    pub error: Option<String>,
+    /// Each proxied role's requests through it, since the proxy process
+    /// started (empty while it is down).
+    pub routes: BTreeMap<String, RouteCounts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,11 +1,15 @@
 //! The watcher's decisions, round by round, on made-up looks: exact
-//! restarts and notices, with the clock passed in.
+//! restarts and notices, with the clock passed in. The proxy's cases are
+//! in `tests/proxy.rs`.
+
+mod proxy;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::heal::Restart;
 use super::incident::Event;
 use super::observe::{ContainerSeen, Health, HostSeen, HostView, Observation};
+use super::proxy_look::ProxySeen;
 use super::watcher::{Saved, Settings, Topology, Watcher};
 use super::{Key, Kind, Millis, Subject};
 use crate::release::ContainerState::{self, Exited, Restarting, Running};
@@ -19,6 +23,7 @@ roles:
   web:
     hosts: [h1, h2, h3]
     port: 8080
+    proxy: {}
   worker:
     hosts: [h3]
 accessories:
@@ -104,8 +109,17 @@ impl Sim {
             HostSeen::Up(HostView {
                 locked: None,
                 containers,
+                // Every host runs web, which the proxy serves.
+                proxy: Some(ProxySeen::Serving(BTreeMap::new())),
             }),
         );
+    }
+
+    fn proxy(&mut self, host: &str, proxy: ProxySeen) {
+        match self.hosts.get_mut(host) {
+            Some(HostSeen::Up(v)) => v.proxy = Some(proxy),
+            _ => panic!("{host} is not up"),
+        }
     }
 
     fn set(&mut self, host: &str, subject: Subject, c: Option<ContainerSeen>) {

@@ -15,7 +15,8 @@ use super::breaker::Limit;
 use super::heal::{self, Restart};
 use super::incident::{Book, Event, Notice, Timing};
 use super::observe::{HostSeen, Observation};
-use super::status::{ContainerStatus, Status};
+use super::proxy_look::ProxySeen;
+use super::status::{ContainerStatus, ProxyStatus, Status};
 use super::{Key, Millis, Subject};
 use crate::config::{watch::Watch, Config, Role};
 
@@ -113,6 +114,13 @@ impl Topology {
         self.roles
             .iter()
             .filter(move |(_, r)| r.hosts.iter().any(|h| h == host))
+    }
+
+    /// The roles on `host` that ballast-proxy serves.
+    pub fn proxied_on<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a String> {
+        self.roles_on(host)
+            .filter(|(_, r)| r.role.proxy.is_some())
+            .map(|(name, _)| name)
     }
 
     /// The accessories on `host`, with their container names.
@@ -279,6 +287,7 @@ impl Watcher {
                 }
             }
         }
+        self.refresh_proxies(obs);
         let mut containers = Vec::new();
         for (host, seen) in &obs.hosts {
             let HostSeen::Up(view) = seen else { continue };
@@ -302,5 +311,35 @@ impl Watcher {
         }
         self.status.containers = containers;
         self.status.incidents = self.book.open.values().cloned().collect();
+    }
+
+    /// Each host's proxy as this look saw it; one on a host that did not
+    /// answer is unknown, and left out.
+    fn refresh_proxies(&mut self, obs: &Observation) {
+        for (host, seen) in &obs.hosts {
+            let proxy = match seen {
+                HostSeen::Up(view) => view.proxy.as_ref(),
+                // Nothing could be said this time: what was seen stays.
+                HostSeen::Unknown(_) => continue,
+                HostSeen::Down(_) => None,
+            };
+            let Some(proxy) = proxy else {
+                self.status.proxies.remove(host);
+                continue;
+            };
+            let status = match proxy {
+                ProxySeen::Serving(routes) => ProxyStatus {
+                    up: true,
+                    error: None,
+                    routes: routes.clone(),
+                },
+                ProxySeen::Down(why) => ProxyStatus {
+                    up: false,
+                    error: Some(why.clone()),
+                    routes: BTreeMap::new(),
+                },
+            };
+            self.status.proxies.insert(host.clone(), status);
+        }
     }
 }

@@ -2,12 +2,16 @@
 //! Every series has the `service` label; a container's have `host`,
 //! `kind` (`role` or `accessory`) and `name`. States and conditions are
 //! one series per possible value, 1 for the current one, so that a query
-//! sees a container leave a state as well as enter it.
+//! sees a container leave a state as well as enter it. The proxies'
+//! series (`ballast_proxy_*`) have `host`, and their counters `role`;
+//! those counters are the proxy's own, so they start again from 0 when a
+//! new proxy process does (Prometheus takes that as a counter reset).
 
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write};
 
 use super::super::assess::Condition;
+use super::super::proxy_look::RouteCounts;
 use super::super::status::{ContainerStatus, Status};
 use super::super::{Kind, Subject};
 use crate::release::ContainerState;
@@ -30,7 +34,12 @@ const STATES: [Option<ContainerState>; 8] = [
 
 const CONDITIONS: [&str; 4] = ["healthy", "pending", "failing", "stopped"];
 
-const KINDS: [Kind; 3] = [Kind::HostDown, Kind::ContainerFailing, Kind::RoleDown];
+const KINDS: [Kind; 4] = [
+    Kind::HostDown,
+    Kind::ContainerFailing,
+    Kind::RoleDown,
+    Kind::ProxyDown,
+];
 
 /// The metric type, as the `# TYPE` line says it.
 #[derive(Clone, Copy)]
@@ -100,6 +109,7 @@ fn kind_word(k: Kind) -> &'static str {
         Kind::HostDown => "host_down",
         Kind::ContainerFailing => "container_failing",
         Kind::RoleDown => "role_down",
+        Kind::ProxyDown => "proxy_down",
     }
 }
 
@@ -131,6 +141,7 @@ pub fn render(status: &Status) -> String {
     );
     o.sample("ballast_watch_locked", &[], bit(status.locked.is_some()));
     hosts(o, status);
+    proxies(o, status);
     containers(o, status);
     counters(o, status);
     out.text
@@ -158,6 +169,40 @@ fn hosts(o: &mut Out, status: &Status) {
                 &[("host", host)],
                 secs,
             );
+        }
+    }
+}
+
+/// Reads one of a route's counts.
+type Count = fn(&RouteCounts) -> u64;
+
+fn proxies(o: &mut Out, status: &Status) {
+    o.family(
+        "ballast_proxy_up",
+        Type::Gauge,
+        "1 if the host's ballast-proxy runs and answered its admin API in the last look.",
+    );
+    for (host, p) in &status.proxies {
+        o.sample("ballast_proxy_up", &[("host", host)], bit(p.up));
+    }
+    let counters: [(&str, &str, Count); 2] = [
+        (
+            "ballast_proxy_requests_total",
+            "Requests the host's proxy answered for the role, since the proxy process started.",
+            |c| c.requests,
+        ),
+        (
+            "ballast_proxy_responses_5xx_total",
+            "Of those, answered 5xx (by the app, or 502/503/504 by the proxy itself).",
+            |c| c.responses_5xx,
+        ),
+    ];
+    for (name, help, value) in counters {
+        o.family(name, Type::Counter, help);
+        for (host, p) in &status.proxies {
+            for (role, c) in &p.routes {
+                o.sample(name, &[("host", host), ("role", role)], value(c));
+            }
         }
     }
 }

@@ -254,9 +254,11 @@ fn reply(code: StatusCode, content_type: &'static str, body: String) -> Response
 fn sample() -> Status {
     use super::assess::{Cause, Condition};
     use super::incident::Incident;
-    use super::status::{ContainerStatus, HostStatus};
+    use super::proxy_look::RouteCounts;
+    use super::status::{ContainerStatus, HostStatus, ProxyStatus};
     use super::{Key, Subject};
     use crate::release::ContainerState;
+    use std::collections::BTreeMap;
     let at: Millis = 1_700_000_000_000;
     let incident = |key: Key, since: Millis, cause: &str| Incident {
         key,
@@ -291,6 +293,20 @@ fn sample() -> Status {
             up: false,
             error: Some("ssh: <refused> & \"gone\"".into()),
             latency_ms: Some(3000),
+        },
+    );
+    s.proxies.insert(
+        "a".into(),
+        ProxyStatus {
+            up: true,
+            error: None,
+            routes: BTreeMap::from([(
+                "web".into(),
+                RouteCounts {
+                    requests: 1_200,
+                    responses_5xx: 3,
+                },
+            )]),
         },
     );
     s.containers.push(ContainerStatus {

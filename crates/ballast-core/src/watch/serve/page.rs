@@ -3,9 +3,15 @@
 //! the open incidents and since when. Plain HTML that refreshes itself,
 //! no JavaScript; every value from the hosts is escaped.
 //!
-//! Rows carry `data-host` and `data-state` (`up`, `down`), cells
-//! `data-condition`, so a browser test can read the page without parsing
-//! its wording.
+//! A host that does not answer is the loudest thing on the page: a red
+//! "down" cell with the reason, its containers shown as unknown (not as
+//! whatever they were last seen to be), and the summary line in red.
+//!
+//! Rows carry `data-host` and `data-state` (`up`, `down`), container cells
+//! `data-kind` (`role`, `accessory`), `data-name` and `data-condition`
+//! (`healthy`, `pending`, `failing`, `stopped`, `unknown`), the labels the
+//! metrics use, so a browser test can read the page without parsing its
+//! wording.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -48,9 +54,11 @@ pub fn ago(ms: Millis) -> String {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse;margin:0.5em 0 1.5em}\
 th,td{border:1px solid #ccc;padding:0.3em 0.6em;text-align:left;vertical-align:top}\
-.healthy,.up{background:#e6f4e6}.pending{background:#fff6d6}\
-.failing,.down{background:#fbe1e1}.stopped,.unknown{background:#eee}\
-small{color:#555}";
+.healthy,.up{background:#dff2df}.pending{background:#fff3c4}\
+.failing,.down{background:#f9d2d2}.stopped,.unknown{background:#eee;color:#555}\
+td.down{border-left:0.4em solid #c62828}td.up{border-left:0.4em solid #2e7d32}\
+.word{font-weight:bold;text-transform:uppercase}.down .word,p.down{color:#b71c1c}\
+.up .word{color:#1b5e20}p.summary{padding:0.3em 0.6em}small{color:#555}";
 
 /// The page for `status`, seen at `now`, reloading every `refresh`.
 pub fn render(status: &Status, now: Millis, refresh: Duration) -> String {
@@ -72,9 +80,14 @@ pub fn render(status: &Status, now: Millis, refresh: Duration) -> String {
             ago(now.saturating_sub(at))
         ),
     };
+    // Red as soon as one host is down: the line read first says so.
+    let class = match up < status.hosts.len() {
+        true => "summary down",
+        false => "summary",
+    };
     let _ = writeln!(
         p,
-        "<p>{up} of {} hosts up · {} incidents open · {look}</p>",
+        "<p class=\"{class}\">{up} of {} hosts up · {} incidents open · {look}</p>",
         status.hosts.len(),
         status.incidents.len()
     );
@@ -98,6 +111,16 @@ fn subject_name(s: &Subject) -> String {
     }
 }
 
+/// The `data-kind` and `data-name` attributes of a subject's cell: the
+/// `kind` and `name` labels of its metrics.
+fn subject_data(s: &Subject) -> String {
+    let (kind, name) = match s {
+        Subject::Role(r) => ("role", r),
+        Subject::Accessory(a) => ("accessory", a),
+    };
+    format!("data-kind=\"{kind}\" data-name=\"{}\"", escape(name))
+}
+
 fn hosts(p: &mut String, status: &Status, now: Millis) {
     let subjects: BTreeSet<&Subject> = status.containers.iter().map(|c| &c.subject).collect();
     let cells: BTreeMap<(&str, &Subject), &ContainerStatus> = status
@@ -119,13 +142,21 @@ fn hosts(p: &mut String, status: &Status, now: Millis) {
             .unwrap_or_default();
         let _ = write!(
             p,
-            "<tr data-host=\"{0}\" data-state=\"{word}\"><td class=\"{class}\">{0}<br>{word}{why}</td>",
+            "<tr data-host=\"{0}\" data-state=\"{word}\"><td class=\"{class}\"><b>{0}</b><br><span class=\"word\">{word}</span>{why}</td>",
             escape(host)
         );
         for s in &subjects {
             match cells.get(&(host.as_str(), *s)) {
                 Some(c) => cell(p, c, now),
-                None if !h.up => p.push_str("<td class=\"unknown\">?</td>"),
+                // What ran there before it stopped answering is not known
+                // now, and the page does not pretend it is.
+                None if !h.up => {
+                    let _ = write!(
+                        p,
+                        "<td class=\"unknown\" {} data-condition=\"unknown\">unknown<br><small>host not answering</small></td>",
+                        subject_data(s)
+                    );
+                }
                 None => p.push_str("<td></td>"),
             }
         }
@@ -158,7 +189,8 @@ fn cell(p: &mut String, c: &ContainerStatus, now: Millis) {
     }
     let _ = write!(
         p,
-        "<td class=\"{class}\" data-condition=\"{class}\"><b>{}</b> {}<br>{state}{uptime}{notes}</td>",
+        "<td class=\"{class}\" {} data-condition=\"{class}\"><b>{}</b> {}<br>{state}{uptime}{notes}</td>",
+        subject_data(&c.subject),
         escape(version),
         escape(&health)
     );
@@ -242,16 +274,30 @@ mod tests {
         let page = render(&status, status.at + 5_000, Duration::from_secs(5));
         let has = |part: &str| assert!(page.contains(part), "no {part:?} in:\n{page}");
         has("<meta http-equiv=\"refresh\" content=\"5\">");
-        has("<p>1 of 2 hosts up · 2 incidents open · last look 2023-11-14T22:13:20Z (5s ago)</p>");
-        // The host's error, escaped, never as markup.
-        has("<tr data-host=\"b\" data-state=\"down\"><td class=\"down\">b<br>down<br><small>ssh: &lt;refused&gt; &amp; &quot;gone&quot;</small></td><td class=\"unknown\">?</td><td class=\"unknown\">?</td></tr>");
+        has("<p class=\"summary down\">1 of 2 hosts up · 2 incidents open · last look 2023-11-14T22:13:20Z (5s ago)</p>");
+        // The host's error, escaped, never as markup; what runs there is
+        // unknown while it does not answer.
+        has("<tr data-host=\"b\" data-state=\"down\"><td class=\"down\"><b>b</b><br><span class=\"word\">down</span><br><small>ssh: &lt;refused&gt; &amp; &quot;gone&quot;</small></td>\
+<td class=\"unknown\" data-kind=\"role\" data-name=\"web\" data-condition=\"unknown\">unknown<br><small>host not answering</small></td>\
+<td class=\"unknown\" data-kind=\"accessory\" data-name=\"db\" data-condition=\"unknown\">unknown<br><small>host not answering</small></td></tr>");
+        has("<tr data-host=\"a\" data-state=\"up\"><td class=\"up\"><b>a</b><br><span class=\"word\">up</span></td>");
         assert!(!page.contains("<refused>"));
-        has("<td class=\"healthy\" data-condition=\"healthy\"><b>v1</b> healthy<br>running, up 1h 1m<br><small>1 recent restarts</small></td>");
-        has("<td class=\"failing\" data-condition=\"failing\"><b></b> exited with code 137<br>exited<br><small>3 recent restarts</small><br><small>breaker open: left to a human</small></td>");
+        has("<td class=\"healthy\" data-kind=\"role\" data-name=\"web\" data-condition=\"healthy\"><b>v1</b> healthy<br>running, up 1h 1m<br><small>1 recent restarts</small></td>");
+        has("<td class=\"failing\" data-kind=\"accessory\" data-name=\"db\" data-condition=\"failing\"><b></b> exited with code 137<br>exited<br><small>3 recent restarts</small><br><small>breaker open: left to a human</small></td>");
         // Both open incidents, with since when.
         has("<td class=\"failing\">host b down</td><td>2023-11-14T22:11:20Z <small>(2m 5s ago)</small></td><td>no answer within 3s</td>");
         has("<td class=\"failing\">accessory db failing on a</td><td>2023-11-14T22:12:50Z <small>(35s ago)</small></td>");
         assert!(!page.contains("<script"));
+    }
+
+    #[test]
+    fn the_summary_is_red_only_while_a_host_is_down() {
+        let mut status = super::super::sample();
+        let page = render(&status, status.at, Duration::from_secs(5));
+        assert!(page.contains("<p class=\"summary down\">1 of 2"), "{page}");
+        status.hosts.get_mut("b").unwrap().up = true;
+        let page = render(&status, status.at, Duration::from_secs(5));
+        assert!(page.contains("<p class=\"summary\">2 of 2"), "{page}");
     }
 
     #[test]
