@@ -4,6 +4,7 @@
 //! [`require_engine!`]); snapshot what the binary prints ([`snapshot`]).
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod child;
 pub mod engine;
 pub mod load;
