@@ -52,6 +52,12 @@ pub const LIMITS: &[Limit] = &[
         above: "every host worked on at once is an SSH connection opened from this machine",
     },
     Limit {
+        key: "ssh.persist",
+        range: LimitRange::Duration { min: Duration::ZERO, max: secs(3600) },
+        below: "",
+        above: "a kept connection is reused without checking the host key again: an hour is the most",
+    },
+    Limit {
         key: "roles.<name>.healthcheck.interval",
         range: LimitRange::Duration { min: Duration::from_millis(100), max: secs(300) },
         below: "checking more than 10 times a second only loads the app",
@@ -206,6 +212,24 @@ pub const LIMITS: &[Limit] = &[
         range: LimitRange::Count { min: 1, max: 20 },
         below: "0 attempts would send nothing",
         above: "the waits double: 20 attempts already span days",
+    },
+    Limit {
+        key: "watch.rollback_window",
+        range: LimitRange::Duration { min: Duration::ZERO, max: secs(24 * 3600) },
+        below: "",
+        above: "a crash loop a day after a deploy is not the deploy's",
+    },
+    Limit {
+        key: "watch.disk_full_percent",
+        range: LimitRange::Count { min: 1, max: 100 },
+        below: "a share of a disk is at least 1%",
+        above: "a disk is never more than 100% full",
+    },
+    Limit {
+        key: "watch.doctor_every",
+        range: LimitRange::Duration { min: secs(10), max: secs(24 * 3600) },
+        below: "doctor's facts take a few commands per host: not more often than every 10 seconds",
+        above: "a host that turned unsafe would wait a day to be noticed",
     },
 ];
 

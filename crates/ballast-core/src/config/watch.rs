@@ -76,6 +76,26 @@ pub struct Watch {
     /// expose them on a network you trust.
     #[serde(default)]
     pub listen_public: bool,
+    /// Run `ballast rollback` (on the hosts of the role, under the deploy
+    /// lock) when a role's container crash-loops or stays unhealthy on
+    /// every host within `rollback_window` of its deploy; the incident
+    /// says what was done. Off: the alert only suggests it.
+    #[serde(default)]
+    pub auto_rollback: bool,
+    /// How soon after a deploy a crash loop is blamed on the new release.
+    #[serde(default = "defaults::rollback_window", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
+    pub rollback_window: Duration,
+    /// Used share of the filesystem holding Docker's data root at which a
+    /// host gets a `disk_full` incident, in percent.
+    #[serde(default = "defaults::disk_full_percent")]
+    #[schemars(range(min = 1, max = 100))]
+    pub disk_full_percent: u8,
+    /// Time between two runs of doctor's rules on fresh facts from every
+    /// host; a rule that blocks opens an incident.
+    #[serde(default = "defaults::doctor_every", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
+    pub doctor_every: Duration,
 }
 
 impl Default for Watch {
@@ -94,6 +114,10 @@ impl Default for Watch {
             alert_attempts: defaults::alert_attempts(),
             listen: defaults::listen(),
             listen_public: false,
+            auto_rollback: false,
+            rollback_window: defaults::rollback_window(),
+            disk_full_percent: defaults::disk_full_percent(),
+            doctor_every: defaults::doctor_every(),
         }
     }
 }
@@ -273,6 +297,15 @@ pub mod defaults {
     pub fn listen() -> String {
         "127.0.0.1:9465".into()
     }
+    pub fn rollback_window() -> Duration {
+        Duration::from_secs(10 * 60)
+    }
+    pub fn disk_full_percent() -> u8 {
+        90
+    }
+    pub fn doctor_every() -> Duration {
+        Duration::from_secs(10 * 60)
+    }
 }
 
 impl Checker<'_> {
@@ -305,6 +338,13 @@ impl Checker<'_> {
                 "watch.deadline is more than 10 times watch.interval".into(),
             )
             .set_hint("a host that has not answered within 10 looks is down: shorten the deadline or lengthen the interval");
+        }
+        if w.doctor_every < w.interval {
+            self.error(
+                &["watch", "doctor_every"],
+                "watch.doctor_every is shorter than watch.interval".into(),
+            )
+            .set_hint("doctor's rules run at most once a look: lengthen doctor_every (default 10m)");
         }
         if let Err((cause, hint)) = check_listen(&w.listen, w.listen_public) {
             self.error(&["watch", "listen"], format!("watch.listen: {cause}"))
