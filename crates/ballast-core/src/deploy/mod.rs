@@ -269,8 +269,11 @@ pub(crate) struct Deploy<'a> {
 pub(crate) struct Stamp<'a> {
     pub by: String,
     pub at: String,
-    pub secret: Box<dyn Fn(&str) -> Option<String> + Send + Sync + 'a>,
+    pub secret: SecretLookup<'a>,
 }
+
+/// A secret's value by name.
+pub(crate) type SecretLookup<'a> = Box<dyn Fn(&str) -> Option<String> + Send + Sync + 'a>;
 
 impl<'a> Stamp<'a> {
     fn of(loaded: &'a Loaded) -> Stamp<'a> {

@@ -306,8 +306,10 @@ fn render_plan(plan: &Plan, skipped: &[String], references: &[Reference]) -> Str
             if h.deliver {
                 text.push_str("    - deliver the image (only the layers the host lacks)\n");
             }
-            for step in &h.steps {
-                text.push_str(&format!("    - {}\n", step.describe()));
+            for (n, step) in h.steps.iter().enumerate() {
+                // Started on every host before the first batch switches.
+                let ahead = if n < h.ahead { " (ahead of the batches)" } else { "" };
+                text.push_str(&format!("    - {}{ahead}\n", step.describe()));
             }
         }
     }

@@ -184,6 +184,7 @@ fn settings() -> Settings {
         batch: BatchSize::Count(1),
         retain: 2,
         now: 1_795_000_000,
+        start_ahead: true,
     }
 }
 
