@@ -6,7 +6,8 @@
 //! - [`archive`]: the `docker save` tarball: what it holds, and a copy of it
 //!   without the layers a host already has.
 //! - [`survey`]: what a host holds: its image store, its layer chains.
-//! - `pipe`: the filtered tarball, gzipped and streamed as an HTTP body.
+//! - `pipe`: the filtered tarball, gzipped once per set of layers left out
+//!   and streamed to every host that lacks them as an HTTP body.
 //!
 //! A host on the classic image store does not read a layer tar whose chain
 //! it already has (LAB.md, "Moving images without a registry"), so the save
@@ -18,9 +19,10 @@ pub mod archive;
 mod pipe;
 pub mod survey;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::query_parameters::{ImportImageOptionsBuilder, TagImageOptionsBuilder};
@@ -42,7 +44,7 @@ pub const SEND_DEADLINE: Duration = Duration::from_secs(1800);
 pub const SURVEY_DEADLINE: Duration = Duration::from_secs(120);
 /// How often progress is reported while bytes flow.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
-/// How long the compressing thread may take to stop once a load ended.
+/// How long a finished load waits for the compression to say it ended.
 const PIPE_STOP_DEADLINE: Duration = Duration::from_secs(10);
 
 /// An image saved once on this machine, ready to send to many hosts.
@@ -56,8 +58,20 @@ pub struct Prepared {
     saved: archive::Saved,
     /// How long one host may take to receive and load the image.
     deadline: Duration,
-    /// Holds the tarball; removed with this value.
-    _dir: tempfile::TempDir,
+    /// One compression per set of layers left out, shared by every host
+    /// that lacks the same layers.
+    compressions: std::sync::Mutex<BTreeMap<Vec<String>, Arc<pipe::Shared>>>,
+    /// Holds the tarball and the compressions; removed with this value.
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        let compressions = self.compressions.lock().unwrap_or_else(|e| e.into_inner());
+        for shared in compressions.values() {
+            shared.cancel();
+        }
+    }
 }
 
 /// What one delivery did, for output and `--json`.
@@ -140,7 +154,8 @@ pub async fn prepare(from: &Engine, reference: &str) -> Result<Prepared> {
         tarball,
         saved,
         deadline: SEND_DEADLINE,
-        _dir: dir,
+        compressions: Default::default(),
+        dir,
     })
 }
 
@@ -242,12 +257,11 @@ impl Prepared {
     ) -> Result<u64, (u64, Error)> {
         let step = format!("send image {}", self.reference);
         let host = to.host().to_string();
-        let pipe::Pipe {
+        let pipe::Reader {
             body,
             sent,
-            producer,
-            cancel,
-        } = pipe::start(self.tarball.clone(), skip);
+            mut progress,
+        } = self.compression(skip).reader();
         let options = ImportImageOptionsBuilder::default().quiet(true).build();
         let mut answers = Box::pin(to.docker().import_image_stream(options, body, None));
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
@@ -273,11 +287,15 @@ impl Prepared {
                 )),
             }
         };
-        // Stop the compressing thread if it still runs; it fails its next
-        // chunk, or at once if dropping the request dropped the body.
-        cancel.store(true, Ordering::Relaxed);
+        // Other hosts may still read the compression: it runs on, and is
+        // stopped only when the prepared image goes.
         drop(answers);
-        let produced = tokio::time::timeout(PIPE_STOP_DEADLINE, producer).await;
+        let produced = match &outcome {
+            Ok(()) => tokio::time::timeout(PIPE_STOP_DEADLINE, progress.outcome()).await,
+            // A failed load: the compression's error, if it already has
+            // one, is the real cause; it is not waited for.
+            Err(_) => Ok(progress.outcome_now().unwrap_or(Ok(()))),
+        };
         let bytes = sent.load(Ordering::Relaxed);
         let local = |cause: String| {
             Error::failed(
@@ -290,8 +308,7 @@ impl Prepared {
         // A thread still busy past PIPE_STOP_DEADLINE is left to end on its
         // own: the engine's answer decides.
         match (produced, outcome) {
-            (Ok(Err(e)), _) => Err((bytes, local(e.to_string()))),
-            (Ok(Ok(Err(e))), _) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            (Ok(Err(e)), _) if e.kind() != std::io::ErrorKind::BrokenPipe => {
                 Err((bytes, local(e.to_string())))
             }
             (_, Err(e)) if e.hint.is_none() => Err((bytes, e.hint(
@@ -300,6 +317,22 @@ impl Prepared {
             (_, Err(e)) => Err((bytes, e)),
             (_, Ok(())) => Ok(bytes),
         }
+    }
+
+    /// The compression of the tarball without `skip`: started by the first
+    /// host that needs it, read by every other.
+    fn compression(&self, skip: HashSet<String>) -> Arc<pipe::Shared> {
+        let mut key: Vec<String> = skip.iter().cloned().collect();
+        key.sort();
+        let mut compressions = self.compressions.lock().unwrap_or_else(|e| e.into_inner());
+        let n = compressions.len();
+        compressions
+            .entry(key)
+            .or_insert_with(|| {
+                let dest = self.dir.path().join(format!("send-{n}.tar.gz"));
+                Arc::new(pipe::Shared::start(self.tarball.clone(), skip, dest))
+            })
+            .clone()
     }
 
     /// Tags the image on `to` as the prepared reference (when that is a

@@ -1,6 +1,10 @@
-//! The bytes that cross the wire: the save tarball, filtered and gzipped on a
-//! blocking thread, handed to the HTTP body chunk by chunk through a bounded
-//! channel, so an image of any size is sent without being held in memory.
+//! The bytes that cross the wire: the save tarball, filtered and gzipped
+//! once per set of layers left out, on a blocking thread, into a file next
+//! to the tarball; every host lacking the same layers reads that file as it
+//! grows and hands it to its HTTP body chunk by chunk. One compression
+//! feeds a whole batch (compressing per host cost a level-6 gzip of the
+//! missing layers per host, on the cores the hosts' engines need), and an
+//! image of any size is sent without being held in memory.
 
 use std::collections::HashSet;
 use std::io::{self, Write};
@@ -11,117 +15,260 @@ use std::sync::Arc;
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use futures_util::{Stream, StreamExt};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use futures_util::Stream;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
 
 use super::archive;
 
-/// Size of one chunk of the body.
+/// Size of one chunk of the body, and how often the compressor says how
+/// far it got.
 const CHUNK: usize = 256 << 10;
-/// Chunks compressed ahead of the network.
-const CHUNKS_AHEAD: usize = 8;
 
-/// A running compression of a filtered tarball.
-pub struct Pipe {
+/// How far a compression got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stage {
+    /// Bytes written so far; more to come.
+    Writing(u64),
+    /// Finished: this many bytes in all.
+    Done(u64),
+    /// Failed: its kind and why.
+    Failed(io::ErrorKind, String),
+}
+
+/// One compression of a filtered tarball, shared by every host that lacks
+/// the same layers.
+#[derive(Debug)]
+pub struct Shared {
+    path: PathBuf,
+    progress: watch::Receiver<Stage>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Shared {
+    /// Starts compressing `tarball` without the entries in `skip` into `dest`.
+    pub fn start(tarball: PathBuf, skip: HashSet<String>, dest: PathBuf) -> Shared {
+        let (tx, progress) = watch::channel(Stage::Writing(0));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let cancelled = cancel.clone();
+        let path = dest.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = (|| {
+                let file = std::fs::File::create(&dest)?;
+                let sink = Counting {
+                    file: io::BufWriter::with_capacity(CHUNK, file),
+                    written: 0,
+                    told: 0,
+                    tx: &tx,
+                    cancelled: &cancelled,
+                };
+                let gz = GzEncoder::new(sink, Compression::default());
+                let gz = archive::write_filtered(&tarball, &skip, gz)?;
+                let mut sink = gz.finish()?;
+                sink.file.flush()?;
+                Ok::<u64, io::Error>(sink.written)
+            })();
+            let _ = tx.send(match result {
+                Ok(total) => Stage::Done(total),
+                Err(e) => Stage::Failed(e.kind(), e.to_string()),
+            });
+        });
+        Shared {
+            path,
+            progress,
+            cancel,
+        }
+    }
+
+    /// Makes the compressing thread stop at its next chunk (nobody will
+    /// read the rest).
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// A body reading the compression from its start, as it grows.
+    pub fn reader(&self) -> Reader {
+        let sent = Arc::new(AtomicU64::new(0));
+        let state = ReadState {
+            path: self.path.clone(),
+            progress: self.progress.clone(),
+            file: None,
+            offset: 0,
+            sent: sent.clone(),
+        };
+        let body = futures_util::stream::unfold(Some(state), |state| async move {
+            let mut state = state?;
+            match state.next().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), Some(state))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+        Reader {
+            body: Box::pin(body),
+            sent,
+            progress: Progress {
+                progress: self.progress.clone(),
+            },
+        }
+    }
+}
+
+/// One host's reading of a shared compression.
+pub struct Reader {
     /// The gzipped archive, chunk by chunk; an error ends the body.
     pub body: std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>,
     /// Compressed bytes handed to the body so far.
     pub sent: Arc<AtomicU64>,
-    /// The compressing thread; its error, if any, is the real cause.
-    pub producer: JoinHandle<io::Result<()>>,
-    /// Set to make the compressing thread stop at its next chunk.
-    pub cancel: Arc<AtomicBool>,
+    /// How the compression goes.
+    pub progress: Progress,
 }
 
-/// Starts compressing `tarball` without the entries in `skip`.
-pub fn start(tarball: PathBuf, skip: HashSet<String>) -> Pipe {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_AHEAD);
-    let cancel = Arc::new(AtomicBool::new(false));
-    let cancelled = cancel.clone();
-    let producer = tokio::task::spawn_blocking(move || {
-        let sink = ChunkSender {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(CHUNK),
-            cancelled,
-        };
-        let result = (|| {
-            let gz = GzEncoder::new(sink, Compression::default());
-            let gz = archive::write_filtered(&tarball, &skip, gz)?;
-            gz.finish()?.flush()
-        })();
-        if let Err(e) = &result {
-            // Fail the body too, so the engine does not load a cut archive.
-            let _ = tx.blocking_send(Err(io::Error::new(e.kind(), e.to_string())));
+/// How a shared compression goes, as one reader sees it.
+pub struct Progress {
+    progress: watch::Receiver<Stage>,
+}
+
+impl Progress {
+    /// How the compression ended, if it has.
+    pub fn outcome_now(&self) -> Option<io::Result<()>> {
+        match &*self.progress.borrow() {
+            Stage::Done(_) => Some(Ok(())),
+            Stage::Failed(kind, why) => Some(Err(io::Error::new(*kind, why.clone()))),
+            Stage::Writing(_) => None,
         }
-        result
-    });
-    let sent = Arc::new(AtomicU64::new(0));
-    let counter = sent.clone();
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })
-    .inspect(move |item| {
-        if let Ok(chunk) = item {
-            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    }
+
+    /// How the compression ended, once it has: its error is the real cause
+    /// of a failed load. Waits for it.
+    pub async fn outcome(&mut self) -> io::Result<()> {
+        loop {
+            match &*self.progress.borrow_and_update() {
+                Stage::Done(_) => return Ok(()),
+                Stage::Failed(kind, why) => return Err(io::Error::new(*kind, why.clone())),
+                Stage::Writing(_) => {}
+            }
+            if self.progress.changed().await.is_err() {
+                return Err(io::Error::other("the compressing thread ended without a word"));
+            }
         }
-    });
-    Pipe {
-        body: Box::pin(body),
-        sent,
-        producer,
-        cancel,
     }
 }
 
-/// A writer that sends what it is given down the channel in chunks.
-struct ChunkSender {
-    tx: mpsc::Sender<io::Result<Bytes>>,
-    buf: Vec<u8>,
-    cancelled: Arc<AtomicBool>,
+struct ReadState {
+    path: PathBuf,
+    progress: watch::Receiver<Stage>,
+    file: Option<tokio::fs::File>,
+    offset: u64,
+    sent: Arc<AtomicU64>,
 }
 
-impl ChunkSender {
-    fn send_buf(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
+impl ReadState {
+    /// The next chunk written past `offset`, waiting for the compressor
+    /// when it has not written one yet; `None` at the end.
+    async fn next(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            let (ready, done) = match &*self.progress.borrow_and_update() {
+                Stage::Writing(n) => (*n, false),
+                Stage::Done(n) => (*n, true),
+                Stage::Failed(kind, why) => return Err(io::Error::new(*kind, why.clone())),
+            };
+            if self.offset < ready {
+                let want = usize::try_from(ready - self.offset).unwrap_or(CHUNK).min(CHUNK);
+                let chunk = self.read(want).await?;
+                self.offset += chunk.len() as u64;
+                self.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                return Ok(Some(chunk));
+            }
+            if done {
+                return Ok(None);
+            }
+            if self.progress.changed().await.is_err() {
+                return Err(io::Error::other("the compressing thread ended without a word"));
+            }
         }
-        let stopped = || io::Error::new(io::ErrorKind::BrokenPipe, "the engine stopped reading");
-        if self.cancelled.load(Ordering::Relaxed) {
-            return Err(stopped());
+    }
+
+    async fn read(&mut self, want: usize) -> io::Result<Bytes> {
+        if self.file.is_none() {
+            let mut file = tokio::fs::File::open(&self.path).await?;
+            file.seek(io::SeekFrom::Start(self.offset)).await?;
+            self.file = Some(file);
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the engine stopped reading"))
+        let file = self.file.as_mut().expect("opened above");
+        let mut buf = vec![0; want];
+        file.read_exact(&mut buf).await?;
+        Ok(Bytes::from(buf))
     }
 }
 
-impl Write for ChunkSender {
+/// The compressed file as it is written: counts what is on disk, flushed,
+/// and tells the readers every chunk.
+struct Counting<'a> {
+    file: io::BufWriter<std::fs::File>,
+    written: u64,
+    told: u64,
+    tx: &'a watch::Sender<Stage>,
+    cancelled: &'a AtomicBool,
+}
+
+impl Write for Counting<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send_buf()?;
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "no host reads the image any more",
+            ));
         }
-        Ok(data.len())
+        let n = self.file.write(data)?;
+        self.written += n as u64;
+        if self.written - self.told >= CHUNK as u64 {
+            self.file.flush()?;
+            self.told = self.written;
+            let _ = self.tx.send(Stage::Writing(self.written));
+        }
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.send_buf()
+        self.file.flush()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
     use std::io::Read;
 
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    async fn read_all(mut reader: Reader) -> (Vec<u8>, u64) {
+        let mut gz = Vec::new();
+        while let Some(chunk) = reader.body.next().await {
+            gz.extend_from_slice(&chunk.unwrap());
+        }
+        reader.progress.outcome().await.unwrap();
+        (gz, reader.sent.load(Ordering::Relaxed))
+    }
+
     #[tokio::test]
-    async fn the_body_is_the_gzipped_filtered_archive() {
+    async fn every_reader_gets_the_one_gzipped_filtered_archive() {
         let dir = tempfile::tempdir().unwrap();
         let fake = archive::tests::Fake {
             layers: vec![
                 archive::tests::layer_tar("big", &vec![1; 600_000]),
+                archive::tests::layer_tar("noise", &noise(1_500_000)),
                 archive::tests::layer_tar("VERSION", b"2\n"),
             ],
             oci: false,
@@ -130,13 +277,16 @@ mod tests {
         let (path, _) = fake.write(dir.path());
         let saved = archive::read(&path).unwrap();
         let skip = archive::skipped_entries(&saved.layers, 1);
-        let mut pipe = start(path.clone(), skip.clone());
-        let mut gz = Vec::new();
-        while let Some(chunk) = pipe.body.next().await {
-            gz.extend_from_slice(&chunk.unwrap());
-        }
-        pipe.producer.await.unwrap().unwrap();
-        assert_eq!(pipe.sent.load(Ordering::Relaxed), gz.len() as u64);
+        let shared = Shared::start(path.clone(), skip.clone(), dir.path().join("out.gz"));
+        // Readers that start together and one that starts late all get the
+        // whole compression, made once.
+        let (a, b) = tokio::join!(read_all(shared.reader()), read_all(shared.reader()));
+        let c = read_all(shared.reader()).await;
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        let (gz, sent) = a;
+        assert_eq!(sent, gz.len() as u64);
+        assert_eq!(gz, std::fs::read(dir.path().join("out.gz")).unwrap());
         let mut plain = Vec::new();
         flate2::read::GzDecoder::new(gz.as_slice())
             .read_to_end(&mut plain)
@@ -146,48 +296,42 @@ mod tests {
             archive::write_filtered(&path, &skip, Vec::new()).unwrap()
         );
         assert!(
-            gz.len() < 4096,
+            gz.len() < 1_600_000,
             "the big layer stayed home: {} bytes",
             gz.len()
         );
     }
 
     #[tokio::test]
-    async fn a_missing_tarball_fails_the_body_and_says_why() {
-        let mut pipe = start(PathBuf::from("/no/such/image.tar"), HashSet::new());
-        let first = pipe.body.next().await.unwrap();
+    async fn a_missing_tarball_fails_every_body_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::start(
+            PathBuf::from("/no/such/image.tar"),
+            HashSet::new(),
+            dir.path().join("out.gz"),
+        );
+        let mut reader = shared.reader();
+        let first = reader.body.next().await.unwrap();
         assert!(first.is_err());
-        let e = pipe.producer.await.unwrap().unwrap_err();
+        let e = reader.progress.outcome().await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(shared.reader().body.next().await.unwrap().is_err());
     }
 
     #[tokio::test]
     async fn cancelling_stops_the_compressing_thread() {
         let dir = tempfile::tempdir().unwrap();
-        // Incompressible, and more than the channel holds.
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let big: Vec<u8> = (0..4_000_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
         let fake = archive::tests::Fake {
-            layers: vec![archive::tests::layer_tar("noise", &big)],
+            layers: vec![archive::tests::layer_tar("noise", &noise(8_000_000))],
             oci: true,
             repeat_first: false,
         };
         let (path, _) = fake.write(dir.path());
-        let mut pipe = start(path, HashSet::new());
-        pipe.body.next().await.unwrap().unwrap();
-        pipe.cancel.store(true, Ordering::Relaxed);
-        let mut body = pipe.body;
-        // Drain what was already queued; the thread then stops by itself.
-        let drain = tokio::spawn(async move { while body.next().await.is_some() {} });
-        let e = pipe.producer.await.unwrap().unwrap_err();
+        let shared = Shared::start(path, HashSet::new(), dir.path().join("out.gz"));
+        let mut reader = shared.reader();
+        reader.body.next().await.unwrap().unwrap();
+        shared.cancel();
+        let e = reader.progress.outcome().await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
-        drain.await.unwrap();
     }
 }
