@@ -7,21 +7,29 @@
 //! hosts is one incident, its hosts' own held silent. A host's proxy that
 //! does not serve for `watch.failures` looks in a row is one incident for
 //! the host, held like its containers' while the host is down, and never
-//! a restart candidate. Nothing of the containers or proxies is judged
-//! while a deploy holds the lock (nor the look after, while its last steps
-//! settle). Pure: a look and a time in.
+//! a restart candidate. A host's Docker disk at `watch.disk_full_percent`
+//! and each doctor rule that blocks it (from the latest checkup) are
+//! incidents of the host too, held while it does not answer. Nothing of
+//! the containers or proxies is judged while a deploy holds the lock (nor
+//! the look after, while its last steps settle); disks and doctor's rules
+//! are, as they are about the host. A look at a few hosts (after an
+//! event) judges those only, and leaves the lock's memory to whole looks.
+//! Pure: a look and a time in.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::backoff::{millis, Backoff};
 use super::breaker::Breaker;
+use super::checkup::{self, Checkups};
+use super::disk;
 use super::incident::Finding;
 use super::observe::{ContainerSeen, Health, HostSeen, Observation};
 use super::proxy_look;
 use super::watcher::{Settings, Topology};
-use super::{Key, Millis, Subject};
+use super::{Key, Kind, Millis, Subject};
 use crate::release::ContainerState;
 
 /// What watch remembers of one container between looks.
@@ -155,6 +163,9 @@ pub struct Assessment {
     pub findings: Vec<Finding>,
     /// Incidents that cannot be judged this time: left as they are.
     pub unknown: BTreeSet<Key>,
+    /// Every incident of a kind on a host that cannot be judged this time
+    /// (keys not known in advance: a doctor rule's).
+    pub held: BTreeSet<(Kind, String)>,
     /// Hosts that could not be judged (down, or no answer yet counted).
     pub unjudged_hosts: BTreeSet<String>,
     /// The lock's holder, while watch stands aside.
@@ -167,11 +178,24 @@ pub struct Assessment {
     pub docker_restarts: u64,
 }
 
-/// Judges `obs` against what `memory` remembers, updating it.
+impl Assessment {
+    /// Whether the incident of `key` cannot be judged this time.
+    pub fn unknown(&self, key: &Key) -> bool {
+        self.unknown.contains(key)
+            || key
+                .host
+                .as_ref()
+                .is_some_and(|h| self.held.contains(&(key.kind, h.clone())))
+    }
+}
+
+/// Judges `obs` against what `memory` remembers, updating it; `checkups`
+/// are the latest of doctor's rules on each host.
 pub fn assess(
     topology: &Topology,
     settings: &Settings,
     obs: &Observation,
+    checkups: &Checkups,
     memory: &mut Memory,
     now: Millis,
 ) -> Assessment {
@@ -181,7 +205,10 @@ pub fn assess(
         _ => None,
     });
     let locked = held_now.is_some() || memory.locked_last;
-    memory.locked_last = held_now.is_some();
+    let whole = topology.hosts.iter().all(|h| obs.hosts.contains_key(h));
+    // A look at a few hosts may miss the lock held on others: only a
+    // whole look may forget it.
+    memory.locked_last = held_now.is_some() || (!whole && memory.locked_last);
     out.locked = held_now.or_else(|| locked.then(|| "a deploy that just ended".to_string()));
     let mut down = BTreeSet::new();
     for host in &topology.hosts {
@@ -198,6 +225,13 @@ pub fn assess(
                     continue;
                 }
                 proxy_look::judge(host, view.proxy.as_ref(), track, settings, locked, &mut out);
+                disk::judge(
+                    host,
+                    view.disk.as_ref(),
+                    settings.disk_full_percent,
+                    &mut out,
+                );
+                checkup::judge(host, checkups.get(host), &mut out);
                 view
             }
             Some(HostSeen::Down(why)) => {
@@ -276,7 +310,7 @@ pub fn assess(
                         cause: cause.describe(),
                         inhibited: false,
                         container,
-                        hint: after_deploy(cause, seen.as_ref(), now),
+                        hint: after_deploy(cause, seen.as_ref(), now, settings.rollback_window),
                     });
                 }
                 Condition::Pending => {
@@ -288,6 +322,10 @@ pub fn assess(
                 .insert((host.clone(), subject.clone()), condition);
         }
     }
+    for host in &out.unjudged_hosts {
+        out.unknown.insert(Key::disk_full(host));
+        out.held.insert((Kind::DoctorBlock, host.clone()));
+    }
     if locked {
         for (host, subject) in memory.containers.keys() {
             out.unknown.insert(Key::container(host, subject));
@@ -298,7 +336,13 @@ pub fn assess(
         for host in &topology.hosts {
             out.unknown.insert(Key::proxy_down(host));
         }
-        out.findings.retain(|f| f.key.kind == super::Kind::HostDown);
+        // About the hosts themselves: judged whoever holds the lock.
+        out.findings.retain(|f| {
+            matches!(
+                f.key.kind,
+                Kind::HostDown | Kind::DiskFull | Kind::DoctorBlock
+            )
+        });
         return out;
     }
     for host in &out.unjudged_hosts {
@@ -354,11 +398,15 @@ fn group_roles(topology: &Topology, down: &BTreeSet<String>, out: &mut Assessmen
                 }
             })
             .collect();
+        // The hosts' own findings go silent: their hint (a crash loop
+        // right after a deploy) is the role's.
+        let mut hint = None;
         for f in out.findings.iter_mut() {
             if f.key.kind == super::Kind::ContainerFailing
                 && f.key.subject.as_ref() == Some(&subject)
             {
                 f.inhibited = true;
+                hint = hint.or_else(|| f.hint.clone());
             }
         }
         out.findings.push(Finding {
@@ -370,7 +418,7 @@ fn group_roles(topology: &Topology, down: &BTreeSet<String>, out: &mut Assessmen
             ),
             inhibited: r.hosts.iter().all(|h| down.contains(h)),
             container: None,
-            hint: None,
+            hint,
         });
     }
 }
@@ -466,16 +514,21 @@ fn judge(
     (condition, opened, restarted)
 }
 
-/// For a crash loop that began within 10 minutes of its release's
-/// deploy: the release, and the way back.
-fn after_deploy(cause: &Cause, seen: Option<&ContainerSeen>, now: Millis) -> Option<String> {
+/// For a crash loop that began within `window` (`watch.rollback_window`)
+/// of its release's deploy: the release, and the way back.
+fn after_deploy(
+    cause: &Cause,
+    seen: Option<&ContainerSeen>,
+    now: Millis,
+    window: Duration,
+) -> Option<String> {
     let Cause::CrashLoop { .. } = cause else {
         return None;
     };
     let c = seen?;
     let at = humantime::parse_rfc3339_weak(c.deployed_at.as_deref()?).ok()?;
     let at = millis(at.duration_since(std::time::UNIX_EPOCH).ok()?);
-    (now.saturating_sub(at) <= 600_000).then(|| {
+    (now.saturating_sub(at) <= millis(window)).then(|| {
         format!(
             "the crash loop began right after version {} was deployed ({}): consider `ballast rollback`",
             c.version.as_deref().unwrap_or("?"),

@@ -14,6 +14,15 @@
 //!   deadline, bounded concurrency, one connection per host kept open.
 //! - [`proxy_look`]: a host's ballast-proxy in that look: serving or
 //!   down, and its request counters per role.
+//! - [`disk`]: in that look too, how full the filesystem holding the
+//!   engine's data root is; at `watch.disk_full_percent`, an incident.
+//! - [`checkup`]: doctor's rules on fresh facts every
+//!   `watch.doctor_every`, on a task of its own; a rule that blocks is an
+//!   incident.
+//! - [`events`]: each host's Docker events, followed over the kept
+//!   connection: a container of the service dying (or starting) brings
+//!   the next look at that host forward; the interval stays the
+//!   fallback.
 //! - [`assess`]: what a look means: each container's condition (counting
 //!   failed checks and Docker's own restarts), hosts down, roles down
 //!   everywhere; findings with inhibition, and what could be healed.
@@ -29,6 +38,11 @@
 //! - [`alert`]: what a notice says (JSON, Slack text, the escalation
 //!   report), and [`channel`]: delivering it (webhook, Slack, command),
 //!   retried with backoff.
+//! - [`rollback`]: which roles a new release broke on every host
+//!   (`watch.auto_rollback`), and [`guard`]: the task beside the loop
+//!   that rolls them back, once per release, and alerts what it did.
+//! - [`image`]: the `ballast-watch` image watch runs from as an
+//!   accessory, built offline like the proxy's, and its health check.
 //! - [`persist`]: the state file, so a restarted watcher neither forgets
 //!   nor re-alerts.
 //! - [`serve`]: the status served over HTTP: Prometheus metrics, the
@@ -43,6 +57,9 @@ pub mod backoff;
 pub mod breaker;
 pub mod cascade;
 pub mod channel;
+pub mod checkup;
+pub mod disk;
+pub mod events;
 mod execute;
 pub mod heal;
 pub mod incident;
@@ -112,6 +129,12 @@ pub enum Kind {
     /// container is not running, or it does not answer its admin API.
     /// Never restarted by watch (a restart drops connections).
     ProxyDown,
+    /// The filesystem holding the engine's data root (`DockerRootDir`)
+    /// is used at or above `watch.disk_full_percent`.
+    DiskFull,
+    /// A doctor rule of severity block fires on the host's fresh facts:
+    /// one incident per rule ([`Key::rule`]).
+    DoctorBlock,
 }
 
 /// What identifies an incident: kind, host and role or accessory.
@@ -122,6 +145,10 @@ pub struct Key {
     pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Subject>,
+    /// The doctor rule's id, for a [`Kind::DoctorBlock`]: each rule that
+    /// blocks is its own incident, closed when that rule passes again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 impl Key {
@@ -130,6 +157,7 @@ impl Key {
             kind,
             host: host.map(str::to_string),
             subject,
+            rule: None,
         }
     }
 
@@ -148,6 +176,17 @@ impl Key {
     pub fn proxy_down(host: &str) -> Key {
         Key::new(Kind::ProxyDown, Some(host), None)
     }
+
+    pub fn disk_full(host: &str) -> Key {
+        Key::new(Kind::DiskFull, Some(host), None)
+    }
+
+    pub fn doctor_block(host: &str, rule: &str) -> Key {
+        Key {
+            rule: Some(rule.to_string()),
+            ..Key::new(Kind::DoctorBlock, Some(host), None)
+        }
+    }
 }
 
 impl fmt::Display for Key {
@@ -157,6 +196,11 @@ impl fmt::Display for Key {
             (Kind::ContainerFailing, Some(h), Some(s)) => write!(f, "{s} failing on {h}"),
             (Kind::RoleDown, _, Some(s)) => write!(f, "{s} down on all its hosts"),
             (Kind::ProxyDown, Some(h), _) => write!(f, "proxy down on {h}"),
+            (Kind::DiskFull, Some(h), _) => write!(f, "Docker's disk nearly full on {h}"),
+            (Kind::DoctorBlock, Some(h), _) => match &self.rule {
+                Some(rule) => write!(f, "doctor rule {rule} blocks {h}"),
+                None => write!(f, "a doctor rule blocks {h}"),
+            },
             (kind, host, subject) => write!(f, "{kind:?} {host:?} {subject:?}"),
         }
     }

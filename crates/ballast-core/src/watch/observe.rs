@@ -3,9 +3,11 @@
 //! count and health (the role's HTTP check, or Docker's own), and whether
 //! a live holder has the deploy lock; and, on a host whose roles use
 //! ballast-proxy, whether the proxy serves and what it counted (see
-//! [`super::proxy_look`]). Each host is looked at within the deadline, a
+//! [`super::proxy_look`]); and how full its Docker disk is (see
+//! [`super::disk`]). Each host is looked at within the deadline, a
 //! bounded number at a time, over a connection kept from one look to the
-//! next (and opened again after a failure).
+//! next (and opened again after a failure). A look may be at every host
+//! (each tick) or at a few (the hosts an event came from).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use futures_util::{stream, StreamExt};
 
+use super::disk::{self, DiskSeen};
 use super::proxy_look::{self, ProxySeen};
 use super::watcher::Topology;
 use super::{Millis, Subject};
@@ -53,6 +56,9 @@ pub struct HostView {
     pub containers: BTreeMap<Subject, Option<ContainerSeen>>,
     /// Its proxy, when a role here uses one (`None`: none does).
     pub proxy: Option<ProxySeen>,
+    /// How full the filesystem of its engine's data root is (`None`: not
+    /// read).
+    pub disk: Option<DiskSeen>,
 }
 
 /// A container as one look saw it.
@@ -89,12 +95,20 @@ pub enum Health {
 #[derive(Default)]
 pub struct Connections {
     hosts: BTreeMap<String, Arc<Host>>,
+    /// Each host's engine data root, once asked: it only changes with a
+    /// restart of the engine, which drops the connection too.
+    roots: BTreeMap<String, String>,
 }
 
 impl Connections {
     /// The connection to `host`, if one is open.
     pub fn get(&self, host: &str) -> Option<Arc<Host>> {
         self.hosts.get(host).cloned()
+    }
+
+    /// Every open connection, by host.
+    pub fn iter(&self) -> impl Iterator<Item = (String, Arc<Host>)> + '_ {
+        self.hosts.iter().map(|(n, h)| (n.clone(), h.clone()))
     }
 
     /// Closes every connection.
@@ -107,34 +121,62 @@ impl Connections {
     }
 }
 
-/// Looks at every host of `topology`, `concurrency` at a time, each within
-/// `deadline`.
+/// Which hosts a look is at.
+#[derive(Debug, Clone, Copy)]
+pub enum Which<'a> {
+    /// Every host of the topology (a tick).
+    All,
+    /// These hosts of it only (events came from them).
+    Only(&'a std::collections::BTreeSet<String>),
+}
+
+/// Looks at the hosts of `topology` that `which` names, `concurrency` at a
+/// time, each within `deadline`.
 pub async fn look(
     conns: &mut Connections,
     topology: &Topology,
     reach: &Reach,
     deadline: Duration,
     concurrency: usize,
+    which: Which<'_>,
 ) -> Observation {
     let at = super::now();
-    let work: Vec<(String, Option<Arc<Host>>)> = topology
+    let work: Vec<(String, Option<Arc<Host>>, Option<String>)> = topology
         .hosts
         .iter()
-        .map(|h| (h.clone(), conns.hosts.remove(h)))
+        .filter(|h| match which {
+            Which::All => true,
+            Which::Only(some) => some.contains(*h),
+        })
+        .map(|h| {
+            (
+                h.clone(),
+                conns.hosts.remove(h),
+                conns.roots.get(h).cloned(),
+            )
+        })
         .collect();
-    let results: Vec<(String, Option<Arc<Host>>, HostSeen, Duration)> = stream::iter(work)
-        .map(|(name, host)| async move {
+    let results: Vec<_> = stream::iter(work)
+        .map(|(name, host, root)| async move {
             let start = std::time::Instant::now();
-            let (host, seen) = look_host(&name, host, topology, reach, deadline).await;
-            (name, host, seen, start.elapsed())
+            let (host, root, seen) = look_host(&name, host, root, topology, reach, deadline).await;
+            (name, host, root, seen, start.elapsed())
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
     let (mut hosts, mut took) = (BTreeMap::new(), BTreeMap::new());
-    for (name, host, seen, elapsed) in results {
-        if let Some(host) = host {
-            conns.hosts.insert(name.clone(), host);
+    for (name, host, root, seen, elapsed) in results {
+        match host {
+            Some(host) => {
+                conns.hosts.insert(name.clone(), host);
+            }
+            None => {
+                conns.roots.remove(&name);
+            }
+        }
+        if let Some(root) = root {
+            conns.roots.insert(name.clone(), root);
         }
         took.insert(name.clone(), elapsed);
         hosts.insert(name, seen);
@@ -142,36 +184,47 @@ pub async fn look(
     Observation { at, hosts, took }
 }
 
+/// One host's look: the connection to keep (none after a failure), its
+/// engine's data root if known, and what it showed.
 async fn look_host(
     name: &str,
     host: Option<Arc<Host>>,
+    root: Option<String>,
     topology: &Topology,
     reach: &Reach,
     deadline: Duration,
-) -> (Option<Arc<Host>>, HostSeen) {
+) -> (Option<Arc<Host>>, Option<String>, HostSeen) {
     let until = std::time::Instant::now() + deadline;
     let work = async {
         let host = match host {
             Some(h) => h,
             None => Arc::new(Host::connect(name, &reach.target(name)).await?),
         };
-        let view = view(&host, topology, deadline, until).await;
-        Ok::<_, Error>((host, view))
+        let (view, (root, disk)) = tokio::join!(
+            view(&host, topology, deadline, until),
+            disk::look(&host, root, deadline)
+        );
+        let view = view.map(|v| HostView {
+            disk: Some(disk),
+            ..v
+        });
+        Ok::<_, Error>((host, root, view))
     };
     match tokio::time::timeout(deadline, work).await {
         Err(_) => (
+            None,
             None,
             HostSeen::Down(format!(
                 "no answer within {}",
                 crate::error::humanize(deadline)
             )),
         ),
-        Ok(Err(e)) => (None, HostSeen::Down(cause(&e))),
-        Ok(Ok((_, Err(e)))) if matches!(e.kind, ErrorKind::Unreachable | ErrorKind::Timeout) => {
-            (None, HostSeen::Down(cause(&e)))
+        Ok(Err(e)) => (None, None, HostSeen::Down(cause(&e))),
+        Ok(Ok((_, _, Err(e)))) if matches!(e.kind, ErrorKind::Unreachable | ErrorKind::Timeout) => {
+            (None, None, HostSeen::Down(cause(&e)))
         }
-        Ok(Ok((host, Err(e)))) => (Some(host), HostSeen::Unknown(cause(&e))),
-        Ok(Ok((host, Ok(view)))) => (Some(host), HostSeen::Up(view)),
+        Ok(Ok((host, root, Err(e)))) => (Some(host), root, HostSeen::Unknown(cause(&e))),
+        Ok(Ok((host, root, Ok(view)))) => (Some(host), root, HostSeen::Up(view)),
     }
 }
 
@@ -220,6 +273,7 @@ async fn view(
         locked,
         containers,
         proxy,
+        disk: None,
     })
 }
 

@@ -1,8 +1,12 @@
 //! The loop of `ballast watch`: look, judge (the [`Watcher`]), carry out
 //! the restarts (each on its own task, so a slow stop holds up no look),
-//! send the notices, keep the state file and the status, wait for the next
-//! tick; until the shutdown future resolves. Every action and every notice
-//! is told through `say`.
+//! send the notices, keep the state file and the status; until the
+//! shutdown future resolves. Every host is looked at each tick; a host
+//! whose Docker events say one of the service's containers changed is
+//! looked at again at once (see [`super::events`]), and so is one whose
+//! doctor's rules changed their verdict (run on their own task, see
+//! [`super::checkup`]). Every action and every notice is told through
+//! `say`.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -14,13 +18,15 @@ use tokio::time::Instant;
 
 use super::alert::{self, Alert};
 use super::channel::{self, Channel, Dispatcher};
+use super::checkup::{self, Checkup};
+use super::events::{Followers, Nudge};
 use super::heal::Restart;
 use super::incident::Event;
-use super::observe::{self, Connections};
+use super::observe::{self, Connections, Which};
 use super::status::Status;
 use super::watcher::{Settings, Topology, Watcher};
 use super::{execute, persist};
-use crate::config::Loaded;
+use crate::config::{watch::Watch, Loaded};
 use crate::error::Result;
 use crate::host::Reach;
 
@@ -37,6 +43,17 @@ pub struct Options {
     pub status: Option<tokio::sync::watch::Sender<Status>>,
 }
 
+/// How long after an event its host is looked at: the events of one
+/// change (`kill`, `die`, `stop`) come together, and make one look.
+const SETTLE: Duration = Duration::from_millis(100);
+/// The least time between two looks brought forward by events, so a
+/// container that Docker restarts in a tight loop costs a look per
+/// `GAP` at most.
+const GAP: Duration = Duration::from_millis(500);
+
+/// A restart's outcome, as its task reports it.
+type Done = (Restart, std::result::Result<(), String>);
+
 /// Watches the service of `loaded` until `shutdown` resolves; returns the
 /// last status.
 pub async fn run(
@@ -52,7 +69,6 @@ pub async fn run(
     let topology = Topology::from_config(config);
     let saved = persist::load(&options.state_file, &service)?;
     let reopened = saved.book.open.len();
-    let mut watcher = Watcher::new(Settings::from_config(w), topology.clone(), saved);
     let tell = |host: Option<&str>, text: String| {
         let _ = say.send((host.map(str::to_string), text));
     };
@@ -81,139 +97,260 @@ pub async fn run(
     );
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let dispatcher = Dispatcher::start(channels, reports_tx);
-    let (done_tx, mut done) =
-        mpsc::unbounded_channel::<(Restart, std::result::Result<(), String>)>();
-    let mut busy = BTreeSet::new();
-    let mut conns = Connections::default();
-    let mut was_locked: Option<String> = None;
-    let mut kept = None;
+    let (done_tx, mut done) = mpsc::unbounded_channel::<Done>();
+    let (nudge_tx, mut nudges) = mpsc::unbounded_channel();
+    let mut followers = Followers::new(&service, nudge_tx);
+    let mut checkups = checkup::start(
+        w.doctor_every,
+        topology.hosts.clone(),
+        reach.clone(),
+        options.concurrency,
+    )
+    .map_err(|e| crate::error::Error::failed("start running doctor's rules", e))?;
+    let mut l = Looker {
+        watcher: Watcher::new(Settings::from_config(w), topology.clone(), saved),
+        topology: &topology,
+        reach: &reach,
+        w,
+        options: &options,
+        service: &service,
+        dispatcher: &dispatcher,
+        done_tx,
+        tell: &tell,
+        conns: Connections::default(),
+        busy: BTreeSet::new(),
+        was_locked: None,
+        kept: None,
+    };
     tokio::pin!(shutdown);
     let mut next = Instant::now();
-    'watching: loop {
-        let obs = tokio::select! {
-            () = &mut shutdown => break 'watching,
-            obs = observe::look(&mut conns, &topology, &reach, w.deadline, options.concurrency) => obs,
-        };
-        let round = watcher.round(&obs, &busy);
-        match (&was_locked, &watcher.status.locked) {
-            (None, Some(holder)) => {
-                tell(None, format!("standing aside: the deploy lock is {holder}"))
+    // Hosts to look at soon, brought forward by events, and when.
+    let mut soon = BTreeSet::new();
+    let mut soon_at: Option<Instant> = None;
+    let mut last_soon = Instant::now() - GAP;
+    loop {
+        let far = Instant::now() + Duration::from_secs(3600);
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep_until(next) => {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = l.look(Which::All) => {}
+                }
+                // That look saw them too.
+                (soon, soon_at) = (BTreeSet::new(), None);
+                next += w.interval;
+                if next < Instant::now() {
+                    next = Instant::now();
+                }
+                followers.sync(&l.conns);
             }
-            (Some(_), None) => tell(None, "the lock is free again: watching".into()),
+            () = tokio::time::sleep_until(soon_at.unwrap_or(far)), if soon_at.is_some() => {
+                let hosts = std::mem::take(&mut soon);
+                soon_at = None;
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = l.look(Which::Only(&hosts)) => {}
+                }
+                last_soon = Instant::now();
+                followers.sync(&l.conns);
+            }
+            Some(nudge) = nudges.recv() => match nudge {
+                Nudge::Changed { host, action, container } => {
+                    l.watcher.nudged();
+                    tell(Some(&host), format!("docker event: {action} of {container}"));
+                    soon.insert(host);
+                    soon_at.get_or_insert((Instant::now() + SETTLE).max(last_soon + GAP));
+                }
+                Nudge::Dropped { host, why } => {
+                    tell(Some(&host), format!("docker events stopped ({why}); looking every {} meanwhile", crate::error::humanize(w.interval)));
+                }
+            },
+            Some(c) = checkups.recv() => {
+                for (host, checkup) in &c {
+                    if let Checkup::Unchecked(why) = checkup {
+                        tell(Some(host), format!("doctor's rules could not run: {why}"));
+                    }
+                }
+                let changed = l.watcher.checked(c);
+                if !changed.is_empty() {
+                    soon.extend(changed);
+                    soon_at.get_or_insert(Instant::now());
+                }
+            }
+            Some((r, outcome)) = done.recv() => l.restarted(r, outcome),
+            Some(report) = reports.recv() => l.reported(report),
+        }
+    }
+    // Dropping the receiver stops the rules' thread.
+    drop(checkups);
+    followers.stop();
+    tell(
+        None,
+        "stopping: finishing restarts under way and alerts".into(),
+    );
+    let until = Instant::now() + Duration::from_secs(30);
+    while !l.busy.is_empty() {
+        match tokio::time::timeout_at(until, done.recv()).await {
+            Ok(Some((r, outcome))) => {
+                l.busy.remove(&r.key());
+                l.watcher.done(&r, &outcome, super::now());
+            }
+            _ => break,
+        }
+    }
+    l.keep();
+    let Looker { watcher, conns, .. } = l;
+    dispatcher.finish(Duration::from_secs(5)).await;
+    conns.close().await;
+    Ok(watcher.status.clone())
+}
+
+/// What a look, and what comes of it, works with.
+struct Looker<'a> {
+    watcher: Watcher,
+    topology: &'a Topology,
+    reach: &'a Reach,
+    w: &'a Watch,
+    options: &'a Options,
+    service: &'a str,
+    dispatcher: &'a Dispatcher,
+    done_tx: mpsc::UnboundedSender<Done>,
+    tell: &'a dyn Fn(Option<&str>, String),
+    conns: Connections,
+    /// Containers with a restart under way.
+    busy: BTreeSet<super::Key>,
+    /// Who held the lock at the last look.
+    was_locked: Option<String>,
+    /// What the state file holds.
+    kept: Option<super::watcher::Saved>,
+}
+
+impl Looker<'_> {
+    /// Looks at the hosts `which` names, and carries out what the watcher
+    /// decides: notices sent, restarts started, state kept.
+    async fn look(&mut self, which: Which<'_>) {
+        let w = self.w;
+        let obs = observe::look(
+            &mut self.conns,
+            self.topology,
+            self.reach,
+            w.deadline,
+            self.options.concurrency,
+            which,
+        )
+        .await;
+        let round = self.watcher.round(&obs, &self.busy);
+        match (&self.was_locked, &self.watcher.status.locked) {
+            (None, Some(holder)) => {
+                (self.tell)(None, format!("standing aside: the deploy lock is {holder}"))
+            }
+            (Some(_), None) => (self.tell)(None, "the lock is free again: watching".into()),
             _ => {}
         }
-        was_locked = watcher.status.locked.clone();
+        self.was_locked = self.watcher.status.locked.clone();
         for notice in &round.notices {
             let i = &notice.incident;
             let log = match (&i.key.host, &i.container) {
                 (Some(host), Some(container))
                     if notice.event == Event::Escalated && alert::wants_log(&i.key) =>
                 {
-                    match conns.get(host) {
+                    match self.conns.get(host) {
                         Some(h) => execute::log_lines(&h, container, w.deadline).await,
                         None => vec!["(the host does not answer: no log lines)".into()],
                     }
                 }
                 _ => Vec::new(),
             };
-            let alert = Alert::new(&service, notice, log);
-            tell(
+            let alert = Alert::new(self.service, notice, log);
+            (self.tell)(
                 i.key.host.as_deref(),
                 format!("incident {}: {}", notice.event.word(), alert.text),
             );
-            dispatcher.send(&alert);
+            self.dispatcher.send(&alert);
         }
         for r in round.restarts {
-            let Some(host) = conns.get(&r.host) else {
-                continue;
-            };
-            busy.insert(r.key());
-            tell(
-                Some(&r.host),
-                format!("{} {} ({}: {})", r.verb(), r.container, r.subject, r.why),
-            );
-            let (service, done_tx) = (service.clone(), done_tx.clone());
-            tokio::spawn(async move {
-                let outcome = execute::restart(&host, &service, &r)
-                    .await
-                    .map_err(|e| format!("{}: {}", e.step, e.cause));
-                // The audit log is best effort: the restart is what counts.
-                let _ = execute::audit(&host, &service, &r, &outcome).await;
-                let _ = done_tx.send((r, outcome));
-            });
+            self.start(r);
         }
-        keep(&options, &service, &watcher, &mut kept, &tell);
-        next += w.interval;
-        if next < Instant::now() {
-            next = Instant::now();
-        }
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break 'watching,
-                () = tokio::time::sleep_until(next) => break,
-                Some((r, outcome)) = done.recv() => {
-                    busy.remove(&r.key());
-                    match &outcome {
-                        Ok(()) => tell(Some(&r.host), format!("{} {}: done", r.verb(), r.container)),
-                        Err(e) => tell(Some(&r.host), format!("{} {} failed: {e}", r.verb(), r.container)),
-                    }
-                    watcher.done(&r, &outcome, super::now());
-                    keep(&options, &service, &watcher, &mut kept, &tell);
-                }
-                Some(report) = reports.recv() => {
-                    match report {
-                        channel::Report::Delivered { .. } => {}
-                        channel::Report::Failed { channel, error, attempt, retry_in } => {
-                            match retry_in {
-                                Some(wait) => tell(None, format!("alert to {channel} failed (attempt {attempt}): {error}; trying again in {}", crate::error::humanize(wait))),
-                                None => {
-                                    watcher.delivery_failed();
-                                    tell(None, format!("alert to {channel} failed (attempt {attempt}): {error}; given up"));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        self.keep();
     }
-    tell(
-        None,
-        "stopping: finishing restarts under way and alerts".into(),
-    );
-    let until = Instant::now() + Duration::from_secs(30);
-    while !busy.is_empty() {
-        match tokio::time::timeout_at(until, done.recv()).await {
-            Ok(Some((r, outcome))) => {
-                busy.remove(&r.key());
-                watcher.done(&r, &outcome, super::now());
-            }
-            _ => break,
-        }
-    }
-    keep(&options, &service, &watcher, &mut kept, &tell);
-    dispatcher.finish(Duration::from_secs(5)).await;
-    conns.close().await;
-    Ok(watcher.status.clone())
-}
 
-/// Writes the state file if it changed since `kept`, and publishes the
-/// status.
-fn keep(
-    options: &Options,
-    service: &str,
-    watcher: &Watcher,
-    kept: &mut Option<super::watcher::Saved>,
-    tell: &dyn Fn(Option<&str>, String),
-) {
-    let saved = watcher.saved();
-    if kept.as_ref() != Some(&saved) {
-        match persist::save(&options.state_file, service, &saved) {
-            Ok(()) => *kept = Some(saved),
-            Err(e) => tell(None, format!("{e}")),
+    /// Starts `r` on a task of its own.
+    fn start(&mut self, r: Restart) {
+        let Some(host) = self.conns.get(&r.host) else {
+            return;
+        };
+        self.busy.insert(r.key());
+        (self.tell)(
+            Some(&r.host),
+            format!("{} {} ({}: {})", r.verb(), r.container, r.subject, r.why),
+        );
+        let (service, done_tx) = (self.service.to_string(), self.done_tx.clone());
+        tokio::spawn(async move {
+            let outcome = execute::restart(&host, &service, &r)
+                .await
+                .map_err(|e| format!("{}: {}", e.step, e.cause));
+            // The audit log is best effort: the restart is what counts.
+            let _ = execute::audit(&host, &service, &r, &outcome).await;
+            let _ = done_tx.send((r, outcome));
+        });
+    }
+
+    /// Takes in what came of a restart.
+    fn restarted(&mut self, r: Restart, outcome: std::result::Result<(), String>) {
+        self.busy.remove(&r.key());
+        match &outcome {
+            Ok(()) => (self.tell)(Some(&r.host), format!("{} {}: done", r.verb(), r.container)),
+            Err(e) => (self.tell)(
+                Some(&r.host),
+                format!("{} {} failed: {e}", r.verb(), r.container),
+            ),
+        }
+        self.watcher.done(&r, &outcome, super::now());
+        self.keep();
+    }
+
+    /// Takes in what came of a delivery.
+    fn reported(&mut self, report: channel::Report) {
+        let channel::Report::Failed {
+            channel,
+            error,
+            attempt,
+            retry_in,
+        } = report
+        else {
+            return;
+        };
+        match retry_in {
+            Some(wait) => (self.tell)(
+                None,
+                format!(
+                    "alert to {channel} failed (attempt {attempt}): {error}; trying again in {}",
+                    crate::error::humanize(wait)
+                ),
+            ),
+            None => {
+                self.watcher.delivery_failed();
+                (self.tell)(
+                    None,
+                    format!("alert to {channel} failed (attempt {attempt}): {error}; given up"),
+                );
+            }
         }
     }
-    if let Some(tx) = &options.status {
-        let _ = tx.send(watcher.status.clone());
+
+    /// Writes the state file if it changed since it was last written, and
+    /// publishes the status.
+    fn keep(&mut self) {
+        let saved = self.watcher.saved();
+        if self.kept.as_ref() != Some(&saved) {
+            match persist::save(&self.options.state_file, self.service, &saved) {
+                Ok(()) => self.kept = Some(saved),
+                Err(e) => (self.tell)(None, format!("{e}")),
+            }
+        }
+        if let Some(tx) = &self.options.status {
+            let _ = tx.send(self.watcher.status.clone());
+        }
     }
 }

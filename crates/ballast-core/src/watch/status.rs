@@ -37,6 +37,9 @@ pub struct HostStatus {
     pub error: Option<String>,
     /// How long the last look at it took, in milliseconds.
     pub latency_ms: Option<u64>,
+    /// Used share of the filesystem of its engine's data root, in
+    /// percent, as the last look read it.
+    pub disk_used_percent: Option<u8>,
 }
 
 /// A host's ballast-proxy.
@@ -80,6 +83,9 @@ pub struct Counters {
     pub docker_restarts: u64,
     pub incidents_opened: u64,
     pub notices: u64,
+    /// Docker events about the service's containers, each bringing a look
+    /// at its host forward.
+    pub events: u64,
     pub deliveries_failed: u64,
 }
 

@@ -1,11 +1,14 @@
 //! The watcher's decisions, round by round, on made-up looks: exact
 //! restarts and notices, with the clock passed in. The proxy's cases are
-//! in `tests/proxy.rs`.
+//! in `tests/proxy.rs`; the disk's, doctor's rules' and looks at a few
+//! hosts (after events) in `tests/host.rs`.
 
+mod host;
 mod proxy;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::disk::{DiskSeen, Usage};
 use super::heal::Restart;
 use super::incident::Event;
 use super::observe::{ContainerSeen, Health, HostSeen, HostView, Observation};
@@ -46,6 +49,14 @@ fn worker() -> Subject {
 }
 fn db() -> Subject {
     Subject::Accessory("db".into())
+}
+
+fn disk_used(percent: u8) -> DiskSeen {
+    DiskSeen::Read(Usage {
+        root: "/var/lib/docker".into(),
+        mount: "/".into(),
+        used_percent: percent,
+    })
 }
 
 fn seen(name: &str, state: ContainerState, health: Health, restarts: i64) -> Option<ContainerSeen> {
@@ -111,6 +122,7 @@ impl Sim {
                 containers,
                 // Every host runs web, which the proxy serves.
                 proxy: Some(ProxySeen::Serving(BTreeMap::new())),
+                disk: Some(disk_used(40)),
             }),
         );
     }
@@ -146,6 +158,31 @@ impl Sim {
             took: BTreeMap::new(),
         };
         self.w.round(&obs, &self.busy)
+    }
+
+    /// A look at `only` these hosts (an event came from them), a tenth of
+    /// a second after the last.
+    fn look_at(&mut self, only: &[&str]) -> super::watcher::Round {
+        self.at += S / 10;
+        let hosts = self
+            .hosts
+            .iter()
+            .filter(|(h, _)| only.contains(&h.as_str()))
+            .map(|(h, seen)| (h.clone(), seen.clone()))
+            .collect();
+        let obs = Observation {
+            at: self.at,
+            hosts,
+            took: BTreeMap::new(),
+        };
+        self.w.round(&obs, &self.busy)
+    }
+
+    fn disk(&mut self, host: &str, disk: DiskSeen) {
+        match self.hosts.get_mut(host) {
+            Some(HostSeen::Up(v)) => v.disk = Some(disk),
+            _ => panic!("{host} is not up"),
+        }
     }
 }
 

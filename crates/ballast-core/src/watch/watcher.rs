@@ -1,8 +1,10 @@
 //! The state machine of `ballast watch`: a look goes in, the restarts to
 //! make and the notices to send come out ([`Watcher::round`]); what came of
-//! each restart goes back in ([`Watcher::done`]). It holds everything that
-//! outlives a look: the memory of containers and hosts, the incident book,
-//! and the [`Status`] others read. No I/O: the loop in `run` does that.
+//! each restart goes back in ([`Watcher::done`]), and so does each run of
+//! doctor's rules ([`Watcher::checked`]). It holds everything that
+//! outlives a look: the memory of containers and hosts, the latest
+//! checkups, the incident book, and the [`Status`] others read. No I/O:
+//! the loop in `run` does that.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -12,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::assess::{self, Condition, Memory};
 use super::backoff::Policy;
 use super::breaker::Limit;
+use super::checkup::Checkups;
+use super::disk::DiskSeen;
 use super::heal::{self, Restart};
 use super::incident::{Book, Event, Notice, Timing};
 use super::observe::{HostSeen, Observation};
@@ -30,6 +34,10 @@ pub struct Settings {
     pub breaker: Limit,
     /// `max_share`, in percent.
     pub max_share: u32,
+    /// `disk_full_percent`.
+    pub disk_full_percent: u8,
+    /// How soon after a deploy a crash loop is blamed on its release.
+    pub rollback_window: Duration,
 }
 
 impl Settings {
@@ -48,6 +56,8 @@ impl Settings {
                 window: w.breaker.window,
             },
             max_share: w.max_share_percent(),
+            disk_full_percent: w.disk_full_percent,
+            rollback_window: w.rollback_window,
         }
     }
 
@@ -153,6 +163,10 @@ pub struct Watcher {
     pub settings: Settings,
     pub topology: Topology,
     pub memory: Memory,
+    /// The latest run of doctor's rules on each host (none yet: its
+    /// `doctor_block` incidents are held). Not kept in the state file: a
+    /// restarted watcher runs the rules again first thing.
+    pub checkups: Checkups,
     pub book: Book,
     pub status: Status,
 }
@@ -167,9 +181,23 @@ impl Watcher {
             settings,
             topology,
             memory: saved.memory,
+            checkups: Checkups::new(),
             book: saved.book,
             status,
         }
+    }
+
+    /// Takes in a run of doctor's rules; returns the hosts whose blocks
+    /// changed (worth a look now).
+    pub fn checked(&mut self, checkups: Checkups) -> BTreeSet<String> {
+        let mut changed = BTreeSet::new();
+        for (host, checkup) in checkups {
+            if self.checkups.get(&host) != Some(&checkup) {
+                changed.insert(host.clone());
+            }
+            self.checkups.insert(host, checkup);
+        }
+        changed
     }
 
     /// What to keep in the state file.
@@ -185,7 +213,14 @@ impl Watcher {
     /// Containers in `busy` have a restart under way: left alone.
     pub fn round(&mut self, obs: &Observation, busy: &BTreeSet<Key>) -> Round {
         let now = obs.at;
-        let a = assess::assess(&self.topology, &self.settings, obs, &mut self.memory, now);
+        let a = assess::assess(
+            &self.topology,
+            &self.settings,
+            obs,
+            &self.checkups,
+            &mut self.memory,
+            now,
+        );
         let decision = match a.locked {
             Some(_) => heal::Decision::default(),
             None => heal::decide(
@@ -197,7 +232,7 @@ impl Watcher {
                 now,
             ),
         };
-        let unknown = |k: &Key| a.unknown.contains(k);
+        let unknown = |k: &Key| a.unknown(k);
         let timing = self.settings.timing();
         let mut notices = self.book.update(&a.findings, &unknown, &timing, now);
         for (key, why) in a.gave_up.iter().chain(&decision.gave_up) {
@@ -258,6 +293,11 @@ impl Watcher {
         self.status.incidents = self.book.open.values().cloned().collect();
     }
 
+    /// Counts a Docker event about one of the service's containers.
+    pub fn nudged(&mut self) {
+        self.status.counters.events += 1;
+    }
+
     /// Counts a delivery that failed for good.
     pub fn delivery_failed(&mut self) {
         self.status.counters.deliveries_failed += 1;
@@ -277,18 +317,27 @@ impl Watcher {
             let entry = self.status.hosts.entry(host.clone()).or_default();
             entry.latency_ms = obs.took.get(host).map(|d| super::backoff::millis(*d));
             match seen {
-                HostSeen::Up(_) => {
+                HostSeen::Up(view) => {
                     entry.up = true;
                     entry.error = None;
+                    entry.disk_used_percent = match &view.disk {
+                        Some(DiskSeen::Read(u)) => Some(u.used_percent),
+                        _ => None,
+                    };
                 }
                 HostSeen::Down(why) | HostSeen::Unknown(why) => {
                     entry.up = matches!(seen, HostSeen::Unknown(_));
                     entry.error = Some(why.clone());
+                    entry.disk_used_percent = None;
                 }
             }
         }
         self.refresh_proxies(obs);
-        let mut containers = Vec::new();
+        // A look at a few hosts leaves the others' containers as they were.
+        let mut containers: Vec<ContainerStatus> = std::mem::take(&mut self.status.containers)
+            .into_iter()
+            .filter(|c| !obs.hosts.contains_key(&c.host))
+            .collect();
         for (host, seen) in &obs.hosts {
             let HostSeen::Up(view) = seen else { continue };
             for (subject, c) in &view.containers {
@@ -309,6 +358,7 @@ impl Watcher {
                 });
             }
         }
+        containers.sort_by(|a, b| (&a.host, &a.subject).cmp(&(&b.host, &b.subject)));
         self.status.containers = containers;
         self.status.incidents = self.book.open.values().cloned().collect();
     }

@@ -34,11 +34,13 @@ const STATES: [Option<ContainerState>; 8] = [
 
 const CONDITIONS: [&str; 4] = ["healthy", "pending", "failing", "stopped"];
 
-const KINDS: [Kind; 4] = [
+const KINDS: [Kind; 6] = [
     Kind::HostDown,
     Kind::ContainerFailing,
     Kind::RoleDown,
     Kind::ProxyDown,
+    Kind::DiskFull,
+    Kind::DoctorBlock,
 ];
 
 /// The metric type, as the `# TYPE` line says it.
@@ -110,6 +112,8 @@ fn kind_word(k: Kind) -> &'static str {
         Kind::ContainerFailing => "container_failing",
         Kind::RoleDown => "role_down",
         Kind::ProxyDown => "proxy_down",
+        Kind::DiskFull => "disk_full",
+        Kind::DoctorBlock => "doctor_block",
     }
 }
 
@@ -155,6 +159,16 @@ fn hosts(o: &mut Out, status: &Status) {
     );
     for (host, h) in &status.hosts {
         o.sample("ballast_watch_host_up", &[("host", host)], bit(h.up));
+    }
+    o.family(
+        "ballast_host_disk_used_percent",
+        Type::Gauge,
+        "Used share of the filesystem holding the engine's data root, in percent, as the last look read it.",
+    );
+    for (host, h) in &status.hosts {
+        if let Some(p) = h.disk_used_percent {
+            o.sample("ballast_host_disk_used_percent", &[("host", host)], p);
+        }
     }
     o.family(
         "ballast_watch_check_latency_seconds",
@@ -269,7 +283,7 @@ fn counters(o: &mut Out, status: &Status) {
     for (s, n) in of {
         o.sample("ballast_watch_restarts_total", &subject(s), n);
     }
-    let totals: [(&str, &str, u64); 6] = [
+    let totals: [(&str, &str, u64); 7] = [
         (
             "ballast_watch_restarts_failed_total",
             "Restarts watch tried that failed.",
@@ -284,6 +298,11 @@ fn counters(o: &mut Out, status: &Status) {
             "ballast_watch_looks_total",
             "Looks at the hosts since watch started.",
             c.looks,
+        ),
+        (
+            "ballast_watch_docker_events_total",
+            "Docker events about the service's containers, each bringing a look at its host forward.",
+            c.events,
         ),
         (
             "ballast_watch_incidents_opened_total",

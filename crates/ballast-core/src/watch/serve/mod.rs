@@ -285,6 +285,7 @@ fn sample() -> Status {
             up: true,
             error: None,
             latency_ms: Some(120),
+            disk_used_percent: Some(42),
         },
     );
     s.hosts.insert(
@@ -293,6 +294,7 @@ fn sample() -> Status {
             up: false,
             error: Some("ssh: <refused> & \"gone\"".into()),
             latency_ms: Some(3000),
+            disk_used_percent: None,
         },
     );
     s.proxies.insert(

@@ -18,7 +18,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use super::super::assess::Condition;
-use super::super::status::{ContainerStatus, Status};
+use super::super::status::{ContainerStatus, HostStatus, Status};
 use super::super::{rfc3339, Millis, Subject};
 use crate::release::ContainerState;
 
@@ -142,8 +142,9 @@ fn hosts(p: &mut String, status: &Status, now: Millis) {
             .unwrap_or_default();
         let _ = write!(
             p,
-            "<tr data-host=\"{0}\" data-state=\"{word}\"><td class=\"{class}\"><b>{0}</b><br><span class=\"word\">{word}</span>{why}</td>",
-            escape(host)
+            "<tr data-host=\"{0}\" data-state=\"{word}\"><td class=\"{class}\"><b>{0}</b><br><span class=\"word\">{word}</span>{why}{1}</td>",
+            escape(host),
+            host_details(status, host, h)
         );
         for s in &subjects {
             match cells.get(&(host.as_str(), *s)) {
@@ -163,6 +164,23 @@ fn hosts(p: &mut String, status: &Status, now: Millis) {
         p.push_str("</tr>\n");
     }
     p.push_str("</tbody></table>\n");
+}
+
+/// What else the last look knew of a host that answered: its Docker
+/// disk and its proxy.
+fn host_details(status: &Status, host: &str, h: &HostStatus) -> String {
+    let mut out = String::new();
+    if !h.up {
+        return out;
+    }
+    if let Some(used) = h.disk_used_percent {
+        let _ = write!(out, "<br><small data-disk=\"{used}\">Docker disk {used}% used</small>");
+    }
+    if let Some(proxy) = status.proxies.get(host) {
+        let (word, class) = if proxy.up { ("up", "") } else { ("down", " class=\"down\"") };
+        let _ = write!(out, "<br><small{class} data-proxy=\"{word}\">proxy {word}</small>");
+    }
+    out
 }
 
 fn cell(p: &mut String, c: &ContainerStatus, now: Millis) {
@@ -280,7 +298,9 @@ mod tests {
         has("<tr data-host=\"b\" data-state=\"down\"><td class=\"down\"><b>b</b><br><span class=\"word\">down</span><br><small>ssh: &lt;refused&gt; &amp; &quot;gone&quot;</small></td>\
 <td class=\"unknown\" data-kind=\"role\" data-name=\"web\" data-condition=\"unknown\">unknown<br><small>host not answering</small></td>\
 <td class=\"unknown\" data-kind=\"accessory\" data-name=\"db\" data-condition=\"unknown\">unknown<br><small>host not answering</small></td></tr>");
-        has("<tr data-host=\"a\" data-state=\"up\"><td class=\"up\"><b>a</b><br><span class=\"word\">up</span></td>");
+        // A host that answered: its Docker disk and its proxy too.
+        has("<tr data-host=\"a\" data-state=\"up\"><td class=\"up\"><b>a</b><br><span class=\"word\">up</span>\
+<br><small data-disk=\"42\">Docker disk 42% used</small><br><small data-proxy=\"up\">proxy up</small></td>");
         assert!(!page.contains("<refused>"));
         has("<td class=\"healthy\" data-kind=\"role\" data-name=\"web\" data-condition=\"healthy\"><b>v1</b> healthy<br>running, up 1h 1m<br><small>1 recent restarts</small></td>");
         has("<td class=\"failing\" data-kind=\"accessory\" data-name=\"db\" data-condition=\"failing\"><b></b> exited with code 137<br>exited<br><small>3 recent restarts</small><br><small>breaker open: left to a human</small></td>");
