@@ -456,6 +456,16 @@ pub struct WatchArgs {
     /// /healthz, e.g. 127.0.0.1:9465 [default: watch.listen].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Build the image watch runs from as an accessory on a host
+    /// (`ballast-watch:<build>`, on this machine's engine, no registry)
+    /// and print its tag.
+    #[arg(long, conflicts_with_all = ["state", "listen", "check"])]
+    pub image: bool,
+    /// Check a running watch instead of watching: exit 0 when URL (its
+    /// /healthz, on loopback) answers 200 within 5s. The watch image's
+    /// health check, which has no curl.
+    #[arg(long, value_name = "URL", hide = true, conflicts_with_all = ["state", "listen"])]
+    pub check: Option<String>,
 }
 
 #[derive(Debug, Args)]
