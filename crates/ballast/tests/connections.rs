@@ -88,7 +88,11 @@ fn a_kept_connection_is_reused_until_known_hosts_changes_or_its_host_goes() {
     let (ok, said, _) = status(&kept, &tmp);
     assert!(ok, "{said}");
     let now = records(&tmp);
-    assert_eq!(now.len(), 2, "a second master for the new contents: {now:?}");
+    assert_eq!(
+        now.len(),
+        2,
+        "a second master for the new contents: {now:?}"
+    );
     let edited = now
         .iter()
         .find(|r| !after_first.contains(r))

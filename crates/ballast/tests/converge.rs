@@ -196,7 +196,10 @@ fn interrupted_deploys_converge_on_a_plain_rerun_with_no_failed_request() {
             &["deploy", "--version", version],
             "after-start=return(hold)",
         ));
-        deploy.wait_for(&format!("start hello-web-{version}"), Duration::from_secs(60));
+        deploy.wait_for(
+            &format!("start hello-web-{version}"),
+            Duration::from_secs(60),
+        );
         std::thread::sleep(Duration::from_secs(2));
         deploy.signal("KILL");
         deploy.finish(Duration::from_secs(30));

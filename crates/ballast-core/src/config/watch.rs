@@ -344,7 +344,9 @@ impl Checker<'_> {
                 &["watch", "doctor_every"],
                 "watch.doctor_every is shorter than watch.interval".into(),
             )
-            .set_hint("doctor's rules run at most once a look: lengthen doctor_every (default 10m)");
+            .set_hint(
+                "doctor's rules run at most once a look: lengthen doctor_every (default 10m)",
+            );
         }
         if let Err((cause, hint)) = check_listen(&w.listen, w.listen_public) {
             self.error(&["watch", "listen"], format!("watch.listen: {cause}"))

@@ -149,7 +149,9 @@ impl Progress {
                 Stage::Writing(_) => {}
             }
             if self.progress.changed().await.is_err() {
-                return Err(io::Error::other("the compressing thread ended without a word"));
+                return Err(io::Error::other(
+                    "the compressing thread ended without a word",
+                ));
             }
         }
     }
@@ -174,7 +176,9 @@ impl ReadState {
                 Stage::Failed(kind, why) => return Err(io::Error::new(*kind, why.clone())),
             };
             if self.offset < ready {
-                let want = usize::try_from(ready - self.offset).unwrap_or(CHUNK).min(CHUNK);
+                let want = usize::try_from(ready - self.offset)
+                    .unwrap_or(CHUNK)
+                    .min(CHUNK);
                 let chunk = self.read(want).await?;
                 self.offset += chunk.len() as u64;
                 self.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -184,7 +188,9 @@ impl ReadState {
                 return Ok(None);
             }
             if self.progress.changed().await.is_err() {
-                return Err(io::Error::other("the compressing thread ended without a word"));
+                return Err(io::Error::other(
+                    "the compressing thread ended without a word",
+                ));
             }
         }
     }

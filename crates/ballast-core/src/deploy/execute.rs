@@ -136,7 +136,11 @@ fn add_slowest<'t>(total: &mut Timing, timings: impl Iterator<Item = &'t Timing>
 async fn start_ahead<'p>(
     d: &Deploy<'_>,
     plan: &'p Plan,
-) -> (Runs<'p>, Vec<(&'p HostPlan, (Result<()>, Timing))>, Vec<Timing>) {
+) -> (
+    Runs<'p>,
+    Vec<(&'p HostPlan, (Result<()>, Timing))>,
+    Vec<Timing>,
+) {
     let ahead: Vec<&HostPlan> = plan.host_plans().filter(|p| p.ahead > 0).collect();
     if !ahead.is_empty() {
         say(

@@ -364,8 +364,14 @@ fn start_ahead_runs_a_proxy_role_up_to_its_switch_before_the_batches() {
     let targets = [proxied("v2")];
     let observed = HashMap::from([("h1".to_string(), state.clone())]);
     let p = &plan("shop", "v2", "sha256:v2", &targets, ahead, &observed).batches[0].hosts[0];
-    assert_eq!(p.steps, [create("v2"), start("v2"), routed("v2"), stop("v1")]);
-    assert_eq!(p.ahead, 2, "create and start run ahead; the switch waits for its batch");
+    assert_eq!(
+        p.steps,
+        [create("v2"), start("v2"), routed("v2"), stop("v1")]
+    );
+    assert_eq!(
+        p.ahead, 2,
+        "create and start run ahead; the switch waits for its batch"
+    );
     // Without the proxy, starting early would put the new version to work
     // before its batch: nothing runs ahead.
     let t = [target("v2", Switch::StartFirst, &["h1"])];

@@ -88,4 +88,3 @@ async fn presented_fingerprint(target: &SshTarget) -> Option<String> {
         .collect();
     (!prints.is_empty()).then(|| prints.join(", "))
 }
-

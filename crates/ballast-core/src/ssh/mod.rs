@@ -125,8 +125,12 @@ impl SshHost {
                 // went away: give it a short while, then connect afresh.
                 match tokio::time::timeout(RESUMED, SshHost::on(target, session, true)).await {
                     Ok(Ok(host)) => return Ok(host),
-                    Ok(Err(e)) => tracing::debug!(host = %target.destination, "kept SSH master unusable: {e}"),
-                    Err(_) => tracing::debug!(host = %target.destination, "kept SSH master did not answer"),
+                    Ok(Err(e)) => {
+                        tracing::debug!(host = %target.destination, "kept SSH master unusable: {e}")
+                    }
+                    Err(_) => {
+                        tracing::debug!(host = %target.destination, "kept SSH master did not answer")
+                    }
                 }
                 store
                     .discard(Session::resume_mux(ctl.into_boxed_path(), None))
@@ -222,7 +226,8 @@ impl SshHost {
     pub async fn close(self) -> Result<()> {
         let name = self.name.clone();
         if self.kept {
-            let forwards = std::mem::take(&mut *self.forwards.lock().unwrap_or_else(|e| e.into_inner()));
+            let forwards =
+                std::mem::take(&mut *self.forwards.lock().unwrap_or_else(|e| e.into_inner()));
             for (listen, connect) in forwards {
                 let closing = self
                     .session

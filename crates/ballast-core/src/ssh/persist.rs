@@ -124,7 +124,10 @@ fn key(target: &SshTarget) -> String {
     field("destination", target.destination.as_bytes());
     field("user", target.user.as_deref().unwrap_or("").as_bytes());
     field("port", &target.port.unwrap_or(0).to_le_bytes());
-    field("identity", path_bytes(target.identity.as_deref()).as_bytes());
+    field(
+        "identity",
+        path_bytes(target.identity.as_deref()).as_bytes(),
+    );
     field("jump", target.jump.as_deref().unwrap_or("").as_bytes());
     let policy = match target.host_keys {
         HostKeyPolicy::Strict => "strict",
@@ -133,7 +136,10 @@ fn key(target: &SshTarget) -> String {
     field("host keys", policy.as_bytes());
     for (name, file) in [("known_hosts", known_hosts), ("ssh config", config)] {
         field(name, path_bytes(file.as_deref()).as_bytes());
-        field(name, &file.and_then(|f| fs::read(f).ok()).unwrap_or_default());
+        field(
+            name,
+            &file.and_then(|f| fs::read(f).ok()).unwrap_or_default(),
+        );
     }
     let digest = h.finalize();
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()

@@ -308,7 +308,11 @@ fn render_plan(plan: &Plan, skipped: &[String], references: &[Reference]) -> Str
             }
             for (n, step) in h.steps.iter().enumerate() {
                 // Started on every host before the first batch switches.
-                let ahead = if n < h.ahead { " (ahead of the batches)" } else { "" };
+                let ahead = if n < h.ahead {
+                    " (ahead of the batches)"
+                } else {
+                    ""
+                };
                 text.push_str(&format!("    - {}{ahead}\n", step.describe()));
             }
         }

@@ -174,11 +174,21 @@ fn host_details(status: &Status, host: &str, h: &HostStatus) -> String {
         return out;
     }
     if let Some(used) = h.disk_used_percent {
-        let _ = write!(out, "<br><small data-disk=\"{used}\">Docker disk {used}% used</small>");
+        let _ = write!(
+            out,
+            "<br><small data-disk=\"{used}\">Docker disk {used}% used</small>"
+        );
     }
     if let Some(proxy) = status.proxies.get(host) {
-        let (word, class) = if proxy.up { ("up", "") } else { ("down", " class=\"down\"") };
-        let _ = write!(out, "<br><small{class} data-proxy=\"{word}\">proxy {word}</small>");
+        let (word, class) = if proxy.up {
+            ("up", "")
+        } else {
+            ("down", " class=\"down\"")
+        };
+        let _ = write!(
+            out,
+            "<br><small{class} data-proxy=\"{word}\">proxy {word}</small>"
+        );
     }
     out
 }
