@@ -77,6 +77,10 @@ pub struct EngineInfo {
     /// The driver's own report, as `[key, value]` pairs in the engine's
     /// words ("Backing Filesystem", "Supports d_type", "Data loop file"...).
     pub driver_status: Vec<(String, String)>,
+    /// Where the engine keeps images: its graph driver's own store, or
+    /// containerd's (fresh Docker 29 installs, or the
+    /// `containerd-snapshotter` feature). Image delivery depends on it.
+    pub image_store: Option<ImageStore>,
     /// `1` or `2`; absent from engines older than API 1.40.
     pub cgroup_version: Option<String>,
     /// `cgroupfs` or `systemd`.
@@ -121,6 +125,12 @@ impl EngineInfo {
         self.status("Supports d_type").map(|v| v == "true")
     }
 
+    /// Whether the engine keeps images in containerd; unknown counts as
+    /// no, as on every engine that does not say.
+    pub fn containerd_store(&self) -> bool {
+        self.image_store == Some(ImageStore::Containerd)
+    }
+
     pub fn driver_is(&self, name: &str) -> bool {
         self.driver.as_deref() == Some(name)
     }
@@ -138,6 +148,28 @@ impl EngineInfo {
             let (n, opts) = rest.split_once(',').unwrap_or((rest, ""));
             (n == name).then_some(opts)
         })
+    }
+}
+
+/// Where an engine keeps its images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageStore {
+    /// The storage driver's own layer store (overlay2, vfs...): every
+    /// engine up to 28 unless told otherwise.
+    Classic,
+    /// containerd's content store and snapshotters: `docker info` names
+    /// the snapshotter as the driver (`overlayfs`) and says so in
+    /// DriverStatus (`driver-type: io.containerd.snapshotter.v1`).
+    Containerd,
+}
+
+impl ImageStore {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageStore::Classic => "classic",
+            ImageStore::Containerd => "containerd",
+        }
     }
 }
 
@@ -347,6 +379,9 @@ impl Facts {
                         Some(fs) => format!("{d} on {fs}"),
                         None => d.clone(),
                     });
+                }
+                if e.containerd_store() {
+                    parts.push("containerd image store".into());
                 }
             }
             None if self.engine_error.is_some() => parts.push("engine not answering".into()),

@@ -31,6 +31,8 @@ mod storage;
 mod system;
 
 #[cfg(test)]
+mod engine_fixtures;
+#[cfg(test)]
 mod tests;
 
 use serde::Serialize;

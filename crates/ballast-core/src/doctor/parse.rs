@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use bollard::models::SystemInfo;
 use serde_json::Value;
 
-use super::facts::{DaemonJson, EngineInfo, KernelConfig, Mount, Os};
+use super::facts::{DaemonJson, EngineInfo, ImageStore, KernelConfig, Mount, Os};
 use super::knowledge::KERNEL_FLAGS;
 
 /// `/etc/os-release`: `KEY=value` lines, values optionally quoted.
@@ -223,20 +223,26 @@ pub fn epoch_seconds(text: &str) -> Option<f64> {
     })
 }
 
+/// The DriverStatus value an engine on the containerd image store reports
+/// as `driver-type`.
+const CONTAINERD_DRIVER_TYPE: &str = "io.containerd.snapshotter.v1";
+
 /// The part of `docker info` rules read.
 pub fn engine_info(info: SystemInfo) -> EngineInfo {
+    let driver_status: Vec<(String, String)> = info
+        .driver_status
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|pair| match pair.as_slice() {
+            [k, v, ..] => Some((k.clone(), v.clone())),
+            _ => None,
+        })
+        .collect();
     EngineInfo {
         server_version: info.server_version,
+        image_store: image_store(info.driver.as_deref(), &driver_status),
         driver: info.driver,
-        driver_status: info
-            .driver_status
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|pair| match pair.as_slice() {
-                [k, v, ..] => Some((k.clone(), v.clone())),
-                _ => None,
-            })
-            .collect(),
+        driver_status,
         cgroup_version: info
             .cgroup_version
             .map(|v| v.to_string())
@@ -261,9 +267,39 @@ pub fn engine_info(info: SystemInfo) -> EngineInfo {
     }
 }
 
+/// Which store an engine keeps images in: containerd's when its driver
+/// status says so, else its driver's own; unknown without a driver.
+fn image_store(driver: Option<&str>, status: &[(String, String)]) -> Option<ImageStore> {
+    let containerd = status
+        .iter()
+        .any(|(k, v)| k == "driver-type" && v.trim() == CONTAINERD_DRIVER_TYPE);
+    match (containerd, driver) {
+        (true, _) => Some(ImageStore::Containerd),
+        (false, Some(d)) if !d.is_empty() => Some(ImageStore::Classic),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_image_store_comes_from_the_driver_status() {
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let containerd = [pair("driver-type", "io.containerd.snapshotter.v1")];
+        assert_eq!(
+            image_store(Some("overlayfs"), &containerd),
+            Some(ImageStore::Containerd)
+        );
+        let overlay2 = [pair("Backing Filesystem", "extfs")];
+        assert_eq!(
+            image_store(Some("overlay2"), &overlay2),
+            Some(ImageStore::Classic)
+        );
+        assert_eq!(image_store(None, &[]), None);
+        assert_eq!(image_store(Some(""), &[]), None);
+    }
 
     #[test]
     fn os_release_of_debian_and_centos() {
