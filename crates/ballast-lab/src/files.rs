@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use ballast_core::ssh::{HostKeyPolicy, SshTarget};
 use ballast_core::{Error, ErrorKind, Result};
 
+use crate::engines::{Distro, ImageStore};
 use crate::name::LabName;
 
 /// The file names inside a lab directory, in one place.
@@ -87,6 +88,13 @@ pub struct LabHost {
     pub container: String,
     /// The host's SSH public key line (`ssh-ed25519 AAAA...`).
     pub host_key: String,
+    /// The Debian release the host runs, which fixes its Docker version
+    /// (inventories older than this field are bookworm's).
+    #[serde(default)]
+    pub distro: Distro,
+    /// Where the host's engine keeps images.
+    #[serde(default)]
+    pub store: ImageStore,
 }
 
 impl Inventory {
@@ -231,8 +239,23 @@ mod tests {
                 ip: "10.213.0.11".into(),
                 container: "ballast-lab-dev-1".into(),
                 host_key: "ssh-ed25519 AAAAC3 root@dev-1\n".into(),
+                distro: Distro::Sid,
+                store: ImageStore::Containerd,
             }],
         }
+    }
+
+    #[test]
+    fn inventories_record_each_hosts_engine_and_older_ones_read_as_bookworm() {
+        let text = serde_json::to_string(&sample()).unwrap();
+        assert!(
+            text.contains(r#""distro":"sid","store":"containerd""#),
+            "{text}"
+        );
+        let old = text.replace(r#","distro":"sid","store":"containerd""#, "");
+        let read: Inventory = serde_json::from_str(&old).unwrap();
+        assert_eq!(read.hosts[0].distro, Distro::Bookworm);
+        assert_eq!(read.hosts[0].store, ImageStore::Classic);
     }
 
     #[test]

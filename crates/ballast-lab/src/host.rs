@@ -14,6 +14,7 @@ use bollard::query_parameters::{CreateContainerOptionsBuilder, UploadToContainer
 use ballast_core::ssh::{SshHost, SshSession};
 use ballast_core::{Engine, Error, ErrorKind, Result};
 
+use crate::engines::ImageStore;
 use crate::files::{Inventory, LabHost};
 use crate::lab::HostOverrides;
 use crate::name::{LabName, HOST_LABEL, LAB_LABEL};
@@ -223,6 +224,50 @@ pub(crate) async fn wait_inside(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The value `docker info` gives as DriverStatus `driver-type` when the
+/// engine keeps images in containerd.
+const CONTAINERD_DRIVER_TYPE: &str = "io.containerd.snapshotter.v1";
+
+/// Checks from inside host `n` that its engine runs the image store it was
+/// asked for: an engine that ignores the setting must not pass for one that
+/// has it.
+pub(crate) async fn check_store(
+    engine: &Engine,
+    name: &LabName,
+    n: usize,
+    store: ImageStore,
+) -> Result<()> {
+    let host = name.hostname(n);
+    let container = name.container(n);
+    let out = engine
+        .exec(
+            &container,
+            &["docker", "info", "--format", "{{json .DriverStatus}}"],
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| e.on(&host))?;
+    let seen = if out.stdout.contains(CONTAINERD_DRIVER_TYPE) {
+        ImageStore::Containerd
+    } else {
+        ImageStore::Classic
+    };
+    if seen == store {
+        return Ok(());
+    }
+    Err(Error::failed(
+        "check the image store",
+        format_args!(
+            "asked for the {store} image store, the engine runs the {seen} one (DriverStatus {})",
+            out.stdout.trim()
+        ),
+    )
+    .on(&host)
+    .hint(format!(
+        "see `docker exec {container} cat /etc/docker/daemon.json /var/log/dockerd.log`"
+    )))
 }
 
 /// Connects to a host the way clients will (strict host keys, forwarded

@@ -1,29 +1,28 @@
-//! Bringing a lab up and taking it down: its network, one volume and one
-//! container per host, each host checked until its sshd and dockerd answer,
-//! and everything removed again by label, whatever state it was left in.
+//! Bringing a lab up: its network, one volume and one container per host
+//! (each from its distribution's host image), each host checked until its
+//! sshd and dockerd answer. Taking it down is `teardown`'s.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
-use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
-    RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::ListNetworksOptionsBuilder;
 use futures_util::{stream, StreamExt};
 use ipnet::Ipv4Net;
 
 use ballast_core::{Engine, Error, ErrorKind, Result};
 
+use crate::engines::{self, Distro, LabEngines};
 use crate::files::{make_key, Inventory, LabDir, LabHost};
-use crate::host::{answer_over_ssh, labels, start_host, wait_inside};
-use crate::name::{LabName, LAB_LABEL};
+use crate::host::{answer_over_ssh, check_store, labels, start_host, wait_inside};
+use crate::name::LabName;
 use crate::recipe::{self, RecipeEvent};
 use crate::subnet;
+pub use crate::teardown::{down, owned, teardown, Owned, Removed};
 
-/// How many hosts are created or checked at once.
-const FAN_OUT: usize = 16;
+/// How many hosts are created, checked or removed at once.
+pub(crate) const FAN_OUT: usize = 16;
 /// Attempts at creating the network when another lab takes the subnet first.
 const NETWORK_ATTEMPTS: usize = 5;
 
@@ -65,38 +64,28 @@ pub enum LabEvent {
     HostReady { name: String, seconds: f64 },
 }
 
-/// The Docker objects that belong to a lab, found by label.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Owned {
-    pub containers: Vec<String>,
-    pub networks: Vec<String>,
-    pub volumes: Vec<String>,
-}
-
-impl Owned {
-    pub fn is_empty(&self) -> bool {
-        self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
-    }
-}
-
-/// What `lab down` removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Removed {
-    pub containers: usize,
-    pub networks: usize,
-    pub volumes: usize,
-    pub directory: Option<PathBuf>,
-}
-
-/// Starts a lab and returns its inventory once every host answers over SSH
-/// with a working Docker engine. On any failure, everything it created is
-/// removed again and the error names the hosts that did not come up.
+/// Starts a lab of bookworm hosts on the classic image store; see
+/// [`up_with`].
 pub async fn up(
     engine: &Engine,
     req: &UpRequest,
     on_event: &mut (dyn FnMut(LabEvent) + Send),
 ) -> Result<Inventory> {
+    up_with(engine, req, &LabEngines::default(), on_event).await
+}
+
+/// Starts a lab whose hosts run the engines `engines` names, and returns
+/// its inventory once every host answers over SSH with a working Docker
+/// engine. On any failure, everything it created is removed again and the
+/// error names the hosts that did not come up.
+pub async fn up_with(
+    engine: &Engine,
+    req: &UpRequest,
+    engines: &LabEngines,
+    on_event: &mut (dyn FnMut(LabEvent) + Send),
+) -> Result<Inventory> {
     check_request(req)?;
+    engines.check(req.hosts)?;
     let existing = owned(engine, &req.name).await?;
     if !existing.is_empty() {
         return Err(Error::new(
@@ -115,9 +104,17 @@ pub async fn up(
             req.name
         )));
     }
-    let tag = recipe::ensure(engine, &mut |e| on_event(LabEvent::Image(e))).await?;
+    let mut tags = BTreeMap::new();
+    for distro in engines.distros(req.hosts) {
+        let tag = recipe::ensure(engine, distro, &mut |e| on_event(LabEvent::Image(e))).await?;
+        tags.insert(distro, tag);
+    }
     let dir = LabDir::new(&req.base, &req.name);
-    match start(engine, req, &dir, &tag, on_event).await {
+    let plan = Plan {
+        engines,
+        tags: &tags,
+    };
+    match start(engine, req, &dir, &plan, on_event).await {
         Ok(inventory) => Ok(inventory),
         Err(e) => {
             // Leave nothing behind: a failed `up` changes nothing.
@@ -125,6 +122,25 @@ pub async fn up(
             let _ = std::fs::remove_dir_all(&dir.path);
             Err(e)
         }
+    }
+}
+
+/// What each host is started from: its engine and that engine's image.
+struct Plan<'a> {
+    engines: &'a LabEngines,
+    tags: &'a BTreeMap<Distro, String>,
+}
+
+impl Plan<'_> {
+    /// Host `n`'s image tag, and its overrides with the daemon.json its
+    /// image store needs.
+    fn host(&self, req: &UpRequest, n: usize) -> Result<(String, HostOverrides)> {
+        let engine = self.engines.of(n);
+        let mut overrides = req.overrides.get(&n).cloned().unwrap_or_default();
+        overrides.daemon_json =
+            engines::daemon_json(overrides.daemon_json.as_deref(), engine.store)?;
+        let tag = self.tags[&engine.distro].clone();
+        Ok((tag, overrides))
     }
 }
 
@@ -146,7 +162,7 @@ async fn start(
     engine: &Engine,
     req: &UpRequest,
     dir: &LabDir,
-    tag: &str,
+    plan: &Plan<'_>,
     on_event: &mut (dyn FnMut(LabEvent) + Send),
 ) -> Result<Inventory> {
     // A directory without Docker objects is left over from a lab that is gone.
@@ -179,8 +195,8 @@ async fn start(
             let public_key = public_key.clone();
             async move {
                 let ip = subnet::host_ip(&net, n)?.to_string();
-                let overrides = req.overrides.get(&n).cloned().unwrap_or_default();
-                start_host(engine, &req.name, n, &ip, tag, &public_key, &overrides).await?;
+                let (tag, overrides) = plan.host(req, n)?;
+                start_host(engine, &req.name, n, &ip, &tag, &public_key, &overrides).await?;
                 Ok((n, ip))
             }
         })
@@ -204,7 +220,14 @@ async fn start(
     let keys: Vec<Result<String>> = stream::iter(hosts.iter())
         .map(|(n, _)| {
             let needs_docker = !req.overrides.get(n).is_some_and(|o| o.docker_may_fail);
-            wait_inside(engine, &req.name, *n, needs_docker, deadline)
+            let store = plan.engines.of(*n).store;
+            async move {
+                let key = wait_inside(engine, &req.name, *n, needs_docker, deadline).await?;
+                if needs_docker {
+                    check_store(engine, &req.name, *n, store).await?;
+                }
+                Ok(key)
+            }
         })
         .buffered(FAN_OUT)
         .collect()
@@ -218,6 +241,8 @@ async fn start(
                 ip: ip.clone(),
                 container: req.name.container(*n),
                 host_key,
+                distro: plan.engines.of(*n).distro,
+                store: plan.engines.of(*n).store,
             }),
             Err(e) => failures.push(e),
         }
@@ -368,139 +393,6 @@ async fn taken_subnets(engine: &Engine) -> Result<Vec<Ipv4Net>> {
         .filter_map(|c| c.subnet)
         .collect();
     Ok(subnet::parse_taken(subnets.iter().map(String::as_str)))
-}
-
-/// Finds every container, network and volume labelled as lab `name`'s.
-pub async fn owned(engine: &Engine, name: &LabName) -> Result<Owned> {
-    let filter = HashMap::from([("label", vec![format!("{LAB_LABEL}={name}")])]);
-    let docker = engine.docker();
-    let containers = engine
-        .call(
-            "list lab containers",
-            docker.list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filter)
-                    .build(),
-            )),
-        )
-        .await?;
-    let networks = engine
-        .call(
-            "list lab networks",
-            docker.list_networks(Some(
-                ListNetworksOptionsBuilder::default()
-                    .filters(&filter)
-                    .build(),
-            )),
-        )
-        .await?;
-    let volumes = engine
-        .call(
-            "list lab volumes",
-            docker.list_volumes(Some(
-                ListVolumesOptionsBuilder::default()
-                    .filters(&filter)
-                    .build(),
-            )),
-        )
-        .await?;
-    let mut found = Owned {
-        containers: containers
-            .into_iter()
-            .filter_map(|c| {
-                c.names?
-                    .first()
-                    .map(|n| n.trim_start_matches('/').to_string())
-            })
-            .collect(),
-        networks: networks.into_iter().filter_map(|n| n.name).collect(),
-        volumes: volumes
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v.name)
-            .collect(),
-    };
-    found.containers.sort();
-    found.networks.sort();
-    found.volumes.sort();
-    Ok(found)
-}
-
-/// Removes every Docker object of lab `name`: containers first (they hold
-/// the network and volumes), then networks, then volumes.
-pub async fn teardown(engine: &Engine, name: &LabName) -> Result<Removed> {
-    let found = owned(engine, name).await?;
-    let docker = engine.docker();
-    let force = RemoveContainerOptionsBuilder::default()
-        .force(true)
-        .v(true)
-        .build();
-    let removals = stream::iter(found.containers.iter())
-        .map(|c| {
-            let force = force.clone();
-            async move {
-                engine
-                    .call(
-                        "remove a lab container",
-                        docker.remove_container(c, Some(force)),
-                    )
-                    .await
-                    .map_err(|e| e.on(c.as_str()))
-            }
-        })
-        .buffer_unordered(FAN_OUT)
-        .collect::<Vec<_>>()
-        .await;
-    for r in removals {
-        r?;
-    }
-    for n in &found.networks {
-        engine
-            .call("remove the lab network", docker.remove_network(n))
-            .await?;
-    }
-    for v in &found.volumes {
-        engine
-            .call(
-                "remove a lab volume",
-                docker.remove_volume(v, None::<bollard::query_parameters::RemoveVolumeOptions>),
-            )
-            .await?;
-    }
-    Ok(Removed {
-        containers: found.containers.len(),
-        networks: found.networks.len(),
-        volumes: found.volumes.len(),
-        directory: None,
-    })
-}
-
-/// Takes lab `name` down: its Docker objects and its directory. A lab that
-/// has neither is an error, so typos do not pass silently.
-pub async fn down(engine: &Engine, name: &LabName, base: &Path) -> Result<Removed> {
-    let dir = LabDir::new(base, name);
-    let found = owned(engine, name).await?;
-    if found.is_empty() && !dir.path.exists() {
-        return Err(Error::new(
-            ErrorKind::NotFound,
-            "take the lab down",
-            format_args!("there is no lab named {name}"),
-        )
-        .hint("`ballast lab status` lists the labs that exist"));
-    }
-    let mut removed = teardown(engine, name).await?;
-    if dir.path.exists() {
-        std::fs::remove_dir_all(&dir.path).map_err(|e| {
-            Error::failed(
-                "remove the lab directory",
-                format_args!("{}: {e}", dir.path.display()),
-            )
-        })?;
-        removed.directory = Some(dir.path);
-    }
-    Ok(removed)
 }
 
 #[cfg(test)]

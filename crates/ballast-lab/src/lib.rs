@@ -4,6 +4,8 @@
 //!
 //! # Layout
 //! - [`name`]: lab names and the Docker objects named after them.
+//! - [`engines`]: which Debian release (so which Docker) and which image
+//!   store each host runs.
 //! - [`recipe`]: images built offline with debootstrap, cached by their
 //!   recipe's hash; the host image's recipe.
 //! - `rootfs`: making a recipe's image: debootstrap, files, import.
@@ -12,11 +14,13 @@
 //! - [`subnet`]: the lab network's subnet and host addresses.
 //! - [`files`]: the lab directory: key, known_hosts, ssh config, inventory.
 //! - `host`: one lab host: its container, key and readiness checks.
-//! - [`lab`]: `up` and `down` of a whole lab.
+//! - [`lab`]: `up` of a whole lab.
+//! - `teardown`: `down`: every object of a lab, found by label, removed.
 //! - [`load`]: a load client that counts every request, for
 //!   zero-downtime proofs.
 //! - [`status`]: `status`, with a live check of every host.
 
+pub mod engines;
 pub mod files;
 mod host;
 pub mod lab;
@@ -28,7 +32,9 @@ pub mod recipe;
 mod rootfs;
 pub mod status;
 pub mod subnet;
+mod teardown;
 
+pub use engines::{Distro, HostEngine, ImageStore, LabEngines};
 pub use files::{default_base, Inventory, LabDir, LabHost};
-pub use lab::{down, up, HostOverrides, LabEvent, Removed, UpRequest};
+pub use lab::{down, up, up_with, HostOverrides, LabEvent, Removed, UpRequest};
 pub use name::LabName;

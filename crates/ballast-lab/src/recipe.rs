@@ -9,6 +9,8 @@ use sha2::{Digest, Sha256};
 
 use ballast_core::{Engine, Result};
 
+use crate::engines::Distro;
+
 /// How one image is made: everything that goes into its hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recipe {
@@ -87,46 +89,71 @@ MaxSessions 200
 AllowStreamLocalForwarding yes
 ";
 
+/// What a lab host is made of beyond minbase.
+const HOST_PACKAGES: &[&str] = &[
+    "openssh-server",
+    "docker.io",
+    "iproute2",
+    "iptables",
+    "ca-certificates",
+    "procps",
+    "python3",
+    "python3-docker",
+];
+/// From trixie on, `docker.io` ships the daemon alone and only recommends
+/// the client (`docker-cli`), which debootstrap does not install.
+const SPLIT_CLIENT_PACKAGES: &[&str] = &[
+    "openssh-server",
+    "docker.io",
+    "docker-cli",
+    "iproute2",
+    "iptables",
+    "ca-certificates",
+    "procps",
+    "python3",
+    "python3-docker",
+];
+
+/// The lab host of bookworm (Docker 20.10), the lab's default.
+pub const HOST: Recipe = host(Distro::Bookworm);
+
 /// The lab host: Debian with sshd and dockerd. python3 and python3-docker
 /// are for Ansible, a peer in the benchmarks. Host keys made by the package
-/// scripts are dropped: each host makes its own.
-pub const HOST: Recipe = Recipe {
-    repo: IMAGE_REPO,
-    suite: "bookworm",
-    variant: "minbase",
-    packages: &[
-        "openssh-server",
-        "docker.io",
-        "iproute2",
-        "iptables",
-        "ca-certificates",
-        "procps",
-        "python3",
-        "python3-docker",
-    ],
-    files: &[
-        RecipeFile {
-            path: INIT_PATH,
-            body: INIT_SCRIPT,
-            mode: 0o755,
+/// scripts are dropped: each host makes its own. Only the suite differs
+/// between releases, so each has its own tag and cached image.
+pub const fn host(distro: Distro) -> Recipe {
+    Recipe {
+        repo: IMAGE_REPO,
+        suite: distro.suite(),
+        variant: "minbase",
+        packages: match distro {
+            Distro::Bookworm => HOST_PACKAGES,
+            Distro::Trixie | Distro::Sid => SPLIT_CLIENT_PACKAGES,
         },
-        RecipeFile {
-            path: "/etc/ssh/sshd_config.d/ballast-lab.conf",
-            body: SSHD_CONFIG,
-            mode: 0o644,
+        files: &[
+            RecipeFile {
+                path: INIT_PATH,
+                body: INIT_SCRIPT,
+                mode: 0o755,
+            },
+            RecipeFile {
+                path: "/etc/ssh/sshd_config.d/ballast-lab.conf",
+                body: SSHD_CONFIG,
+                mode: 0o644,
+            },
+        ],
+        prune: &[("etc/ssh", "ssh_host_")],
+        config: ImageConfig {
+            entrypoint: &[],
+            cmd: &[INIT_PATH],
+            env: &[],
+            expose: &[],
+            user: None,
+            stop_signal: None,
         },
-    ],
-    prune: &[("etc/ssh", "ssh_host_")],
-    config: ImageConfig {
-        entrypoint: &[],
-        cmd: &[INIT_PATH],
-        env: &[],
-        expose: &[],
-        user: None,
-        stop_signal: None,
-    },
-    revision: 1,
-};
+        revision: 1,
+    }
+}
 
 /// The instructions `docker import --change` accepts (Docker 20.10); the
 /// others (STOPSIGNAL) are set by a one-line build on top of the import.
@@ -153,17 +180,19 @@ pub enum RecipeEvent {
     Built { tag: String, seconds: f64 },
 }
 
-/// The tag of the host image for the current recipe.
+/// The tag of the (bookworm) host image for the current recipe.
 pub fn image_tag() -> String {
     HOST.tag()
 }
 
-/// Makes sure the host image exists on `engine`, building it if needed.
+/// Makes sure the host image of `distro` exists on `engine`, building it
+/// if needed.
 pub async fn ensure(
     engine: &Engine,
+    distro: Distro,
     on_event: &mut (dyn FnMut(RecipeEvent) + Send),
 ) -> Result<String> {
-    HOST.ensure(engine, on_event).await
+    host(distro).ensure(engine, on_event).await
 }
 
 impl Recipe {
@@ -285,6 +314,15 @@ mod tests {
         for recipe in changed {
             assert_ne!(recipe.tag(), base, "{recipe:?}");
         }
+    }
+
+    #[test]
+    fn each_distribution_has_its_own_host_image() {
+        let tags: std::collections::BTreeSet<String> =
+            Distro::ALL.iter().map(|d| host(*d).tag()).collect();
+        assert_eq!(tags.len(), Distro::ALL.len());
+        assert_eq!(host(Distro::Bookworm), HOST);
+        assert_eq!(host(Distro::Sid).suite, "sid");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde::Serialize;
 use ballast_core::ssh::SshHost;
 use ballast_core::{Engine, Result};
 
+use crate::engines::HostEngine;
 use crate::files::{Inventory, LabDir};
 use crate::name::{LabName, HOST_LABEL, LAB_LABEL};
 
@@ -39,6 +40,8 @@ pub struct HostStatus {
     pub answers: bool,
     /// Why it does not answer, if it does not.
     pub problem: Option<String>,
+    /// The engine the inventory says the host runs.
+    pub engine: Option<HostEngine>,
 }
 
 /// Every lab on `engine` (or only `only`), with a live check of each host.
@@ -95,6 +98,7 @@ pub async fn status(
                 state,
                 answers: false,
                 problem: None,
+                engine: None,
             },
         ));
     }
@@ -123,6 +127,9 @@ pub async fn status(
 }
 
 async fn check(mut host: HostStatus, inventory: Option<&Inventory>) -> HostStatus {
+    host.engine = inventory
+        .and_then(|inv| inv.host(&host.name))
+        .map(|h| HostEngine::new(h.distro, h.store));
     if host.state != "running" {
         host.problem = Some(format!("container is {}", host.state));
         return host;

@@ -547,6 +547,8 @@ pub struct LabUpArgs {
     /// How long hosts may take to answer.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub engines: crate::commands::lab::EngineArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,9 @@
 //! `ballast lab up|down|status`: a multi-host lab on this machine.
 
+mod engines;
+
+pub use engines::EngineArgs;
+
 use std::path::PathBuf;
 
 use ballast_core::{Engine, Error, ErrorKind, Result};
@@ -14,7 +18,10 @@ use crate::output::Printer;
 
 pub async fn run(command: LabCommand, out: &Printer) -> Result<()> {
     match command {
-        LabCommand::Up(args) => up(args, out).await,
+        LabCommand::Up(mut args) => {
+            let engines = std::mem::take(&mut args.engines);
+            up(args, engines, out).await
+        }
         LabCommand::Down(args) => {
             let name = LabName::parse(&args.name)?;
             down(&name, &base(&args.dir), out).await
@@ -29,7 +36,8 @@ fn base(args: &LabDirArgs) -> PathBuf {
     args.dir.clone().unwrap_or_else(ballast_lab::default_base)
 }
 
-async fn up(args: LabUpArgs, out: &Printer) -> Result<()> {
+async fn up(args: LabUpArgs, engine_args: EngineArgs, out: &Printer) -> Result<()> {
+    let engines = engine_args.engines(args.hosts)?;
     let req = UpRequest {
         name: LabName::parse(&args.lab.name)?,
         hosts: args.hosts,
@@ -61,7 +69,7 @@ async fn up(args: LabUpArgs, out: &Printer) -> Result<()> {
             &format!("answers over SSH with dockerd ({seconds:.1}s)"),
         ),
     };
-    let work = ballast_lab::up(&engine, &req, &mut on_event);
+    let work = ballast_lab::up_with(&engine, &req, &engines, &mut on_event);
     let inventory = tokio::select! {
         result = work => result?,
         _ = tokio::signal::ctrl_c() => {
@@ -80,7 +88,10 @@ async fn up(args: LabUpArgs, out: &Printer) -> Result<()> {
         inventory.subnet
     );
     for h in &inventory.hosts {
-        text.push_str(&format!("  {:<12} {}\n", h.name, h.ip));
+        text.push_str(&format!(
+            "  {:<12} {:<14} {} ({} store)\n",
+            h.name, h.ip, h.distro, h.store
+        ));
     }
     let dir = ballast_lab::LabDir::new(&req.base, &req.name);
     text.push_str(&format!(
@@ -167,8 +178,8 @@ fn render(labs: &[LabStatus]) -> String {
             lab.hosts.len()
         ));
         text.push_str(&format!(
-            "  {:<14} {:<14} {:<9} {}\n",
-            "HOST", "IP", "STATE", "ANSWERS"
+            "  {:<14} {:<14} {:<23} {:<9} {}\n",
+            "HOST", "IP", "ENGINE", "STATE", "ANSWERS"
         ));
         for h in &lab.hosts {
             let answers = if h.answers {
@@ -176,8 +187,11 @@ fn render(labs: &[LabStatus]) -> String {
             } else {
                 format!("no: {}", h.problem.as_deref().unwrap_or("unknown"))
             };
+            let engine = h.engine.map_or("-".to_string(), |e| {
+                format!("{}, {} store", e.distro, e.store)
+            });
             text.push_str(&format!(
-                "  {:<14} {:<14} {:<9} {answers}\n",
+                "  {:<14} {:<14} {engine:<23} {:<9} {answers}\n",
                 h.name,
                 h.ip.as_deref().unwrap_or("-"),
                 h.state
