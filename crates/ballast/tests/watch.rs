@@ -18,7 +18,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -26,7 +25,6 @@ use std::time::{Duration, Instant};
 use ballast_core::host::Host;
 use serde_json::Value;
 
-use common::child::Watched;
 use common::webhook::{events, http_get, metric, receiver, wait, Got};
 use common::*;
 
@@ -108,24 +106,8 @@ fn watch_heals_alerts_escalates_and_recovers_without_floods() {
     );
 
     let state = work.path().join("watch-state.json");
-    let http = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{http}");
-    let mut watch = Watched::spawn(ballast_cmd(
-        &config,
-        &binary,
-        &[
-            "watch",
-            "--state",
-            state.to_str().unwrap(),
-            "--listen",
-            &listen,
-        ],
-    ));
-    watch.wait_for("watching 3 hosts of hello", Duration::from_secs(30));
+    let http = common::webhook::free_port();
+    let mut watch = common::watch::start(&config, &binary, &state, http, 3, "hello");
 
     let rt = runtime();
     let h1 = rt

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use ballast_core::host::Host;
 use serde_json::Value;
 
-use common::child::Watched;
 use common::webhook::{events, free_port, http_get, metric, receiver, wait, Got};
 use common::*;
 
@@ -132,19 +131,7 @@ fn events_bring_looks_forward_and_disks_and_doctor_rules_are_incidents() {
 
     let state = work.path().join("watch-state.json");
     let http = free_port();
-    let listen = format!("127.0.0.1:{http}");
-    let mut watch = Watched::spawn(ballast_cmd(
-        &config,
-        &binary,
-        &[
-            "watch",
-            "--state",
-            state.to_str().unwrap(),
-            "--listen",
-            &listen,
-        ],
-    ));
-    watch.wait_for("watching 2 hosts of hello", Duration::from_secs(30));
+    let watch = common::watch::start(&config, &binary, &state, http, 2, "hello");
     let started = Instant::now();
 
     // (c) At run time, the API on TCP without TLS in h2's daemon.json (the

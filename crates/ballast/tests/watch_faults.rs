@@ -80,23 +80,7 @@ fn start_watch(config: &Path, binary: &Path, state: &Path, http: u16) -> Watched
 }
 
 fn start_watch_of(config: &Path, binary: &Path, state: &Path, http: u16, hosts: usize) -> Watched {
-    let listen = format!("127.0.0.1:{http}");
-    let mut watch = Watched::spawn(ballast_cmd(
-        config,
-        binary,
-        &[
-            "watch",
-            "--state",
-            state.to_str().unwrap(),
-            "--listen",
-            &listen,
-        ],
-    ));
-    watch.wait_for(
-        &format!("watching {hosts} hosts of hello"),
-        Duration::from_secs(30),
-    );
-    watch
+    common::watch::start(config, binary, state, http, hosts, "hello")
 }
 
 fn metrics(http: u16) -> String {

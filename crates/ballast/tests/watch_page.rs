@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::browser::{self, try_run_within, Element, TOOL_DEADLINE};
-use common::child::Watched;
 use common::webhook::{free_port, http_get, metric};
 use common::*;
 
@@ -290,19 +289,7 @@ fn the_status_page_in_chromium_and_the_metrics_in_a_prometheus_parser_show_a_sto
 
     let http = free_port();
     let state = work.path().join("watch-state.json");
-    let listen = format!("127.0.0.1:{http}");
-    let mut watch = Watched::spawn(ballast_cmd(
-        &config,
-        &binary,
-        &[
-            "watch",
-            "--state",
-            state.to_str().unwrap(),
-            "--listen",
-            &listen,
-        ],
-    ));
-    watch.wait_for("watching 2 hosts of hello", Duration::from_secs(30));
+    let watch = common::watch::start(&config, &binary, &state, http, 2, "hello");
     // Both hosts judged, web healthy on each, before one goes away.
     wait_metrics(
         http,

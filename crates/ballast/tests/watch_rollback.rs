@@ -87,18 +87,7 @@ fn web_versions(inv: &Inventory) -> Vec<(Vec<String>, String)> {
 
 fn watch_cmd(config: &Path, state: &Path) -> Watched {
     let http = common::webhook::free_port();
-    let listen = format!("127.0.0.1:{http}");
-    Watched::spawn(ballast_cmd(
-        config,
-        &static_ballast(),
-        &[
-            "watch",
-            "--state",
-            state.to_str().unwrap(),
-            "--listen",
-            &listen,
-        ],
-    ))
+    common::watch::spawn(config, &static_ballast(), state, http)
 }
 
 /// The alerts whose text contains `needle`.

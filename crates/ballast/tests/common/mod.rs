@@ -12,6 +12,7 @@ pub mod pebble;
 pub mod postgres;
 pub mod snapshot;
 pub mod tls_load;
+pub mod watch;
 pub mod webhook;
 
 use std::path::{Path, PathBuf};
