@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use ballast_lab::Inventory;
 use serde_json::Value;
 
+use common::report::{host, result, rules};
 use common::*;
 
 /// How long SSH may take to connect before a host counts as unreachable.
@@ -57,33 +58,6 @@ fn doctor(config: &Path, args: &[&str]) -> (std::process::Output, Duration) {
     let started = Instant::now();
     let out = ballast(config.parent().unwrap(), &full);
     (out, started.elapsed())
-}
-
-/// The result line of a `--json` run.
-fn result(out: &std::process::Output) -> Value {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["type"] == "result")
-        .unwrap_or_else(|| panic!("no result line:\n{}", text(out)))
-}
-
-fn host<'a>(result: &'a Value, ip: &str) -> &'a Value {
-    result["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["host"] == ip)
-        .unwrap_or_else(|| panic!("{ip} missing from {result}"))
-}
-
-fn rules(host: &Value) -> Vec<&str> {
-    host["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["rule"].as_str().unwrap())
-        .collect()
 }
 
 fn severities(host: &Value) -> Vec<&str> {

@@ -17,6 +17,7 @@ use ballast_core::ssh::SshHost;
 use ballast_lab::{Distro, HostEngine, ImageStore, Inventory, LabEngines, LabName, UpRequest};
 use serde_json::Value;
 
+use common::report::{host as by_host, result, rules};
 use common::*;
 
 /// The engine of each host, by host number, and the Docker version its
@@ -101,33 +102,6 @@ fn write_config(dir: &Path, inv: &Inventory) -> PathBuf {
     let path = dir.join("ballast.yml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// The result line of a `--json` run.
-fn result(out: &std::process::Output) -> Value {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["type"] == "result")
-        .unwrap_or_else(|| panic!("no result line:\n{}", text(out)))
-}
-
-fn by_host<'a>(result: &'a Value, ip: &str) -> &'a Value {
-    result["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["host"] == ip)
-        .unwrap_or_else(|| panic!("{ip} missing from {result}"))
-}
-
-fn rules(host: &Value) -> Vec<&str> {
-    host["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["rule"].as_str().unwrap())
-        .collect()
 }
 
 #[test]

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod load;
 pub mod pebble;
 pub mod postgres;
+pub mod report;
 pub mod snapshot;
 pub mod tls_load;
 pub mod watch;
