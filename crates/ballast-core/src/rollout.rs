@@ -228,7 +228,17 @@ async fn do_step(
                     "the plan has no proxy route for this role",
                 ));
             };
-            let ip = address(host, r.service, name).await?;
+            // A target caught between restarts has no address: that too
+            // is a failed gate.
+            let ip = match address(host, r.service, name).await {
+                Ok(ip) => ip,
+                Err(e) => {
+                    if *name == plan.target {
+                        undo.gate_failed(plan);
+                    }
+                    return Err(e);
+                }
+            };
             let target = route.target(&ip);
             match crate::proxy::switch(host, route, &target).await {
                 Ok(()) => undo.routed = true,
