@@ -240,19 +240,26 @@ fn proxy_upgrade_to_another_build_loses_no_request_and_deploys_leave_proxies_alo
         "the WebSocket did not outlive the takeover"
     );
     let upgraded = rt.block_on(proxy_facts(&inv));
-    let local_image = Command::new("docker")
-        .args(["image", "inspect", "-f", "{{.Id}}"])
-        .arg(format!("ballast-proxy:{}", env!("CARGO_PKG_VERSION")))
-        .output()
-        .unwrap();
-    let local_image = String::from_utf8_lossy(&local_image.stdout)
-        .trim()
-        .to_string();
     for (before, after) in started.iter().zip(&upgraded) {
         assert_ne!(before.instance, after.instance);
         assert_ne!(before.build, after.build);
         assert_ne!(before.image, after.image);
-        assert_eq!(after.image, local_image, "runs the build just shipped");
+        // The tag names the build, so a proxy image another lane builds at
+        // the same time from this version cannot move it.
+        let shipped = format!(
+            "ballast-proxy:{}-{}",
+            env!("CARGO_PKG_VERSION"),
+            after.build
+        );
+        let local = Command::new("docker")
+            .args(["image", "inspect", "-f", "{{.Id}}", &shipped])
+            .output()
+            .unwrap();
+        let local = String::from_utf8_lossy(&local.stdout).trim().to_string();
+        assert_eq!(
+            after.image, local,
+            "runs the build just shipped ({shipped})"
+        );
     }
 
     // A deploy by the original build: no proxy touched, the upgrade due.

@@ -1,7 +1,10 @@
 //! The proxy's image and its identity. The image is `FROM scratch` with a
 //! static ballast binary in it, built offline on the operator's machine and
-//! tagged `ballast-proxy:<version>`; labels record the version and the
-//! build (a hash of the binary). The identity is the version and build, not
+//! tagged `ballast-proxy:<version>-<build>`; labels record the version and
+//! the build (a hash of the binary). The build is in the tag because two
+//! builds of one version on one machine (an operator's and a CI's, or a
+//! test's) would otherwise move one tag under each other between building
+//! and shipping, and a host would run a build other than the one named. The identity is the version and build, not
 //! the tag alone, so two operators with the same version but different
 //! builds see each other's proxies as "another build" and a deploy says
 //! `ballast proxy upgrade` is due instead of flipping proxies back and forth.
@@ -98,12 +101,12 @@ pub fn available() -> Result<Build> {
 }
 
 fn tag(build: &Build) -> String {
-    format!("{IMAGE_REPO}:{}", build.version)
+    format!("{IMAGE_REPO}:{}-{}", build.version, build.build)
 }
 
 /// The proxy image of this build on this machine: its tag and build. Built
-/// (again) when the tag is missing or holds another build, so `proxy
-/// upgrade` always ships the binary the operator has.
+/// when the tag is missing (or, after a hand-made retag, holds another
+/// build), so `proxy upgrade` always ships the binary the operator has.
 pub async fn image(local: &Engine) -> Result<(String, Build)> {
     let (_, bytes) = read_binary()?;
     let build = build_of(&bytes);

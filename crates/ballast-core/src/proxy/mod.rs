@@ -11,8 +11,9 @@
 //!   connection is refused at any moment. Docker's published ports would
 //!   force stop-then-start instead: the port belongs to the old container
 //!   until it is gone. See [`lifecycle`].
-//! - **Identity is the version.** The image is `ballast-proxy:<version>`,
-//!   labelled with the build (a hash of the static binary). A proxy is
+//! - **Identity is the version and build.** The image is
+//!   `ballast-proxy:<version>-<build>`, labelled with both (the build is a
+//!   hash of the static binary). A proxy is
 //!   compared with what a deploy wants by its settings ([`Listen`]: ports,
 //!   trusted proxies, drain time; never certificates, which travel through
 //!   the admin API) and its build. A deploy reconfigures a proxy whose
