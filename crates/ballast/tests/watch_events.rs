@@ -10,7 +10,14 @@
 //!   it is removed;
 //! - a daemon.json written at run time with the API on TCP without TLS
 //!   makes doctor's `api-tcp-without-tls` rule block the host: a
-//!   `doctor_block` incident naming the rule, recovered once undone.
+//!   `doctor_block` incident naming the rule, recovered once undone;
+//! - then, watched again with a short interval (2 s) and a long deadline
+//!   (8 s), one host frozen (`docker pause`: its TCP stack accepts, nothing
+//!   answers, so each look at it waits out the deadline): a container
+//!   killed on the other host three times is seen each time within an
+//!   event's latency (the first kill alerted), not held up behind the
+//!   frozen host's look; the frozen host is one `host_down` incident, its
+//!   containers raise none, and it recovers once thawed.
 #![allow(clippy::print_stderr)] // tests report what they measure
 
 mod common;
@@ -28,7 +35,14 @@ use common::*;
 const FILL: &str = "/var/lib/docker/ballast-watch-events-fill";
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
-fn write_config(dir: &Path, lab: &Lab, port: u16, disk_full_percent: u8) -> std::path::PathBuf {
+/// The lab's config, with watch looking every `interval` within `deadline`.
+fn write_config(
+    dir: &Path,
+    lab: &Lab,
+    port: u16,
+    disk_full_percent: u8,
+    (interval, deadline): (&str, &str),
+) -> std::path::PathBuf {
     let inv = &lab.inventory;
     let (h1, h2) = (&inv.hosts[0].ip, &inv.hosts[1].ip);
     let rest = format!(
@@ -39,8 +53,8 @@ fn write_config(dir: &Path, lab: &Lab, port: u16, disk_full_percent: u8) -> std:
 deploy:
   health_timeout: 20s
 watch:
-  interval: 10s
-  deadline: 5s
+  interval: {interval}
+  deadline: {deadline}
   failures: 2
   recover_after: 3s
   doctor_every: 10s
@@ -100,15 +114,21 @@ fn doctor_events(got: &Got, host: &str, rule: &str) -> Vec<String> {
 }
 
 /// Removes what the test put on a lab host even when it fails midway, so
-/// the machine's disk is not left full.
+/// the machine's disk is not left full, and thaws it.
 struct Undo<'a>(&'a str);
 
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
+        let _ = Command::new("docker").args(["unpause", self.0]).output();
         let _ = Command::new("docker")
             .args(["exec", self.0, "rm", "-f", FILL, DAEMON_JSON])
             .output();
     }
+}
+
+fn docker(args: &[&str]) {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", text(&out));
 }
 
 #[test]
@@ -125,7 +145,7 @@ fn events_bring_looks_forward_and_disks_and_doctor_rules_are_incidents() {
     // just above what it uses now, and crossed by a file of a few percent.
     let (used, used_kib, avail_kib) = disk_of(&h2.container);
     let threshold = u8::try_from(used + 2).unwrap().min(99);
-    let config = write_config(work.path(), &lab, port, threshold);
+    let config = write_config(work.path(), &lab, port, threshold, ("10s", "5s"));
     let binary = static_ballast();
     run_ok(&config, &binary, &["deploy", "--version", "v1"]);
 
@@ -339,5 +359,114 @@ fn events_bring_looks_forward_and_disks_and_doctor_rules_are_incidents() {
         said.contains(&format!("docker event: die of {web}")),
         "{said}"
     );
+
+    // (d) A frozen host holds up no other host's verdict.
+    let work = tempfile::tempdir().unwrap();
+    let receiver = common::webhook::Receiver::start(0);
+    let (port, got) = (receiver.port, receiver.got.clone());
+    let config = write_config(work.path(), &lab, port, 99, ("2s", "8s"));
+    let state = work.path().join("watch-state.json");
+    let http = free_port();
+    let mut watch = common::watch::start(&config, &binary, &state, http, 2, "hello");
+    wait(&got, "two looks", Duration::from_secs(20), || {
+        let (_, m) = http_get(http, "/metrics");
+        metric(&m, "ballast_watch_looks_total{service=\"hello\"}").is_some_and(|l| l >= 2.0)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    docker(&["pause", &h2.container]);
+    let paused = Instant::now();
+    // A look at h2 is under way from the next tick on.
+    std::thread::sleep(Duration::from_secs(3));
+    // What watch said is shown if it falls behind.
+    let frozen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Watch's published state of web on h1. The first kill is an
+        // incident and an alert; the next ones, a crash loop by now (its
+        // incident stays open until web has been healthy for
+        // `backoff_reset`), are timed by the state watch publishes, and
+        // the test starts web again itself rather than wait out backoff.
+        let state_is = |word: &str| {
+            let (_, m) = http_get(http, "/metrics");
+            let series = format!(
+                "ballast_watch_container_state{{service=\"hello\",host=\"{}\",kind=\"role\",name=\"web\",state=\"{word}\"}}",
+                h1.ip
+            );
+            metric(&m, &series) == Some(1.0)
+        };
+        let mut seen = Vec::new();
+        for n in 0..3 {
+            rt.block_on(
+                host1
+                    .engine()
+                    .docker()
+                    .kill_container(web, None::<bollard::query_parameters::KillContainerOptions>),
+            )
+            .unwrap();
+            let took = match n {
+                0 => wait(&got, "web on h1 opened", Duration::from_secs(20), || {
+                    a(&got) == ["opened"]
+                }),
+                _ => wait(
+                    &got,
+                    "web on h1 seen exited",
+                    Duration::from_secs(20),
+                    || state_is("exited"),
+                ),
+            };
+            seen.push(took.as_secs_f64());
+            let _ = rt.block_on(host1.engine().docker().start_container(
+                web,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            ));
+            wait(
+                &got,
+                "web on h1 seen running",
+                Duration::from_secs(20),
+                || state_is("running"),
+            );
+        }
+        eprintln!(
+            "measure: with h2 frozen (deadline 8s), kills on h1 seen after {seen:.2?}s (the first: alerted)"
+        );
+        assert!(
+            seen.iter().all(|&s| s < 3.0),
+            "seen after {seen:?}s: held up behind the frozen host's look"
+        );
+        let down = |got: &Got| events(got, "host_down", Some(&h2.ip), None);
+        wait(&got, "h2 down", Duration::from_secs(40), || {
+            down(&got) == ["opened"]
+        });
+        eprintln!(
+            "measure: frozen host alerted down {:.1}s after the freeze (interval 2s, deadline 8s, failures 2)",
+            paused.elapsed().as_secs_f64()
+        );
+    }));
+    if let Err(e) = frozen {
+        eprintln!(
+            "watch said:\n{}\nthe receiver read {} POSTs",
+            watch.said_so_far(),
+            receiver.requests()
+        );
+        std::panic::resume_unwind(e);
+    }
+    let down = |got: &Got| events(got, "host_down", Some(&h2.ip), None);
+    docker(&["unpause", &h2.container]);
+    wait(&got, "h2 recovered", Duration::from_secs(40), || {
+        down(&got) == ["opened", "recovered"]
+    });
+    let others: Vec<Value> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|al| {
+            let key = &al["incident"]["key"];
+            !(key["kind"] == "host_down" && key["host"] == h2.ip.as_str()
+                || key["kind"] == "container_failing" && key["host"] == h1.ip.as_str())
+        })
+        .cloned()
+        .collect();
+    assert!(others.is_empty(), "unexpected alerts: {others:?}");
+    watch.signal("INT");
+    let (status, said) = watch.finish(Duration::from_secs(60));
+    assert!(status.success(), "{said}");
     rt.block_on(host1.close());
 }

@@ -13,7 +13,8 @@
 //! the containers or proxies is judged while a deploy holds the lock (nor
 //! the look after, while its last steps settle); disks and doctor's rules
 //! are, as they are about the host. A look at a few hosts (after an
-//! event) judges those only, and leaves the lock's memory to whole looks.
+//! event, or a silent host's late answer) judges those only, and leaves
+//! the lock's memory to the ticks' looks.
 //! Pure: a look and a time in.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -205,7 +206,7 @@ pub fn assess(
         _ => None,
     });
     let locked = held_now.is_some() || memory.locked_last;
-    let whole = topology.hosts.iter().all(|h| obs.hosts.contains_key(h));
+    let whole = obs.tick || topology.hosts.iter().all(|h| obs.hosts.contains_key(h));
     // A look at a few hosts may miss the lock held on others: only a
     // whole look may forget it.
     memory.locked_last = held_now.is_some() || (!whole && memory.locked_last);

@@ -54,6 +54,7 @@
 pub mod alert;
 pub mod assess;
 pub mod backoff;
+pub mod batch;
 pub mod breaker;
 pub mod cascade;
 pub mod channel;

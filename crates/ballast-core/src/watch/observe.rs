@@ -6,14 +6,12 @@
 //! [`super::proxy_look`]); and how full its Docker disk is (see
 //! [`super::disk`]). Each host is looked at within the deadline, a
 //! bounded number at a time, over a connection kept from one look to the
-//! next (and opened again after a failure). A look may be at every host
-//! (each tick) or at a few (the hosts an event came from).
+//! next (and opened again after a failure). Each host's look runs on its
+//! own; the loop gathers them into rounds (see [`super::batch`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-use futures_util::{stream, StreamExt};
 
 use super::disk::{self, DiskSeen};
 use super::proxy_look::{self, ProxySeen};
@@ -32,6 +30,9 @@ pub struct Observation {
     pub hosts: BTreeMap<String, HostSeen>,
     /// How long each host took to answer (or to fail).
     pub took: BTreeMap<String, Duration>,
+    /// Every host was asked (a tick), though a silent one may be missing:
+    /// what the look says of the deploy lock holds for the fleet.
+    pub tick: bool,
 }
 
 /// What one host showed.
@@ -121,67 +122,79 @@ impl Connections {
     }
 }
 
-/// Which hosts a look is at.
-#[derive(Debug, Clone, Copy)]
-pub enum Which<'a> {
-    /// Every host of the topology (a tick).
-    All,
-    /// These hosts of it only (events came from them).
-    Only(&'a std::collections::BTreeSet<String>),
+/// One host's look, as it comes back to the loop.
+pub struct HostLook {
+    pub name: String,
+    /// The connection to keep (none after a failure).
+    host: Option<Arc<Host>>,
+    /// Its engine's data root, if known.
+    root: Option<String>,
+    pub seen: HostSeen,
+    /// How long it took to answer (or to fail).
+    pub took: Duration,
 }
 
-/// Looks at the hosts of `topology` that `which` names, `concurrency` at a
-/// time, each within `deadline`.
-pub async fn look(
-    conns: &mut Connections,
-    topology: &Topology,
-    reach: &Reach,
-    deadline: Duration,
-    concurrency: usize,
-    which: Which<'_>,
-) -> Observation {
-    let at = super::now();
-    let work: Vec<(String, Option<Arc<Host>>, Option<String>)> = topology
-        .hosts
-        .iter()
-        .filter(|h| match which {
-            Which::All => true,
-            Which::Only(some) => some.contains(*h),
-        })
-        .map(|h| {
-            (
-                h.clone(),
-                conns.hosts.remove(h),
-                conns.roots.get(h).cloned(),
-            )
-        })
-        .collect();
-    let results: Vec<_> = stream::iter(work)
-        .map(|(name, host, root)| async move {
+impl Connections {
+    /// A look at `name` within `deadline`, on the connection held now (a
+    /// new one if none is). It owns what it needs of the connections, so
+    /// looks at several hosts run beside each other; [`Connections::keep`]
+    /// takes in what comes of it.
+    pub fn look<'a>(
+        &self,
+        name: &str,
+        topology: &'a Topology,
+        reach: &'a Reach,
+        deadline: Duration,
+    ) -> impl std::future::Future<Output = HostLook> + 'a {
+        let (name, host, root) = (
+            name.to_string(),
+            self.hosts.get(name).cloned(),
+            self.roots.get(name).cloned(),
+        );
+        async move {
             let start = std::time::Instant::now();
             let (host, root, seen) = look_host(&name, host, root, topology, reach, deadline).await;
-            (name, host, root, seen, start.elapsed())
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    let (mut hosts, mut took) = (BTreeMap::new(), BTreeMap::new());
-    for (name, host, root, seen, elapsed) in results {
-        match host {
+            HostLook {
+                name,
+                host,
+                root,
+                seen,
+                took: start.elapsed(),
+            }
+        }
+    }
+
+    /// Keeps the connection a look used, or forgets it after a failure
+    /// (the next look connects again).
+    pub fn keep(&mut self, look: &mut HostLook) {
+        match look.host.take() {
             Some(host) => {
-                conns.hosts.insert(name.clone(), host);
+                self.hosts.insert(look.name.clone(), host);
             }
             None => {
-                conns.roots.remove(&name);
+                self.hosts.remove(&look.name);
+                self.roots.remove(&look.name);
             }
         }
-        if let Some(root) = root {
-            conns.roots.insert(name.clone(), root);
+        if let Some(root) = look.root.take() {
+            self.roots.insert(look.name.clone(), root);
         }
-        took.insert(name.clone(), elapsed);
-        hosts.insert(name, seen);
     }
-    Observation { at, hosts, took }
+}
+
+impl Observation {
+    /// What `looks` showed, judged at `at`.
+    pub fn of(looks: &[HostLook], at: Millis, tick: bool) -> Observation {
+        Observation {
+            at,
+            hosts: looks
+                .iter()
+                .map(|l| (l.name.clone(), l.seen.clone()))
+                .collect(),
+            took: looks.iter().map(|l| (l.name.clone(), l.took)).collect(),
+            tick,
+        }
+    }
 }
 
 /// One host's look: the connection to keep (none after a failure), its

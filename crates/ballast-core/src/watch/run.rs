@@ -1,9 +1,13 @@
 //! The loop of `ballast watch`: look, judge (the [`Watcher`]), carry out
 //! the restarts (each on its own task, so a slow stop holds up no look),
 //! send the notices, keep the state file and the status; until the
-//! shutdown future resolves. Every host is looked at each tick; a host
-//! whose Docker events say one of the service's containers changed is
-//! looked at again at once (see [`super::events`]), and so is one whose
+//! shutdown future resolves. Every host is looked at each tick, each
+//! host's look beside the others' and gathered into a round (see
+//! [`super::batch`]): a silent host delays no other host's verdict, nor
+//! the handling of events meanwhile. A host whose Docker events say one of
+//! the service's containers changed is looked at again at once (see
+//! [`super::events`]), and so is one whose event stream dropped, one that
+//! failed a look but not yet enough in a row to be down, and one whose
 //! doctor's rules changed their verdict (run on their own task, see
 //! [`super::checkup`]). Every action and every notice is told through
 //! `say`.
@@ -11,18 +15,22 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 use super::alert::{self, Alert};
+use super::batch::{Batches, Ready};
 use super::channel::{self, Channel, Dispatcher};
 use super::checkup::{self, Checkup};
 use super::events::{Followers, Nudge};
 use super::heal::Restart;
 use super::incident::Event;
-use super::observe::{self, Connections, Which};
+use super::observe::{Connections, HostLook, HostSeen, Observation};
 use super::status::Status;
 use super::watcher::{Settings, Topology, Watcher};
 use super::{execute, persist};
@@ -51,8 +59,22 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// `GAP` at most.
 const GAP: Duration = Duration::from_millis(500);
 
+/// The least a round waits for the hosts of its batch.
+const LEAST_WAIT: Duration = Duration::from_millis(500);
+
 /// A restart's outcome, as its task reports it.
 type Done = (Restart, std::result::Result<(), String>);
+
+/// A host's look under way, with the number of its batch.
+type Looking<'a> = Pin<Box<dyn Future<Output = (u64, HostLook)> + 'a>>;
+
+/// How long a round waits for the hosts of its batch before it judges
+/// those that answered: half an interval, so every answering host is in
+/// it and a silent one (held until its deadline) delays the others'
+/// verdict by half an interval at most.
+fn batch_wait(w: &Watch) -> Duration {
+    (w.interval / 2).max(LEAST_WAIT).min(w.deadline)
+}
 
 /// Watches the service of `loaded` until `shutdown` resolves; returns the
 /// last status.
@@ -118,42 +140,63 @@ pub async fn run(
         done_tx,
         tell: &tell,
         conns: Connections::default(),
+        looks: FuturesUnordered::new(),
+        looking: BTreeSet::new(),
+        batches: Batches::default(),
+        permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
         busy: BTreeSet::new(),
         was_locked: None,
         kept: None,
     };
     tokio::pin!(shutdown);
     let mut next = Instant::now();
-    // Hosts to look at soon, brought forward by events, and when.
+    // Hosts to look at soon (events came from them, or they must be
+    // asked again), and when.
     let mut soon = BTreeSet::new();
     let mut soon_at: Option<Instant> = None;
     let mut last_soon = Instant::now() - GAP;
+    let everyone: BTreeSet<String> = topology.hosts.iter().cloned().collect();
     loop {
         let far = Instant::now() + Duration::from_secs(3600);
+        let batch_due = l.batches.next_due().map(Instant::from_std);
         tokio::select! {
             () = &mut shutdown => break,
             () = tokio::time::sleep_until(next) => {
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = l.look(Which::All) => {}
-                }
-                // That look saw them too.
-                (soon, soon_at) = (BTreeSet::new(), None);
+                l.begin(&everyone, true);
                 next += w.interval;
                 if next < Instant::now() {
                     next = Instant::now();
                 }
-                followers.sync(&l.conns);
             }
             () = tokio::time::sleep_until(soon_at.unwrap_or(far)), if soon_at.is_some() => {
-                let hosts = std::mem::take(&mut soon);
-                soon_at = None;
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = l.look(Which::Only(&hosts)) => {}
-                }
+                // A host still being looked at stays due: its look began
+                // before what made it due.
+                let started = l.begin(&soon, false);
+                soon.retain(|h| !started.contains(h));
+                soon_at = (!soon.is_empty()).then(|| Instant::now() + GAP);
                 last_soon = Instant::now();
+            }
+            Some((id, mut look)) = l.looks.next(), if !l.looks.is_empty() => {
+                l.looking.remove(&look.name);
+                l.conns.keep(&mut look);
                 followers.sync(&l.conns);
+                let name = look.name.clone();
+                if let Some(ready) = l.batches.arrived(id, &name, look) {
+                    let again = l.judge(ready).await;
+                    if !again.is_empty() {
+                        soon.extend(again);
+                        soon_at = Some(Instant::now());
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(batch_due.unwrap_or(far)), if batch_due.is_some() => {
+                for ready in l.batches.expired(std::time::Instant::now()) {
+                    let again = l.judge(ready).await;
+                    if !again.is_empty() {
+                        soon.extend(again);
+                        soon_at = Some(Instant::now());
+                    }
+                }
             }
             Some(nudge) = nudges.recv() => match nudge {
                 Nudge::Changed { host, action, container } => {
@@ -163,7 +206,10 @@ pub async fn run(
                     soon_at.get_or_insert((Instant::now() + SETTLE).max(last_soon + GAP));
                 }
                 Nudge::Dropped { host, why } => {
-                    tell(Some(&host), format!("docker events stopped ({why}); looking every {} meanwhile", crate::error::humanize(w.interval)));
+                    tell(Some(&host), format!("docker events stopped ({why}); looking at it now, and every {} meanwhile", crate::error::humanize(w.interval)));
+                    // The stream may have dropped with the connection.
+                    soon.insert(host);
+                    soon_at.get_or_insert((Instant::now() + SETTLE).max(last_soon + GAP));
                 }
             },
             Some(c) = checkups.recv() => {
@@ -200,17 +246,24 @@ pub async fn run(
         }
     }
     l.keep();
-    let Looker { watcher, conns, .. } = l;
+    let Looker {
+        watcher,
+        conns,
+        looks,
+        ..
+    } = l;
+    // Looks under way hold connections: dropped first, so all close.
+    drop(looks);
     dispatcher.finish(Duration::from_secs(5)).await;
     conns.close().await;
     Ok(watcher.status.clone())
 }
 
 /// What a look, and what comes of it, works with.
-struct Looker<'a> {
+struct Looker<'a, 'f> {
     watcher: Watcher,
-    topology: &'a Topology,
-    reach: &'a Reach,
+    topology: &'f Topology,
+    reach: &'f Reach,
     w: &'a Watch,
     options: &'a Options,
     service: &'a str,
@@ -218,6 +271,14 @@ struct Looker<'a> {
     done_tx: mpsc::UnboundedSender<Done>,
     tell: &'a dyn Fn(Option<&str>, String),
     conns: Connections,
+    /// Looks under way, one per host at most.
+    looks: FuturesUnordered<Looking<'f>>,
+    /// The hosts of `looks`.
+    looking: BTreeSet<String>,
+    /// Looks waiting to be judged together.
+    batches: Batches<HostLook>,
+    /// Bounds the hosts looked at at once (`ssh.concurrency`).
+    permits: Arc<Semaphore>,
     /// Containers with a restart under way.
     busy: BTreeSet<super::Key>,
     /// Who held the lock at the last look.
@@ -226,20 +287,38 @@ struct Looker<'a> {
     kept: Option<super::watcher::Saved>,
 }
 
-impl Looker<'_> {
-    /// Looks at the hosts `which` names, and carries out what the watcher
-    /// decides: notices sent, restarts started, state kept.
-    async fn look(&mut self, which: Which<'_>) {
+impl<'f> Looker<'_, 'f> {
+    /// Starts a look at each of `hosts` not being looked at already, as
+    /// one batch; returns the hosts started.
+    fn begin(&mut self, hosts: &BTreeSet<String>, tick: bool) -> BTreeSet<String> {
+        let start: BTreeSet<String> = hosts.difference(&self.looking).cloned().collect();
+        if start.is_empty() {
+            return start;
+        }
+        let until = std::time::Instant::now() + batch_wait(self.w);
+        let id = self.batches.open(&start, until, tick);
+        for name in &start {
+            let look = self
+                .conns
+                .look(name, self.topology, self.reach, self.w.deadline);
+            let permits = self.permits.clone();
+            self.looks.push(Box::pin(async move {
+                // Closed only when the loop ends, and then nobody waits.
+                let _permit = permits.acquire_owned().await;
+                (id, look.await)
+            }));
+        }
+        self.looking.extend(start.iter().cloned());
+        start
+    }
+
+    /// Judges looks gathered in a round, and carries out what the watcher
+    /// decides: notices sent, restarts started, state kept. Returns the
+    /// hosts to ask again at once: those that failed a look but not yet
+    /// enough in a row to be called down.
+    async fn judge(&mut self, ready: Ready<HostLook>) -> BTreeSet<String> {
         let w = self.w;
-        let obs = observe::look(
-            &mut self.conns,
-            self.topology,
-            self.reach,
-            w.deadline,
-            self.options.concurrency,
-            which,
-        )
-        .await;
+        let obs = Observation::of(&ready.looks, super::now(), ready.tick);
         let round = self.watcher.round(&obs, &self.busy);
         match (&self.was_locked, &self.watcher.status.locked) {
             (None, Some(holder)) => {
@@ -273,6 +352,11 @@ impl Looker<'_> {
             self.start(r);
         }
         self.keep();
+        obs.hosts
+            .iter()
+            .filter(|(h, seen)| matches!(seen, HostSeen::Down(_)) && self.watcher.confirming(h))
+            .map(|(h, _)| h.clone())
+            .collect()
     }
 
     /// Starts `r` on a task of its own.

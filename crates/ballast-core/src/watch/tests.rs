@@ -156,6 +156,7 @@ impl Sim {
             at: self.at,
             hosts: self.hosts.clone(),
             took: BTreeMap::new(),
+            tick: true,
         };
         self.w.round(&obs, &self.busy)
     }
@@ -174,6 +175,26 @@ impl Sim {
             at: self.at,
             hosts,
             took: BTreeMap::new(),
+            tick: false,
+        };
+        self.w.round(&obs, &self.busy)
+    }
+
+    /// A tick's look that the `silent` hosts did not answer in time (they
+    /// will be judged on their own when they do), a second after the last.
+    fn tick_without(&mut self, silent: &[&str]) -> super::watcher::Round {
+        self.at += S;
+        let hosts = self
+            .hosts
+            .iter()
+            .filter(|(h, _)| !silent.contains(&h.as_str()))
+            .map(|(h, seen)| (h.clone(), seen.clone()))
+            .collect();
+        let obs = Observation {
+            at: self.at,
+            hosts,
+            took: BTreeMap::new(),
+            tick: true,
         };
         self.w.round(&obs, &self.busy)
     }

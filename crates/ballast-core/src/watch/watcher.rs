@@ -293,6 +293,15 @@ impl Watcher {
         self.status.incidents = self.book.open.values().cloned().collect();
     }
 
+    /// Whether `host` failed a look but not yet `watch.failures` in a row:
+    /// worth asking again at once rather than at the next tick.
+    pub fn confirming(&self, host: &str) -> bool {
+        self.memory
+            .hosts
+            .get(host)
+            .is_some_and(|t| t.failures > 0 && t.failures < self.settings.failures)
+    }
+
     /// Counts a Docker event about one of the service's containers.
     pub fn nudged(&mut self) {
         self.status.counters.events += 1;

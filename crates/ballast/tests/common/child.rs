@@ -70,6 +70,14 @@ impl Watched {
         }
     }
 
+    /// Everything it printed on stderr so far.
+    pub fn said_so_far(&mut self) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
     /// Sends `signal` (`INT`, `KILL`, `TERM`...) to the process.
     pub fn signal(&self, signal: &str) {
         let sent = Command::new("kill")

@@ -253,6 +253,34 @@ fn a_look_at_one_host_does_not_forget_a_lock_held_on_another() {
     assert_eq!(restarted(&r), [("h1".into(), "web-h1".into(), false)]);
 }
 
+#[test]
+fn a_silent_host_neither_keeps_watch_aside_nor_is_called_down_on_one_failure() {
+    let mut sim = Sim::new();
+    sim.lock("h2", Some("held by ana@laptop for deploy"));
+    sim.look();
+    // The deploy ends while h3 goes silent: its looks are late for every
+    // tick. The ticks still tell that the lock is free.
+    sim.lock("h2", None);
+    sim.hosts
+        .insert("h3".into(), HostSeen::Down("no answer within 10s".into()));
+    sim.tick_without(&["h3"]);
+    assert_eq!(
+        sim.w.status.locked.as_deref(),
+        Some("a deploy that just ended")
+    );
+    assert!(sim.tick_without(&["h3"]).notices.is_empty());
+    assert_eq!(sim.w.status.locked, None);
+    // Its late answer, judged alone: one failure is worth asking again
+    // at once, the second in a row is the incident.
+    assert!(sim.look_at(&["h3"]).notices.is_empty());
+    assert!(sim.w.confirming("h3"));
+    assert_eq!(
+        events(&sim.look_at(&["h3"])),
+        [(Event::Opened, "host h3 down".to_string())]
+    );
+    assert!(!sim.w.confirming("h3"));
+}
+
 /// Every notice of `n` whole looks.
 fn looks_allowing_restarts(sim: &mut Sim, n: usize) -> Vec<(Event, String)> {
     (0..n).flat_map(|_| events(&sim.look())).collect()
