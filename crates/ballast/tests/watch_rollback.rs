@@ -168,6 +168,7 @@ fn watch_rolls_back_a_release_that_crash_loops_on_every_host_once() {
     );
     let said_so = alerts_with(&got, "rolled back role web");
     assert_eq!(said_so.len(), 1, "{said_so:#?}");
+    assert_eq!(said_so[0]["event"], "rolled_back", "{said_so:#?}");
     let tried = said_so[0]["incident"]["tried"].to_string();
     assert!(tried.contains("rolled back role web to v1"), "{tried}");
     for (running, answer) in web_versions(&inv) {

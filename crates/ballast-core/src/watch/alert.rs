@@ -69,7 +69,7 @@ impl Alert {
             given_up: i.given_up,
             hint: i.hint.clone(),
         };
-        let report = (notice.event == Event::Escalated).then(|| Report {
+        let report = notice.event.reports().then(|| Report {
             host: i.key.host.clone(),
             role: match &i.key.subject {
                 Some(Subject::Role(r)) => Some(r.clone()),
@@ -101,6 +101,10 @@ impl Alert {
                 "[{service}] RECOVERED: {what} (after {})",
                 open_for(i.opened_at, notice.at)
             ),
+            Event::RolledBack => format!("[{service}] ROLLED BACK: {what}: {}", i.cause),
+            Event::RollbackFailed => {
+                format!("[{service}] ROLLBACK FAILED: {what}: {}", i.cause)
+            }
         };
         Alert {
             service: service.to_string(),
@@ -154,18 +158,12 @@ mod tests {
     use super::*;
 
     fn incident() -> Incident {
+        let key = Key::container("h1", &Subject::Role("web".into()));
         Incident {
-            key: Key::container("h1", &Subject::Role("web".into())),
-            opened_at: 1_764_583_200_000,
-            cause: "exited with code 137".into(),
             tried: vec!["2025-12-01T10:00:01Z: start shop-web-v1 (exited with code 137)".into()],
             container: Some("shop-web-v1".into()),
-            hint: None,
             alerted: true,
-            inhibited: false,
-            escalated_at: None,
-            given_up: false,
-            clear_since: None,
+            ..Incident::new(key, "exited with code 137", 1_764_583_200_000)
         }
     }
 
@@ -223,5 +221,28 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("```\nboom\n```"), "{text}");
+    }
+
+    #[test]
+    fn a_rollback_by_watch_is_an_event_of_its_own_with_the_report() {
+        for (event, word, head) in [
+            (Event::RolledBack, "rolled_back", "[shop] ROLLED BACK: "),
+            (
+                Event::RollbackFailed,
+                "rollback_failed",
+                "[shop] ROLLBACK FAILED: ",
+            ),
+        ] {
+            let n = Notice {
+                event,
+                incident: incident(),
+                at: 1_764_583_200_000 + 60_000,
+            };
+            let a = Alert::new("shop", &n, vec![]);
+            assert!(a.text.starts_with(head), "{}", a.text);
+            assert!(a.report.is_some());
+            let v: serde_json::Value = serde_json::from_str(&a.json()).unwrap();
+            assert_eq!(v["event"], word);
+        }
     }
 }

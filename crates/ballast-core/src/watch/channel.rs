@@ -333,17 +333,8 @@ mod tests {
         use super::super::incident::{Event, Incident, Notice};
         use super::super::Key;
         let incident = Incident {
-            key: Key::host_down("h1"),
-            opened_at: 0,
-            cause: "does not answer".into(),
-            tried: vec![],
-            container: None,
-            hint: None,
             alerted: true,
-            inhibited: false,
-            escalated_at: None,
-            given_up: false,
-            clear_since: None,
+            ..Incident::new(Key::host_down("h1"), "does not answer", 0)
         };
         Alert::new(
             "shop",

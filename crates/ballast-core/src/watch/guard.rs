@@ -159,33 +159,32 @@ fn alert(service: &str, seen: &Status, suspect: &Suspect, record: &RolledBack) -
         .iter()
         .find_map(|k| seen.incidents.iter().find(|i| &i.key == k))
         .cloned()
-        .unwrap_or_else(|| Incident {
-            key: keys[0].clone(),
-            opened_at: record.at,
-            cause: format!("release {} crash-loops on every host", suspect.version),
-            tried: Vec::new(),
-            container: None,
-            hint: None,
-            alerted: true,
-            inhibited: false,
-            escalated_at: None,
-            given_up: false,
-            clear_since: None,
+        .unwrap_or_else(|| {
+            let cause = format!("release {} crash-loops on every host", suspect.version);
+            Incident::new(keys[0].clone(), &cause, record.at)
         });
     let what = record.describe();
     incident
         .tried
         .push(format!("{}: {what}", super::rfc3339(record.at)));
-    incident.hint = match &record.outcome {
-        Outcome::RolledBack { .. } => Some(format!(
-            "fix release {} before deploying it again; `ballast releases` shows what runs",
-            record.version
-        )),
-        Outcome::Failed { .. } => Some(format!("run `ballast rollback --roles {}`", suspect.role)),
+    let (event, hint) = match &record.outcome {
+        Outcome::RolledBack { .. } => (
+            Event::RolledBack,
+            format!(
+                "fix release {} before deploying it again; `ballast releases` shows what runs",
+                record.version
+            ),
+        ),
+        Outcome::Failed { .. } => (
+            Event::RollbackFailed,
+            format!("run `ballast rollback --roles {}`", suspect.role),
+        ),
     };
+    incident.hint = Some(hint);
+    // An automatic change to the fleet is for a human to know now, as an
+    // event of its own that a receiver can route.
     let notice = Notice {
-        // An automatic change to the fleet is for a human to know now.
-        event: Event::Escalated,
+        event,
         incident,
         at: record.at,
     };

@@ -55,6 +55,25 @@ pub struct Incident {
     pub clear_since: Option<Millis>,
 }
 
+impl Incident {
+    /// An incident about `key` opened at `at`, not alerted yet.
+    pub fn new(key: Key, cause: &str, at: Millis) -> Incident {
+        Incident {
+            key,
+            opened_at: at,
+            cause: cause.to_string(),
+            tried: Vec::new(),
+            container: None,
+            hint: None,
+            alerted: false,
+            inhibited: false,
+            escalated_at: None,
+            given_up: false,
+            clear_since: None,
+        }
+    }
+}
+
 /// What happened to an incident that people are told about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,6 +81,10 @@ pub enum Event {
     Opened,
     Escalated,
     Recovered,
+    /// Watch rolled the role back by itself (`watch.auto_rollback`).
+    RolledBack,
+    /// Watch tried to roll the role back by itself, and could not.
+    RollbackFailed,
 }
 
 impl Event {
@@ -70,7 +93,16 @@ impl Event {
             Event::Opened => "opened",
             Event::Escalated => "escalated",
             Event::Recovered => "recovered",
+            Event::RolledBack => "rolled back",
+            Event::RollbackFailed => "rollback failed",
         }
+    }
+
+    /// Whether the alert carries the report (what, where, since when, what
+    /// was tried): everything but the opening and the recovery, which say
+    /// it in a line.
+    pub fn reports(self) -> bool {
+        !matches!(self, Event::Opened | Event::Recovered)
     }
 }
 
@@ -111,19 +143,10 @@ impl Book {
     ) -> Vec<Notice> {
         let mut notices = Vec::new();
         for f in findings {
-            let incident = self.open.entry(f.key.clone()).or_insert_with(|| Incident {
-                key: f.key.clone(),
-                opened_at: now,
-                cause: f.cause.clone(),
-                tried: Vec::new(),
-                container: f.container.clone(),
-                hint: None,
-                alerted: false,
-                inhibited: f.inhibited,
-                escalated_at: None,
-                given_up: false,
-                clear_since: None,
-            });
+            let incident = self
+                .open
+                .entry(f.key.clone())
+                .or_insert_with(|| Incident::new(f.key.clone(), &f.cause, now));
             incident.cause = f.cause.clone();
             incident.inhibited = f.inhibited;
             incident.clear_since = None;

@@ -173,17 +173,10 @@ mod tests {
         saved.book.open.insert(
             key.clone(),
             Incident {
-                key,
-                opened_at: 1_000,
-                cause: "exited with code 137".into(),
                 tried: vec!["restart shop-web-v1".into()],
                 container: Some("shop-web-v1".into()),
-                hint: None,
                 alerted: true,
-                inhibited: false,
-                escalated_at: None,
-                given_up: false,
-                clear_since: None,
+                ..Incident::new(key, "exited with code 137", 1_000)
             },
         );
         let mut track = Track {

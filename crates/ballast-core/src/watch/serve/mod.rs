@@ -261,17 +261,8 @@ fn sample() -> Status {
     use std::collections::BTreeMap;
     let at: Millis = 1_700_000_000_000;
     let incident = |key: Key, since: Millis, cause: &str| Incident {
-        key,
-        opened_at: at - since,
-        cause: cause.into(),
-        tried: Vec::new(),
-        container: None,
-        hint: None,
         alerted: true,
-        inhibited: false,
-        escalated_at: None,
-        given_up: false,
-        clear_since: None,
+        ..Incident::new(key, cause, at - since)
     };
     let db = Subject::Accessory("db".into());
     let mut s = Status {
