@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Run Docker in production on many hosts, safely.
@@ -555,6 +556,12 @@ pub struct LabUpArgs {
 pub struct LabImageArgs {
     /// Which image.
     pub image: LabImage,
+    /// For `host`: the Debian release of the host, which fixes its Docker:
+    /// bookworm (20.10, the default), trixie (26.1) or sid (28.5).
+    #[arg(long, value_name = "DISTRO",
+          value_parser = clap::builder::PossibleValuesParser::new(ballast_lab::Distro::ALL.map(ballast_lab::Distro::suite))
+              .map(|s| s.parse::<ballast_lab::Distro>().expect("a possible value")))]
+    pub distro: Option<ballast_lab::Distro>,
 }
 
 /// The images `ballast lab image` builds.
@@ -605,6 +612,27 @@ mod tests {
         assert_eq!(up.hosts, 3);
         assert_eq!(up.lab.name, "dev");
         assert_eq!(up.timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn lab_image_takes_a_distro_for_the_host_image() {
+        let image =
+            |args: &[&str]| -> Result<(LabImage, Option<ballast_lab::Distro>), clap::Error> {
+                let cli = Cli::try_parse_from([&["ballast", "lab", "image"], args].concat())?;
+                match cli.command {
+                    Command::Lab(LabCommand::Image(i)) => Ok((i.image, i.distro)),
+                    other => panic!("parsed as {other:?}"),
+                }
+            };
+        assert_eq!(image(&["host"]).unwrap(), (LabImage::Host, None));
+        assert_eq!(
+            image(&["host", "--distro", "sid"]).unwrap(),
+            (LabImage::Host, Some(ballast_lab::Distro::Sid))
+        );
+        let err = image(&["host", "--distro", "buster"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bookworm") && err.contains("trixie"), "{err}");
     }
 
     #[test]

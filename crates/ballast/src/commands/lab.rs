@@ -145,9 +145,16 @@ async fn status(args: LabStatusArgs, out: &Printer) -> Result<()> {
 /// `lab image`: builds the image if its recipe's tag is missing, then
 /// prints the tag.
 async fn image(args: LabImageArgs, out: &Printer) -> Result<()> {
-    let recipe = match args.image {
-        LabImage::Host => ballast_lab::recipe::HOST,
-        LabImage::Postgres => ballast_lab::postgres::RECIPE,
+    let recipe = match (args.image, args.distro) {
+        (LabImage::Host, distro) => {
+            ballast_lab::recipe::host(distro.unwrap_or(ballast_lab::Distro::Bookworm))
+        }
+        (LabImage::Postgres, None) => ballast_lab::postgres::RECIPE,
+        (LabImage::Postgres, Some(_)) => return Err(Error::input(
+            "choose the image",
+            "--distro is for the host image: the postgres image is Debian bookworm's PostgreSQL 15",
+        )
+        .hint("drop --distro, or ask for `ballast lab image host --distro ...`")),
     };
     let engine = Engine::local().await?;
     let mut cached = false;
