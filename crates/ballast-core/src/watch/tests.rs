@@ -151,50 +151,40 @@ impl Sim {
 
     /// One look, a second after the last.
     fn look(&mut self) -> super::watcher::Round {
-        self.at += S;
-        let obs = Observation {
-            at: self.at,
-            hosts: self.hosts.clone(),
-            took: BTreeMap::new(),
-            tick: true,
-        };
-        self.w.round(&obs, &self.busy)
+        self.round(S, |_| true, true)
     }
 
     /// A look at `only` these hosts (an event came from them), a tenth of
     /// a second after the last.
     fn look_at(&mut self, only: &[&str]) -> super::watcher::Round {
-        self.at += S / 10;
-        let hosts = self
-            .hosts
-            .iter()
-            .filter(|(h, _)| only.contains(&h.as_str()))
-            .map(|(h, seen)| (h.clone(), seen.clone()))
-            .collect();
-        let obs = Observation {
-            at: self.at,
-            hosts,
-            took: BTreeMap::new(),
-            tick: false,
-        };
-        self.w.round(&obs, &self.busy)
+        self.round(S / 10, |h| only.contains(&h), false)
     }
 
     /// A tick's look that the `silent` hosts did not answer in time (they
     /// will be judged on their own when they do), a second after the last.
     fn tick_without(&mut self, silent: &[&str]) -> super::watcher::Round {
-        self.at += S;
+        self.round(S, |h| !silent.contains(&h), true)
+    }
+
+    /// A round `after` the last, of the hosts `answered` keeps.
+    fn round(
+        &mut self,
+        after: Millis,
+        answered: impl Fn(&str) -> bool,
+        tick: bool,
+    ) -> super::watcher::Round {
+        self.at += after;
         let hosts = self
             .hosts
             .iter()
-            .filter(|(h, _)| !silent.contains(&h.as_str()))
+            .filter(|(h, _)| answered(h))
             .map(|(h, seen)| (h.clone(), seen.clone()))
             .collect();
         let obs = Observation {
             at: self.at,
             hosts,
             took: BTreeMap::new(),
-            tick: true,
+            tick,
         };
         self.w.round(&obs, &self.busy)
     }
