@@ -13,8 +13,9 @@
 //! the containers or proxies is judged while a deploy holds the lock (nor
 //! the look after, while its last steps settle); disks and doctor's rules
 //! are, as they are about the host. A look at a few hosts (after an
-//! event, or a silent host's late answer) judges those only, and leaves
-//! the lock's memory to the ticks' looks.
+//! event, or a silent host's late answer) judges those only; the lock is
+//! remembered per host, each forgotten by its own host's answer, and a
+//! host missing from a look counts as down by what is remembered of it.
 //! Pure: a look and a time in.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -77,8 +78,12 @@ pub struct Memory {
     #[serde(with = "super::persist::pairs")]
     pub containers: BTreeMap<(String, Subject), Track>,
     pub hosts: BTreeMap<String, HostTrack>,
-    /// A live holder had the lock at the last look.
-    pub locked_last: bool,
+    /// The hosts whose last answer showed the deploy lock held by a live
+    /// holder, and who held it. Each host's entry changes only with its
+    /// own answer, so a look that misses the holder's host (an event's
+    /// look at another host, a round it was late for) does not forget it.
+    #[serde(default)]
+    pub locks: BTreeMap<String, String>,
 }
 
 /// Why a container is not running healthy.
@@ -201,17 +206,38 @@ pub fn assess(
     now: Millis,
 ) -> Assessment {
     let mut out = Assessment::default();
-    let held_now = obs.hosts.values().find_map(|h| match h {
-        HostSeen::Up(v) => v.locked.clone(),
-        _ => None,
-    });
-    let locked = held_now.is_some() || memory.locked_last;
-    let whole = obs.tick || topology.hosts.iter().all(|h| obs.hosts.contains_key(h));
-    // A look at a few hosts may miss the lock held on others: only a
-    // whole look may forget it.
-    memory.locked_last = held_now.is_some() || (!whole && memory.locked_last);
-    out.locked = held_now.or_else(|| locked.then(|| "a deploy that just ended".to_string()));
-    let mut down = BTreeSet::new();
+    let was_locked = !memory.locks.is_empty();
+    for (host, seen) in &obs.hosts {
+        match seen {
+            HostSeen::Up(v) => match &v.locked {
+                Some(holder) => memory.locks.insert(host.clone(), holder.clone()),
+                None => memory.locks.remove(host),
+            },
+            // A host that does not answer holds nothing up.
+            HostSeen::Down(_) => memory.locks.remove(host),
+            HostSeen::Unknown(_) => None,
+        };
+    }
+    let held = memory.locks.values().next().cloned();
+    // The look after the lock is released stands aside too: the holder's
+    // last steps settle.
+    let locked = held.is_some() || was_locked;
+    out.locked = held.or_else(|| locked.then(|| "a deploy that just ended".to_string()));
+    // Hosts down by what is remembered, this look's verdicts aside: a role
+    // whose other hosts are down is down everywhere when this look's
+    // hosts fail it.
+    let mut down: BTreeSet<String> = topology
+        .hosts
+        .iter()
+        .filter(|h| !obs.hosts.contains_key(*h))
+        .filter(|h| {
+            memory
+                .hosts
+                .get(*h)
+                .is_some_and(|t| t.failures >= settings.failures)
+        })
+        .cloned()
+        .collect();
     for host in &topology.hosts {
         let track = memory.hosts.entry(host.clone()).or_default();
         let view = match obs.hosts.get(host) {

@@ -3,19 +3,12 @@
 //! a role down on all its hosts is seen as one problem. A batch waits for
 //! its hosts no longer than its own wait, though: a host that has not
 //! answered by then (a silent one, held until its deadline) is judged on
-//! its own when it does answer, and holds up no other host's verdict.
-//! Pure: the loop says what started, what arrived and what time it is.
+//! its own when it does answer. Pure: the loop says what started, what
+//! arrived and what time it is.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
-/// Looks to judge together.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Ready<T> {
-    pub looks: Vec<T>,
-    /// Every host was asked (a tick), whether or not all answered in time.
-    pub tick: bool,
-}
+use tokio::time::Instant;
 
 /// The batches still waiting for some of their hosts.
 #[derive(Debug)]
@@ -29,7 +22,6 @@ struct Batch<T> {
     waiting: BTreeSet<String>,
     arrived: Vec<T>,
     until: Instant,
-    tick: bool,
 }
 
 impl<T> Default for Batches<T> {
@@ -44,7 +36,7 @@ impl<T> Default for Batches<T> {
 impl<T> Batches<T> {
     /// A batch of looks at `hosts`, judged together by `until` at the
     /// latest; its number, which each look carries back.
-    pub fn open(&mut self, hosts: &BTreeSet<String>, until: Instant, tick: bool) -> u64 {
+    pub fn open(&mut self, hosts: &BTreeSet<String>, until: Instant) -> u64 {
         let id = self.next;
         self.next += 1;
         self.open.insert(
@@ -53,33 +45,29 @@ impl<T> Batches<T> {
                 waiting: hosts.clone(),
                 arrived: Vec::new(),
                 until,
-                tick,
             },
         );
         id
     }
 
-    /// Takes in the look at `host` of batch `id`: what is ready to judge
-    /// now, if anything (its whole batch, or this look alone when its
-    /// batch was judged without it).
-    pub fn arrived(&mut self, id: u64, host: &str, look: T) -> Option<Ready<T>> {
+    /// Takes in the look at `host` of batch `id`: the looks ready to judge
+    /// now, if any (its whole batch, or this look alone when its batch was
+    /// judged without it).
+    pub fn arrived(&mut self, id: u64, host: &str, look: T) -> Option<Vec<T>> {
         let Some(batch) = self.open.get_mut(&id) else {
-            return Some(Ready {
-                looks: vec![look],
-                tick: false,
-            });
+            return Some(vec![look]);
         };
         batch.waiting.remove(host);
         batch.arrived.push(look);
         if !batch.waiting.is_empty() {
             return None;
         }
-        self.open.remove(&id).map(Batch::ready)
+        self.open.remove(&id).map(|b| b.arrived)
     }
 
-    /// The batches whose wait is over at `now`, with what arrived of
-    /// them; their late hosts will come on their own.
-    pub fn expired(&mut self, now: Instant) -> Vec<Ready<T>> {
+    /// The looks of the batches whose wait is over at `now` (those that
+    /// had any); their late hosts will come on their own.
+    pub fn expired(&mut self, now: Instant) -> Vec<Vec<T>> {
         let over: Vec<u64> = self
             .open
             .iter()
@@ -88,22 +76,14 @@ impl<T> Batches<T> {
             .collect();
         over.into_iter()
             .filter_map(|id| self.open.remove(&id))
-            .map(Batch::ready)
+            .map(|b| b.arrived)
+            .filter(|looks| !looks.is_empty())
             .collect()
     }
 
     /// When the next batch's wait is over.
     pub fn next_due(&self) -> Option<Instant> {
         self.open.values().map(|b| b.until).min()
-    }
-}
-
-impl<T> Batch<T> {
-    fn ready(self) -> Ready<T> {
-        Ready {
-            looks: self.arrived,
-            tick: self.tick,
-        }
     }
 }
 
@@ -120,64 +100,46 @@ mod tests {
     fn a_batch_is_judged_once_every_host_answered() {
         let now = Instant::now();
         let mut b = Batches::default();
-        let id = b.open(&hosts(&["a", "b"]), now + Duration::from_secs(2), true);
+        let id = b.open(&hosts(&["a", "b"]), now + Duration::from_secs(2));
         assert_eq!(b.arrived(id, "b", "b up"), None);
         assert_eq!(b.next_due(), Some(now + Duration::from_secs(2)));
-        assert_eq!(
-            b.arrived(id, "a", "a up"),
-            Some(Ready {
-                looks: vec!["b up", "a up"],
-                tick: true
-            })
-        );
+        assert_eq!(b.arrived(id, "a", "a up"), Some(vec!["b up", "a up"]));
         assert_eq!(b.next_due(), None);
     }
 
     #[test]
-    fn a_silent_host_holds_up_no_one_and_is_judged_alone_later() {
+    fn a_silent_host_holds_up_no_one_past_the_wait_and_is_judged_alone_later() {
         let now = Instant::now();
         let mut b = Batches::default();
-        let id = b.open(&hosts(&["a", "b", "c"]), now + Duration::from_secs(2), true);
+        let id = b.open(&hosts(&["a", "b", "c"]), now + Duration::from_secs(2));
         assert_eq!(b.arrived(id, "a", "a up"), None);
         assert_eq!(b.arrived(id, "c", "c up"), None);
         assert!(b.expired(now + Duration::from_secs(1)).is_empty());
         assert_eq!(
             b.expired(now + Duration::from_secs(2)),
-            vec![Ready {
-                looks: vec!["a up", "c up"],
-                tick: true
-            }]
+            vec![vec!["a up", "c up"]]
         );
-        assert_eq!(
-            b.arrived(id, "b", "b down"),
-            Some(Ready {
-                looks: vec!["b down"],
-                tick: false
-            })
-        );
+        assert_eq!(b.arrived(id, "b", "b down"), Some(vec!["b down"]));
+    }
+
+    #[test]
+    fn a_batch_nobody_answered_in_time_is_not_a_round() {
+        let now = Instant::now();
+        let mut b = Batches::<&str>::default();
+        b.open(&hosts(&["a"]), now);
+        assert!(b.expired(now).is_empty());
+        assert_eq!(b.next_due(), None);
     }
 
     #[test]
     fn batches_overlap_without_mixing() {
         let now = Instant::now();
         let mut b = Batches::default();
-        let tick = b.open(&hosts(&["a", "b"]), now + Duration::from_secs(2), true);
-        let event = b.open(&hosts(&["c"]), now + Duration::from_secs(1), false);
+        let tick = b.open(&hosts(&["a", "b"]), now + Duration::from_secs(2));
+        let event = b.open(&hosts(&["c"]), now + Duration::from_secs(1));
         assert_eq!(b.next_due(), Some(now + Duration::from_secs(1)));
         assert_eq!(b.arrived(tick, "a", 1), None);
-        assert_eq!(
-            b.arrived(event, "c", 3),
-            Some(Ready {
-                looks: vec![3],
-                tick: false
-            })
-        );
-        assert_eq!(
-            b.arrived(tick, "b", 2),
-            Some(Ready {
-                looks: vec![1, 2],
-                tick: true
-            })
-        );
+        assert_eq!(b.arrived(event, "c", 3), Some(vec![3]));
+        assert_eq!(b.arrived(tick, "b", 2), Some(vec![1, 2]));
     }
 }

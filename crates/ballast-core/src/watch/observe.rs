@@ -30,9 +30,6 @@ pub struct Observation {
     pub hosts: BTreeMap<String, HostSeen>,
     /// How long each host took to answer (or to fail).
     pub took: BTreeMap<String, Duration>,
-    /// Every host was asked (a tick), though a silent one may be missing:
-    /// what the look says of the deploy lock holds for the fleet.
-    pub tick: bool,
 }
 
 /// What one host showed.
@@ -132,6 +129,8 @@ pub struct HostLook {
     pub seen: HostSeen,
     /// How long it took to answer (or to fail).
     pub took: Duration,
+    /// Nothing answered within the deadline (as opposed to a refusal).
+    pub silent: bool,
 }
 
 impl Connections {
@@ -154,12 +153,14 @@ impl Connections {
         async move {
             let start = std::time::Instant::now();
             let (host, root, seen) = look_host(&name, host, root, topology, reach, deadline).await;
+            let took = start.elapsed();
             HostLook {
+                silent: matches!(seen, HostSeen::Down(_)) && took >= deadline,
                 name,
                 host,
                 root,
                 seen,
-                took: start.elapsed(),
+                took,
             }
         }
     }
@@ -184,7 +185,7 @@ impl Connections {
 
 impl Observation {
     /// What `looks` showed, judged at `at`.
-    pub fn of(looks: &[HostLook], at: Millis, tick: bool) -> Observation {
+    pub fn of(looks: &[HostLook], at: Millis) -> Observation {
         Observation {
             at,
             hosts: looks
@@ -192,7 +193,6 @@ impl Observation {
                 .map(|l| (l.name.clone(), l.seen.clone()))
                 .collect(),
             took: looks.iter().map(|l| (l.name.clone(), l.took)).collect(),
-            tick,
         }
     }
 }

@@ -190,7 +190,10 @@ mod tests {
             .memory
             .containers
             .insert(("h1".into(), subject), track);
-        saved.memory.locked_last = true;
+        saved
+            .memory
+            .locks
+            .insert("h1".into(), "held by ana@laptop for deploy".into());
         save(&path, "shop", &saved).unwrap();
         assert_eq!(load(&path, "shop").unwrap(), saved);
         let other = load(&path, "blog").unwrap_err();

@@ -3,12 +3,14 @@
 //! send the notices, keep the state file and the status; until the
 //! shutdown future resolves. Every host is looked at each tick, each
 //! host's look beside the others' and gathered into a round (see
-//! [`super::batch`]): a silent host delays no other host's verdict, nor
-//! the handling of events meanwhile. A host whose Docker events say one of
-//! the service's containers changed is looked at again at once (see
-//! [`super::events`]), and so is one whose event stream dropped, one that
-//! failed a look but not yet enough in a row to be down, and one whose
-//! doctor's rules changed their verdict (run on their own task, see
+//! [`super::batch`]); the loop never waits on a look, so a silent host
+//! holds up neither the events meanwhile nor the next ticks' looks at the
+//! others (it is left out of them until its own look ends). A host whose
+//! Docker events say one of the service's containers changed is looked at
+//! again at once (see [`super::events`]), and so is one whose look went
+//! unanswered but not yet `watch.failures` times in a row (so a silent
+//! host is called down after that many deadlines, not intervals), and one
+//! whose doctor's rules changed their verdict (run on their own task, see
 //! [`super::checkup`]). Every action and every notice is told through
 //! `say`.
 
@@ -24,13 +26,13 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 use super::alert::{self, Alert};
-use super::batch::{Batches, Ready};
+use super::batch::Batches;
 use super::channel::{self, Channel, Dispatcher};
 use super::checkup::{self, Checkup};
 use super::events::{Followers, Nudge};
 use super::heal::Restart;
 use super::incident::Event;
-use super::observe::{Connections, HostLook, HostSeen, Observation};
+use super::observe::{Connections, HostLook, Observation};
 use super::status::Status;
 use super::watcher::{Settings, Topology, Watcher};
 use super::{execute, persist};
@@ -59,8 +61,9 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// `GAP` at most.
 const GAP: Duration = Duration::from_millis(500);
 
-/// The least a round waits for the hosts of its batch.
-const LEAST_WAIT: Duration = Duration::from_millis(500);
+/// What a round waits for its hosts beyond their deadline: the look's own
+/// timer fires at the deadline, and its answer has to reach the loop.
+const MARGIN: Duration = Duration::from_millis(500);
 
 /// A restart's outcome, as its task reports it.
 type Done = (Restart, std::result::Result<(), String>);
@@ -68,12 +71,13 @@ type Done = (Restart, std::result::Result<(), String>);
 /// A host's look under way, with the number of its batch.
 type Looking<'a> = Pin<Box<dyn Future<Output = (u64, HostLook)> + 'a>>;
 
-/// How long a round waits for the hosts of its batch before it judges
-/// those that answered: half an interval, so every answering host is in
-/// it and a silent one (held until its deadline) delays the others'
-/// verdict by half an interval at most.
-fn batch_wait(w: &Watch) -> Duration {
-    (w.interval / 2).max(LEAST_WAIT).min(w.deadline)
+/// How long a round of `hosts` waits for them before it judges those that
+/// answered: every look ends by its deadline, in as many waves as
+/// `concurrency` makes, so all of them are in it, slow ones and silent
+/// ones included.
+fn batch_wait(w: &Watch, hosts: usize, concurrency: usize) -> Duration {
+    let waves = u32::try_from(hosts.div_ceil(concurrency.max(1))).unwrap_or(u32::MAX);
+    w.deadline.saturating_mul(waves) + MARGIN
 }
 
 /// Watches the service of `loaded` until `shutdown` resolves; returns the
@@ -158,11 +162,11 @@ pub async fn run(
     let everyone: BTreeSet<String> = topology.hosts.iter().cloned().collect();
     loop {
         let far = Instant::now() + Duration::from_secs(3600);
-        let batch_due = l.batches.next_due().map(Instant::from_std);
+        let batch_due = l.batches.next_due();
         tokio::select! {
             () = &mut shutdown => break,
             () = tokio::time::sleep_until(next) => {
-                l.begin(&everyone, true);
+                l.begin(&everyone);
                 next += w.interval;
                 if next < Instant::now() {
                     next = Instant::now();
@@ -171,7 +175,7 @@ pub async fn run(
             () = tokio::time::sleep_until(soon_at.unwrap_or(far)), if soon_at.is_some() => {
                 // A host still being looked at stays due: its look began
                 // before what made it due.
-                let started = l.begin(&soon, false);
+                let started = l.begin(&soon);
                 soon.retain(|h| !started.contains(h));
                 soon_at = (!soon.is_empty()).then(|| Instant::now() + GAP);
                 last_soon = Instant::now();
@@ -190,7 +194,7 @@ pub async fn run(
                 }
             }
             () = tokio::time::sleep_until(batch_due.unwrap_or(far)), if batch_due.is_some() => {
-                for ready in l.batches.expired(std::time::Instant::now()) {
+                for ready in l.batches.expired(Instant::now()) {
                     let again = l.judge(ready).await;
                     if !again.is_empty() {
                         soon.extend(again);
@@ -205,11 +209,11 @@ pub async fn run(
                     soon.insert(host);
                     soon_at.get_or_insert((Instant::now() + SETTLE).max(last_soon + GAP));
                 }
+                // Not a look brought forward: an engine restarting drops
+                // the stream too, and a restart of a few seconds is no
+                // incident.
                 Nudge::Dropped { host, why } => {
-                    tell(Some(&host), format!("docker events stopped ({why}); looking at it now, and every {} meanwhile", crate::error::humanize(w.interval)));
-                    // The stream may have dropped with the connection.
-                    soon.insert(host);
-                    soon_at.get_or_insert((Instant::now() + SETTLE).max(last_soon + GAP));
+                    tell(Some(&host), format!("docker events stopped ({why}); looking every {} meanwhile", crate::error::humanize(w.interval)));
                 }
             },
             Some(c) = checkups.recv() => {
@@ -290,13 +294,13 @@ struct Looker<'a, 'f> {
 impl<'f> Looker<'_, 'f> {
     /// Starts a look at each of `hosts` not being looked at already, as
     /// one batch; returns the hosts started.
-    fn begin(&mut self, hosts: &BTreeSet<String>, tick: bool) -> BTreeSet<String> {
+    fn begin(&mut self, hosts: &BTreeSet<String>) -> BTreeSet<String> {
         let start: BTreeSet<String> = hosts.difference(&self.looking).cloned().collect();
         if start.is_empty() {
             return start;
         }
-        let until = std::time::Instant::now() + batch_wait(self.w);
-        let id = self.batches.open(&start, until, tick);
+        let wait = batch_wait(self.w, start.len(), self.options.concurrency);
+        let id = self.batches.open(&start, Instant::now() + wait);
         for name in &start {
             let look = self
                 .conns
@@ -314,11 +318,13 @@ impl<'f> Looker<'_, 'f> {
 
     /// Judges looks gathered in a round, and carries out what the watcher
     /// decides: notices sent, restarts started, state kept. Returns the
-    /// hosts to ask again at once: those that failed a look but not yet
-    /// enough in a row to be called down.
-    async fn judge(&mut self, ready: Ready<HostLook>) -> BTreeSet<String> {
+    /// hosts to ask again at once: those whose look went unanswered, but
+    /// not yet enough times in a row to be called down. (A look refused at
+    /// once, as while an engine restarts, waits for the next tick: the
+    /// failures in a row then span an interval.)
+    async fn judge(&mut self, looks: Vec<HostLook>) -> BTreeSet<String> {
         let w = self.w;
-        let obs = Observation::of(&ready.looks, super::now(), ready.tick);
+        let obs = Observation::of(&looks, super::now());
         let round = self.watcher.round(&obs, &self.busy);
         match (&self.was_locked, &self.watcher.status.locked) {
             (None, Some(holder)) => {
@@ -352,10 +358,10 @@ impl<'f> Looker<'_, 'f> {
             self.start(r);
         }
         self.keep();
-        obs.hosts
+        looks
             .iter()
-            .filter(|(h, seen)| matches!(seen, HostSeen::Down(_)) && self.watcher.confirming(h))
-            .map(|(h, _)| h.clone())
+            .filter(|l| l.silent && self.watcher.confirming(&l.name))
+            .map(|l| l.name.clone())
             .collect()
     }
 

@@ -151,28 +151,23 @@ impl Sim {
 
     /// One look, a second after the last.
     fn look(&mut self) -> super::watcher::Round {
-        self.round(S, |_| true, true)
+        self.round(S, |_| true)
     }
 
     /// A look at `only` these hosts (an event came from them), a tenth of
     /// a second after the last.
     fn look_at(&mut self, only: &[&str]) -> super::watcher::Round {
-        self.round(S / 10, |h| only.contains(&h), false)
+        self.round(S / 10, |h| only.contains(&h))
     }
 
     /// A tick's look that the `silent` hosts did not answer in time (they
     /// will be judged on their own when they do), a second after the last.
     fn tick_without(&mut self, silent: &[&str]) -> super::watcher::Round {
-        self.round(S, |h| !silent.contains(&h), true)
+        self.round(S, |h| !silent.contains(&h))
     }
 
     /// A round `after` the last, of the hosts `answered` keeps.
-    fn round(
-        &mut self,
-        after: Millis,
-        answered: impl Fn(&str) -> bool,
-        tick: bool,
-    ) -> super::watcher::Round {
+    fn round(&mut self, after: Millis, answered: impl Fn(&str) -> bool) -> super::watcher::Round {
         self.at += after;
         let hosts = self
             .hosts
@@ -184,7 +179,6 @@ impl Sim {
             at: self.at,
             hosts,
             took: BTreeMap::new(),
-            tick,
         };
         self.w.round(&obs, &self.busy)
     }

@@ -254,15 +254,24 @@ fn a_look_at_one_host_does_not_forget_a_lock_held_on_another() {
 }
 
 #[test]
-fn a_silent_host_neither_keeps_watch_aside_nor_is_called_down_on_one_failure() {
+fn the_lock_is_forgotten_only_by_its_own_hosts_answer() {
     let mut sim = Sim::new();
     sim.lock("h2", Some("held by ana@laptop for deploy"));
     sim.look();
-    // The deploy ends while h3 goes silent: its looks are late for every
-    // tick. The ticks still tell that the lock is free.
+    // Looks that miss h2 (an event's look at h1, a round h2 was late
+    // for) do not forget that h2 holds the lock.
+    sim.set("h1", web(), seen("web-h1", Exited, Health::Unchecked, 0));
+    let r = sim.look_at(&["h1"]);
+    assert!(r.restarts.is_empty() && r.notices.is_empty());
+    let r = sim.tick_without(&["h2"]);
+    assert!(r.restarts.is_empty() && r.notices.is_empty());
+    assert_eq!(
+        sim.w.status.locked.as_deref(),
+        Some("held by ana@laptop for deploy")
+    );
+    // Released: the look after it still stands aside, then watch acts.
     sim.lock("h2", None);
-    sim.hosts
-        .insert("h3".into(), HostSeen::Down("no answer within 10s".into()));
+    sim.healthy("h1");
     sim.tick_without(&["h3"]);
     assert_eq!(
         sim.w.status.locked.as_deref(),
@@ -270,7 +279,14 @@ fn a_silent_host_neither_keeps_watch_aside_nor_is_called_down_on_one_failure() {
     );
     assert!(sim.tick_without(&["h3"]).notices.is_empty());
     assert_eq!(sim.w.status.locked, None);
-    // Its late answer, judged alone: one failure is worth asking again
+}
+
+#[test]
+fn a_silent_host_is_called_down_on_its_second_failure_in_a_row() {
+    let mut sim = Sim::new();
+    sim.hosts
+        .insert("h3".into(), HostSeen::Down("no answer within 10s".into()));
+    // Its late answers, judged alone: one failure is worth asking again
     // at once, the second in a row is the incident.
     assert!(sim.look_at(&["h3"]).notices.is_empty());
     assert!(sim.w.confirming("h3"));
@@ -279,6 +295,37 @@ fn a_silent_host_neither_keeps_watch_aside_nor_is_called_down_on_one_failure() {
         [(Event::Opened, "host h3 down".to_string())]
     );
     assert!(!sim.w.confirming("h3"));
+}
+
+#[test]
+fn a_role_failing_on_the_hosts_that_answer_and_its_others_down_is_one_incident() {
+    let mut sim = Sim::new();
+    sim.hosts
+        .insert("h3".into(), HostSeen::Down("no answer within 10s".into()));
+    sim.look_at(&["h3"]);
+    let r = sim.look_at(&["h3"]);
+    assert_eq!(events(&r), [(Event::Opened, "host h3 down".to_string())]);
+    // h3 stays silent, left out of the ticks; web falls over on h1 and h2.
+    for h in ["h1", "h2"] {
+        sim.set(
+            h,
+            web(),
+            seen(&format!("web-{h}"), Exited, Health::Unchecked, 0),
+        );
+    }
+    let r = sim.tick_without(&["h3"]);
+    assert_eq!(
+        events(&r),
+        [(Event::Opened, "role web down on all its hosts".into())]
+    );
+    let role = sim
+        .w
+        .book
+        .open
+        .values()
+        .find(|i| i.key.kind == Kind::RoleDown)
+        .unwrap();
+    assert!(role.cause.contains("h3: host down"), "{}", role.cause);
 }
 
 /// Every notice of `n` whole looks.
