@@ -55,7 +55,7 @@ pub struct Watch {
     #[schemars(with = "String", extend("format" = "duration"))]
     pub escalate_after: Duration,
     /// Where alerts go: each incident's opening, escalation and recovery
-    /// is sent to every channel.
+    /// (and each rollback watch makes) is sent to every channel.
     #[serde(default)]
     pub alerts: Vec<AlertChannel>,
     /// Deadline of one delivery to a channel.
@@ -233,7 +233,8 @@ pub struct AlertChannel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
-    /// POST the alert as JSON (the incident, and the report when escalated).
+    /// POST the alert as JSON (the incident, and the report when escalated
+    /// or rolled back).
     Webhook,
     /// POST a Slack-compatible `{"text": ...}` payload (an incoming webhook).
     Slack,

@@ -1,5 +1,6 @@
 //! What a notice says: the JSON body webhooks and commands get (the
-//! incident, and the report when escalated), the one-line text, and the
+//! incident, and the report when escalated or rolled back), the one-line
+//! text, and the
 //! Slack payload. The report tells what, where, since when, what was
 //! tried and the container's last log lines; everything sent passes
 //! through the redaction layer, so no secret value ever leaves in an
@@ -18,7 +19,7 @@ pub struct Alert {
     /// When this was sent (RFC 3339).
     pub at: String,
     pub incident: Summary,
-    /// With escalations: the report.
+    /// With escalations and rollbacks: the report.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<Report>,
     /// The alert in one line (the Slack text's first line).

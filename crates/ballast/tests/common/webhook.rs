@@ -84,7 +84,7 @@ pub fn receiver() -> (u16, Got) {
     (r.port, r.got)
 }
 
-/// The events (`opened`, `escalated`, `recovered`) of the alerts about
+/// The events (`opened`, `escalated`, `recovered`, `rolled_back`...) of the alerts about
 /// the incident of `kind` on `host` for `role`.
 pub fn events(got: &Got, kind: &str, host: Option<&str>, role: Option<&str>) -> Vec<String> {
     got.lock()
