@@ -37,15 +37,36 @@ pub async fn inspect(host: &Host, name: &str) -> Result<Option<ContainerInspectR
     }
 }
 
+/// Creates `name` from `body`. An image named by its config digest that
+/// the engine does not know by it (the containerd image store names images
+/// by manifest) is asked for by the tag delivery gave it there.
 pub async fn create(host: &Host, name: &str, body: &ContainerCreateBody) -> Result<()> {
+    match create_once(host, name, body.clone()).await {
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            let engine = host.engine();
+            let image = body.image.as_deref().unwrap_or_default();
+            match engine.resolve_image(image).await? {
+                Some(other) if other != image => {
+                    let body = ContainerCreateBody {
+                        image: Some(other),
+                        ..body.clone()
+                    };
+                    create_once(host, name, body).await
+                }
+                _ => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
+async fn create_once(host: &Host, name: &str, body: ContainerCreateBody) -> Result<()> {
     let engine = host.engine();
     let options = CreateContainerOptionsBuilder::default().name(name).build();
     engine
         .call(
             &format!("create {name}"),
-            engine
-                .docker()
-                .create_container(Some(options), body.clone()),
+            engine.docker().create_container(Some(options), body),
         )
         .await
         .map(|_| ())

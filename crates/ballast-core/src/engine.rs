@@ -212,6 +212,43 @@ impl Engine {
             Err(e) => Err(e),
         }
     }
+
+    /// The reference this engine holds the image of config digest `id` by
+    /// (ballast names releases by config digest, the same on every store):
+    /// `id` itself on the classic image store; on the containerd store,
+    /// which names images by manifest, the [`config_tag`] delivery put on
+    /// it. `None`: the engine does not have it.
+    pub async fn resolve_image(&self, id: &str) -> Result<Option<String>> {
+        if self.image_id(id).await?.is_some() {
+            return Ok(Some(id.to_string()));
+        }
+        match config_tag(id) {
+            Some(tag) if self.image_id(&tag).await?.is_some() => Ok(Some(tag)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The repository of the tags that name images by config digest on
+/// engines using the containerd image store.
+pub const CONFIG_TAG_REPO: &str = "ballast-image";
+
+/// `ballast-image:sha256-<hex>`: the tag naming the image of config digest
+/// `id` (`sha256:<hex>`) on the containerd store; `None` for anything that
+/// is not a config digest.
+pub fn config_tag(id: &str) -> Option<String> {
+    let hex = id.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("{CONFIG_TAG_REPO}:sha256-{hex}"))
+}
+
+/// The config digest a [`config_tag`] names.
+pub fn config_of_tag(tag: &str) -> Option<String> {
+    let hex = tag
+        .strip_prefix(CONFIG_TAG_REPO)?
+        .strip_prefix(":sha256-")?;
+    let id = format!("sha256:{hex}");
+    config_tag(&id).map(|_| id)
 }
 
 /// Reads `DOCKER_HOST`: only unix sockets are supported, because every engine
@@ -484,6 +521,19 @@ fn lost_engine(host: &str, reach: Reach, step: &str, lost: &Lost) -> Error {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn config_tags_name_config_digests_and_nothing_else() {
+        let id = format!("sha256:{}", "ab12".repeat(16));
+        let tag = config_tag(&id).unwrap();
+        assert_eq!(tag, format!("ballast-image:sha256-{}", "ab12".repeat(16)));
+        assert_eq!(config_of_tag(&tag), Some(id));
+        assert_eq!(config_tag("sha256:abc"), None);
+        assert_eq!(config_tag("hello:v1"), None);
+        assert_eq!(config_tag(&format!("sha256:{}", "zz".repeat(32))), None);
+        assert_eq!(config_of_tag("hello:v1"), None);
+        assert_eq!(config_of_tag("ballast-image:latest"), None);
+    }
 
     #[test]
     fn docker_host_defaults_to_the_standard_socket() {

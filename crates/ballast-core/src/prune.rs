@@ -15,7 +15,10 @@
 //!   container on the host uses it (by image ID) once the selected
 //!   containers are gone, and no kept container records it. An image also
 //!   tagged in another repository is shared, so it stays; the proxy's image
-//!   is never the service's.
+//!   is never the service's. On the containerd image store, where an
+//!   image's ID is its manifest's, the config digest containers record is
+//!   read from the image's config tag (`ballast-image:sha256-…`, given by
+//!   delivery), which is ballast's own and shares nothing.
 //! - Never a volume, never a host directory: containers are removed without
 //!   their anonymous volumes, and bind-mounted directories are not touched.
 //! - Never an accessory: its containers are not the service's (no
@@ -211,20 +214,33 @@ pub fn unused_images(
         .filter(|u| staying(&u.container))
         .map(|u| u.image_id.as_str())
         .collect();
+    // On the containerd store an image's ID is its manifest's, and the
+    // config digest the containers record is in its config tag.
+    let configs = |i: &ImageFound| -> Vec<String> {
+        i.tags
+            .iter()
+            .filter_map(|t| crate::engine::config_of_tag(t))
+            .collect()
+    };
+    // A config tag is ballast's name for whatever release has that
+    // config: it makes no image shared (containers of other services
+    // keep what they use, below).
     let ours = |tag: &str| {
         let repo = crate::delivery::tag_parts(tag, "").map(|(repo, _)| repo);
         repository.is_some_and(|r| repo.as_deref() == Some(r))
+            || crate::engine::config_of_tag(tag).is_some()
     };
     observed
         .images
         .iter()
         .filter(|i| {
+            let configs = configs(i);
+            let names = |set: &BTreeSet<&str>| {
+                set.contains(i.id.as_str()) || configs.iter().any(|c| set.contains(c.as_str()))
+            };
             let shared = i.tags.iter().any(|t| !ours(t));
-            let of_service = recorded.contains(i.id.as_str()) || !i.tags.is_empty();
-            of_service
-                && !shared
-                && !in_use.contains(i.id.as_str())
-                && !kept_records.contains(i.id.as_str())
+            let of_service = names(&recorded) || !i.tags.is_empty();
+            of_service && !shared && !in_use.contains(i.id.as_str()) && !names(&kept_records)
         })
         .cloned()
         .collect()
@@ -678,6 +694,42 @@ mod tests {
         observed.users[0].image_id = "sha256:other".into();
         let s = select(&observed, 2, &Scope::all(), Some("shop"));
         assert_eq!(s, Selection::default());
+    }
+
+    #[test]
+    fn on_the_containerd_store_images_are_known_by_their_config_tag() {
+        // Containers record config digests; the store lists images, and
+        // the containers using them, by manifest digest.
+        let config = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let tag = |c: char| crate::engine::config_tag(&config(c)).unwrap();
+        let mut v2 = container("web", "v2", Running, 2);
+        v2.image_id = config('b');
+        let mut v1 = container("web", "v1", Exited, 1);
+        v1.image_id = config('a');
+        let mut observed = host(
+            vec![v2, v1],
+            vec![
+                image("sha256:m2", &["shop:v2", &tag('b')]),
+                image("sha256:m1", &["shop:v1", &tag('a')]),
+                // A release pruned before, left with its config tag only.
+                image("sha256:m0", &[&tag('c')]),
+            ],
+        );
+        observed.users = vec![
+            user("id-web-v2", "sha256:m2"),
+            user("id-web-v1", "sha256:m1"),
+        ];
+        let s = select(&observed, 2, &Scope::all(), Some("shop"));
+        assert_eq!(s.images, [image("sha256:m0", &[&tag('c')])]);
+        let s = select(&observed, 1, &Scope::all(), Some("shop"));
+        assert_eq!(containers_of(&s), ["shop-web-v1"]);
+        assert_eq!(
+            s.images,
+            [
+                image("sha256:m1", &["shop:v1", &tag('a')]),
+                image("sha256:m0", &[&tag('c')])
+            ]
+        );
     }
 
     #[test]

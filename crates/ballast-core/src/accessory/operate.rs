@@ -98,7 +98,7 @@ impl<'a> Ctx<'a> {
         let Wanted::Local(id) = wanted else {
             return Ok(());
         };
-        if host.engine().image_id(id).await?.is_some() {
+        if host.engine().resolve_image(id).await?.is_some() {
             return Ok(());
         }
         let mut prepared = self.prepared.lock().await;

@@ -152,7 +152,9 @@ pub struct Ssh {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
-    /// Over SSH, sending only the layers a host lacks. No registry needed.
+    /// Over SSH, sending only the layers a host lacks (hosts whose engine
+    /// uses the containerd image store get the whole image). No registry
+    /// needed.
     #[default]
     Direct,
     /// Through a registry (not available yet).

@@ -13,7 +13,9 @@
 //! it already has (LAB.md, "Moving images without a registry"), so the save
 //! tarball is sent without the layer tars of the longest start of the image's
 //! chain some image there shares. Hosts on the containerd store get the whole
-//! image: partial loads are not verified there.
+//! image (partial loads are not verified there), and a second tag that
+//! names it by config digest ([`crate::engine::config_tag`]): that store
+//! names images by manifest, and releases are named by config digest.
 
 pub mod archive;
 mod pipe;
@@ -29,7 +31,7 @@ use bollard::query_parameters::{ImportImageOptionsBuilder, TagImageOptionsBuilde
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use crate::engine::Engine;
+use crate::engine::{config_tag, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::ImageEvent;
 
@@ -202,8 +204,12 @@ impl Prepared {
             full: false,
             skipped: false,
         };
-        if to.image_id(&self.saved.image_id).await?.as_deref() == Some(self.image_id()) {
-            self.tag(to, Store::Classic).await?;
+        if let Some(found) = to.resolve_image(self.image_id()).await? {
+            let store = match found == self.image_id() {
+                true => Store::Classic,
+                false => Store::Containerd,
+            };
+            self.tag(to, store).await?;
             report.skipped = true;
             return Ok(report);
         }
@@ -338,10 +344,13 @@ impl Prepared {
     /// Tags the image on `to` as the prepared reference (when that is a
     /// name), then checks what the host now calls by it.
     async fn tag(&self, to: &Engine, store: Store) -> Result<()> {
+        if store == Store::Containerd {
+            return self.tag_containerd(to).await;
+        }
         let id = self.image_id();
         let step = format!("verify image {} on the host", self.reference);
         let name = match tag_parts(&self.reference, id) {
-            Some((repo, tag)) if store == Store::Classic => {
+            Some((repo, tag)) => {
                 let options = TagImageOptionsBuilder::default()
                     .repo(&repo)
                     .tag(&tag)
@@ -353,17 +362,10 @@ impl Prepared {
                 .await?;
                 format!("{repo}:{tag}")
             }
-            // The containerd store names images by manifest: the load
-            // applied the tag recorded in the tarball.
-            Some(_) => self.reference.clone(),
             None => id.to_string(),
         };
         let found = to.image_id(&name).await?;
-        let ok = match store {
-            Store::Classic => found.as_deref() == Some(id),
-            Store::Containerd => found.is_some(),
-        };
-        if ok {
+        if found.as_deref() == Some(id) {
             Ok(())
         } else {
             let cause = match found {
@@ -373,6 +375,57 @@ impl Prepared {
             Err(Error::failed(step, cause)
                 .on(to.host())
                 .hint("deliver again; if it fails the same way, load the image by hand (`docker load`) and report it"))
+        }
+    }
+
+    /// On the containerd store, which names images by manifest: gives the
+    /// image both its reference's tag (the load applied it) and the
+    /// [`config_tag`] that names it by config digest, as releases do; then
+    /// checks both name one image.
+    async fn tag_containerd(&self, to: &Engine) -> Result<()> {
+        let id = self.image_id();
+        let step = format!("verify image {} on the host", self.reference);
+        let refuse = |cause: String| {
+            Error::failed(&step, cause)
+                .on(to.host())
+                .hint("deliver again; if it fails the same way, load the image by hand (`docker load`) and report it")
+        };
+        let config =
+            config_tag(id).ok_or_else(|| refuse(format!("{id} is not an image config digest")))?;
+        let Some((repo, tag)) = tag_parts(&self.reference, id) else {
+            return Err(Error::input(&step, format_args!("{} names an image by ID, which the containerd image store on this host cannot load under a name", self.reference))
+                .on(to.host())
+                .hint("deploy an image by name (`image: app` and a version), as ballast builds them"));
+        };
+        let name = format!("{repo}:{tag}");
+        let by_name = to.image_id(&name).await?;
+        let by_config = to.image_id(&config).await?;
+        let (from, repo, tag) = match (&by_name, &by_config) {
+            (Some(a), Some(b)) if a == b => return Ok(()),
+            (Some(_), _) => {
+                let (r, t) = config.split_once(':').expect("a tag");
+                (name.clone(), r.to_string(), t.to_string())
+            }
+            (None, Some(_)) => (config.clone(), repo, tag),
+            (None, None) => {
+                return Err(refuse(format!(
+                    "the host has neither {name} nor {config} after loading it"
+                )))
+            }
+        };
+        let options = TagImageOptionsBuilder::default()
+            .repo(&repo)
+            .tag(&tag)
+            .build();
+        to.call(
+            &format!("tag image {from} as {repo}:{tag}"),
+            to.docker().tag_image(&from, Some(options)),
+        )
+        .await?;
+        let (a, b) = (to.image_id(&name).await?, to.image_id(&config).await?);
+        match (a, b) {
+            (Some(a), Some(b)) if a == b => Ok(()),
+            _ => Err(refuse(format!("{name} and {config} do not name one image"))),
         }
     }
 }

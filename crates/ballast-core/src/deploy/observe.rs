@@ -51,7 +51,7 @@ pub async fn host_states(
             for t in &on_host {
                 if host
                     .engine()
-                    .image_id(&t.image_id)
+                    .resolve_image(&t.image_id)
                     .await
                     .ok()
                     .flatten()

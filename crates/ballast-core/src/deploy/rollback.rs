@@ -67,10 +67,13 @@ pub(super) fn choose_rollback(
 pub(super) async fn with_healthcheck(fleet: &Fleet, mut release: Release) -> Release {
     for host in fleet.hosts.values() {
         let engine = host.engine();
+        let Ok(Some(reference)) = engine.resolve_image(&release.image_id).await else {
+            continue;
+        };
         if let Ok(image) = engine
             .call(
                 "inspect the image",
-                engine.docker().inspect_image(&release.image_id),
+                engine.docker().inspect_image(&reference),
             )
             .await
         {

@@ -11,8 +11,7 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 
 use super::lifecycle::Image;
@@ -80,15 +79,8 @@ pub(super) async fn create(
         }),
         ..Default::default()
     };
-    let options = CreateContainerOptionsBuilder::default().name(name).build();
-    let engine = host.engine();
-    engine
-        .call(
-            &format!("create {name}"),
-            engine.docker().create_container(Some(options), body),
-        )
+    crate::container::create(host, name, &body)
         .await
-        .map(|_| ())
         .map_err(|e| e.on(host.name()))
 }
 
