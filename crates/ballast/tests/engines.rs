@@ -2,9 +2,11 @@
 //! 20.10), trixie (26.1) and sid (28.5), and a fourth sid host whose engine
 //! keeps images in containerd. `ballast doctor` reads every one of them:
 //! the engine's version, its cgroup version and its image store, with no
-//! host blocked by a misread fact. And a one-layer change delivered to
-//! Docker 26 and 28 by `ballast deploy`, and to 28 on the containerd store
-//! by direct delivery, measuring the bytes each host was sent.
+//! host blocked by a misread fact. Then hello v1 → v2 → rollback → v2
+//! through ballast-proxy under load, with 0 failed requests: on Docker
+//! 20.10, 26 and 28 (classic store) at once, measuring the bytes the
+//! one-layer change sent each; and on 28 on the containerd store, which
+//! gets the whole image (also measured by direct delivery).
 #![allow(clippy::print_stderr)] // tests report what they measure
 
 mod common;
@@ -240,23 +242,36 @@ fn lab_of(tag: &str, engines: &[HostEngine]) -> EnginesLab {
     EnginesLab::up(tag, &all, engines.len())
 }
 
-/// Deploys hello v1 then v2 to `hosts` with `ballast deploy`; returns each
-/// version's delivery reports.
-fn deploy_v1_then_v2(lab: &EnginesLab, hosts: &[&ballast_lab::LabHost]) -> Vec<(String, Value)> {
+/// What [`roll_through_the_proxy`] saw.
+struct Rolled {
+    /// Each deploy's delivery reports, by version (v1, then v2).
+    sent: Vec<(String, Value)>,
+    /// The delivery reports of v2 deployed again after the rollback.
+    again: Vec<Value>,
+}
+
+/// Deploys hello v1 to `hosts` behind ballast-proxy, then under load
+/// through their proxies: v2, a rollback, and v2 again.
+fn roll_through_the_proxy(lab: &EnginesLab, hosts: &[&ballast_lab::LabHost]) -> Rolled {
     let inv = &lab.inventory;
     let work = tempfile::tempdir().unwrap();
     let ips: Vec<&str> = hosts.iter().map(|h| h.ip.as_str()).collect();
     let rest = format!(
-        "roles:\n  web:\n    hosts: [{}]\n    port: 8080\ndeploy:\n  health_timeout: 20s\n",
+        "roles:\n  web:\n    hosts: [{}]\n    port: 8080\n    proxy: {{}}\ndeploy:\n  health_timeout: 20s\n",
         ips.join(", ")
     );
     let config = lab_config(work.path(), inv, &inv.known_hosts, "hello", "hello", &rest);
-    let mut sent = Vec::new();
-    for version in ["v1", "v2"] {
+    let deploy = |version: &str| {
         let args = ["--json", "deploy", "--version", version];
         let out = run_with_config(&config, &args);
         assert!(out.status.success(), "{args:?}\n{}", text(&out));
-        for d in delivered(&out) {
+        delivered(&out)
+    };
+    let rt = runtime();
+    let mut sent = Vec::new();
+    let mut load = None;
+    for version in ["v1", "v2"] {
+        for d in deploy(version) {
             let h = inv.host(d["host"].as_str().unwrap()).expect("a lab host");
             eprintln!(
                 "measure: deploy hello {version} -> {} ({}): {} of {} layers, {} bytes{}",
@@ -269,8 +284,31 @@ fn deploy_v1_then_v2(lab: &EnginesLab, hosts: &[&ballast_lab::LabHost]) -> Vec<(
             );
             sent.push((version.to_string(), d));
         }
+        if load.is_none() {
+            let urls = ips.iter().map(|ip| format!("http://{ip}:80/")).collect();
+            load = Some(load::Running::start(&rt, urls, 200, 8));
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
-    sent
+    let back = run_with_config(&config, &["rollback"]);
+    assert!(back.status.success(), "{}", text(&back));
+    let again = deploy("v2");
+    let load = load.expect("started").stop(&rt);
+    let engines: Vec<String> = hosts
+        .iter()
+        .map(|h| HostEngine::new(h.distro, h.store).to_string())
+        .collect();
+    eprintln!(
+        "measure: v1 -> v2 -> rollback -> v2 through the proxy on {engines:?}: {} requests, {} failed, versions {:?}",
+        load.sent, load.failed, load.versions
+    );
+    assert_eq!(load.failed, 0, "{:?}", load.failures);
+    assert!(
+        load.versions.contains_key("v1") && load.versions.contains_key("v2"),
+        "{:?}",
+        load.versions
+    );
+    Rolled { sent, again }
 }
 
 #[test]
@@ -281,6 +319,7 @@ fn a_one_layer_change_reaches_every_engine_and_store() {
     let lab = lab_of(
         "engdeliver",
         &[
+            HostEngine::new(Distro::Bookworm, ImageStore::Classic),
             HostEngine::new(Distro::Trixie, ImageStore::Classic),
             HostEngine::new(Distro::Sid, ImageStore::Classic),
             HostEngine::new(Distro::Sid, ImageStore::Containerd),
@@ -288,14 +327,16 @@ fn a_one_layer_change_reaches_every_engine_and_store() {
     );
     let inv = &lab.inventory;
 
-    // Docker 26 and 28 on the classic store: only the changed layer.
-    let sent = deploy_v1_then_v2(&lab, &[&inv.hosts[0], &inv.hosts[1]]);
-    let changes: Vec<&Value> = sent
+    // Docker 20.10, 26 and 28 on the classic store, through the proxy:
+    // only the changed layer, and no request lost.
+    let rolled = roll_through_the_proxy(&lab, &[&inv.hosts[0], &inv.hosts[1], &inv.hosts[2]]);
+    let changes: Vec<&Value> = rolled
+        .sent
         .iter()
         .filter(|(v, _)| v == "v2")
         .map(|(_, d)| d)
         .collect();
-    assert_eq!(changes.len(), 2, "{sent:?}");
+    assert_eq!(changes.len(), 3, "{:?}", rolled.sent);
     for d in changes {
         assert_eq!(
             (&d["full"], &d["layers_sent"]),
@@ -307,7 +348,7 @@ fn a_one_layer_change_reaches_every_engine_and_store() {
 
     // Docker 28 on the containerd store: direct delivery sends the whole
     // image every time, and the host has it under its tag.
-    let containerd = &inv.hosts[2];
+    let containerd = &inv.hosts[3];
     runtime().block_on(async {
         let local = local_engine().await;
         let ssh = SshHost::connect(&inv.ssh_target(containerd)).await.unwrap();
@@ -354,58 +395,21 @@ fn deploy_works_on_the_containerd_store() {
         "engcontainerd",
         &[HostEngine::new(Distro::Sid, ImageStore::Containerd)],
     );
-    let inv = &lab.inventory;
-    let host = &inv.hosts[0];
-    let work = tempfile::tempdir().unwrap();
-    let rest = format!(
-        "roles:\n  web:\n    hosts: [{}]\n    port: 8080\n    proxy: {{}}\ndeploy:\n  health_timeout: 20s\n",
-        host.ip
-    );
-    let config = lab_config(work.path(), inv, &inv.known_hosts, "hello", "hello", &rest);
-    let rt = runtime();
-    let deploy = |args: &[&str]| {
-        let out = run_with_config(&config, args);
-        assert!(out.status.success(), "{args:?}\n{}", text(&out));
-        delivered(&out)
-    };
-    let first = deploy(&["--json", "deploy", "--version", "v1"]);
-    assert_eq!(first.len(), 1, "{first:?}");
-    let url = vec![format!("http://{}:80/", host.ip)];
-    let load = load::Running::start(&rt, url, 200, 8);
-    std::thread::sleep(Duration::from_millis(500));
-    let second = deploy(&["--json", "deploy", "--version", "v2"]);
-    let back = run_with_config(&config, &["rollback"]);
-    assert!(back.status.success(), "{}", text(&back));
-    let again = deploy(&["--json", "deploy", "--version", "v2"]);
-    let report = load.stop(&rt);
-    eprintln!(
-        "measure: containerd store, v1 -> v2 -> rollback -> v2 through the proxy: {} requests, {} failed, versions {:?}",
-        report.sent, report.failed, report.versions
-    );
-    for d in first.iter().chain(&second) {
-        eprintln!(
-            "measure: deploy hello -> {} (sid, containerd store): {} of {} layers, {} bytes{}",
-            host.name,
-            d["layers_sent"],
-            d["layers_total"],
-            d["bytes_sent"],
-            if d["full"] == true { " (full)" } else { "" }
-        );
+    let host = &lab.inventory.hosts[0];
+    let rolled = roll_through_the_proxy(&lab, &[host]);
+    assert_eq!(rolled.sent.len(), 2, "{:?}", rolled.sent);
+    for (_, d) in &rolled.sent {
         assert_eq!(d["full"], true, "{d}");
     }
-    assert_eq!(report.failed, 0, "{:?}", report.failures);
     assert!(
-        report.versions.contains_key("v1") && report.versions.contains_key("v2"),
-        "{:?}",
-        report.versions
-    );
-    assert!(
-        again
+        rolled
+            .again
             .iter()
             .all(|d| d["skipped"] == true || d["bytes_sent"] == 0),
-        "v2 again sent it again: {again:?}"
+        "v2 again sent it again: {:?}",
+        rolled.again
     );
-    // The host names each release by its config digest.
+    // The host names each release, and the proxy's image, by config digest.
     let tags = std::process::Command::new("docker")
         .args([
             "exec",
