@@ -76,6 +76,15 @@ impl Drop for Prepared {
     }
 }
 
+/// Where the image on a host came from, when it is tagged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// This delivery loaded it.
+    Loaded,
+    /// The host had it already.
+    Kept,
+}
+
 /// What one delivery did, for output and `--json`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DeliveryReport {
@@ -209,7 +218,7 @@ impl Prepared {
                 true => Store::Classic,
                 false => Store::Containerd,
             };
-            self.tag(to, store).await?;
+            self.tag(to, store, Source::Kept).await?;
             report.skipped = true;
             return Ok(report);
         }
@@ -245,7 +254,7 @@ impl Prepared {
             }
             Err((_, e)) => return Err(e),
         }
-        self.tag(to, store).await?;
+        self.tag(to, store, Source::Loaded).await?;
         on_event(ImageEvent::Sent {
             host: report.host.clone(),
             bytes: report.bytes_sent,
@@ -343,9 +352,9 @@ impl Prepared {
 
     /// Tags the image on `to` as the prepared reference (when that is a
     /// name), then checks what the host now calls by it.
-    async fn tag(&self, to: &Engine, store: Store) -> Result<()> {
+    async fn tag(&self, to: &Engine, store: Store, source: Source) -> Result<()> {
         if store == Store::Containerd {
-            return self.tag_containerd(to).await;
+            return self.tag_containerd(to, source).await;
         }
         let id = self.image_id();
         let step = format!("verify image {} on the host", self.reference);
@@ -379,10 +388,12 @@ impl Prepared {
     }
 
     /// On the containerd store, which names images by manifest: gives the
-    /// image both its reference's tag (the load applied it) and the
-    /// [`config_tag`] that names it by config digest, as releases do; then
-    /// checks both name one image.
-    async fn tag_containerd(&self, to: &Engine) -> Result<()> {
+    /// image both its reference's tag and the [`config_tag`] that names it
+    /// by config digest, as releases do; then checks both name one image.
+    /// Which of the two is right when they differ is `source`'s: a load
+    /// just applied the reference's tag; a kept image is known by its
+    /// config tag (the reference may have moved to another build since).
+    async fn tag_containerd(&self, to: &Engine, source: Source) -> Result<()> {
         let id = self.image_id();
         let step = format!("verify image {} on the host", self.reference);
         let refuse = |cause: String| {
@@ -400,12 +411,14 @@ impl Prepared {
         let name = format!("{repo}:{tag}");
         let by_name = to.image_id(&name).await?;
         let by_config = to.image_id(&config).await?;
+        let to_config = || {
+            let (r, t) = config.split_once(':').expect("a tag");
+            (name.clone(), r.to_string(), t.to_string())
+        };
         let (from, repo, tag) = match (&by_name, &by_config) {
             (Some(a), Some(b)) if a == b => return Ok(()),
-            (Some(_), _) => {
-                let (r, t) = config.split_once(':').expect("a tag");
-                (name.clone(), r.to_string(), t.to_string())
-            }
+            (Some(_), Some(_)) if source == Source::Kept => (config.clone(), repo, tag),
+            (Some(_), _) => to_config(),
             (None, Some(_)) => (config.clone(), repo, tag),
             (None, None) => {
                 return Err(refuse(format!(
