@@ -177,15 +177,18 @@ fn events_bring_looks_forward_and_disks_and_doctor_rules_are_incidents() {
         .block_on(Host::connect(&h1.ip, &inv.ssh_target(h1)))
         .unwrap();
     let web = "hello-web-v1";
+    let kill_web = || {
+        rt.block_on(
+            host1
+                .engine()
+                .docker()
+                .kill_container(web, None::<bollard::query_parameters::KillContainerOptions>),
+        )
+        .unwrap();
+    };
     let (_, m) = http_get(http, "/metrics");
     let looks_before = metric(&m, "ballast_watch_looks_total{service=\"hello\"}").unwrap();
-    rt.block_on(
-        host1
-            .engine()
-            .docker()
-            .kill_container(web, None::<bollard::query_parameters::KillContainerOptions>),
-    )
-    .unwrap();
+    kill_web();
     let killed = Instant::now();
     let a = |got: &Got| events(got, "container_failing", Some(&h1.ip), Some("web"));
     let opened = wait(&got, "web on h1 opened", Duration::from_secs(15), || {
@@ -394,13 +397,7 @@ fn events_bring_looks_forward_and_disks_and_doctor_rules_are_incidents() {
         };
         let mut seen = Vec::new();
         for n in 0..3 {
-            rt.block_on(
-                host1
-                    .engine()
-                    .docker()
-                    .kill_container(web, None::<bollard::query_parameters::KillContainerOptions>),
-            )
-            .unwrap();
+            kill_web();
             let took = match n {
                 0 => wait(&got, "web on h1 opened", Duration::from_secs(20), || {
                     a(&got) == ["opened"]

@@ -420,6 +420,11 @@ fn watch_stands_aside_while_the_lock_is_held() {
         let r = sim.look();
         assert!(r.restarts.is_empty() && r.notices.is_empty());
     }
+    // Nor do looks that miss h2 (an event's look at h1, a round h2 was
+    // late for) forget that h2 holds the lock: only h2's answer does.
+    for r in [sim.look_at(&["h1"]), sim.tick_without(&["h2"])] {
+        assert!(r.restarts.is_empty() && r.notices.is_empty());
+    }
     assert_eq!(
         sim.w.status.locked.as_deref(),
         Some("held by ana@laptop for deploy")

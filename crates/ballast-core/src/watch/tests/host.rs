@@ -254,34 +254,6 @@ fn a_look_at_one_host_does_not_forget_a_lock_held_on_another() {
 }
 
 #[test]
-fn the_lock_is_forgotten_only_by_its_own_hosts_answer() {
-    let mut sim = Sim::new();
-    sim.lock("h2", Some("held by ana@laptop for deploy"));
-    sim.look();
-    // Looks that miss h2 (an event's look at h1, a round h2 was late
-    // for) do not forget that h2 holds the lock.
-    sim.set("h1", web(), seen("web-h1", Exited, Health::Unchecked, 0));
-    let r = sim.look_at(&["h1"]);
-    assert!(r.restarts.is_empty() && r.notices.is_empty());
-    let r = sim.tick_without(&["h2"]);
-    assert!(r.restarts.is_empty() && r.notices.is_empty());
-    assert_eq!(
-        sim.w.status.locked.as_deref(),
-        Some("held by ana@laptop for deploy")
-    );
-    // Released: the look after it still stands aside, then watch acts.
-    sim.lock("h2", None);
-    sim.healthy("h1");
-    sim.tick_without(&["h3"]);
-    assert_eq!(
-        sim.w.status.locked.as_deref(),
-        Some("a deploy that just ended")
-    );
-    assert!(sim.tick_without(&["h3"]).notices.is_empty());
-    assert_eq!(sim.w.status.locked, None);
-}
-
-#[test]
 fn a_silent_host_is_called_down_on_its_second_failure_in_a_row() {
     let mut sim = Sim::new();
     sim.hosts
