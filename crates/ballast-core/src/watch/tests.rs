@@ -198,6 +198,17 @@ fn events(r: &super::watcher::Round) -> Vec<(Event, String)> {
         .collect()
 }
 
+/// Every notice of `n` looks, and that none of them restarted anything.
+fn looks(sim: &mut Sim, n: usize) -> Vec<(Event, String)> {
+    let mut all = Vec::new();
+    for _ in 0..n {
+        let r = sim.look();
+        assert!(r.restarts.is_empty(), "{:?}", r.restarts);
+        all.extend(events(&r));
+    }
+    all
+}
+
 fn restarted(r: &super::watcher::Round) -> Vec<(String, String, bool)> {
     r.restarts
         .iter()

@@ -8,20 +8,9 @@ use super::super::disk::DiskSeen;
 use super::super::incident::Event;
 use super::super::observe::HostSeen;
 use super::super::{Key, Kind};
-use super::{disk_used, events, restarted, seen, web, Sim};
+use super::{disk_used, events, looks, restarted, seen, web, Sim};
 use crate::release::ContainerState::Exited;
 use crate::watch::observe::Health;
-
-/// Every notice of `n` looks, and that none of them restarted anything.
-fn looks(sim: &mut Sim, n: usize) -> Vec<(Event, String)> {
-    let mut all = Vec::new();
-    for _ in 0..n {
-        let r = sim.look();
-        assert!(r.restarts.is_empty(), "{:?}", r.restarts);
-        all.extend(events(&r));
-    }
-    all
-}
 
 fn block(rule: &str) -> Block {
     Block {

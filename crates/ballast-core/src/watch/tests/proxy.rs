@@ -8,21 +8,10 @@ use super::super::incident::Event;
 use super::super::observe::HostSeen;
 use super::super::proxy_look::{ProxySeen, RouteCounts};
 use super::super::Key;
-use super::{events, Sim};
+use super::{events, looks, Sim};
 
 fn stopped() -> ProxySeen {
     ProxySeen::Down("its container ballast-proxy is exited".into())
-}
-
-/// Every notice of `n` looks, and that none of them restarted anything.
-fn looks(sim: &mut Sim, n: usize) -> Vec<(Event, String)> {
-    let mut all = Vec::new();
-    for _ in 0..n {
-        let r = sim.look();
-        assert!(r.restarts.is_empty(), "{:?}", r.restarts);
-        all.extend(events(&r));
-    }
-    all
 }
 
 #[test]
