@@ -588,7 +588,7 @@ const DISCARD_WITHIN: Duration = Duration::from_secs(10);
 /// whole answer, then RST_STREAM(NO_ERROR). But clients still uploading
 /// take that reset for a failure and lose the answer: curl 7.88 failed
 /// every oversized upload with "Stream error in the HTTP/2 framing layer"
-/// and never showed the 413 (`tests/early_answers.rs`). Read to its end,
+/// and never showed the 413 (`tests/e2e/early_answers.rs`). Read to its end,
 /// the stream closes cleanly and the client reads the answer; past the
 /// bounds, the reset still comes. HTTP/1 needs none of this: the answer
 /// says `Connection: close`, and curl, waiting on `Expect: 100-continue`,

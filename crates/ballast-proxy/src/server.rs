@@ -18,7 +18,7 @@
 //! the drain ends, since closing one while the client sends would fail its
 //! request. Likewise a connection accepted just before the takeover, whose
 //! request is not read yet, is served: asking it to close at once lost
-//! about 1 request in 250 at 1,800 new connections/s (`tests/takeover.rs`
+//! about 1 request in 250 at 1,800 new connections/s (`tests/e2e/takeover.rs`
 //! with one connection per request).
 
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
 //! Real `docker info` answers (the engine API's `/info`, captured from lab
-//! hosts by `crates/ballast/tests/engines.rs`) of every engine the lab
+//! hosts by `crates/ballast/tests/e2e/engines.rs`) of every engine the lab
 //! runs: Debian bookworm's Docker 20.10, trixie's 26.1 and sid's 28.5, the
 //! last also on the containerd image store. Each is read as doctor reads
 //! it, then judged as a host: its facts come out right and no rule

@@ -1,0 +1,432 @@
+//! A lab of several engines: one host each of Debian bookworm (Docker
+//! 20.10), trixie (26.1) and sid (28.5), and a fourth sid host whose engine
+//! keeps images in containerd. `ballast doctor` reads every one of them:
+//! the engine's version, its cgroup version and its image store, with no
+//! host blocked by a misread fact. Then hello v1 → v2 → rollback → v2
+//! through ballast-proxy under load, with 0 failed requests: on Docker
+//! 20.10, 26 and 28 (classic store) at once, measuring the bytes the
+//! one-layer change sent each; and on 28 on the containerd store, which
+//! gets the whole image (also measured by direct delivery).
+#![allow(clippy::print_stderr)] // tests report what they measure
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ballast_core::delivery::{self, DeliveryReport};
+use ballast_core::ssh::SshHost;
+use ballast_lab::{Distro, HostEngine, ImageStore, Inventory, LabEngines, LabName, UpRequest};
+use serde_json::Value;
+
+use common::report::{host as by_host, result, rules};
+use common::*;
+
+/// The engine of each host, by host number, and the Docker version its
+/// distribution packages.
+const HOSTS: [(HostEngine, &str); 4] = [
+    (
+        HostEngine::new(Distro::Bookworm, ImageStore::Classic),
+        "Docker 20.10.",
+    ),
+    (
+        HostEngine::new(Distro::Trixie, ImageStore::Classic),
+        "Docker 26.1.",
+    ),
+    (
+        HostEngine::new(Distro::Sid, ImageStore::Classic),
+        "Docker 28.5.",
+    ),
+    (
+        HostEngine::new(Distro::Sid, ImageStore::Containerd),
+        "Docker 28.5.",
+    ),
+];
+
+/// A lab started through the library with per-host engines, taken down
+/// when the test ends, pass or fail.
+struct EnginesLab {
+    name: LabName,
+    home: tempfile::TempDir,
+    inventory: Inventory,
+}
+
+impl EnginesLab {
+    fn up(tag: &str, engines: &LabEngines, hosts: usize) -> EnginesLab {
+        let home = tempfile::tempdir().expect("temp dir");
+        let name = LabName::parse(&lab_name(tag)).unwrap();
+        let request = UpRequest {
+            name: name.clone(),
+            hosts,
+            base: home.path().to_path_buf(),
+            subnet: None,
+            // Building a distribution's host image the first time takes
+            // minutes; the hosts themselves come up in seconds.
+            timeout: Duration::from_secs(180),
+            overrides: Default::default(),
+        };
+        let started = Instant::now();
+        let inventory = runtime().block_on(async {
+            let engine = local_engine().await;
+            ballast_lab::up_with(&engine, &request, engines, &mut |e| eprintln!("lab: {e:?}")).await
+        });
+        let lab = EnginesLab {
+            name,
+            home,
+            inventory: inventory.unwrap_or_else(|e| panic!("lab up failed: {e}")),
+        };
+        eprintln!(
+            "measure: {hosts}-host lab of several engines up in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        lab
+    }
+}
+
+impl Drop for EnginesLab {
+    fn drop(&mut self) {
+        let _ = ballast(
+            self.home.path(),
+            &["lab", "down", "--name", self.name.as_str()],
+        );
+    }
+}
+
+/// Writes a config with one role, `web`, on every host of the lab.
+fn write_config(dir: &Path, inv: &Inventory) -> PathBuf {
+    let hosts: Vec<&str> = inv.hosts.iter().map(|h| h.ip.as_str()).collect();
+    let text = format!(
+        "service: hello\nimage: hello:v1\nssh:\n  user: root\n  identity_file: {}\n  known_hosts: {}\n  connect_timeout: 5s\nroles:\n  web:\n    hosts: [{}]\n    port: 8080\n",
+        inv.key.display(),
+        inv.known_hosts.display(),
+        hosts.join(", ")
+    );
+    let path = dir.join("ballast.yml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn doctor_reads_bookworm_trixie_and_sid_engines_and_the_containerd_store() {
+    require_engine!();
+    let engines = HOSTS
+        .iter()
+        .enumerate()
+        .fold(LabEngines::default(), |all, (i, (e, _))| {
+            all.host(i + 1, *e)
+        });
+    let lab = EnginesLab::up("engines", &engines, HOSTS.len());
+    let inv = &lab.inventory;
+    for (h, (engine, _)) in inv.hosts.iter().zip(HOSTS) {
+        assert_eq!((h.distro, h.store), (engine.distro, engine.store), "{h:?}");
+    }
+    // `lab status` tells the engines apart too.
+    let out = ballast(
+        lab.home.path(),
+        &["--json", "lab", "status", "--name", lab.name.as_str()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let status = result(&out);
+    let hosts = status["labs"][0]["hosts"].as_array().unwrap();
+    let seen: Vec<(String, bool)> = hosts
+        .iter()
+        .map(|h| {
+            let e = &h["engine"];
+            (
+                format!(
+                    "{}/{}",
+                    e["distro"].as_str().unwrap(),
+                    e["store"].as_str().unwrap()
+                ),
+                h["answers"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        HOSTS
+            .iter()
+            .map(|(e, _)| (format!("{}/{}", e.distro, e.store), true))
+            .collect::<Vec<_>>(),
+        "{status}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config(work.path(), inv);
+
+    let started = Instant::now();
+    let out = run_with_config(&config, &["--json", "doctor"]);
+    eprintln!(
+        "measure: doctor over 4 engines took {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
+    // Warnings (cgroup v1 here, no log rotation...) but nothing blocks.
+    assert_eq!(out.status.code(), Some(10), "{}", text(&out));
+    let report = result(&out);
+    assert_eq!(report["summary"]["blocked"], 0, "{report}");
+    for (h, (engine, version)) in inv.hosts.iter().zip(HOSTS) {
+        let host = by_host(&report, &h.ip);
+        let about = host["about"].as_str().unwrap();
+        eprintln!("{} ({engine}): {about}", h.name);
+        assert!(host["unreachable"].is_null(), "{host}");
+        assert!(about.contains(version), "{engine}: {about}");
+        assert_eq!(
+            about.contains("containerd image store"),
+            engine.store == ImageStore::Containerd,
+            "{engine}: {about}"
+        );
+        let ids = rules(host);
+        assert!(!ids.contains(&"engine-down"), "{engine}: {ids:?}");
+        // The machine runs cgroup v1 and every host shares its kernel.
+        assert!(ids.contains(&"cgroup-v1"), "{engine}: {ids:?}");
+        // 20.10 and 26 are past upstream maintenance; 28 is not.
+        assert_eq!(
+            ids.contains(&"engine-unmaintained"),
+            engine.distro != Distro::Sid,
+            "{engine}: {ids:?}"
+        );
+    }
+
+    let out = run_with_config(&config, &["--json", "doctor", "--facts"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let facts = result(&out);
+    for (h, (engine, _)) in inv.hosts.iter().zip(HOSTS) {
+        let f = by_host(&facts, &h.ip);
+        let e = &f["engine"];
+        assert_eq!(e["image_store"], engine.store.to_string(), "{engine}: {e}");
+        assert_eq!(e["cgroup_version"], "1", "{engine}: {e}");
+        let driver = if engine.store == ImageStore::Containerd {
+            "overlayfs"
+        } else {
+            "overlay2"
+        };
+        assert_eq!(e["driver"], driver, "{engine}: {e}");
+    }
+    capture_docker_info(inv);
+}
+
+/// With `BALLAST_CAPTURE_DOCKER_INFO=DIR`, writes each host's raw `docker
+/// info` (the engine API's answer) to `DIR/DISTRO-STORE.json`: the
+/// fixtures of doctor's unit tests come from here.
+fn capture_docker_info(inv: &Inventory) {
+    let Some(dir) = std::env::var_os("BALLAST_CAPTURE_DOCKER_INFO") else {
+        return;
+    };
+    let script =
+        "import docker, json; print(json.dumps(docker.APIClient(version='auto').info(), indent=1))";
+    for h in &inv.hosts {
+        let out = std::process::Command::new("docker")
+            .args(["exec", &h.container, "python3", "-c", script])
+            .output()
+            .expect("run docker exec");
+        assert!(out.status.success(), "{}", text(&out));
+        let path = Path::new(&dir).join(format!("{}-{}.json", h.distro, h.store));
+        std::fs::write(&path, &out.stdout).unwrap();
+        eprintln!("wrote {}", path.display());
+    }
+}
+
+/// The delivery reports of a `deploy --json` run.
+fn delivered(out: &std::process::Output) -> Vec<Value> {
+    result(out)["delivered"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no delivered list:\n{}", text(out)))
+        .clone()
+}
+
+/// A lab of `engines`, hosts numbered in their order.
+fn lab_of(tag: &str, engines: &[HostEngine]) -> EnginesLab {
+    let all = engines
+        .iter()
+        .enumerate()
+        .fold(LabEngines::default(), |all, (i, e)| all.host(i + 1, *e));
+    EnginesLab::up(tag, &all, engines.len())
+}
+
+/// What [`roll_through_the_proxy`] saw.
+struct Rolled {
+    /// Each deploy's delivery reports, by version (v1, then v2).
+    sent: Vec<(String, Value)>,
+    /// The delivery reports of v2 deployed again after the rollback.
+    again: Vec<Value>,
+}
+
+/// Deploys hello v1 to `hosts` behind ballast-proxy, then under load
+/// through their proxies: v2, a rollback, and v2 again.
+fn roll_through_the_proxy(lab: &EnginesLab, hosts: &[&ballast_lab::LabHost]) -> Rolled {
+    let inv = &lab.inventory;
+    let work = tempfile::tempdir().unwrap();
+    let ips: Vec<&str> = hosts.iter().map(|h| h.ip.as_str()).collect();
+    let rest = format!(
+        "roles:\n  web:\n    hosts: [{}]\n    port: 8080\n    proxy: {{}}\ndeploy:\n  health_timeout: 20s\n",
+        ips.join(", ")
+    );
+    let config = lab_config(work.path(), inv, &inv.known_hosts, "hello", "hello", &rest);
+    let deploy = |version: &str| {
+        let args = ["--json", "deploy", "--version", version];
+        let out = run_with_config(&config, &args);
+        assert!(out.status.success(), "{args:?}\n{}", text(&out));
+        delivered(&out)
+    };
+    let rt = runtime();
+    let mut sent = Vec::new();
+    let mut load = None;
+    for version in ["v1", "v2"] {
+        for d in deploy(version) {
+            let h = inv.host(d["host"].as_str().unwrap()).expect("a lab host");
+            eprintln!(
+                "measure: deploy hello {version} -> {} ({}): {} of {} layers, {} bytes{}",
+                h.name,
+                HostEngine::new(h.distro, h.store),
+                d["layers_sent"],
+                d["layers_total"],
+                d["bytes_sent"],
+                if d["full"] == true { " (full)" } else { "" }
+            );
+            sent.push((version.to_string(), d));
+        }
+        if load.is_none() {
+            let urls = ips.iter().map(|ip| format!("http://{ip}:80/")).collect();
+            load = Some(load::Running::start(&rt, urls, 200, 8));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let back = run_with_config(&config, &["rollback"]);
+    assert!(back.status.success(), "{}", text(&back));
+    let again = deploy("v2");
+    let load = load.expect("started").stop(&rt);
+    let engines: Vec<String> = hosts
+        .iter()
+        .map(|h| HostEngine::new(h.distro, h.store).to_string())
+        .collect();
+    eprintln!(
+        "measure: v1 -> v2 -> rollback -> v2 through the proxy on {engines:?}: {} requests, {} failed, versions {:?}",
+        load.sent, load.failed, load.versions
+    );
+    assert_eq!(load.failed, 0, "{:?}", load.failures);
+    assert!(
+        load.versions.contains_key("v1") && load.versions.contains_key("v2"),
+        "{:?}",
+        load.versions
+    );
+    Rolled { sent, again }
+}
+
+#[test]
+fn a_one_layer_change_reaches_every_engine_and_store() {
+    require_engine!();
+    let v1 = hello_image("v1");
+    let v2 = hello_image("v2");
+    let lab = lab_of(
+        "engdeliver",
+        &[
+            HostEngine::new(Distro::Bookworm, ImageStore::Classic),
+            HostEngine::new(Distro::Trixie, ImageStore::Classic),
+            HostEngine::new(Distro::Sid, ImageStore::Classic),
+            HostEngine::new(Distro::Sid, ImageStore::Containerd),
+        ],
+    );
+    let inv = &lab.inventory;
+
+    // Docker 20.10, 26 and 28 on the classic store, through the proxy:
+    // only the changed layer, and no request lost.
+    let rolled = roll_through_the_proxy(&lab, &[&inv.hosts[0], &inv.hosts[1], &inv.hosts[2]]);
+    let changes: Vec<&Value> = rolled
+        .sent
+        .iter()
+        .filter(|(v, _)| v == "v2")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(changes.len(), 3, "{:?}", rolled.sent);
+    for d in changes {
+        assert_eq!(
+            (&d["full"], &d["layers_sent"]),
+            (&false.into(), &1.into()),
+            "{d}"
+        );
+        assert!(d["bytes_sent"].as_u64().unwrap() < 100_000, "{d}");
+    }
+
+    // Docker 28 on the containerd store: direct delivery sends the whole
+    // image every time, and the host has it under its tag.
+    let containerd = &inv.hosts[3];
+    runtime().block_on(async {
+        let local = local_engine().await;
+        let ssh = SshHost::connect(&inv.ssh_target(containerd)).await.unwrap();
+        let mut reports: Vec<DeliveryReport> = Vec::new();
+        for image in [&v1, &v2] {
+            let prepared = delivery::prepare(&local, image).await.unwrap();
+            let report = prepared.send(ssh.engine(), &mut |_| {}).await.unwrap();
+            eprintln!(
+                "measure: direct delivery {image} -> {} (sid, containerd store): {} of {} layers, {} bytes{}",
+                containerd.name,
+                report.layers_sent,
+                report.layers_total,
+                report.bytes_sent,
+                if report.full { " (full)" } else { "" }
+            );
+            let there = ssh.engine().docker().inspect_image(image).await.unwrap();
+            let here = local.docker().inspect_image(image).await.unwrap();
+            assert_eq!(
+                there.root_fs.and_then(|r| r.layers),
+                here.root_fs.and_then(|r| r.layers),
+                "{image}"
+            );
+            reports.push(report);
+        }
+        assert!(reports.iter().all(|r| r.full), "{reports:?}");
+        assert!(reports[1].bytes_sent * 2 > reports[0].bytes_sent, "{reports:?}");
+        let _ = ssh.close().await;
+    });
+}
+
+/// On the containerd store, whose image IDs are manifest digests, not the
+/// config digests ballast names releases by: a deploy of hello v1 behind
+/// ballast-proxy, then v2, a rollback and v2 again, under load through the
+/// proxy with 0 failed requests. The image is sent whole (the store does
+/// not skip layers on load) and tagged by its config digest
+/// (`ballast-image:sha256-…`), which containers, the proxy's included,
+/// are created from; v2 again sends nothing.
+#[test]
+fn deploy_works_on_the_containerd_store() {
+    require_engine!();
+    hello_image("v1");
+    hello_image("v2");
+    let lab = lab_of(
+        "engcontainerd",
+        &[HostEngine::new(Distro::Sid, ImageStore::Containerd)],
+    );
+    let host = &lab.inventory.hosts[0];
+    let rolled = roll_through_the_proxy(&lab, &[host]);
+    assert_eq!(rolled.sent.len(), 2, "{:?}", rolled.sent);
+    for (_, d) in &rolled.sent {
+        assert_eq!(d["full"], true, "{d}");
+    }
+    assert!(
+        rolled
+            .again
+            .iter()
+            .all(|d| d["skipped"] == true || d["bytes_sent"] == 0),
+        "v2 again sent it again: {:?}",
+        rolled.again
+    );
+    // The host names each release, and the proxy's image, by config digest.
+    let tags = std::process::Command::new("docker")
+        .args([
+            "exec",
+            &host.container,
+            "docker",
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+        ])
+        .output()
+        .unwrap();
+    let tags = String::from_utf8_lossy(&tags.stdout);
+    assert!(
+        tags.lines()
+            .filter(|t| t.starts_with("ballast-image:sha256-"))
+            .count()
+            >= 3,
+        "hello v1, v2 and the proxy by config digest:\n{tags}"
+    );
+}
