@@ -104,11 +104,22 @@ pub async fn up_with(
             req.name
         )));
     }
-    let mut tags = BTreeMap::new();
-    for distro in engines.distros(req.hosts) {
-        let tag = recipe::ensure(engine, distro, &mut |e| on_event(LabEvent::Image(e))).await?;
-        tags.insert(distro, tag);
-    }
+    // Each distribution's image builds beside the others: a build is
+    // mostly one core's work, and a lab of three distributions made cold
+    // would otherwise wait for three in a row.
+    let told = std::sync::Mutex::new(&mut *on_event);
+    let builds = engines.distros(req.hosts).into_iter().map(|distro| {
+        let told = &told;
+        async move {
+            let mut tell = |e| (told.lock().unwrap_or_else(|p| p.into_inner()))(LabEvent::Image(e));
+            let tag = recipe::ensure(engine, distro, &mut tell).await?;
+            Ok::<_, Error>((distro, tag))
+        }
+    });
+    let tags: BTreeMap<_, _> = futures_util::future::try_join_all(builds)
+        .await?
+        .into_iter()
+        .collect();
     let dir = LabDir::new(&req.base, &req.name);
     let plan = Plan {
         engines,

@@ -2,7 +2,8 @@
 //! debootstrap, the recipe's files written and its prunes removed, streamed
 //! as a tar into the engine's image import (with the settings an import
 //! takes), then a one-line build for those it does not (STOPSIGNAL). One
-//! build per image at a time on this machine, under a file lock.
+//! build per image at a time on this machine, under a file lock of that
+//! image's tag; different images build side by side.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -36,7 +37,8 @@ impl Recipe {
         }
         // Several runs at once (parallel tests) build the image only once:
         // the first holds the lock, the others find the image when they get it.
-        let _lock = build_lock(self.repo).await?;
+        // The lock is the image's own: other recipes build meanwhile.
+        let _lock = build_lock(&tag).await?;
         if engine.image_id(&tag).await?.is_some() {
             on_event(RecipeEvent::Cached { tag: tag.clone() });
             return Ok(tag);
@@ -237,9 +239,9 @@ async fn finish(engine: &Engine, imported: &str, instructions: &[String], tag: &
 /// An exclusive lock on a file beside the build directories, one per image
 /// repository, held (by the open file) until dropped; the OS releases it if
 /// the process dies.
-async fn build_lock(repo: &str) -> Result<std::fs::File> {
-    let step = format!("lock the build of {repo}");
-    let path = Path::new("/var/tmp").join(format!("{repo}-image.lock"));
+async fn build_lock(tag: &str) -> Result<std::fs::File> {
+    let step = format!("lock the build of {tag}");
+    let path = Path::new("/var/tmp").join(format!("{}-image.lock", tag.replace(':', "-")));
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
