@@ -108,7 +108,9 @@ impl<'a> Ctx<'a> {
                 host.name(),
                 &format!("saving {} on this machine", spec.image),
             );
-            let p = delivery::prepare(&local, &spec.image).await?;
+            let p = delivery::prepare(&local, &spec.image)
+                .await?
+                .with_compression(self.loaded.config.delivery.compression());
             prepared.insert(spec.image.clone(), p);
         }
         let p = &prepared[&spec.image];

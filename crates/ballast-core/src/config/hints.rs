@@ -190,7 +190,7 @@ pub(crate) fn closest<'a>(typed: &str, known: impl Iterator<Item = &'a str>) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::schema::OnFailure;
+    use super::super::schema::{Compression, Delivery, OnFailure};
     use super::super::testing::{assert_error, parse_yaml};
     use super::*;
 
@@ -301,6 +301,35 @@ mod tests {
             13,
             "ssh.port: expected a whole number from 1 to 65535, found the number `-22`",
             "1 to 65535",
+        );
+    }
+
+    #[test]
+    fn delivery_is_a_method_or_a_mapping_with_its_compression() {
+        let config = parse_yaml(&format!("{HEAD}delivery: direct\n")).unwrap();
+        assert_eq!(config.config.delivery.compression(), Compression::Auto);
+        let yaml = format!("{HEAD}delivery: {{ method: direct, compression: none }}\n");
+        let config = parse_yaml(&yaml).unwrap();
+        assert_eq!(config.config.delivery.method(), Delivery::Direct);
+        assert_eq!(config.config.delivery.compression(), Compression::None);
+        let config = parse_yaml(&format!("{HEAD}delivery:\n  compression: gzip\n")).unwrap();
+        assert_eq!(config.config.delivery.method(), Delivery::Direct);
+        assert_eq!(config.config.delivery.compression(), Compression::Gzip);
+        let yaml = format!("{HEAD}delivery:\n  compression: zip\n");
+        assert_error(
+            &yaml,
+            7,
+            16,
+            "delivery.compression: expected one of `auto`, `gzip-fast`, `gzip`, `none`",
+            "did you mean `gzip`?",
+        );
+        let yaml = format!("{HEAD}delivery:\n  compresion: none\n");
+        assert_error(
+            &yaml,
+            7,
+            3,
+            "unknown key `compresion`",
+            "did you mean `compression`?",
         );
     }
 

@@ -107,23 +107,13 @@ impl Walker<'_> {
         path: &str,
         owner: &Located,
     ) -> Result<(), ConfigError> {
-        let fits = |b: &Value| {
-            let (b, _) = deref(b);
-            let types = types(b);
-            let type_ok = types.is_empty() || types.iter().any(|t| accepts(t, &node.value, true));
-            let const_ok = match b.get("const") {
-                Some(c) => Some(scalar(c)) == node.value.scalar_text(),
-                None => true,
-            };
-            type_ok && const_ok
-        };
-        if let Some(branch) = branches.iter().find(|b| fits(b)) {
+        if let Some(branch) = branches.iter().find(|b| fits(b, &node.value)) {
             return self.walk(branch, None, node, path, owner);
         }
-        let consts: Vec<String> = branches
-            .iter()
-            .filter_map(|b| deref(b).0.get("const").map(scalar))
-            .collect();
+        let mut consts = Vec::new();
+        for b in branches {
+            constants(b, &mut consts);
+        }
         if !consts.is_empty() {
             return Err(hints::unknown_choice(self.src, &consts, node, path));
         }
@@ -182,6 +172,36 @@ impl Walker<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a branch of a choice takes `value`: a branch that is itself a
+/// choice (an enum of constants inside an untagged enum) takes what one of
+/// its own branches takes.
+fn fits(branch: &Value, value: &Node) -> bool {
+    let (b, _) = deref(branch);
+    if let Some(inner) = b.get("anyOf").or(b.get("oneOf")).and_then(Value::as_array) {
+        return inner.iter().any(|i| fits(i, value));
+    }
+    let types = types(b);
+    let type_ok = types.is_empty() || types.iter().any(|t| accepts(t, value, true));
+    let const_ok = match b.get("const") {
+        Some(c) => Some(scalar(c)) == value.scalar_text(),
+        None => true,
+    };
+    type_ok && const_ok
+}
+
+/// The constants a branch of a choice takes, its own branches' included.
+fn constants(branch: &Value, out: &mut Vec<String>) {
+    let (b, _) = deref(branch);
+    if let Some(c) = b.get("const") {
+        out.push(scalar(c));
+    }
+    if let Some(inner) = b.get("anyOf").or(b.get("oneOf")).and_then(Value::as_array) {
+        for i in inner {
+            constants(i, out);
+        }
     }
 }
 

@@ -19,7 +19,7 @@ pub(crate) fn check(config: &Config, root: &Located, src: &Source) -> Result<(),
     };
     c.service(config);
     c.image(&config.image);
-    if config.delivery == Delivery::Registry {
+    if config.delivery.method() == Delivery::Registry {
         c.error(&["delivery"], "delivery `registry` is not available yet".into())
             .set_label("not available yet")
             .set_hint("use `delivery: direct` (the default): images travel over SSH, only missing layers are sent, no registry needed");

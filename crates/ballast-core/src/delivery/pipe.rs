@@ -1,5 +1,6 @@
-//! The bytes that cross the wire: the save tarball, filtered and gzipped
-//! once per set of layers left out, on a blocking thread, into a file next
+//! The bytes that cross the wire: the save tarball, filtered and compressed
+//! (as `delivery.compression` says) once per set of layers left out, on a
+//! blocking thread, into a file next
 //! to the tarball; every host lacking the same layers reads that file as it
 //! grows and hands it to its HTTP body chunk by chunk. One compression
 //! feeds a whole batch (compressing per host cost a level-6 gzip of the
@@ -14,12 +15,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use flate2::write::GzEncoder;
-use flate2::Compression;
 use futures_util::Stream;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
 use super::archive;
+use crate::config::Compression;
 
 /// Size of one chunk of the body, and how often the compressor says how
 /// far it got.
@@ -47,7 +48,12 @@ pub struct Shared {
 
 impl Shared {
     /// Starts compressing `tarball` without the entries in `skip` into `dest`.
-    pub fn start(tarball: PathBuf, skip: HashSet<String>, dest: PathBuf) -> Shared {
+    pub fn start(
+        tarball: PathBuf,
+        skip: HashSet<String>,
+        dest: PathBuf,
+        compression: Compression,
+    ) -> Shared {
         let (tx, progress) = watch::channel(Stage::Writing(0));
         let cancel = Arc::new(AtomicBool::new(false));
         let cancelled = cancel.clone();
@@ -62,9 +68,19 @@ impl Shared {
                     tx: &tx,
                     cancelled: &cancelled,
                 };
-                let gz = GzEncoder::new(sink, Compression::default());
-                let gz = archive::write_filtered(&tarball, &skip, gz)?;
-                let mut sink = gz.finish()?;
+                let level = match compression {
+                    // Resolved by size before it gets here.
+                    Compression::GzipFast | Compression::Auto => Some(flate2::Compression::fast()),
+                    Compression::Gzip => Some(flate2::Compression::default()),
+                    Compression::None => None,
+                };
+                let mut sink = match level {
+                    Some(level) => {
+                        let gz = GzEncoder::new(sink, level);
+                        archive::write_filtered(&tarball, &skip, gz)?.finish()?
+                    }
+                    None => archive::write_filtered(&tarball, &skip, sink)?,
+                };
                 sink.file.flush()?;
                 Ok::<u64, io::Error>(sink.written)
             })();
@@ -116,7 +132,7 @@ impl Shared {
 
 /// One host's reading of a shared compression.
 pub struct Reader {
-    /// The gzipped archive, chunk by chunk; an error ends the body.
+    /// The compressed archive, chunk by chunk; an error ends the body.
     pub body: std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>,
     /// Compressed bytes handed to the body so far.
     pub sent: Arc<AtomicU64>,
@@ -269,43 +285,52 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_reader_gets_the_one_gzipped_filtered_archive() {
-        let dir = tempfile::tempdir().unwrap();
-        let fake = archive::tests::Fake {
-            layers: vec![
-                archive::tests::layer_tar("big", &vec![1; 600_000]),
-                archive::tests::layer_tar("noise", &noise(1_500_000)),
-                archive::tests::layer_tar("VERSION", b"2\n"),
-            ],
-            oci: false,
-            repeat_first: false,
-        };
-        let (path, _) = fake.write(dir.path());
-        let saved = archive::read(&path).unwrap();
-        let skip = archive::skipped_entries(&saved.layers, 1);
-        let shared = Shared::start(path.clone(), skip.clone(), dir.path().join("out.gz"));
-        // Readers that start together and one that starts late all get the
-        // whole compression, made once.
-        let (a, b) = tokio::join!(read_all(shared.reader()), read_all(shared.reader()));
-        let c = read_all(shared.reader()).await;
-        assert_eq!(a, b);
-        assert_eq!(a, c);
-        let (gz, sent) = a;
-        assert_eq!(sent, gz.len() as u64);
-        assert_eq!(gz, std::fs::read(dir.path().join("out.gz")).unwrap());
-        let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(gz.as_slice())
-            .read_to_end(&mut plain)
-            .unwrap();
-        assert_eq!(
-            plain,
-            archive::write_filtered(&path, &skip, Vec::new()).unwrap()
-        );
-        assert!(
-            gz.len() < 1_600_000,
-            "the big layer stayed home: {} bytes",
-            gz.len()
-        );
+    async fn every_reader_gets_the_one_compressed_filtered_archive() {
+        for compression in [Compression::GzipFast, Compression::Gzip, Compression::None] {
+            let dir = tempfile::tempdir().unwrap();
+            let fake = archive::tests::Fake {
+                layers: vec![
+                    archive::tests::layer_tar("big", &vec![1; 600_000]),
+                    archive::tests::layer_tar("noise", &noise(1_500_000)),
+                    archive::tests::layer_tar("VERSION", b"2\n"),
+                ],
+                oci: false,
+                repeat_first: false,
+            };
+            let (path, _) = fake.write(dir.path());
+            let saved = archive::read(&path).unwrap();
+            let skip = archive::skipped_entries(&saved.layers, 1);
+            let out = dir.path().join("out");
+            let shared = Shared::start(path.clone(), skip.clone(), out.clone(), compression);
+            // Readers that start together and one that starts late all get
+            // the whole compression, made once.
+            let (a, b) = tokio::join!(read_all(shared.reader()), read_all(shared.reader()));
+            let c = read_all(shared.reader()).await;
+            assert_eq!(a, b);
+            assert_eq!(a, c);
+            let (sent_bytes, sent) = a;
+            assert_eq!(sent, sent_bytes.len() as u64);
+            assert_eq!(sent_bytes, std::fs::read(&out).unwrap());
+            let mut plain = Vec::new();
+            match compression {
+                Compression::None => plain = sent_bytes.clone(),
+                Compression::Gzip | Compression::GzipFast | Compression::Auto => {
+                    flate2::read::GzDecoder::new(sent_bytes.as_slice())
+                        .read_to_end(&mut plain)
+                        .unwrap();
+                }
+            }
+            assert_eq!(
+                plain,
+                archive::write_filtered(&path, &skip, Vec::new()).unwrap(),
+                "{compression:?}"
+            );
+            assert!(
+                sent_bytes.len() < 1_600_000,
+                "{compression:?}: the big layer stayed home: {} bytes",
+                sent_bytes.len()
+            );
+        }
     }
 
     #[tokio::test]
@@ -315,6 +340,7 @@ mod tests {
             PathBuf::from("/no/such/image.tar"),
             HashSet::new(),
             dir.path().join("out.gz"),
+            Compression::default(),
         );
         let mut reader = shared.reader();
         let first = reader.body.next().await.unwrap();
@@ -333,7 +359,12 @@ mod tests {
             repeat_first: false,
         };
         let (path, _) = fake.write(dir.path());
-        let shared = Shared::start(path, HashSet::new(), dir.path().join("out.gz"));
+        let shared = Shared::start(
+            path,
+            HashSet::new(),
+            dir.path().join("out.gz"),
+            Compression::default(),
+        );
         let mut reader = shared.reader();
         reader.body.next().await.unwrap().unwrap();
         shared.cancel();

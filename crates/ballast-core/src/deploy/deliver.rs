@@ -1,13 +1,19 @@
 //! The image to the hosts the plan says lack it, only missing layers sent.
 //! Rollbacks never deliver: their images are on the hosts already.
 
+use std::time::{Duration, Instant};
+
 use futures_util::{stream, StreamExt};
 
 use super::{say, Deploy};
-use crate::delivery::{self, DeliveryReport};
+use crate::delivery::{self, DeliveryReport, Progress};
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::image::ImageEvent;
 use crate::plan::Plan;
+
+/// How often a delivery under way says how far each host got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Sends `image_ref` to every host the plan marks for delivery.
 pub(super) async fn deliver(
@@ -28,13 +34,25 @@ pub(super) async fn deliver(
         None,
         format!("delivering {reference} to {} hosts", needy.len()),
     );
-    let prepared = delivery::prepare(&local, reference).await?;
+    let prepared = delivery::prepare(&local, reference)
+        .await?
+        .with_compression(d.ctx.loaded.config.delivery.compression());
+    let progress = Progress::new(PROGRESS_EVERY);
     let results: Vec<Result<DeliveryReport>> = stream::iter(needy)
         .map(|name| {
-            let prepared = &prepared;
+            let (prepared, progress) = (&prepared, &progress);
             async move {
                 let host = d.fleet.get(name).expect("planned hosts are connected");
-                let report = prepared.send(host.engine(), &mut |_| {}).await?;
+                let mut on_image = |e: ImageEvent| {
+                    if let ImageEvent::Sent { host, bytes } = e {
+                        if let Some(line) = progress.record(&host, bytes, Instant::now()) {
+                            say(d.on_event, None, line);
+                        }
+                    }
+                };
+                let sent = prepared.send(host.engine(), &mut on_image).await;
+                progress.done(name);
+                let report = sent?;
                 say(
                     d.on_event,
                     Some(name),

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+pub use ballast_core::delivery::human_bytes;
 use ballast_core::image::{self, BuildSpec, ImageEvent};
 use ballast_core::{Engine, Result};
 
@@ -30,21 +31,6 @@ pub async fn run(args: BuildArgs, out: &Printer) -> Result<()> {
     Ok(())
 }
 
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
@@ -55,10 +41,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_read_like_people_write_them() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(2048), "2.0 KiB");
-        assert_eq!(human_bytes(3 * 1024 * 1024 + 512 * 1024), "3.5 MiB");
+    fn ids_are_shown_short() {
         assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
     }
 }
