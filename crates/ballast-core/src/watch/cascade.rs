@@ -1,8 +1,8 @@
 //! Cascade protection: watch never acts on more than `watch.max_share` of a
 //! role's hosts at once. A host counts as acted on from the restart until
-//! its container is healthy again (or watch gives up on it): a fleet that
-//! falls over host after host is not restarted all together into the
-//! same failure.
+//! the restart is done and its container healthy again (or watch gives up
+//! on it): a fleet that falls over host after host is not restarted all
+//! together into the same failure.
 
 /// How many of a role's `hosts` may be acted on at once with a share of
 /// `percent`: rounded down, at least one.

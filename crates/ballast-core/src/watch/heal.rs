@@ -92,14 +92,17 @@ pub fn decide(
                 .get(&(host.to_string(), subject.clone()))
                 .is_some_and(|t| t.acted && !t.breaker.open)
         };
+        // A restart still under way holds its slot even if a look already
+        // saw its container healthy: it is not done until it says so.
+        let under_way = |host: &str| busy.contains(&Key::container(host, &subject));
         wanted.sort_by_key(|c| (!acted(&c.host), c.host.clone()));
-        let busy = r
+        let holding = r
             .hosts
             .iter()
-            .filter(|h| acted(h) && !wanted.iter().any(|c| &c.host == *h))
+            .filter(|h| (acted(h) || under_way(h)) && !wanted.iter().any(|c| &c.host == *h))
             .count();
         let cap = cascade::cap(r.hosts.len(), settings.max_share);
-        let (go, wait) = cascade::allow(&wanted, busy, cap);
+        let (go, wait) = cascade::allow(&wanted, holding, cap);
         allowed.extend(go);
         out.held
             .extend(wait.iter().map(|c| Key::container(&c.host, &c.subject)));

@@ -362,6 +362,27 @@ fn a_role_down_everywhere_is_one_incident_healed_a_share_at_a_time() {
 }
 
 #[test]
+fn a_restart_under_way_holds_its_slot_even_once_seen_healthy() {
+    let mut sim = Sim::new();
+    sim.set("h1", web(), seen("web-h1", Exited, Health::Unchecked, 0));
+    let r = sim.look();
+    assert_eq!(restarted(&r), [("h1".into(), "web-h1".into(), false)]);
+    // The start has not answered yet, but h1's container already runs
+    // healthy when h2's falls over.
+    sim.busy.insert(Key::container("h1", &web()));
+    sim.healthy("h1");
+    sim.set("h2", web(), seen("web-h2", Exited, Health::Unchecked, 0));
+    for _ in 0..3 {
+        let r = sim.look();
+        assert!(r.restarts.is_empty(), "{:?}", r.restarts);
+    }
+    // Once h1's restart is done, h2 gets its turn.
+    sim.busy.clear();
+    let r = sim.look();
+    assert_eq!(restarted(&r), [("h2".into(), "web-h2".into(), false)]);
+}
+
+#[test]
 fn the_breaker_opens_after_k_restarts_and_escalates_once() {
     let mut sim = Sim::new();
     sim.set("h2", web(), seen("web-h2", Exited, Health::Unchecked, 0));
