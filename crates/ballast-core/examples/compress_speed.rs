@@ -1,6 +1,7 @@
 //! How fast, and how small, each `delivery.compression` makes a file (a
 //! `docker save` tarball): the measurement behind `auto`'s choice of level.
-//! `cargo run --release -p ballast-core --example compress_speed -- FILE`
+//! `cargo run -p ballast-core --example compress_speed -- FILE` (flate2, as
+//! every dependency, is optimized in the dev profile too).
 #![allow(clippy::print_stdout, clippy::print_stderr)] // it prints what it measured
 
 use std::io::{Read, Write};

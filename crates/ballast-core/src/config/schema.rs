@@ -196,7 +196,7 @@ pub struct DeliverySettings {
     /// be sent (under a second of one core, for the fewest bytes), else
     /// `gzip-fast`. `gzip-fast` compresses at over 100 MB/s on one core,
     /// so it keeps up with a gigabit link, and sends under half the
-    /// layers' size; `gzip` sends about a fifth less at seven times the
+    /// layers' size; `gzip` sends about a sixth less at seven times the
     /// CPU, for slow links; `none` sends layers as they are, for links
     /// faster than the compressor. BENCHMARKS.md has the measurements.
     #[serde(default)]
