@@ -23,9 +23,10 @@
 //!   connection: a container of the service dying (or starting) brings
 //!   the next look at that host forward; the interval stays the
 //!   fallback.
-//! - [`assess`]: what a look means: each container's condition (counting
-//!   failed checks and Docker's own restarts), hosts down, roles down
-//!   everywhere; findings with inhibition, and what could be healed.
+//! - [`assess`]: what a look means: hosts down, roles down everywhere,
+//!   the deploy lock; findings with inhibition, and what could be healed.
+//!   [`condition`]: what it means for one container (counting failed
+//!   checks and Docker's own restarts).
 //! - [`backoff`], [`breaker`], [`cascade`]: the three bounds on restarts:
 //!   capped exponential waits, a circuit breaker per container, and a
 //!   share of a role's hosts at a time.
@@ -59,6 +60,7 @@ pub mod breaker;
 pub mod cascade;
 pub mod channel;
 pub mod checkup;
+pub mod condition;
 pub mod disk;
 pub mod events;
 mod execute;
