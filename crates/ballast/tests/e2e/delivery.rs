@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bollard::query_parameters::{RemoveImageOptionsBuilder, TagImageOptionsBuilder};
 
+use ballast_core::config::Compression;
 use ballast_core::delivery::{self, DeliveryReport, Prepared};
 use ballast_core::image::ImageEvent;
 use ballast_core::ssh::SshHost;
@@ -50,6 +51,7 @@ fn only_missing_layers_cross_the_wire_and_the_image_runs() {
     require_engine!();
     let v1 = hello_image("dlv-1");
     let v2 = hello_image("dlv-2");
+    let v3 = hello_image("dlv-3");
     let lab = Lab::up("delivery", 2);
     let inv = lab.inventory.clone();
 
@@ -121,6 +123,39 @@ fn only_missing_layers_cross_the_wire_and_the_image_runs() {
         assert_eq!(
             h2.image_id(&v2).await.unwrap().as_deref(),
             Some(p2.image_id())
+        );
+
+        // Every compression loads on a real engine: v1's own layer to h2
+        // as it is (its bytes are at least the layer's), v3's to h1 at
+        // gzip's fast level.
+        let plain = delivery::prepare(&local, &v1)
+            .await
+            .unwrap()
+            .with_compression(Compression::None);
+        let own = |p: &Prepared| {
+            p.layers()
+                .iter()
+                .filter(|l| !p2.layers().iter().any(|o| o.diff_id == l.diff_id))
+                .map(|l| l.size)
+                .sum::<u64>()
+        };
+        let as_is = deliver(&plain, h2).await;
+        assert_eq!((as_is.layers_sent, as_is.layers_total), (1, 2));
+        assert!(as_is.bytes_sent >= own(&plain), "{as_is:?}");
+        assert_eq!(
+            h2.image_id(&v1).await.unwrap().as_deref(),
+            Some(plain.image_id())
+        );
+        let fast = delivery::prepare(&local, &v3)
+            .await
+            .unwrap()
+            .with_compression(Compression::GzipFast);
+        let gz = deliver(&fast, h1).await;
+        assert_eq!((gz.layers_sent, gz.layers_total), (1, 2));
+        assert!(gz.bytes_sent as f64 <= own(&fast) as f64 * 1.1, "{gz:?}");
+        assert_eq!(
+            h1.image_id(&v3).await.unwrap().as_deref(),
+            Some(fast.image_id())
         );
 
         // Sent again: nothing crosses, and a lost tag comes back.
