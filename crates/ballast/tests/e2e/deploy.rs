@@ -482,11 +482,7 @@ fn the_lock_belongs_to_its_holder_wherever_the_config_puts_roles() {
 
     // B interrupts its deploy while it still connects (one of its hosts
     // hangs): A's lock is untouched.
-    let paused = Command::new("docker")
-        .args(["pause", &inv.hosts[2].container])
-        .output()
-        .unwrap();
-    assert!(paused.status.success(), "{}", text(&paused));
+    freeze_host(&inv.hosts[2].container);
     let b2 = lab_config(
         &work.path().join("b2"),
         &inv,

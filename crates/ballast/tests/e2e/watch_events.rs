@@ -376,7 +376,7 @@ fn events_bring_looks_forward_and_disks_and_doctor_rules_are_incidents() {
         metric(&m, "ballast_watch_looks_total{service=\"hello\"}").is_some_and(|l| l >= 2.0)
     });
     std::thread::sleep(Duration::from_millis(500));
-    docker(&["pause", &h2.container]);
+    freeze_host(&h2.container);
     let paused = Instant::now();
     // A look at h2 is under way from the next tick on.
     std::thread::sleep(Duration::from_secs(3));

@@ -224,6 +224,25 @@ pub async fn run_hello(engine: &Engine, image: &str, name: &str, port: u16) {
 }
 
 /// A multi-threaded runtime for tests that mix the binary and async checks.
+/// Freezes a lab host (`docker pause`): its address still takes TCP, and
+/// nothing on it answers. The cgroup freezer can refuse while the machine
+/// is busy ("unable to freeze"), so a refusal is tried again a few times.
+pub fn freeze_host(container: &str) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let out = Command::new("docker")
+            .args(["pause", container])
+            .output()
+            .expect("docker runs");
+        if out.status.success() {
+            return;
+        }
+        last = text(&out);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("docker pause {container} failed five times: {last}");
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
