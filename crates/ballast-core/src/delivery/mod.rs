@@ -9,6 +9,8 @@
 //! - `pipe`: the filtered tarball, compressed once per set of layers left out
 //!   and streamed to every host that lacks them as an HTTP body.
 //! - [`progress`]: how far each host got, in one line at a time.
+//! - `tag`: naming the image on a host once it is there, and checking
+//!   the names.
 //!
 //! A host on the classic image store does not read a layer tar whose chain
 //! it already has (LAB.md, "Moving images without a registry"), so the save
@@ -22,6 +24,7 @@ pub mod archive;
 mod pipe;
 mod progress;
 pub mod survey;
+mod tag;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -29,18 +32,19 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::query_parameters::{ImportImageOptionsBuilder, TagImageOptionsBuilder};
+use bollard::query_parameters::ImportImageOptionsBuilder;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::Compression;
-use crate::engine::{config_tag, Engine};
+use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::ImageEvent;
 
 pub use archive::Layer;
 pub use progress::{human_bytes, Progress};
 pub use survey::Store;
+pub use tag::tag_parts;
 
 /// Deadline for saving an image on this machine.
 pub const SAVE_DEADLINE: Duration = Duration::from_secs(600);
@@ -382,98 +386,6 @@ impl Prepared {
             })
             .clone()
     }
-
-    /// Tags the image on `to` as the prepared reference (when that is a
-    /// name), then checks what the host now calls by it.
-    async fn tag(&self, to: &Engine, store: Store, source: Source) -> Result<()> {
-        if store == Store::Containerd {
-            return self.tag_containerd(to, source).await;
-        }
-        let id = self.image_id();
-        let step = format!("verify image {} on the host", self.reference);
-        let name = match tag_parts(&self.reference, id) {
-            Some((repo, tag)) => {
-                let options = TagImageOptionsBuilder::default()
-                    .repo(&repo)
-                    .tag(&tag)
-                    .build();
-                to.call(
-                    &format!("tag image {id} as {repo}:{tag}"),
-                    to.docker().tag_image(id, Some(options)),
-                )
-                .await?;
-                format!("{repo}:{tag}")
-            }
-            None => id.to_string(),
-        };
-        let found = to.image_id(&name).await?;
-        if found.as_deref() == Some(id) {
-            Ok(())
-        } else {
-            let cause = match found {
-                None => format!("the host has no image {name} after loading it"),
-                Some(other) => format!("{name} is {other} on the host, not {id}"),
-            };
-            Err(Error::failed(step, cause)
-                .on(to.host())
-                .hint("deliver again; if it fails the same way, load the image by hand (`docker load`) and report it"))
-        }
-    }
-
-    /// On the containerd store, which names images by manifest: gives the
-    /// image both its reference's tag and the [`config_tag`] that names it
-    /// by config digest, as releases do; then checks both name one image.
-    /// Which of the two is right when they differ is `source`'s: a load
-    /// just applied the reference's tag; a kept image is known by its
-    /// config tag (the reference may have moved to another build since).
-    async fn tag_containerd(&self, to: &Engine, source: Source) -> Result<()> {
-        let id = self.image_id();
-        let step = format!("verify image {} on the host", self.reference);
-        let refuse = |cause: String| {
-            Error::failed(&step, cause)
-                .on(to.host())
-                .hint("deliver again; if it fails the same way, load the image by hand (`docker load`) and report it")
-        };
-        let config =
-            config_tag(id).ok_or_else(|| refuse(format!("{id} is not an image config digest")))?;
-        let Some((repo, tag)) = tag_parts(&self.reference, id) else {
-            return Err(Error::input(&step, format_args!("{} names an image by ID, which the containerd image store on this host cannot load under a name", self.reference))
-                .on(to.host())
-                .hint("deploy an image by name (`image: app` and a version), as ballast builds them"));
-        };
-        let name = format!("{repo}:{tag}");
-        let by_name = to.image_id(&name).await?;
-        let by_config = to.image_id(&config).await?;
-        let to_config = || {
-            let (r, t) = config.split_once(':').expect("a tag");
-            (name.clone(), r.to_string(), t.to_string())
-        };
-        let (from, repo, tag) = match (&by_name, &by_config) {
-            (Some(a), Some(b)) if a == b => return Ok(()),
-            (Some(_), Some(_)) if source == Source::Kept => (config.clone(), repo, tag),
-            (Some(_), _) => to_config(),
-            (None, Some(_)) => (config.clone(), repo, tag),
-            (None, None) => {
-                return Err(refuse(format!(
-                    "the host has neither {name} nor {config} after loading it"
-                )))
-            }
-        };
-        let options = TagImageOptionsBuilder::default()
-            .repo(&repo)
-            .tag(&tag)
-            .build();
-        to.call(
-            &format!("tag image {from} as {repo}:{tag}"),
-            to.docker().tag_image(&from, Some(options)),
-        )
-        .await?;
-        let (a, b) = (to.image_id(&name).await?, to.image_id(&config).await?);
-        match (a, b) {
-            (Some(a), Some(b)) if a == b => Ok(()),
-            _ => Err(refuse(format!("{name} and {config} do not name one image"))),
-        }
-    }
 }
 
 /// The compression `chosen` comes to for `sending` bytes of layers.
@@ -482,27 +394,6 @@ fn codec_for(chosen: Compression, sending: u64) -> Compression {
         Compression::Auto if sending < SMALL_SEND => Compression::Gzip,
         Compression::Auto => Compression::GzipFast,
         chosen => chosen,
-    }
-}
-
-/// Splits a reference into repository and tag, if it names an image by name
-/// (`app`, `app:2`, `registry:5000/app:2`): IDs and digests are no tags.
-pub fn tag_parts(reference: &str, image_id: &str) -> Option<(String, String)> {
-    let hex = image_id.strip_prefix("sha256:").unwrap_or(image_id);
-    let id_like = reference.starts_with("sha256:")
-        || (reference.len() >= 12
-            && hex.starts_with(reference)
-            && reference.bytes().all(|b| b.is_ascii_hexdigit()));
-    if reference.is_empty() || reference.contains('@') || id_like {
-        return None;
-    }
-    let last = reference.rsplit('/').next().unwrap_or(reference);
-    match last.rsplit_once(':') {
-        Some((_, tag)) => {
-            let repo = &reference[..reference.len() - tag.len() - 1];
-            Some((repo.to_string(), tag.to_string()))
-        }
-        None => Some((reference.to_string(), "latest".to_string())),
     }
 }
 
@@ -529,26 +420,5 @@ mod tests {
             assert_eq!(codec_for(chosen, 4 << 20), chosen);
             assert_eq!(codec_for(chosen, 400 << 20), chosen);
         }
-    }
-
-    #[test]
-    fn references_split_into_repository_and_tag() {
-        let id = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        let parts = |r: &str| tag_parts(r, id);
-        let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
-        assert_eq!(parts("hello:dlv-1"), pair("hello", "dlv-1"));
-        assert_eq!(parts("hello"), pair("hello", "latest"));
-        assert_eq!(
-            parts("registry.local:5000/shop/web:1.2"),
-            pair("registry.local:5000/shop/web", "1.2")
-        );
-        assert_eq!(
-            parts("registry.local:5000/shop"),
-            pair("registry.local:5000/shop", "latest")
-        );
-        assert_eq!(parts("shop@sha256:abcd"), None);
-        assert_eq!(parts(id), None);
-        assert_eq!(parts("0123456789abcdef"), None);
-        assert_eq!(parts(""), None);
     }
 }
