@@ -22,6 +22,8 @@
 //! - [`exec`]: a command run in a role's running container (`ballast exec`).
 //! - [`plan`]: the pure rollout plan: per-host steps in batches; the
 //!   executor's whole contract.
+//! - [`setup`]: each host's machine made ready: the distribution checked,
+//!   Docker installed at the pinned version and held, dockerd's settings.
 //! - [`scope`]: the hosts and roles a command works on (`--hosts`, `--roles`).
 //! - [`faults`]: faults injected on purpose by tests (`BALLAST_FAILPOINTS`).
 //! - [`proxy`]: ballast-proxy on the hosts: image, container, admin socket.
@@ -81,6 +83,7 @@ pub mod release;
 pub mod remove;
 pub mod rollout;
 pub mod scope;
+pub mod setup;
 pub mod spec;
 pub mod ssh;
 pub mod state;

@@ -57,6 +57,7 @@ pub fn sharded_config() -> crate::config::Config {
         build: None,
         ssh: Default::default(),
         delivery: Default::default(),
+        docker: Default::default(),
         roles: std::collections::BTreeMap::from([("web".into(), sharded_role())]),
         accessories: Default::default(),
         data_roots: Vec::new(),

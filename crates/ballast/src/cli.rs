@@ -101,12 +101,22 @@ pub enum Command {
     /// Check every host (and the config) against known Docker failure modes.
     #[command(after_help = crate::exit::doctor_help())]
     Doctor(DoctorArgs),
-    /// Check every host with doctor and start ballast-proxy where roles need it.
+    /// Prepare every host: Docker installed at the pinned version
+    /// (`docker.version`), dockerd's settings, doctor's checks, and
+    /// ballast-proxy where roles need it. A second run changes nothing.
     Setup {
         /// Set up this host even though doctor blocks it (repeatable;
         /// written to the audit log).
         #[arg(long = "force-unsafe-host", value_name = "HOST")]
         force_unsafe_host: Vec<String>,
+        /// Replace a Docker engine of another version than `docker.version`
+        /// (the package restarts dockerd; containers keep running where
+        /// live-restore is on).
+        #[arg(long)]
+        upgrade_docker: bool,
+        /// Restart dockerd where its settings changed, so it reads them.
+        #[arg(long)]
+        restart_docker: bool,
     },
     /// ballast-proxy: run it (inside its container), or look at it on the hosts.
     #[command(subcommand)]

@@ -72,8 +72,18 @@ fn main() {
             }
             // doctor picks its exit code from what it found (exit::DOCTOR).
             Command::Doctor(args) => commands::doctor::run(config, accept, args, &out).await,
-            Command::Setup { force_unsafe_host } => {
-                done(commands::proxy::setup(config, accept, force_unsafe_host, &out).await)
+            Command::Setup {
+                force_unsafe_host,
+                upgrade_docker,
+                restart_docker,
+            } => {
+                let machines = ballast_core::setup::Options {
+                    upgrade_docker,
+                    restart_docker,
+                };
+                done(
+                    commands::proxy::setup(config, accept, force_unsafe_host, machines, &out).await,
+                )
             }
             Command::Proxy(command) => {
                 done(commands::proxy::dispatch(command, config, accept, &out).await)

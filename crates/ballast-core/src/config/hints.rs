@@ -221,7 +221,7 @@ mod tests {
     #[test]
     fn unknown_keys_list_the_valid_ones_or_say_where_they_belong() {
         let yaml = format!("{HEAD}extras: {{}}\n");
-        assert_error(&yaml, 6, 1, "unknown key `extras`", "valid keys here: `service`, `image`, `build`, `ssh`, `delivery`, `roles`, `accessories`, `data_roots`, `deploy`, `logging`");
+        assert_error(&yaml, 6, 1, "unknown key `extras`", "valid keys here: `service`, `image`, `build`, `ssh`, `delivery`, `docker`, `roles`, `accessories`, `data_roots`, `deploy`, `logging`");
         let yaml = format!("{HEAD}batch: 2\n");
         assert_error(
             &yaml,
@@ -330,6 +330,32 @@ mod tests {
             3,
             "unknown key `compresion`",
             "did you mean `compression`?",
+        );
+    }
+
+    #[test]
+    fn a_docker_version_is_read_and_a_bad_one_is_refused_where_it_is() {
+        let yaml = format!("{HEAD}docker: {{ version: \"20.10.24+dfsg1-1+deb12u1\" }}\n");
+        let config = parse_yaml(&yaml).unwrap();
+        assert_eq!(
+            config.config.docker.version.as_deref(),
+            Some("20.10.24+dfsg1-1+deb12u1")
+        );
+        let yaml = format!("{HEAD}docker:\n  version: \"latest; reboot\"\n");
+        assert_error(
+            &yaml,
+            7,
+            12,
+            "`latest; reboot` is not a package version",
+            "give the version as the package manager lists it, e.g. `apt-cache madison docker.io` on Debian: `docker: { version: \"20.10.24+dfsg1-1+deb12u1\" }`",
+        );
+        let yaml = format!("{HEAD}docker:\n  versoin: \"1.0\"\n");
+        assert_error(
+            &yaml,
+            7,
+            3,
+            "unknown key `versoin`",
+            "did you mean `version`?",
         );
     }
 

@@ -419,6 +419,7 @@ mod tests {
                 "build",
                 "ssh",
                 "delivery",
+                "docker",
                 "roles",
                 "accessories",
                 "data_roots",

@@ -32,6 +32,9 @@ pub struct Config {
     /// direct, compression: none }`.
     #[serde(default)]
     pub delivery: DeliverySetting,
+    /// The Docker engine `ballast setup` installs on hosts that have none.
+    #[serde(default, skip_serializing_if = "DockerEngine::is_unset")]
+    pub docker: DockerEngine,
     /// The roles of the service: named sets of identical containers on listed hosts.
     pub roles: BTreeMap<String, Role>,
     /// Accessories: stateful companions of the roles (a database, a cache),
@@ -107,6 +110,27 @@ pub struct Build {
     /// Build arguments (`ARG` in the Dockerfile).
     #[serde(default)]
     pub args: BTreeMap<String, String>,
+}
+
+/// The Docker engine of the hosts, as `ballast setup` installs it.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DockerEngine {
+    /// The exact version of the distribution's Docker package (`docker.io`
+    /// on Debian and Ubuntu, `moby-engine` on Fedora, `docker` on Amazon
+    /// Linux), as its package manager spells it, e.g.
+    /// `"20.10.24+dfsg1-1+deb12u1"`. `ballast setup` installs it where
+    /// Docker is missing and holds it there; a host with another version is
+    /// reported and changed only with `--upgrade-docker`. Omit to leave the
+    /// engine to you: setup then refuses hosts without one.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+impl DockerEngine {
+    fn is_unset(&self) -> bool {
+        self == &DockerEngine::default()
+    }
 }
 
 /// SSH settings shared by every host.

@@ -24,6 +24,7 @@ pub(crate) fn check(config: &Config, root: &Located, src: &Source) -> Result<(),
             .set_label("not available yet")
             .set_hint("use `delivery: direct` (the default): images travel over SSH, only missing layers are sent, no registry needed");
     }
+    c.docker(&config.docker);
     c.roles(config);
     c.accessories(config);
     c.backups(config);
@@ -67,6 +68,20 @@ impl Checker<'_> {
     fn push(&mut self, e: ConfigError) -> &mut ConfigError {
         self.errors.push(e);
         self.errors.last_mut().expect("just pushed")
+    }
+
+    fn docker(&mut self, docker: &DockerEngine) {
+        let Some(version) = &docker.version else {
+            return;
+        };
+        if !crate::setup::is_package_version(version) {
+            self.error(
+                &["docker", "version"],
+                format!("`{}` is not a package version", shorten(version)),
+            )
+            .set_label("not a package version")
+            .set_hint("give the version as the package manager lists it, e.g. `apt-cache madison docker.io` on Debian: `docker: { version: \"20.10.24+dfsg1-1+deb12u1\" }`");
+        }
     }
 
     fn service(&mut self, config: &Config) {

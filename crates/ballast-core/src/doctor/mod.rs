@@ -23,10 +23,10 @@ mod docs;
 pub mod facts;
 pub mod gather;
 pub mod knowledge;
-mod parse;
+pub(crate) mod parse;
 pub mod rules;
 mod service;
-mod shell;
+pub(crate) mod shell;
 mod storage;
 mod system;
 

@@ -304,6 +304,25 @@ impl SshSession {
         run_within(&self.session, &self.name, program, args, deadline).await
     }
 
+    /// Like [`SshSession::run`], feeding `stdin` to the program.
+    pub async fn run_with_input(
+        &self,
+        program: &str,
+        args: &[&str],
+        stdin: &[u8],
+        deadline: Duration,
+    ) -> Result<CommandOutput> {
+        let work = run_on(&self.session, &self.name, program, args, Some(stdin));
+        match tokio::time::timeout(deadline, work).await {
+            Err(_) => Err(Error::timeout(format!("run {program}"), deadline).on(&self.name)),
+            Ok(r) => r,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub async fn close(self) -> Result<()> {
         let name = self.name.clone();
         self.session

@@ -169,27 +169,70 @@ pub async fn setup(
     config: &Path,
     accept_new: bool,
     force_unsafe: Vec<String>,
+    machines: ballast_core::setup::Options,
     out: &Printer,
 ) -> Result<()> {
     let loaded = service::load(config)?;
     let reach = service::reach(&loaded, accept_new);
+    let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
+    let hosts = loaded.config.hosts();
+    // This machine's own engine (`local`) is not set up over SSH.
+    let machines_in: Vec<String> = loaded
+        .config
+        .all_hosts()
+        .into_iter()
+        .filter(|h| h != ballast_core::host::LOCAL)
+        .collect();
+    let plans =
+        ballast_core::setup::prepare(&loaded.config, &reach, &machines_in, machines, &on_event)
+            .await?;
     let ctx = Context {
         loaded: &loaded,
         reach: &reach,
-        command: "setup".into(),
+        command: setup_command(&machines),
         message: None,
         dry_run: false,
         force_unsafe,
         scope: Scope::all(),
         cancel: signals::cancel_on_signals(),
     };
-    let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
     deploy::setup(&ctx, &on_event).await?;
+    let changed: Vec<&str> = plans
+        .iter()
+        .filter(|p| !p.steps.is_empty())
+        .map(|p| p.host.as_str())
+        .collect();
+    let notices: Vec<serde_json::Value> = plans
+        .iter()
+        .flat_map(|p| {
+            p.notices.iter().map(|n| {
+                serde_json::json!({"host": p.host, "notice": ballast_core::setup::notice_text(n)})
+            })
+        })
+        .collect();
+    let summary = match (changed.len(), notices.len()) {
+        (0, 0) => "every host is ready; no machine needed a change".to_string(),
+        (0, n) => format!("every host is ready; no machine changed; {n} notice(s) above"),
+        (c, 0) => format!("every host is ready; {c} machine(s) changed"),
+        (c, n) => format!("every host is ready; {c} machine(s) changed; {n} notice(s) above"),
+    };
     out.result(
-        &serde_json::json!({"ready": loaded.config.hosts()}),
-        "every host is ready",
+        &serde_json::json!({"ready": hosts, "machines_changed": changed, "notices": notices}),
+        &summary,
     );
     Ok(())
+}
+
+/// The command line of a setup, for the lock and the audit log.
+fn setup_command(machines: &ballast_core::setup::Options) -> String {
+    let mut command = "setup".to_string();
+    if machines.upgrade_docker {
+        command.push_str(" --upgrade-docker");
+    }
+    if machines.restart_docker {
+        command.push_str(" --restart-docker");
+    }
+    command
 }
 
 async fn logs(

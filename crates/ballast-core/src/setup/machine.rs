@@ -1,0 +1,174 @@
+//! One host's machine as setup reaches it: an SSH session that needs no
+//! Docker engine (setup may be what installs it), commands run as root
+//! (through `sudo -n` when the SSH user is not root), and the engine,
+//! asked for its version and Swarm state when it answers.
+
+use std::time::{Duration, Instant};
+
+use bollard::models::LocalNodeState;
+
+use super::packaging::Command;
+use super::plan::EngineSeen;
+use crate::error::{Error, ErrorKind, Result};
+use crate::host::{Host, Reach};
+use crate::ssh::{CommandOutput, SshSession};
+
+/// Deadline of a small command (reading a file, a process list).
+pub const SMALL: Duration = Duration::from_secs(15);
+/// How long a starting engine may take to answer.
+pub const ENGINE_START: Duration = Duration::from_secs(90);
+
+/// A host's machine, connected.
+pub struct Machine {
+    ssh: SshSession,
+    /// Commands go through `sudo -n`: the SSH user is not root.
+    sudo: bool,
+    reach_target: crate::ssh::SshTarget,
+    name: String,
+}
+
+impl Machine {
+    /// Connects to `name` over SSH and finds out whether commands need sudo.
+    pub async fn connect(name: &str, reach: &Reach) -> Result<Machine> {
+        let target = reach.target(name);
+        let ssh = SshSession::connect(&target).await?;
+        let id = ssh.run("id", &["-u"], SMALL).await?;
+        let sudo = id.stdout.trim() != "0";
+        Ok(Machine {
+            ssh,
+            sudo,
+            reach_target: target,
+            name: name.to_string(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `program args` as the SSH user; what it printed, whatever its exit.
+    pub async fn ask(&self, program: &str, args: &[&str]) -> Result<CommandOutput> {
+        self.ssh.run(program, args, SMALL).await
+    }
+
+    /// Runs `command` as root; an error for `step` unless it succeeds.
+    pub async fn change(&self, step: &str, command: &Command) -> Result<CommandOutput> {
+        let args: Vec<&str> = command.args.iter().map(String::as_str).collect();
+        self.root(step, command.program, &args, None, command.deadline)
+            .await
+    }
+
+    /// Runs `program args` as root, feeding `stdin`; an error for `step`
+    /// (with the program's last words) unless it succeeds.
+    pub async fn root(
+        &self,
+        step: &str,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        deadline: Duration,
+    ) -> Result<CommandOutput> {
+        let mut full: Vec<&str> = Vec::new();
+        let program = if self.sudo {
+            full.extend(["-n", "--", program]);
+            "sudo"
+        } else {
+            program
+        };
+        full.extend(args);
+        let out = match stdin {
+            Some(input) => {
+                self.ssh
+                    .run_with_input(program, &full, input, deadline)
+                    .await
+            }
+            None => self.ssh.run(program, &full, deadline).await,
+        }
+        .map_err(|e| Error {
+            step: step.to_string(),
+            ..e
+        })?;
+        if out.success() {
+            return Ok(out);
+        }
+        let mut err = Error::failed(step, last_words(&out)).on(&self.name);
+        if self.sudo && out.stderr.contains("a password is required") {
+            err = err.hint("setup needs root: log in as root (`ssh: { user: root }`), or let the SSH user run sudo without a password");
+        }
+        Err(err)
+    }
+
+    /// The engine's version and Swarm state, if it answers within a few
+    /// seconds.
+    pub async fn engine(&self) -> Option<EngineSeen> {
+        let host = tokio::time::timeout(SMALL, Host::connect(&self.name, &self.reach_target))
+            .await
+            .ok()?
+            .ok()?;
+        let info = host.engine().docker().info().await;
+        host.close().await;
+        let info = info.ok()?;
+        Some(EngineSeen {
+            version: info.server_version.unwrap_or_default(),
+            swarm: info
+                .swarm
+                .and_then(|s| s.local_node_state)
+                .is_some_and(|s| s == LocalNodeState::ACTIVE),
+        })
+    }
+
+    /// Waits until the engine answers, within [`ENGINE_START`].
+    pub async fn wait_for_engine(&self, step: &str) -> Result<EngineSeen> {
+        let started = Instant::now();
+        loop {
+            if let Some(seen) = self.engine().await {
+                return Ok(seen);
+            }
+            if started.elapsed() > ENGINE_START {
+                let log = self
+                    .ask("tail", &["-n", "3", "/var/log/docker.log"])
+                    .await
+                    .map(|o| o.stdout.trim().to_string())
+                    .unwrap_or_default();
+                let mut cause = format!(
+                    "the Docker engine did not answer within {} s",
+                    ENGINE_START.as_secs()
+                );
+                if !log.is_empty() {
+                    cause = format!("{cause}; its log ends: {log}");
+                }
+                return Err(Error::new(ErrorKind::Timeout, step, cause)
+                    .on(&self.name)
+                    .hint("look at `journalctl -u docker` (or /var/log/docker.log) on the host, then run setup again"));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Whether systemd runs the host (else SysV init scripts start services).
+    pub async fn systemd(&self) -> bool {
+        self.ask("test", &["-d", "/run/systemd/system"])
+            .await
+            .is_ok_and(|o| o.success())
+    }
+
+    pub async fn close(self) {
+        let _ = self.ssh.close().await;
+    }
+}
+
+/// The last lines of what a failed program printed, for an error's cause.
+fn last_words(out: &CommandOutput) -> String {
+    let text = if out.stderr.trim().is_empty() {
+        &out.stdout
+    } else {
+        &out.stderr
+    };
+    let lines: Vec<&str> = text.trim().lines().collect();
+    let tail = lines[lines.len().saturating_sub(3)..].join(" / ");
+    if tail.is_empty() {
+        format!("it exited with {:?}", out.status)
+    } else {
+        tail
+    }
+}
