@@ -53,6 +53,17 @@ pub struct HostOverrides {
     /// The host's dockerd is expected not to start: the host is up once sshd
     /// answers.
     pub docker_may_fail: bool,
+    /// The host has no Docker: its image is its distribution's less the
+    /// Docker packages (see `bare`), for `ballast setup` to install them.
+    /// The host is up once sshd answers.
+    pub without_docker: bool,
+}
+
+impl HostOverrides {
+    /// Whether the host is up only once its dockerd answers.
+    fn needs_docker(&self) -> bool {
+        !self.docker_may_fail && !self.without_docker
+    }
 }
 
 /// Progress of `lab up`.
@@ -120,10 +131,18 @@ pub async fn up_with(
         .await?
         .into_iter()
         .collect();
+    let mut bare = BTreeMap::new();
+    for (n, o) in &req.overrides {
+        let distro = engines.of(*n).distro;
+        if o.without_docker && !bare.contains_key(&distro) {
+            bare.insert(distro, crate::bare::ensure(engine, &tags[&distro]).await?);
+        }
+    }
     let dir = LabDir::new(&req.base, &req.name);
     let plan = Plan {
         engines,
         tags: &tags,
+        bare: &bare,
     };
     match start(engine, req, &dir, &plan, on_event).await {
         Ok(inventory) => Ok(inventory),
@@ -140,6 +159,8 @@ pub async fn up_with(
 struct Plan<'a> {
     engines: &'a LabEngines,
     tags: &'a BTreeMap<Distro, String>,
+    /// The images without Docker, for hosts that asked for one.
+    bare: &'a BTreeMap<Distro, String>,
 }
 
 impl Plan<'_> {
@@ -150,7 +171,11 @@ impl Plan<'_> {
         let mut overrides = req.overrides.get(&n).cloned().unwrap_or_default();
         overrides.daemon_json =
             engines::daemon_json(overrides.daemon_json.as_deref(), engine.store)?;
-        let tag = self.tags[&engine.distro].clone();
+        let tag = if overrides.without_docker {
+            self.bare[&engine.distro].clone()
+        } else {
+            self.tags[&engine.distro].clone()
+        };
         Ok((tag, overrides))
     }
 }
@@ -230,7 +255,7 @@ async fn start(
     let deadline = started + req.timeout;
     let keys: Vec<Result<String>> = stream::iter(hosts.iter())
         .map(|(n, _)| {
-            let needs_docker = !req.overrides.get(n).is_some_and(|o| o.docker_may_fail);
+            let needs_docker = req.overrides.get(n).is_none_or(HostOverrides::needs_docker);
             let store = plan.engines.of(*n).store;
             async move {
                 let key = wait_inside(engine, &req.name, *n, needs_docker, deadline).await?;
@@ -282,7 +307,10 @@ async fn start(
                 .next()
                 .and_then(|n| n.parse::<usize>().ok())
                 .unwrap_or(0);
-            let needs_docker = !req.overrides.get(&n).is_some_and(|o| o.docker_may_fail);
+            let needs_docker = req
+                .overrides
+                .get(&n)
+                .is_none_or(HostOverrides::needs_docker);
             async move {
                 (
                     h.name.clone(),

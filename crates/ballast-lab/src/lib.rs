@@ -8,6 +8,7 @@
 //!   store each host runs.
 //! - [`recipe`]: images built offline with debootstrap, cached by their
 //!   recipe's hash; the host image's recipe.
+//! - `bare`: a host image without Docker, for `ballast setup` to install it.
 //! - `rootfs`: making a recipe's image: debootstrap, files, import.
 //! - `mirror`: the Debian mirror debootstrap fetches from.
 //! - [`postgres`]: the PostgreSQL accessory image's recipe and entrypoint.
@@ -20,6 +21,7 @@
 //!   zero-downtime proofs.
 //! - [`status`]: `status`, with a live check of every host.
 
+mod bare;
 pub mod engines;
 pub mod files;
 mod host;

@@ -239,7 +239,7 @@ async fn finish(engine: &Engine, imported: &str, instructions: &[String], tag: &
 /// An exclusive lock on a file beside the build directories, one per image
 /// repository, held (by the open file) until dropped; the OS releases it if
 /// the process dies.
-async fn build_lock(tag: &str) -> Result<std::fs::File> {
+pub(crate) async fn build_lock(tag: &str) -> Result<std::fs::File> {
     let step = format!("lock the build of {tag}");
     let path = Path::new("/var/tmp").join(format!("{}-image.lock", tag.replace(':', "-")));
     let file = std::fs::OpenOptions::new()

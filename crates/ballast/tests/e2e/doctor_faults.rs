@@ -133,6 +133,7 @@ fn doctor_names_real_faults_and_deploy_refuses_blocked_hosts() {
                 docker_root: Some(no_dtype_forced.mount()),
                 daemon_json: Some(r#"{"storage-driver": "overlay2"}"#.into()),
                 docker_may_fail: true,
+                ..Default::default()
             },
         ),
         (

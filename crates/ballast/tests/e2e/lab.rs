@@ -229,6 +229,7 @@ fn a_host_can_have_its_own_docker_root_and_daemon_json() {
                 docker_root: Some(root.path().to_path_buf()),
                 daemon_json: Some(r#"{"log-driver": "local"}"#.into()),
                 docker_may_fail: false,
+                without_docker: false,
             },
         )]),
     };

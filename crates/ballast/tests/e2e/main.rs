@@ -30,6 +30,7 @@ mod proxy;
 mod proxy_upgrade;
 mod prune_remove;
 mod secrets;
+mod setup;
 mod watch;
 mod watch_events;
 mod watch_faults;
