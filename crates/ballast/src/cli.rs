@@ -355,6 +355,14 @@ pub struct DoctorArgs {
     /// them (exit code 0).
     #[arg(long)]
     pub facts: bool,
+    /// Fix what setup can fix safely before checking: dockerd's settings
+    /// (log rotation, live restore, default init), written after their
+    /// diff is shown; never the engine's version.
+    #[arg(long, conflicts_with = "facts")]
+    pub fix: bool,
+    /// With --fix: restart dockerd where its settings changed, so it reads them.
+    #[arg(long, requires = "fix")]
+    pub restart_docker: bool,
 }
 
 #[derive(Debug, Subcommand)]

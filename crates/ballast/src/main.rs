@@ -78,6 +78,7 @@ fn main() {
                 restart_docker,
             } => {
                 let machines = ballast_core::setup::Options {
+                    engine: true,
                     upgrade_docker,
                     restart_docker,
                 };

@@ -37,6 +37,16 @@ pub async fn setup(ctx: &Context<'_>, on_event: OnEvent<'_>) -> Result<()> {
     );
     crate::change::run(&change, async |fleet: &Fleet| {
         doctor_gate(ctx, fleet, on_event).await?;
+        // The network app containers share, made before any deploy needs
+        // it (the lock has made the state directory by now).
+        for (_, made) in fleet
+            .each(
+                |h| async move { proxy::network::ensure_network(h, proxy::network::NETWORK).await },
+            )
+            .await
+        {
+            made?;
+        }
         let wanted = proxy::image::available().map_err(|e| e.cause);
         let mut plans = Vec::new();
         for (name, w) in listens(&ctx.loaded.config) {

@@ -31,8 +31,11 @@ use machine::Machine;
 pub use plan::{HostPlan, Notice, Refusal, Step, Wanted};
 
 /// What the operator allowed on the command line.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
+    /// Whether the engine's package is setup's to install and pin (`setup`)
+    /// or left alone (`doctor --fix`, which fixes settings only).
+    pub engine: bool,
     /// `--upgrade-docker`: replace an engine of another version than pinned.
     pub upgrade_docker: bool,
     /// `--restart-docker`: restart dockerd when its settings changed.
@@ -59,7 +62,8 @@ pub async fn prepare(
     on_event: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<Vec<HostPlan>> {
     let wanted = Wanted {
-        version: config.docker.version.as_deref(),
+        version: config.docker.version.as_deref().filter(|_| options.engine),
+        engine: options.engine,
         upgrade: options.upgrade_docker,
         restart: options.restart_docker,
     };

@@ -44,6 +44,9 @@ pub struct EngineSeen {
 pub struct Wanted<'a> {
     /// `docker.version` from the config.
     pub version: Option<&'a str>,
+    /// Whether setup manages the engine's package at all; `doctor --fix`
+    /// does not (a missing engine is then doctor's to report).
+    pub engine: bool,
     /// `--upgrade-docker`: replace an engine of another version.
     pub upgrade: bool,
     /// `--restart-docker`: restart dockerd when its settings changed.
@@ -119,6 +122,9 @@ pub struct HostPlan {
 /// Whether the package registry's versions are needed: only when setup
 /// may install (or must name what could be installed).
 pub fn needs_catalog(installed: Option<&str>, engine_answers: bool, wanted: &Wanted) -> bool {
+    if !wanted.engine {
+        return false;
+    }
     match (installed, wanted.version) {
         (None, _) => !engine_answers,
         (Some(have), Some(pin)) => have != pin && wanted.upgrade,
@@ -174,7 +180,7 @@ fn decide(seen: &Observed, wanted: &Wanted, p: &mut HostPlan) -> Result<(), Refu
         p.steps.push(install);
         p.steps.extend(hold);
     }
-    if installs || !answers {
+    if installs || (!answers && wanted.engine) {
         // A fresh engine reads the new settings as it starts; an upgrade
         // restarts it (the package does).
         p.steps.push(Step::StartEngine);
@@ -197,6 +203,9 @@ fn engine_change(
 ) -> Result<Option<(Step, Option<Step>)>, Refusal> {
     let answers = seen.engine.as_ref();
     let installed = seen.installed.as_deref();
+    if !wanted.engine {
+        return Ok(None);
+    }
     if wanted.version.is_some() {
         // A pin setup cannot check is refused, not ignored.
         packaging

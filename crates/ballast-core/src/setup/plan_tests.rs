@@ -31,8 +31,14 @@ fn settled() -> Observed {
 fn pinned(version: &str) -> Wanted<'_> {
     Wanted {
         version: Some(version),
+        engine: true,
         ..Wanted::default()
     }
+}
+
+/// What `doctor --fix` asks: settings only.
+fn settings_only() -> Wanted<'static> {
+    Wanted::default()
 }
 
 fn kinds(p: &HostPlan) -> Vec<&'static str> {
@@ -122,6 +128,7 @@ fn upgrade_reloads_live_restore_before_the_package_restarts_the_engine() {
     seen.available = vec!["20.10.24+dfsg1-1".into(), BOOKWORM.into()];
     let wanted = Wanted {
         version: Some("20.10.24+dfsg1-1"),
+        engine: true,
         upgrade: true,
         restart: false,
     };
@@ -160,7 +167,14 @@ fn an_unknown_distribution_is_refused_when_a_version_is_pinned() {
     let p = plan("h1", &seen, &pinned(BOOKWORM));
     assert!(matches!(p.refusal, Some(Refusal::UnknownOs(ref why)) if why.contains("`plan9`")));
     // Without a pin, its engine is left as it is.
-    let p = plan("h1", &seen, &Wanted::default());
+    let p = plan(
+        "h1",
+        &seen,
+        &Wanted {
+            engine: true,
+            ..Wanted::default()
+        },
+    );
     assert_eq!(p.refusal, None);
     assert!(p.notices.is_empty());
 }
@@ -171,7 +185,14 @@ fn no_engine_and_no_pin_is_refused_naming_the_versions() {
         available: vec![BOOKWORM.into()],
         ..debian()
     };
-    let p = plan("h1", &seen, &Wanted::default());
+    let p = plan(
+        "h1",
+        &seen,
+        &Wanted {
+            engine: true,
+            ..Wanted::default()
+        },
+    );
     assert_eq!(
         p.refusal,
         Some(Refusal::NoEngine {
@@ -235,4 +256,16 @@ fn a_broken_settings_file_is_refused() {
     seen.daemon_json = Some("{".into());
     let p = plan("h1", &seen, &pinned(BOOKWORM));
     assert!(matches!(p.refusal, Some(Refusal::Settings(_))));
+}
+
+#[test]
+fn doctor_fix_writes_settings_and_never_touches_the_engine() {
+    let mut seen = settled();
+    seen.daemon_json = None;
+    seen.held = false;
+    seen.installed = Some("19.03".into());
+    let p = plan("h1", &seen, &settings_only());
+    assert_eq!(kinds(&p), ["write settings", "reload"]);
+    assert_eq!(p.notices, [Notice::RestartPending]);
+    assert!(!needs_catalog(None, false, &settings_only()));
 }

@@ -45,6 +45,20 @@ pub async fn run(config: &Path, accept_new: bool, args: DoctorArgs, out: &Printe
     let names = select(&loaded.config.hosts(), &args.host)?;
     let reach = service::reach(&loaded, accept_new);
     let concurrency = service::concurrency(&loaded);
+    if args.fix {
+        let on_event = |e: ballast_core::deploy::Event| out.progress(e.host.as_deref(), &e.message);
+        let fixes = ballast_core::setup::Options {
+            engine: false,
+            upgrade_docker: false,
+            restart_docker: args.restart_docker,
+        };
+        let remote: Vec<String> = names
+            .iter()
+            .filter(|h| *h != ballast_core::host::LOCAL)
+            .cloned()
+            .collect();
+        ballast_core::setup::prepare(&loaded.config, &reach, &remote, fixes, &on_event).await?;
+    }
     out.phase(&format!("checking {} hosts", names.len()));
     let fleet = Fleet::connect(&names, &reach, concurrency).await;
     let how = Gather {

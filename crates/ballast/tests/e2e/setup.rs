@@ -4,6 +4,7 @@
 //! is another version is reported and left unchanged without
 //! `--upgrade-docker`; dockerd restarts only with `--restart-docker`; the
 //! last run changes nothing and says so; a deploy then works on both.
+//! `doctor --fix` puts back a setting an operator took away.
 //! Refused before any change on any host: an unknown distribution (a fake
 //! os-release), a version the package registry does not have (naming the
 //! ones it has), and no version pinned where Docker is missing.
@@ -287,6 +288,11 @@ fn setup_installs_the_pinned_docker_and_a_second_run_changes_nothing() {
         docker_version(&bare.container).as_deref(),
         Some(pinned.as_str())
     );
+    let (made, _) = on_host(
+        &bare.container,
+        &["docker", "network", "inspect", "ballast"],
+    );
+    assert!(made, "setup made the ballast network");
     let (_, holds) = on_host(&bare.container, &["apt-mark", "showhold"]);
     assert!(holds.lines().any(|l| l == "docker.io"), "held: {holds}");
     let (_, live) = on_host(
@@ -305,7 +311,10 @@ fn setup_installs_the_pinned_docker_and_a_second_run_changes_nothing() {
     );
     assert!(ok);
     let (_, pid_before) = on_host(&bare.container, &["cat", "/var/run/docker.pid"]);
-    let out = assert_ok(&["setup"], setup(&cfg, &binary, &[]));
+    // `doctor --fix` offers the same fix, and then checks.
+    let out = ballast_cmd(&cfg, &binary, &["doctor", "--fix"])
+        .output()
+        .unwrap();
     let said = text(&out);
     assert!(said.contains("+  \"init\": true,"), "{said}");
     assert!(said.contains("has not read its new settings yet"), "{said}");
