@@ -9,6 +9,8 @@
 //! - [`recipe`]: images built offline with debootstrap, cached by their
 //!   recipe's hash; the host image's recipe.
 //! - `bare`: a host image without Docker, for `ballast setup` to install it.
+//! - [`registry`]: a private registry's image (Debian's docker-registry),
+//!   for tests of registry delivery.
 //! - `rootfs`: making a recipe's image: debootstrap, files, import.
 //! - `mirror`: the Debian mirror debootstrap fetches from.
 //! - [`postgres`]: the PostgreSQL accessory image's recipe and entrypoint.
@@ -31,6 +33,7 @@ mod mirror;
 pub mod name;
 pub mod postgres;
 pub mod recipe;
+pub mod registry;
 mod rootfs;
 pub mod status;
 pub mod subnet;

@@ -81,6 +81,7 @@ fn main() {
                     engine: true,
                     upgrade_docker,
                     restart_docker,
+                    registry_ca: None,
                 };
                 done(
                     commands::proxy::setup(config, accept, force_unsafe_host, machines, &out).await,

@@ -178,7 +178,7 @@ pub struct Ssh {
 /// default), or the method and its settings. (The variants have no doc
 /// comments on purpose: the reference then names the two shapes, not
 /// their descriptions.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum DeliverySetting {
     Method(Delivery),
@@ -205,10 +205,18 @@ impl DeliverySetting {
             DeliverySetting::Settings(s) => s.compression,
         }
     }
+
+    /// The registry images go through, when one is configured.
+    pub fn registry(&self) -> Option<&Registry> {
+        match self {
+            DeliverySetting::Method(_) => None,
+            DeliverySetting::Settings(s) => s.registry.as_ref(),
+        }
+    }
 }
 
 /// A delivery method with its settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverySettings {
     /// How images travel.
@@ -225,6 +233,36 @@ pub struct DeliverySettings {
     /// faster than the compressor. BENCHMARKS.md has the measurements.
     #[serde(default)]
     pub compression: Compression,
+    /// The registry of `method: registry`.
+    #[serde(default)]
+    pub registry: Option<Registry>,
+}
+
+/// A private registry images go through: pushed once from this machine,
+/// pulled by digest on every host, so each runs exactly the image pushed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    /// The registry's address as image references spell it,
+    /// `HOST[:PORT]`, e.g. `registry.example.com:5000`.
+    pub server: String,
+    /// Repository the service's images go to [default: the `image` name].
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// The user to log in as.
+    pub username: String,
+    /// Name of the secret holding the password, found like the roles'
+    /// secrets (the environment, then `.ballast/secrets`). The password
+    /// reaches the engines in the API's auth header only: never in a
+    /// process argument, a log or `docker inspect`.
+    pub password_secret: String,
+    /// The CA certificate (PEM) that signed the registry's certificate,
+    /// when it is not a public CA, relative to the config file. `ballast
+    /// setup` installs it on every host as
+    /// `/etc/docker/certs.d/SERVER/ca.crt`; the engine of the machine you
+    /// deploy from needs it there too.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 /// How image layers are compressed on their way to hosts.
@@ -251,7 +289,8 @@ pub enum Delivery {
     /// needed.
     #[default]
     Direct,
-    /// Through a registry (not available yet).
+    /// Through the registry of `delivery.registry`: pushed once, pulled
+    /// by digest on every host.
     Registry,
 }
 

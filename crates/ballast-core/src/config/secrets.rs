@@ -222,8 +222,9 @@ fn resolve_with(
     dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Secrets, ConfigError> {
-    // Every listed name, with where it is listed, in file order.
-    let mut wanted: Vec<(u64, u64, &str, &str, &str, usize)> = Vec::new();
+    // Every listed name, with where it is listed (its node's path and
+    // that path as messages show it), in file order.
+    let mut wanted: Vec<(u64, u64, &str, Vec<String>, String)> = Vec::new();
     let roles = config.roles.iter().map(|(n, r)| ("roles", n, &r.env));
     let accessories = config
         .accessories
@@ -231,11 +232,24 @@ fn resolve_with(
         .map(|(n, a)| ("accessories", n, &a.env));
     for (section, role, env) in roles.chain(accessories) {
         for (i, name) in env.secret.iter().enumerate() {
-            let idx = i.to_string();
-            let (n, _) = node::find(root, &[section, role, "env", "secret", &idx]);
-            let (line, column) = (n.referenced.line(), n.referenced.column());
-            wanted.push((line, column, section, role, name, i));
+            let path: Vec<String> = [section, role.as_str(), "env", "secret", &i.to_string()]
+                .map(String::from)
+                .to_vec();
+            let shown = format!("{section}.{role}.env.secret[{i}]");
+            wanted.push((0, 0, name, path, shown));
         }
+    }
+    if let Some(registry) = config.delivery.registry() {
+        let path = ["delivery", "registry", "password_secret"]
+            .map(String::from)
+            .to_vec();
+        let shown = "delivery.registry.password_secret".to_string();
+        wanted.push((0, 0, &registry.password_secret, path, shown));
+    }
+    for w in &mut wanted {
+        let parts: Vec<&str> = w.3.iter().map(String::as_str).collect();
+        let (n, _) = node::find(root, &parts);
+        (w.0, w.1) = (n.referenced.line(), n.referenced.column());
     }
     wanted.sort();
     if wanted.is_empty() {
@@ -248,7 +262,7 @@ fn resolve_with(
     };
     let mut from_files: Option<Vec<BTreeMap<String, Entry>>> = None;
     let mut found: Vec<(&str, Found)> = Vec::new();
-    for (_, _, section, role, name, i) in &wanted {
+    for (_, _, name, path, shown) in &wanted {
         if found.iter().any(|(n, _)| n == name) {
             continue;
         }
@@ -282,10 +296,10 @@ fn resolve_with(
         match value {
             Some(v) => found.push((name, v)),
             None => {
-                let idx = i.to_string();
-                let (n, _) = node::find(root, &[section, role, "env", "secret", &idx]);
+                let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+                let (n, _) = node::find(root, &parts);
                 return Err(src
-                    .error(n, format!("{section}.{role}.env.secret[{i}]: secret `{name}` is not defined"))
+                    .error(n, format!("{shown}: secret `{name}` is not defined"))
                     .with_label("no value for this secret")
                     .with_hint(format!(
                         "export {name}=... before running ballast, or add a line `{name}=...` to {}",

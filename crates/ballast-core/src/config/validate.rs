@@ -19,11 +19,7 @@ pub(crate) fn check(config: &Config, root: &Located, src: &Source) -> Result<(),
     };
     c.service(config);
     c.image(&config.image);
-    if config.delivery.method() == Delivery::Registry {
-        c.error(&["delivery"], "delivery `registry` is not available yet".into())
-            .set_label("not available yet")
-            .set_hint("use `delivery: direct` (the default): images travel over SSH, only missing layers are sent, no registry needed");
-    }
+    c.registry(config);
     c.docker(&config.docker);
     c.roles(config);
     c.accessories(config);
@@ -68,6 +64,55 @@ impl Checker<'_> {
     fn push(&mut self, e: ConfigError) -> &mut ConfigError {
         self.errors.push(e);
         self.errors.last_mut().expect("just pushed")
+    }
+
+    fn registry(&mut self, config: &Config) {
+        let method = config.delivery.method();
+        match (method, config.delivery.registry()) {
+            (Delivery::Registry, None) => {
+                self.error(&["delivery"], "delivery `registry` needs the registry's settings".into())
+                    .set_label("which registry?")
+                    .set_hint("give them: `delivery: { method: registry, registry: { server: registry.example.com:5000, username: deploy, password_secret: REGISTRY_PASSWORD } }`");
+            }
+            (Delivery::Direct, Some(_)) => {
+                self.key_error(
+                    &["delivery", "registry"],
+                    "`delivery.registry` is used only with `method: registry`".into(),
+                )
+                .set_hint("add `method: registry` to `delivery`, or remove `registry`");
+            }
+            (_, Some(r)) => {
+                if image_problem(&format!("{}/app", r.server)).is_some()
+                    || r.server.contains('/')
+                    || r.server.is_empty()
+                {
+                    self.error(
+                        &["delivery", "registry", "server"],
+                        format!("`{}` is not a registry address", shorten(&r.server)),
+                    )
+                    .set_hint("give HOST or HOST:PORT, as image references spell it, e.g. `registry.example.com:5000`");
+                }
+                if let Some(repo) = &r.repository {
+                    if image_problem(repo).is_some() || repo.contains(':') || repo.contains('@') {
+                        self.error(
+                            &["delivery", "registry", "repository"],
+                            format!("`{}` is not a repository name", shorten(repo)),
+                        )
+                        .set_hint(
+                            "lowercase path components separated by `/`, no tag, e.g. `team/shop`",
+                        );
+                    }
+                }
+                if !is_env_name(&r.password_secret) {
+                    self.error(
+                        &["delivery", "registry", "password_secret"],
+                        format!("`{}` is not a secret's name", shorten(&r.password_secret)),
+                    )
+                    .set_hint("name the secret (letters, digits and `_`), never the password: its value comes from your environment or .ballast/secrets");
+                }
+            }
+            (Delivery::Direct, None) => {}
+        }
     }
 
     fn docker(&mut self, docker: &DockerEngine) {
@@ -360,14 +405,60 @@ mod tests {
     }
 
     #[test]
-    fn registry_delivery_is_not_available_yet() {
+    fn registry_delivery_needs_its_registry_and_checks_it() {
         let yaml = format!("{HEAD}delivery: registry\n");
         assert_error(
             &yaml,
             6,
             11,
-            "delivery `registry` is not available yet",
-            "delivery: direct",
+            "delivery `registry` needs the registry's settings",
+            "password_secret: REGISTRY_PASSWORD",
+        );
+        let yaml = format!(
+            "{HEAD}delivery:\n  registry: {{ server: r, username: u, password_secret: P }}\n"
+        );
+        assert_error(
+            &yaml,
+            7,
+            3,
+            "`delivery.registry` is used only with `method: registry`",
+            "add `method: registry`",
+        );
+        let yaml = format!("{HEAD}delivery:\n  method: registry\n  registry: {{ server: \"https://r:5000\", username: u, password_secret: P }}\n");
+        assert_error(
+            &yaml,
+            8,
+            23,
+            "`https://r:5000` is not a registry address",
+            "HOST:PORT",
+        );
+        let yaml = format!("{HEAD}delivery:\n  method: registry\n  registry: {{ server: \"r:5000\", username: u, password_secret: \"hunter2!\" }}\n");
+        assert_error(
+            &yaml,
+            8,
+            63,
+            "`hunter2!` is not a secret's name",
+            "never the password",
+        );
+        let yaml = format!("{HEAD}delivery:\n  method: registry\n  registry: {{ server: \"r:5000\", repository: \"team/shop:1\", username: u, password_secret: P }}\n");
+        assert_error(
+            &yaml,
+            8,
+            45,
+            "`team/shop:1` is not a repository name",
+            "no tag",
+        );
+    }
+
+    #[test]
+    fn a_registry_password_is_a_secret_like_the_roles_ones() {
+        let yaml = format!("{HEAD}delivery:\n  method: registry\n  registry: {{ server: \"r:5000\", username: u, password_secret: BALLAST_TEST_NO_SUCH_SECRET }}\n");
+        assert_error(
+            &yaml,
+            8,
+            63,
+            "delivery.registry.password_secret: secret `BALLAST_TEST_NO_SUCH_SECRET` is not defined",
+            "export BALLAST_TEST_NO_SUCH_SECRET=...",
         );
     }
 

@@ -23,6 +23,7 @@
 pub mod archive;
 mod pipe;
 mod progress;
+pub mod registry;
 pub mod survey;
 mod tag;
 

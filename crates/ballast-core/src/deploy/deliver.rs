@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures_util::{stream, StreamExt};
 
 use super::{say, Deploy};
-use crate::delivery::{self, DeliveryReport, Progress};
+use crate::delivery::{self, registry, DeliveryReport, Progress};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::image::ImageEvent;
@@ -29,6 +29,9 @@ pub(super) async fn deliver(
         return Ok(Vec::new());
     }
     let local = Engine::local().await?;
+    if let Some(registry) = d.ctx.loaded.config.delivery.registry() {
+        return through_registry(d, &local, reference, registry, &needy).await;
+    }
     say(
         d.on_event,
         None,
@@ -64,6 +67,60 @@ pub(super) async fn deliver(
                             report.layers_sent, report.layers_total, report.bytes_sent
                         )
                     },
+                );
+                Ok(report)
+            }
+        })
+        .buffer_unordered(d.fleet.concurrency)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Pushes `reference` once, then has every host in `needy` pull it by digest.
+async fn through_registry(
+    d: &Deploy<'_>,
+    local: &Engine,
+    reference: &str,
+    registry: &crate::config::Registry,
+    needy: &[&str],
+) -> Result<Vec<DeliveryReport>> {
+    let password = d
+        .ctx
+        .loaded
+        .secrets
+        .get(&registry.password_secret)
+        .unwrap_or_default();
+    let login = registry::Login::new(registry, password);
+    let repository = registry.repository.clone().unwrap_or_else(|| {
+        let image = &d.ctx.loaded.config.image;
+        image.split(':').next().unwrap_or(image).to_string()
+    });
+    say(
+        d.on_event,
+        None,
+        format!("pushing {reference} to {}/{repository}", registry.server),
+    );
+    let pushed = registry::push(local, reference, &repository, &login).await?;
+    say(
+        d.on_event,
+        None,
+        format!(
+            "pushed as {}; {} hosts pull it",
+            pushed.by_digest,
+            needy.len()
+        ),
+    );
+    let results: Vec<Result<DeliveryReport>> = stream::iter(needy)
+        .map(|name| {
+            let (pushed, login) = (&pushed, &login);
+            async move {
+                let host = d.fleet.get(name).expect("planned hosts are connected");
+                let report = registry::pull(host.engine(), pushed, login).await?;
+                say(
+                    d.on_event,
+                    Some(name),
+                    format!("pulled {}", pushed.by_digest),
                 );
                 Ok(report)
             }

@@ -8,6 +8,11 @@ use super::packaging::Manager;
 use super::plan::{EngineSeen, Step};
 use crate::error::{Error, Result};
 
+/// Where the engine looks for the CA of registry `server` (HOST[:PORT]).
+pub fn ca_path(server: &str) -> String {
+    format!("/etc/docker/certs.d/{server}/ca.crt")
+}
+
 /// Where the file is written first, so a cut connection never leaves
 /// dockerd half a settings file.
 const NEW: &str = "/etc/docker/daemon.json.ballast-new";
@@ -58,6 +63,20 @@ pub async fn execute(
                 }
             }
             Step::StartEngine => start(machine, say).await?,
+            Step::TrustRegistry { server, pem } => {
+                let path = ca_path(server);
+                say(format!("the engine trusts the registry's CA ({path})"));
+                let step = "install the registry's CA";
+                let dir = path
+                    .rsplit_once('/')
+                    .map_or("/etc/docker/certs.d", |(d, _)| d);
+                machine
+                    .root(step, "mkdir", &["-p", dir], None, SMALL)
+                    .await?;
+                machine
+                    .root(step, "tee", &[&path], Some(pem.as_bytes()), SMALL)
+                    .await?;
+            }
             Step::RestartEngine => {
                 say("restarting dockerd (--restart-docker)".into());
                 restart(machine).await?;

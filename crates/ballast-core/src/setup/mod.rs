@@ -31,7 +31,7 @@ use machine::Machine;
 pub use plan::{HostPlan, Notice, Refusal, Step, Wanted};
 
 /// What the operator allowed on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Whether the engine's package is setup's to install and pin (`setup`)
     /// or left alone (`doctor --fix`, which fixes settings only).
@@ -40,6 +40,9 @@ pub struct Options {
     pub upgrade_docker: bool,
     /// `--restart-docker`: restart dockerd when its settings changed.
     pub restart_docker: bool,
+    /// The private registry's CA (server, PEM) hosts must trust, read
+    /// from `delivery.registry.ca`.
+    pub registry_ca: Option<(String, String)>,
 }
 
 /// Whether `v` can be a package version (Debian's or RPM's spelling):
@@ -52,13 +55,38 @@ pub fn is_package_version(v: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || ".+~:_-^".contains(c))
 }
 
+/// The registry CA hosts must trust, read from `delivery.registry.ca`
+/// (relative to the config's directory): (server, PEM).
+pub fn registry_ca(loaded: &crate::config::Loaded) -> Result<Option<(String, String)>> {
+    let Some(registry) = loaded.config.delivery.registry() else {
+        return Ok(None);
+    };
+    let Some(path) = &registry.ca else {
+        return Ok(None);
+    };
+    let full = loaded.dir.join(path);
+    let step = "read the registry's CA (delivery.registry.ca)";
+    let pem = std::fs::read_to_string(&full).map_err(|e| {
+        Error::input(step, format_args!("{}: {e}", full.display()))
+            .hint("give the path of the CA certificate (PEM), relative to the config file")
+    })?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(Error::input(
+            step,
+            format_args!("{} holds no PEM certificate", full.display()),
+        )
+        .hint("give the CA's certificate in PEM form (-----BEGIN CERTIFICATE-----), not its key"));
+    }
+    Ok(Some((registry.server.clone(), pem)))
+}
+
 /// Prepares the machines of `hosts`; returns each host's plan as carried
 /// out. Refuses, changing nothing, when any host is refused.
 pub async fn prepare(
     config: &Config,
     reach: &Reach,
     hosts: &[String],
-    options: Options,
+    options: &Options,
     on_event: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<Vec<HostPlan>> {
     let wanted = Wanted {
@@ -66,6 +94,10 @@ pub async fn prepare(
         engine: options.engine,
         upgrade: options.upgrade_docker,
         restart: options.restart_docker,
+        registry_ca: options
+            .registry_ca
+            .as_ref()
+            .map(|(s, p)| (s.as_str(), p.as_str())),
     };
     let say = |host: &str, message: String| {
         on_event(Event {

@@ -25,6 +25,12 @@ pub async fn observe(machine: &Machine, wanted: &Wanted<'_>) -> Result<Observed>
     seen.daemon_json = json.success().then_some(json.stdout);
     seen.daemon_args = args?.stdout.trim().to_string();
     seen.engine = engine;
+    if let Some((server, _)) = wanted.registry_ca {
+        let ca = machine
+            .ask("cat", &[&super::execute::ca_path(server)])
+            .await?;
+        seen.registry_ca = ca.success().then_some(ca.stdout);
+    }
     if seen.daemon_json.is_some() && !seen.daemon_args.is_empty() {
         seen.settings_unread = settings_unread(machine).await?;
     }

@@ -30,6 +30,8 @@ pub struct Observed {
     /// The settings file changed after dockerd started, so it has not
     /// read them yet.
     pub settings_unread: bool,
+    /// The registry CA file the engine trusts now, if any.
+    pub registry_ca: Option<String>,
 }
 
 /// An engine that answered.
@@ -51,6 +53,8 @@ pub struct Wanted<'a> {
     pub upgrade: bool,
     /// `--restart-docker`: restart dockerd when its settings changed.
     pub restart: bool,
+    /// The private registry's CA the engine must trust: server and PEM.
+    pub registry_ca: Option<(&'a str, &'a str)>,
 }
 
 /// One change to a host's machine, in the order given.
@@ -76,6 +80,9 @@ pub enum Step {
     StartEngine,
     /// Restart dockerd (the operator consented).
     RestartEngine,
+    /// Make the engine trust the registry's CA
+    /// (`/etc/docker/certs.d/SERVER/ca.crt`; read at each pull).
+    TrustRegistry { server: String, pem: String },
 }
 
 /// Worth telling the operator; nothing was changed for it.
@@ -189,6 +196,14 @@ fn decide(seen: &Observed, wanted: &Wanted, p: &mut HostPlan) -> Result<(), Refu
             p.steps.push(Step::RestartEngine);
         } else {
             p.notices.push(Notice::RestartPending);
+        }
+    }
+    if let Some((server, pem)) = wanted.registry_ca {
+        if seen.registry_ca.as_deref() != Some(pem) {
+            p.steps.push(Step::TrustRegistry {
+                server: server.to_string(),
+                pem: pem.to_string(),
+            });
         }
     }
     Ok(())

@@ -51,6 +51,7 @@ fn kinds(p: &HostPlan) -> Vec<&'static str> {
             Step::Hold { .. } => "hold",
             Step::StartEngine => "start",
             Step::RestartEngine => "restart",
+            Step::TrustRegistry { .. } => "trust registry",
         })
         .collect()
 }
@@ -131,6 +132,7 @@ fn upgrade_reloads_live_restore_before_the_package_restarts_the_engine() {
         engine: true,
         upgrade: true,
         restart: false,
+        registry_ca: None,
     };
     assert!(needs_catalog(Some(BOOKWORM), true, &wanted));
     let p = plan("h1", &seen, &wanted);
@@ -268,4 +270,24 @@ fn doctor_fix_writes_settings_and_never_touches_the_engine() {
     assert_eq!(kinds(&p), ["write settings", "reload"]);
     assert_eq!(p.notices, [Notice::RestartPending]);
     assert!(!needs_catalog(None, false, &settings_only()));
+}
+
+#[test]
+fn the_registry_ca_is_written_once() {
+    let pem = "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n";
+    let wanted = Wanted {
+        registry_ca: Some(("r:5000", pem)),
+        ..pinned(BOOKWORM)
+    };
+    let p = plan("h1", &settled(), &wanted);
+    assert_eq!(
+        p.steps,
+        [Step::TrustRegistry {
+            server: "r:5000".into(),
+            pem: pem.into()
+        }]
+    );
+    let mut seen = settled();
+    seen.registry_ca = Some(pem.into());
+    assert!(plan("h1", &seen, &wanted).is_settled());
 }

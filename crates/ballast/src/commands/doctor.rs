@@ -51,13 +51,14 @@ pub async fn run(config: &Path, accept_new: bool, args: DoctorArgs, out: &Printe
             engine: false,
             upgrade_docker: false,
             restart_docker: args.restart_docker,
+            registry_ca: None,
         };
         let remote: Vec<String> = names
             .iter()
             .filter(|h| *h != ballast_core::host::LOCAL)
             .cloned()
             .collect();
-        ballast_core::setup::prepare(&loaded.config, &reach, &remote, fixes, &on_event).await?;
+        ballast_core::setup::prepare(&loaded.config, &reach, &remote, &fixes, &on_event).await?;
     }
     out.phase(&format!("checking {} hosts", names.len()));
     let fleet = Fleet::connect(&names, &reach, concurrency).await;

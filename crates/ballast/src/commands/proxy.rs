@@ -169,10 +169,11 @@ pub async fn setup(
     config: &Path,
     accept_new: bool,
     force_unsafe: Vec<String>,
-    machines: ballast_core::setup::Options,
+    mut machines: ballast_core::setup::Options,
     out: &Printer,
 ) -> Result<()> {
     let loaded = service::load(config)?;
+    machines.registry_ca = ballast_core::setup::registry_ca(&loaded)?;
     let reach = service::reach(&loaded, accept_new);
     let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
     let hosts = loaded.config.hosts();
@@ -184,7 +185,7 @@ pub async fn setup(
         .filter(|h| h != ballast_core::host::LOCAL)
         .collect();
     let plans =
-        ballast_core::setup::prepare(&loaded.config, &reach, &machines_in, machines, &on_event)
+        ballast_core::setup::prepare(&loaded.config, &reach, &machines_in, &machines, &on_event)
             .await?;
     let ctx = Context {
         loaded: &loaded,

@@ -29,6 +29,7 @@ mod process;
 mod proxy;
 mod proxy_upgrade;
 mod prune_remove;
+mod registry;
 mod secrets;
 mod setup;
 mod watch;
