@@ -48,7 +48,10 @@ pub fn wanted(current: &Current) -> Result<Option<String>, String> {
         .get("log-opts")
         .and_then(Value::as_object)
         .is_some_and(|o| o.contains_key("max-size"));
-    if driver == "json-file" && !rotates && !on_command_line("--log-opt") {
+    // A driver chosen on the command line (Fedora's journald) takes
+    // options of its own; json-file's would stop dockerd.
+    let driver_flag = on_command_line("--log-driver");
+    if driver == "json-file" && !rotates && !driver_flag && !on_command_line("--log-opt") {
         let opts = settings
             .entry("log-opts")
             .or_insert_with(|| Value::Object(Map::new()));
@@ -135,6 +138,14 @@ mod tests {
         };
         let v: Value = serde_json::from_str(&wanted(&c).unwrap().unwrap()).unwrap();
         assert_eq!(v, json!({}));
+        // Fedora's defaults file, as setup reads it (quotes dropped).
+        let c = Current {
+            file: None,
+            args: "OPTIONS= --selinux-enabled --log-driver=journald --live-restore ",
+            swarm: false,
+        };
+        let v: Value = serde_json::from_str(&wanted(&c).unwrap().unwrap()).unwrap();
+        assert_eq!(v, json!({"init": true}));
     }
 
     #[test]
@@ -164,9 +175,8 @@ mod tests {
         let after = wanted(&current(Some(before))).unwrap().unwrap();
         let d = diff(Some(before), &after);
         assert!(d.contains("+  \"init\": true,"), "{d}");
-        assert!(
-            d.contains(" \"debug\": true,") || d.contains("-  \"debug\": true"),
-            "{d}"
-        );
+        // The operator's own line stays, only followed by a comma now.
+        assert!(d.contains("-  \"debug\": true\n+  \"debug\": true,"), "{d}");
+        assert!(!d.contains("--- /dev/null"), "{d}");
     }
 }

@@ -13,9 +13,18 @@ pub fn ca_path(server: &str) -> String {
     format!("/etc/docker/certs.d/{server}/ca.crt")
 }
 
-/// Where the file is written first, so a cut connection never leaves
-/// dockerd half a settings file.
-const NEW: &str = "/etc/docker/daemon.json.ballast-new";
+/// Where the file is written first (then renamed), so a cut connection
+/// never leaves dockerd half a settings file; one per run, so two setups
+/// at once never write into each other's.
+fn new_path() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "/etc/docker/daemon.json.ballast-{}-{nanos}",
+        std::process::id()
+    )
+}
 /// The operator's file as it was before setup's last change.
 const BACKUP: &str = "/etc/docker/daemon.json.before-ballast";
 
@@ -52,9 +61,7 @@ pub async fn execute(
                     Some(old) => format!("replacing Docker {old} with {}", what.join(", ")),
                     None => format!("installing {}", what.join(", ")),
                 });
-                machine
-                    .change("install Docker", &manager.install(packages))
-                    .await?;
+                install(machine, manager, packages).await?;
             }
             Step::Hold { packages } => {
                 if let Some(hold) = manager.and_then(|m| m.hold(packages)) {
@@ -63,6 +70,7 @@ pub async fn execute(
                 }
             }
             Step::StartEngine => start(machine, say).await?,
+            Step::SettleNewEngine => settle_new_engine(machine, say).await?,
             Step::TrustRegistry { server, pem } => {
                 let path = ca_path(server);
                 say(format!("the engine trusts the registry's CA ({path})"));
@@ -78,12 +86,75 @@ pub async fn execute(
                     .await?;
             }
             Step::RestartEngine => {
-                say("restarting dockerd (--restart-docker)".into());
+                say("restarting dockerd".into());
                 restart(machine).await?;
             }
         }
     }
     Ok(())
+}
+
+/// Installs `packages`, then checks the package database says so: some
+/// managers (yum) skip a downgrade and still exit 0.
+async fn install(machine: &Machine, manager: Manager, packages: &[(String, String)]) -> Result<()> {
+    let step = "install Docker";
+    machine
+        .change(step, &manager.install(packages))
+        .await
+        .map_err(|e| {
+            e.hint("if the package manager was interrupted before, run `dpkg --configure -a` (apt) or `dnf history undo last` on the host; then run setup again")
+        })?;
+    for (package, version) in packages {
+        let c = manager.installed(package);
+        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        let out = machine.ask(c.program, &args).await?;
+        let now = manager.installed_version(out.success(), &out.stdout);
+        if now.as_deref() != Some(version.as_str()) {
+            return Err(Error::failed(
+                step,
+                format_args!(
+                    "{package} is {} after installing {version}",
+                    now.as_deref().unwrap_or("not installed")
+                ),
+            )
+            .on(machine.name())
+            .hint("install that version by hand to see why the package manager declined, then run setup again"));
+        }
+    }
+    Ok(())
+}
+
+/// Writes ballast's settings for an engine this run installed, around the
+/// flags its package gives dockerd, then starts it, or restarts it if the
+/// package already started it (it runs no container yet).
+async fn settle_new_engine(machine: &Machine, say: &(dyn Fn(String) + Sync)) -> Result<()> {
+    let before = super::observe::settings_file(machine).await?;
+    let current = daemon::Current {
+        file: before.as_deref(),
+        args: &super::observe::dockerd_args(machine).await?,
+        swarm: false,
+    };
+    let wanted = daemon::wanted(&current).map_err(|why| {
+        Error::failed("write the Docker engine's settings", why)
+            .on(machine.name())
+            .hint("fix the file by hand, then run setup again")
+    })?;
+    let Some(after) = wanted else {
+        return start(machine, say).await;
+    };
+    say(format!(
+        "{} changes:\n{}",
+        daemon::PATH,
+        daemon::diff(before.as_deref(), &after).trim_end()
+    ));
+    say(format!("writing {}", daemon::PATH));
+    write_settings(machine, before.is_some(), &after).await?;
+    if dockerd_pids(machine).await?.is_empty() {
+        start(machine, say).await
+    } else {
+        say("restarting the new dockerd to read them (it runs no container yet)".into());
+        restart(machine).await
+    }
 }
 
 async fn write_settings(machine: &Machine, had_file: bool, text: &str) -> Result<()> {
@@ -96,14 +167,15 @@ async fn write_settings(machine: &Machine, had_file: bool, text: &str) -> Result
             .root(step, "cp", &["-p", daemon::PATH, BACKUP], None, SMALL)
             .await?;
     }
+    let new = new_path();
     machine
-        .root(step, "tee", &[NEW], Some(text.as_bytes()), SMALL)
+        .root(step, "tee", &[&new], Some(text.as_bytes()), SMALL)
         .await?;
     machine
-        .root(step, "chmod", &["0644", NEW], None, SMALL)
+        .root(step, "chmod", &["0644", &new], None, SMALL)
         .await?;
     machine
-        .root(step, "mv", &["-f", NEW, daemon::PATH], None, SMALL)
+        .root(step, "mv", &["-f", &new, daemon::PATH], None, SMALL)
         .await?;
     Ok(())
 }

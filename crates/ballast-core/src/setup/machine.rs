@@ -51,6 +51,20 @@ impl Machine {
         self.ssh.run(program, args, SMALL).await
     }
 
+    /// Runs `program args` as root; what it printed, whatever its exit
+    /// (reading what only root may read).
+    pub async fn ask_root(&self, program: &str, args: &[&str]) -> Result<CommandOutput> {
+        let mut full: Vec<&str> = Vec::new();
+        let program = if self.sudo {
+            full.extend(["-n", "--", program]);
+            "sudo"
+        } else {
+            program
+        };
+        full.extend(args);
+        self.ssh.run(program, &full, SMALL).await
+    }
+
     /// Runs `command` as root; an error for `step` unless it succeeds.
     pub async fn change(&self, step: &str, command: &Command) -> Result<CommandOutput> {
         let args: Vec<&str> = command.args.iter().map(String::as_str).collect();
@@ -124,6 +138,9 @@ impl Machine {
             if let Some(seen) = self.engine().await {
                 return Ok(seen);
             }
+            if let Some(e) = self.socket_refused(step).await {
+                return Err(e);
+            }
             if started.elapsed() > ENGINE_START {
                 let log = self
                     .ask("tail", &["-n", "3", "/var/log/docker.log"])
@@ -143,6 +160,35 @@ impl Machine {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+
+    /// An error when dockerd runs but the SSH user may not use its socket
+    /// (a sudo user outside the `docker` group): ballast reaches engines
+    /// through that socket, so waiting longer would not help.
+    async fn socket_refused(&self, step: &str) -> Option<Error> {
+        if !self.sudo {
+            return None;
+        }
+        let running = self
+            .ask("ps", &["-o", "pid=", "-C", "dockerd"])
+            .await
+            .ok()?;
+        let socket = self
+            .ask("test", &["-S", "/var/run/docker.sock"])
+            .await
+            .ok()?;
+        if running.stdout.trim().is_empty() || !socket.success() {
+            return None;
+        }
+        let writable = self
+            .ask("test", &["-w", "/var/run/docker.sock"])
+            .await
+            .ok()?;
+        (!writable.success()).then(|| {
+            Error::failed(step, "dockerd runs, but the SSH user may not use /var/run/docker.sock, through which ballast reaches the engine")
+                .on(&self.name)
+                .hint("add the SSH user to the `docker` group on the host (`usermod -aG docker USER`; it is as powerful as root), or log in as root; then run setup again")
+        })
     }
 
     /// Whether systemd runs the host (else SysV init scripts start services).

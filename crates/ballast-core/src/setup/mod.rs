@@ -89,6 +89,7 @@ pub async fn prepare(
     options: &Options,
     on_event: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<Vec<HostPlan>> {
+    let lock_dir = crate::lock::lock_dir(&config.service);
     let wanted = Wanted {
         version: config.docker.version.as_deref().filter(|_| options.engine),
         engine: options.engine,
@@ -98,6 +99,7 @@ pub async fn prepare(
             .registry_ca
             .as_ref()
             .map(|(s, p)| (s.as_str(), p.as_str())),
+        lock_dir: Some(&lock_dir),
     };
     let say = |host: &str, message: String| {
         on_event(Event {
@@ -232,6 +234,13 @@ fn refusal_error(host: &str, r: &Refusal) -> Error {
             Some(v) => format!("pin one in the config: `docker: {{ version: \"{v}\" }}`"),
             None => "install Docker on the host yourself, then run setup again".to_string(),
         }),
+        Refusal::LockHeld => Error::new(
+            ErrorKind::Conflict,
+            step,
+            "a deploy or another change holds the service's lock here, and setup would restart or replace the Docker engine under it",
+        )
+        .on(host)
+        .hint("run setup again once it is done (`ballast lock status` names the holder); nothing was changed on any host"),
         Refusal::Settings(why) => Error::input(step, why).on(host).hint(
             "fix the file by hand (setup never rewrites a file it cannot read), then run setup again",
         ),
@@ -257,7 +266,13 @@ fn all_of(mut errors: Vec<Error>) -> Error {
         first.step,
         causes.join("; "),
     );
-    e.hint = first.hint;
+    let mut hints: Vec<String> = Vec::new();
+    for h in errors.iter().filter_map(|e| e.hint.clone()) {
+        if !hints.contains(&h) {
+            hints.push(h);
+        }
+    }
+    e.hint = (!hints.is_empty()).then(|| hints.join("; "));
     e
 }
 

@@ -17,21 +17,30 @@ pub async fn observe(machine: &Machine, wanted: &Wanted<'_>) -> Result<Observed>
     let os = machine.ask("cat", &["/etc/os-release"]).await?;
     seen.os = os.success().then(|| os_release(&os.stdout)).flatten();
     let (json, args, engine) = tokio::join!(
-        machine.ask("cat", &[daemon::PATH]),
-        machine.ask("ps", &["-o", "args=", "-C", "dockerd"]),
+        settings_file(machine),
+        dockerd_args(machine),
         machine.engine(),
     );
-    let json = json?;
-    seen.daemon_json = json.success().then_some(json.stdout);
-    seen.daemon_args = args?.stdout.trim().to_string();
+    seen.daemon_json = json?;
+    seen.daemon_args = args?;
     seen.engine = engine;
+    // A running dockerd has its program on disk too; the flags above may
+    // come from a unit file that names no installed program.
+    let mut present = seen.engine.is_some();
+    for path in ["/usr/bin/dockerd", "/usr/sbin/dockerd", "/usr/local/bin/dockerd"] {
+        present = present || machine.ask("test", &["-x", path]).await?.success();
+    }
+    seen.dockerd_present = present;
+    if let Some(lock) = wanted.lock_dir {
+        seen.lock_held = machine.ask("test", &["-e", lock]).await?.success();
+    }
     if let Some((server, _)) = wanted.registry_ca {
         let ca = machine
-            .ask("cat", &[&super::execute::ca_path(server)])
+            .ask_root("cat", &[&super::execute::ca_path(server)])
             .await?;
         seen.registry_ca = ca.success().then_some(ca.stdout);
     }
-    if seen.daemon_json.is_some() && !seen.daemon_args.is_empty() {
+    if seen.daemon_json.is_some() && seen.engine.is_some() {
         seen.settings_unread = settings_unread(machine).await?;
     }
     let Some(packaging) = seen
@@ -43,6 +52,56 @@ pub async fn observe(machine: &Machine, wanted: &Wanted<'_>) -> Result<Observed>
     };
     package(machine, packaging, wanted, &mut seen).await?;
     Ok(seen)
+}
+
+/// The settings file, read as root (it may be 0600): `None` when there
+/// is none; an error when it cannot be read, so it is never taken for
+/// missing and replaced.
+pub async fn settings_file(machine: &Machine) -> Result<Option<String>> {
+    let out = machine.ask_root("cat", &[daemon::PATH]).await?;
+    if out.success() {
+        return Ok(Some(out.stdout));
+    }
+    if out.stderr.contains("No such file") {
+        return Ok(None);
+    }
+    Err(
+        crate::error::Error::failed(format!("read {}", daemon::PATH), out.stderr.trim())
+            .on(machine.name())
+            .hint("setup reads it as root: log in as root or give the SSH user passwordless sudo"),
+    )
+}
+
+/// dockerd's flags: its command line where it runs, else what its service
+/// would give it (the unit's ExecStart and the package's defaults file),
+/// so the settings file never repeats one of them.
+pub async fn dockerd_args(machine: &Machine) -> Result<String> {
+    let running = machine.ask("ps", &["-o", "args=", "-C", "dockerd"]).await?;
+    let running = running.stdout.trim();
+    if !running.is_empty() {
+        return Ok(running.to_string());
+    }
+    let (unit, sysconfig, default) = tokio::join!(
+        machine.ask("systemctl", &["show", "--property=ExecStart", "docker"]),
+        machine.ask("cat", &["/etc/sysconfig/docker"]),
+        machine.ask("cat", &["/etc/default/docker"]),
+    );
+    let mut args = String::new();
+    // Each is optional: no systemd, no such file.
+    for out in [unit, sysconfig, default].into_iter().flatten() {
+        if out.success() {
+            for line in out
+                .stdout
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+            {
+                args.push(' ');
+                args.push_str(line);
+            }
+        }
+    }
+    // Quotes of `OPTIONS="--live-restore ..."` are not part of the flags.
+    Ok(args.replace(['"', '\''], " ").trim().to_string())
 }
 
 /// The engine's package: installed version, hold, and (when needed) the

@@ -90,6 +90,11 @@ const KNOWN: &[Known] = &[
         how: Err(NO_DOCKER),
     },
     Known {
+        id: "ol",
+        name: "Oracle Linux",
+        how: Err(NO_DOCKER),
+    },
+    Known {
         id: "rocky",
         name: "Rocky Linux",
         how: Err(NO_DOCKER),
@@ -211,7 +216,11 @@ impl Manager {
     /// Refreshes the lists of available packages.
     pub fn refresh(self) -> Command {
         match self {
-            Manager::Apt => command("apt-get", &["update", "-q"], REFRESH),
+            Manager::Apt => command(
+                "apt-get",
+                &["update", "-q", "-o", "DPkg::Lock::Timeout=300"],
+                REFRESH,
+            ),
             Manager::Dnf => command("dnf", &["makecache", "-q"], REFRESH),
             Manager::Yum => command("yum", &["makecache", "-q"], REFRESH),
         }
@@ -279,15 +288,24 @@ impl Manager {
         let mut args: Vec<String> = match self {
             // apt asks nothing with DEBIAN_FRONTEND set; `env` sets it
             // without a shell.
+            // needrestart (Ubuntu) only lists what it would restart; apt
+            // waits for another apt (a boot-time update) instead of
+            // failing; `--no-remove`: never take another Docker away.
             Manager::Apt => [
                 "DEBIAN_FRONTEND=noninteractive",
+                "NEEDRESTART_MODE=l",
                 "apt-get",
                 "install",
                 "-y",
                 "-q",
                 "--no-install-recommends",
+                "--no-remove",
                 "--allow-downgrades",
                 "--allow-change-held-packages",
+                "-o",
+                "DPkg::Lock::Timeout=300",
+                "-o",
+                "Dpkg::Options::=--force-confdef",
                 "-o",
                 "Dpkg::Options::=--force-confold",
             ]
@@ -333,15 +351,13 @@ impl Manager {
     }
 }
 
-/// The client's version that goes with engine version `engine`: the one
-/// `engine` starts with (a rebuild of the engine adds `+bN`), else the
-/// first listed.
+/// The client's version that goes with engine version `engine`: the
+/// longest one `engine` starts with (a rebuild of the engine adds `+bN`).
 pub fn client_version(engine: &str, client_versions: &[String]) -> Option<String> {
     client_versions
         .iter()
         .filter(|v| engine.starts_with(v.as_str()))
         .max_by_key(|v| v.len())
-        .or_else(|| client_versions.first())
         .cloned()
 }
 
@@ -467,10 +483,7 @@ mod tests {
             client_version("26.1.5+dfsg1-9+deb13u1+b1", &clients).as_deref(),
             Some("26.1.5+dfsg1-9+deb13u1")
         );
-        assert_eq!(
-            client_version("27.0", &clients).as_deref(),
-            Some("26.1.5+dfsg1-9+deb13u1")
-        );
+        assert_eq!(client_version("27.0", &clients), None);
         assert_eq!(client_version("27.0", &[]), None);
     }
 }

@@ -32,6 +32,10 @@ pub struct Observed {
     pub settings_unread: bool,
     /// The registry CA file the engine trusts now, if any.
     pub registry_ca: Option<String>,
+    /// A dockerd program is on the host (the package's or another's).
+    pub dockerd_present: bool,
+    /// A ballast command holds the service's lock on the host.
+    pub lock_held: bool,
 }
 
 /// An engine that answered.
@@ -55,6 +59,9 @@ pub struct Wanted<'a> {
     pub restart: bool,
     /// The private registry's CA the engine must trust: server and PEM.
     pub registry_ca: Option<(&'a str, &'a str)>,
+    /// The service's lock directory on the hosts: the engine is not
+    /// restarted under a deploy.
+    pub lock_dir: Option<&'a str>,
 }
 
 /// One change to a host's machine, in the order given.
@@ -80,6 +87,10 @@ pub enum Step {
     StartEngine,
     /// Restart dockerd (the operator consented).
     RestartEngine,
+    /// For an engine this run installed: write ballast's settings around
+    /// the flags its package gives dockerd (read only now that it is in),
+    /// showing the diff, then (re)start it to read them.
+    SettleNewEngine,
     /// Make the engine trust the registry's CA
     /// (`/etc/docker/certs.d/SERVER/ca.crt`; read at each pull).
     TrustRegistry { server: String, pem: String },
@@ -113,6 +124,9 @@ pub enum Refusal {
     NoEngine { available: Vec<String> },
     /// The settings file cannot be read as settings.
     Settings(String),
+    /// A deploy or another change holds the lock, and the plan would
+    /// restart or replace the engine under it.
+    LockHeld,
 }
 
 /// Setup's decision for one host.
@@ -159,43 +173,64 @@ pub fn plan(host: &str, seen: &Observed, wanted: &Wanted) -> HostPlan {
     p
 }
 
+/// What the engine's package needs.
+enum EngineChange {
+    /// Nothing (or only a notice).
+    None,
+    /// Hold it at its version.
+    Hold(Step),
+    /// Install it where there is none.
+    Fresh { install: Step, hold: Option<Step> },
+    /// Replace another version (`--upgrade-docker`).
+    Upgrade { install: Step, hold: Option<Step> },
+}
+
 fn decide(seen: &Observed, wanted: &Wanted, p: &mut HostPlan) -> Result<(), Refusal> {
     let packaging = match &seen.os {
         None => Err("its /etc/os-release could not be read".to_string()),
         Some(os) => packaging::packaging(os),
     };
     let answers = seen.engine.is_some();
-    let engine_change = engine_change(seen, wanted, &packaging, p)?;
-    let current = daemon::Current {
-        file: seen.daemon_json.as_deref(),
-        args: &seen.daemon_args,
-        swarm: seen.engine.as_ref().is_some_and(|e| e.swarm),
-    };
-    let settings = daemon::wanted(&current).map_err(Refusal::Settings)?;
-    let wrote = settings.is_some();
-    if let Some(after) = settings {
-        p.steps.push(Step::WriteSettings {
-            before: seen.daemon_json.clone(),
-            after,
-        });
-        if answers {
-            p.steps.push(Step::ReloadEngine);
+    match engine_change(seen, wanted, &packaging, p)? {
+        EngineChange::Fresh { install, hold } => {
+            // The settings are written once the package is in: it may
+            // bring dockerd flags of its own (Fedora's sysconfig) that the
+            // file must not repeat. The new engine holds no container, so
+            // it is (re)started to read them without asking.
+            p.steps.push(install);
+            p.steps.extend(hold);
+            p.steps.push(Step::SettleNewEngine);
         }
-    }
-    let installs = matches!(engine_change, Some((Step::Install { .. }, _)));
-    if let Some((install, hold)) = engine_change {
-        p.steps.push(install);
-        p.steps.extend(hold);
-    }
-    if installs || (!answers && wanted.engine) {
-        // A fresh engine reads the new settings as it starts; an upgrade
-        // restarts it (the package does).
-        p.steps.push(Step::StartEngine);
-    } else if wrote || seen.settings_unread {
-        if wanted.restart {
+        EngineChange::Upgrade { install, hold } => {
+            settings(seen, answers, p)?;
+            if answers && !p.steps.contains(&Step::ReloadEngine) {
+                p.steps.push(Step::ReloadEngine);
+            }
+            p.steps.push(install);
+            p.steps.extend(hold);
+            // Debian's package leaves the old dockerd running unless told
+            // otherwise: --upgrade-docker is the consent to restart it.
             p.steps.push(Step::RestartEngine);
-        } else {
-            p.notices.push(Notice::RestartPending);
+        }
+        change => {
+            if let EngineChange::Hold(hold) = change {
+                p.steps.push(hold);
+            }
+            let wrote = settings(seen, answers, p)?;
+            let present = seen.installed.is_some() || seen.dockerd_present;
+            if !answers && wanted.engine && present {
+                p.steps.push(Step::StartEngine);
+            } else if answers && (wrote || seen.settings_unread) {
+                if wanted.restart {
+                    if !p.steps.contains(&Step::ReloadEngine) {
+                        // Live restore first, so the restart keeps containers.
+                        p.steps.push(Step::ReloadEngine);
+                    }
+                    p.steps.push(Step::RestartEngine);
+                } else {
+                    p.notices.push(Notice::RestartPending);
+                }
+            }
         }
     }
     if let Some((server, pem)) = wanted.registry_ca {
@@ -206,20 +241,54 @@ fn decide(seen: &Observed, wanted: &Wanted, p: &mut HostPlan) -> Result<(), Refu
             });
         }
     }
+    let touches_engine = p.steps.iter().any(|s| {
+        matches!(
+            s,
+            Step::RestartEngine
+                | Step::Install {
+                    replacing: Some(_),
+                    ..
+                }
+        )
+    });
+    if touches_engine && seen.lock_held {
+        return Err(Refusal::LockHeld);
+    }
     Ok(())
 }
 
-/// The install (and hold) the engine needs, if any.
+/// The settings file's step (and a reload where dockerd runs), if it
+/// lacks ballast's settings; whether it did.
+fn settings(seen: &Observed, answers: bool, p: &mut HostPlan) -> Result<bool, Refusal> {
+    let current = daemon::Current {
+        file: seen.daemon_json.as_deref(),
+        args: &seen.daemon_args,
+        swarm: seen.engine.as_ref().is_some_and(|e| e.swarm),
+    };
+    let Some(after) = daemon::wanted(&current).map_err(Refusal::Settings)? else {
+        return Ok(false);
+    };
+    p.steps.push(Step::WriteSettings {
+        before: seen.daemon_json.clone(),
+        after,
+    });
+    if answers {
+        p.steps.push(Step::ReloadEngine);
+    }
+    Ok(true)
+}
+
+/// What the engine's package needs; notices go to `p`.
 fn engine_change(
     seen: &Observed,
     wanted: &Wanted,
     packaging: &Result<Packaging, String>,
     p: &mut HostPlan,
-) -> Result<Option<(Step, Option<Step>)>, Refusal> {
+) -> Result<EngineChange, Refusal> {
     let answers = seen.engine.as_ref();
     let installed = seen.installed.as_deref();
     if !wanted.engine {
-        return Ok(None);
+        return Ok(EngineChange::None);
     }
     if wanted.version.is_some() {
         // A pin setup cannot check is refused, not ignored.
@@ -227,18 +296,20 @@ fn engine_change(
             .as_ref()
             .map_err(|why| Refusal::UnknownOs(why.clone()))?;
     }
-    match (installed, answers, wanted.version) {
-        // Someone else's engine (or a distribution whose packages setup
-        // cannot ask): not ours to pin.
-        (None, Some(engine), _) => {
+    let foreign = installed.is_none() && (answers.is_some() || seen.dockerd_present);
+    match (installed, wanted.version) {
+        // Someone else's engine (Docker CE, a static build), running or
+        // not, or a distribution whose packages setup cannot ask: not
+        // ours to pin, and installing beside it would replace it.
+        _ if foreign => {
             if packaging.is_ok() {
                 p.notices.push(Notice::ForeignEngine {
-                    version: engine.version.clone(),
+                    version: answers.map_or("of an unknown version".into(), |e| e.version.clone()),
                 });
             }
-            Ok(None)
+            Ok(EngineChange::None)
         }
-        (None, None, None) => {
+        (None, None) => {
             packaging
                 .as_ref()
                 .map_err(|why| Refusal::UnknownOs(why.clone()))?;
@@ -246,28 +317,32 @@ fn engine_change(
                 available: seen.available.clone(),
             })
         }
-        (None, None, Some(pin)) => install(seen, pin, None, packaging).map(Some),
-        (Some(_), _, None) => Ok(None),
-        (Some(have), _, Some(pin)) if have == pin => {
+        (None, Some(pin)) => {
+            let (install, hold) = install(seen, pin, None, packaging)?;
+            Ok(EngineChange::Fresh { install, hold })
+        }
+        (Some(_), None) => Ok(EngineChange::None),
+        (Some(have), Some(pin)) if have == pin => {
             let packaging = packaging
                 .as_ref()
                 .map_err(|w| Refusal::UnknownOs(w.clone()))?;
-            let hold = (!seen.held)
-                .then(|| packaging.manager.hold(&[packaging.package.to_string()]))
-                .flatten()
-                .map(|_| Step::Hold {
-                    packages: vec![packaging.package.to_string()],
-                });
-            Ok(hold.map(|h| (h, None)))
+            let names = vec![packaging.package.to_string()];
+            Ok(match packaging.manager.hold(&names) {
+                Some(_) if !seen.held => EngineChange::Hold(Step::Hold { packages: names }),
+                _ => EngineChange::None,
+            })
         }
-        (Some(have), _, Some(pin)) if !wanted.upgrade => {
+        (Some(have), Some(pin)) if !wanted.upgrade => {
             p.notices.push(Notice::VersionDiffers {
                 installed: have.to_string(),
                 pinned: pin.to_string(),
             });
-            Ok(None)
+            Ok(EngineChange::None)
         }
-        (Some(have), _, Some(pin)) => install(seen, pin, Some(have), packaging).map(Some),
+        (Some(have), Some(pin)) => {
+            let (install, hold) = install(seen, pin, Some(have), packaging)?;
+            Ok(EngineChange::Upgrade { install, hold })
+        }
     }
 }
 
@@ -288,10 +363,18 @@ fn install(
         });
     }
     let mut packages = vec![(packaging.package.to_string(), pin.to_string())];
-    if let Some(client) = packaging.client {
-        if let Some(v) = packaging::client_version(pin, &seen.client_available) {
-            packages.push((client.to_string(), v));
-        }
+    if let Some(client) = packaging
+        .client
+        .filter(|_| !seen.client_available.is_empty())
+    {
+        let Some(v) = packaging::client_version(pin, &seen.client_available) else {
+            return Err(Refusal::VersionUnavailable {
+                pinned: format!("{client} for {pin}"),
+                available: seen.client_available.clone(),
+                listing: packaging.manager.listing(client),
+            });
+        };
+        packages.push((client.to_string(), v));
     }
     let names: Vec<String> = packages.iter().map(|(n, _)| n.clone()).collect();
     let hold = packaging
@@ -307,8 +390,8 @@ fn install(
     ))
 }
 
-/// Whether a host's plan changes nothing and tells nothing.
 impl HostPlan {
+    /// Whether the plan changes nothing and tells nothing.
     pub fn is_settled(&self) -> bool {
         self.steps.is_empty() && self.notices.is_empty() && self.refusal.is_none()
     }

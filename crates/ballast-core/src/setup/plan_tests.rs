@@ -52,20 +52,21 @@ fn kinds(p: &HostPlan) -> Vec<&'static str> {
             Step::StartEngine => "start",
             Step::RestartEngine => "restart",
             Step::TrustRegistry { .. } => "trust registry",
+            Step::SettleNewEngine => "settle new engine",
         })
         .collect()
 }
 
 #[test]
-fn a_host_without_docker_gets_settings_first_then_the_pinned_engine() {
+fn a_host_without_docker_gets_the_pinned_engine_then_its_settings() {
     let seen = Observed {
         available: vec![BOOKWORM.into(), "20.10.24+dfsg1-1".into()],
         ..debian()
     };
     let p = plan("h1", &seen, &pinned(BOOKWORM));
-    assert_eq!(kinds(&p), ["write settings", "install", "hold", "start"]);
+    assert_eq!(kinds(&p), ["install", "hold", "settle new engine"]);
     assert_eq!(
-        p.steps[1],
+        p.steps[0],
         Step::Install {
             packages: vec![("docker.io".into(), BOOKWORM.into())],
             replacing: None
@@ -84,7 +85,7 @@ fn the_client_is_installed_with_the_engine_where_it_is_apart() {
     };
     let p = plan("h1", &seen, &pinned(trixie));
     assert_eq!(
-        p.steps[1],
+        p.steps[0],
         Step::Install {
             packages: vec![
                 ("docker.io".into(), trixie.into()),
@@ -94,11 +95,20 @@ fn the_client_is_installed_with_the_engine_where_it_is_apart() {
         }
     );
     assert_eq!(
-        p.steps[2],
+        p.steps[1],
         Step::Hold {
             packages: vec!["docker.io".into(), "docker-cli".into()]
         }
     );
+    // A client of no matching version is refused before any change.
+    let seen = Observed {
+        client_available: vec!["27.0".into()],
+        ..seen
+    };
+    assert!(matches!(
+        plan("h1", &seen, &pinned(trixie)).refusal,
+        Some(Refusal::VersionUnavailable { .. })
+    ));
 }
 
 #[test]
@@ -123,7 +133,7 @@ fn another_version_is_reported_and_left_without_upgrade() {
 }
 
 #[test]
-fn upgrade_reloads_live_restore_before_the_package_restarts_the_engine() {
+fn upgrade_reloads_live_restore_then_restarts_the_engine_on_the_new_version() {
     let mut seen = settled();
     seen.daemon_json = None;
     seen.available = vec!["20.10.24+dfsg1-1".into(), BOOKWORM.into()];
@@ -133,12 +143,13 @@ fn upgrade_reloads_live_restore_before_the_package_restarts_the_engine() {
         upgrade: true,
         restart: false,
         registry_ca: None,
+        lock_dir: None,
     };
     assert!(needs_catalog(Some(BOOKWORM), true, &wanted));
     let p = plan("h1", &seen, &wanted);
     assert_eq!(
         kinds(&p),
-        ["write settings", "reload", "install", "hold", "start"]
+        ["write settings", "reload", "install", "hold", "restart"]
     );
     assert!(matches!(&p.steps[2], Step::Install { replacing: Some(v), .. } if v == BOOKWORM));
 }
@@ -290,4 +301,41 @@ fn the_registry_ca_is_written_once() {
     let mut seen = settled();
     seen.registry_ca = Some(pem.into());
     assert!(plan("h1", &seen, &wanted).is_settled());
+}
+
+#[test]
+fn a_docker_not_from_the_package_is_never_replaced_even_stopped() {
+    let mut seen = settled();
+    seen.installed = None;
+    seen.engine = None;
+    seen.dockerd_present = true;
+    seen.available = vec![BOOKWORM.into()];
+    let p = plan("h1", &seen, &pinned(BOOKWORM));
+    assert!(!kinds(&p).contains(&"install"), "{p:?}");
+    assert!(matches!(p.notices[..], [Notice::ForeignEngine { .. }]));
+}
+
+#[test]
+fn unread_settings_are_reloaded_before_a_restart() {
+    let mut seen = settled();
+    seen.settings_unread = true;
+    let wanted = Wanted {
+        restart: true,
+        ..pinned(BOOKWORM)
+    };
+    assert_eq!(kinds(&plan("h1", &seen, &wanted)), ["reload", "restart"]);
+}
+
+#[test]
+fn the_engine_is_not_restarted_under_a_held_lock() {
+    let mut seen = settled();
+    seen.settings_unread = true;
+    seen.lock_held = true;
+    let wanted = Wanted {
+        restart: true,
+        ..pinned(BOOKWORM)
+    };
+    assert_eq!(plan("h1", &seen, &wanted).refusal, Some(Refusal::LockHeld));
+    // Without a restart, the lock is no reason to refuse.
+    assert_eq!(plan("h1", &seen, &pinned(BOOKWORM)).refusal, None);
 }

@@ -58,7 +58,13 @@ pub async fn run(config: &Path, accept_new: bool, args: DoctorArgs, out: &Printe
             .filter(|h| *h != ballast_core::host::LOCAL)
             .cloned()
             .collect();
-        ballast_core::setup::prepare(&loaded.config, &reach, &remote, &fixes, &on_event).await?;
+        // A fix that could not be made is shown; the check goes on, and
+        // says what is still wrong.
+        if let Err(e) =
+            ballast_core::setup::prepare(&loaded.config, &reach, &remote, &fixes, &on_event).await
+        {
+            out.error(&e);
+        }
     }
     out.phase(&format!("checking {} hosts", names.len()));
     let fleet = Fleet::connect(&names, &reach, concurrency).await;

@@ -225,7 +225,10 @@ fn deploys_go_through_a_private_registry_pulled_by_digest() {
         ),
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    for line in err.lines().filter(|l| l.contains('×') || l.contains("help:")) {
+    for line in err
+        .lines()
+        .filter(|l| l.contains('×') || l.contains("help:"))
+    {
         eprintln!("wrong password: {line}");
     }
     says_no_password(&out, WRONG);
