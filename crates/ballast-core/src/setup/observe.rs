@@ -27,7 +27,11 @@ pub async fn observe(machine: &Machine, wanted: &Wanted<'_>) -> Result<Observed>
     // A running dockerd has its program on disk too; the flags above may
     // come from a unit file that names no installed program.
     let mut present = seen.engine.is_some();
-    for path in ["/usr/bin/dockerd", "/usr/sbin/dockerd", "/usr/local/bin/dockerd"] {
+    for path in [
+        "/usr/bin/dockerd",
+        "/usr/sbin/dockerd",
+        "/usr/local/bin/dockerd",
+    ] {
         present = present || machine.ask("test", &["-x", path]).await?.success();
     }
     seen.dockerd_present = present;
