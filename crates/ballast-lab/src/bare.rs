@@ -53,32 +53,13 @@ pub async fn ensure(engine: &Engine, host_tag: &str) -> Result<String> {
     let script: String = sha256_hex(INIT_SCRIPT.as_bytes()).chars().take(8).collect();
     let version = host_tag.rsplit(':').next().unwrap_or(host_tag);
     let tag = format!("{REPO}:{version}-{script}");
-    let _lock = crate::rootfs::build_lock(&tag).await?;
-    if engine.docker().inspect_image(&tag).await.is_ok() {
-        return Ok(tag);
-    }
     let step = format!("build {tag}");
-    let dir = tempfile::tempdir().map_err(|e| Error::failed(&step, e))?;
     let purge = serde_json::to_string(PURGE).map_err(|e| Error::failed(&step, e))?;
     let init = crate::recipe::INIT_PATH;
     let dockerfile = format!("FROM {host_tag}\nRUN {purge}\nCOPY init {init}\n");
-    let write = |name: &str, body: &str| {
-        std::fs::write(dir.path().join(name), body).map_err(|e| Error::failed(&step, e))
-    };
-    write("Dockerfile", &dockerfile)?;
-    write("init", INIT_SCRIPT)?;
-    set_executable(&dir.path().join("init")).map_err(|e| Error::failed(&step, e))?;
-    let spec = ballast_core::image::BuildSpec {
-        deadline: DEADLINE,
-        ..ballast_core::image::BuildSpec::new(dir.path(), &tag)
-    };
-    ballast_core::image::build(engine, &spec, &mut |_| {}).await?;
+    let files = [("init", INIT_SCRIPT, 0o755)];
+    crate::rootfs::build_on_top(engine, &tag, &dockerfile, &files, DEADLINE).await?;
     Ok(tag)
-}
-
-fn set_executable(path: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -31,12 +31,7 @@ pub async fn ensure_image(engine: &Engine) -> Result<String> {
     let host_tag = crate::recipe::ensure(engine, Distro::Bookworm, &mut |_| {}).await?;
     let version = host_tag.rsplit(':').next().unwrap_or(&host_tag);
     let tag = format!("{REPO}:{version}");
-    let _lock = crate::rootfs::build_lock(&tag).await?;
-    if engine.docker().inspect_image(&tag).await.is_ok() {
-        return Ok(tag);
-    }
     let step = format!("build {tag}");
-    let dir = tempfile::tempdir().map_err(|e| Error::failed(&step, e))?;
     let install = serde_json::to_string(INSTALL).map_err(|e| Error::failed(&step, e))?;
     let serve = serde_json::to_string(&[
         "/usr/bin/docker-registry",
@@ -45,13 +40,7 @@ pub async fn ensure_image(engine: &Engine) -> Result<String> {
     ])
     .map_err(|e| Error::failed(&step, e))?;
     let dockerfile = format!("FROM {host_tag}\nRUN {install}\nEXPOSE {PORT}\nCMD {serve}\n");
-    std::fs::write(dir.path().join("Dockerfile"), dockerfile)
-        .map_err(|e| Error::failed(&step, e))?;
-    let spec = ballast_core::image::BuildSpec {
-        deadline: DEADLINE,
-        ..ballast_core::image::BuildSpec::new(dir.path(), &tag)
-    };
-    ballast_core::image::build(engine, &spec, &mut |_| {}).await?;
+    crate::rootfs::build_on_top(engine, &tag, &dockerfile, &[], DEADLINE).await?;
     Ok(tag)
 }
 

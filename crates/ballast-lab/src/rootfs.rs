@@ -236,10 +236,45 @@ async fn finish(engine: &Engine, imported: &str, instructions: &[String], tag: &
     Ok(())
 }
 
+/// Builds `tag` from `dockerfile` (FROM another lab image) and the
+/// context's `files` (name, body, mode), unless the engine has it: the
+/// lab's images made on top of its host image.
+pub(crate) async fn build_on_top(
+    engine: &Engine,
+    tag: &str,
+    dockerfile: &str,
+    files: &[(&str, &str, u32)],
+    deadline: Duration,
+) -> Result<()> {
+    let _lock = build_lock(tag).await?;
+    if engine.docker().inspect_image(tag).await.is_ok() {
+        return Ok(());
+    }
+    let step = format!("build {tag}");
+    let dir = tempfile::tempdir().map_err(|e| Error::failed(&step, e))?;
+    let write = |name: &str, body: &str, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.path().join(name);
+        std::fs::write(&path, body)
+            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)))
+            .map_err(|e| Error::failed(&step, e))
+    };
+    write("Dockerfile", dockerfile, 0o644)?;
+    for (name, body, mode) in files {
+        write(name, body, *mode)?;
+    }
+    let spec = ballast_core::image::BuildSpec {
+        deadline,
+        ..ballast_core::image::BuildSpec::new(dir.path(), tag)
+    };
+    ballast_core::image::build(engine, &spec, &mut |_| {}).await?;
+    Ok(())
+}
+
 /// An exclusive lock on a file beside the build directories, one per image
 /// repository, held (by the open file) until dropped; the OS releases it if
 /// the process dies.
-pub(crate) async fn build_lock(tag: &str) -> Result<std::fs::File> {
+async fn build_lock(tag: &str) -> Result<std::fs::File> {
     let step = format!("lock the build of {tag}");
     let path = Path::new("/var/tmp").join(format!("{}-image.lock", tag.replace(':', "-")));
     let file = std::fs::OpenOptions::new()

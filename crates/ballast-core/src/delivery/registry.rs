@@ -299,29 +299,25 @@ mod tests {
         assert_eq!(digest_in("v2: digest: sha256:abc size: 1"), None);
     }
 
-    #[test]
-    fn a_login_never_debugs_its_password() {
-        let registry = Registry {
+    fn registry() -> Registry {
+        Registry {
             server: "r:5000".into(),
             repository: None,
             username: "deploy".into(),
             password_secret: "REGISTRY_PASSWORD".into(),
             ca: None,
-        };
-        let login = Login::new(&registry, "hunter2-secret");
+        }
+    }
+
+    #[test]
+    fn a_login_never_debugs_its_password() {
+        let login = Login::new(&registry(), "hunter2-secret");
         assert!(!format!("{login:?}").contains("hunter2"));
     }
 
     #[test]
     fn refusals_say_what_to_do() {
-        let registry = Registry {
-            server: "r:5000".into(),
-            repository: None,
-            username: "deploy".into(),
-            password_secret: "REGISTRY_PASSWORD".into(),
-            ca: None,
-        };
-        let login = Login::new(&registry, "pw");
+        let login = Login::new(&registry(), "pw");
         let e = refused(
             "push",
             &login,

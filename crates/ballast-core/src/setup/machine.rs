@@ -54,15 +54,19 @@ impl Machine {
     /// Runs `program args` as root; what it printed, whatever its exit
     /// (reading what only root may read).
     pub async fn ask_root(&self, program: &str, args: &[&str]) -> Result<CommandOutput> {
-        let mut full: Vec<&str> = Vec::new();
-        let program = if self.sudo {
-            full.extend(["-n", "--", program]);
-            "sudo"
-        } else {
-            program
-        };
-        full.extend(args);
+        let (program, full) = self.as_root(program, args);
         self.ssh.run(program, &full, SMALL).await
+    }
+
+    /// `program args` as root: through `sudo -n` unless the SSH user is root.
+    fn as_root<'a>(&self, program: &'a str, args: &[&'a str]) -> (&'a str, Vec<&'a str>) {
+        if self.sudo {
+            let mut full = vec!["-n", "--", program];
+            full.extend(args);
+            ("sudo", full)
+        } else {
+            (program, args.to_vec())
+        }
     }
 
     /// Runs `command` as root; an error for `step` unless it succeeds.
@@ -82,14 +86,7 @@ impl Machine {
         stdin: Option<&[u8]>,
         deadline: Duration,
     ) -> Result<CommandOutput> {
-        let mut full: Vec<&str> = Vec::new();
-        let program = if self.sudo {
-            full.extend(["-n", "--", program]);
-            "sudo"
-        } else {
-            program
-        };
-        full.extend(args);
+        let (program, full) = self.as_root(program, args);
         let out = match stdin {
             Some(input) => {
                 self.ssh

