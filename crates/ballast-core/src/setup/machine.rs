@@ -23,6 +23,8 @@ pub struct Machine {
     ssh: SshSession,
     /// Commands go through `sudo -n`: the SSH user is not root.
     sudo: bool,
+    /// Whether systemd runs the host, once asked.
+    systemd: std::sync::OnceLock<bool>,
     reach_target: crate::ssh::SshTarget,
     name: String,
 }
@@ -37,6 +39,7 @@ impl Machine {
         Ok(Machine {
             ssh,
             sudo,
+            systemd: std::sync::OnceLock::new(),
             reach_target: target,
             name: name.to_string(),
         })
@@ -189,10 +192,17 @@ impl Machine {
     }
 
     /// Whether systemd runs the host (else SysV init scripts start services).
+    /// Asked once per connection: the init system does not change under
+    /// a setup, and several steps need to know.
     pub async fn systemd(&self) -> bool {
-        self.ask("test", &["-d", "/run/systemd/system"])
+        if let Some(known) = self.systemd.get() {
+            return *known;
+        }
+        let found = self
+            .ask("test", &["-d", "/run/systemd/system"])
             .await
-            .is_ok_and(|o| o.success())
+            .is_ok_and(|o| o.success());
+        *self.systemd.get_or_init(|| found)
     }
 
     pub async fn close(self) {

@@ -187,7 +187,7 @@ pub fn notice_text(n: &Notice) -> String {
             "runs Docker {installed}, not the pinned {pinned}: left as it is; `ballast setup --upgrade-docker` replaces it"
         ),
         Notice::ForeignEngine { version } => format!(
-            "Docker {version} answers but the distribution's package did not install it: setup leaves it and does not check its version"
+            "Docker {version} is on the host but did not come from the distribution's package: setup leaves it and does not check its version"
         ),
         Notice::RestartPending => "dockerd has not read its new settings yet: `ballast setup --restart-docker` restarts it (containers keep running where live-restore is on)".to_string(),
     }

@@ -26,14 +26,17 @@ pub async fn observe(machine: &Machine, wanted: &Wanted<'_>) -> Result<Observed>
     seen.engine = engine;
     // A running dockerd has its program on disk too; the flags above may
     // come from a unit file that names no installed program.
-    let mut present = seen.engine.is_some();
-    for path in [
+    let programs = [
+        "-x",
         "/usr/bin/dockerd",
+        "-o",
+        "-x",
         "/usr/sbin/dockerd",
+        "-o",
+        "-x",
         "/usr/local/bin/dockerd",
-    ] {
-        present = present || machine.ask("test", &["-x", path]).await?.success();
-    }
+    ];
+    let present = seen.engine.is_some() || machine.ask("test", &programs).await?.success();
     seen.dockerd_present = present;
     if let Some(lock) = wanted.lock_dir {
         seen.lock_held = machine.ask("test", &["-e", lock]).await?.success();

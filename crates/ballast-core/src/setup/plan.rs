@@ -304,7 +304,9 @@ fn engine_change(
         _ if foreign => {
             if packaging.is_ok() {
                 p.notices.push(Notice::ForeignEngine {
-                    version: answers.map_or("of an unknown version".into(), |e| e.version.clone()),
+                    version: answers.map_or("(not running, version unknown)".into(), |e| {
+                        e.version.clone()
+                    }),
                 });
             }
             Ok(EngineChange::None)
