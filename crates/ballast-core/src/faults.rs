@@ -5,7 +5,10 @@
 //! `after-create=return(hold)` or `before-stop=return(fail)`.
 //!
 //! Names are `before-<step>` and `after-<step>`, with the step kinds of
-//! [`crate::plan::StepKind`] in snake case (`after-route`, `before-stop`).
+//! [`crate::plan::StepKind`] in snake case (`after-route`, `before-stop`),
+//! and `survey-shared@HOST=return(N)`: delivery takes HOST to have the
+//! first N layers of the image, as if they vanished between its look and
+//! the load.
 
 use std::time::Duration;
 
@@ -38,10 +41,20 @@ pub fn arm_from_env() -> Result<()> {
             )
             .hint("write e.g. after-create=return(hold);before-stop=return(fail)"));
         };
-        fail::cfg(name.trim(), actions.trim())
-            .map_err(|e| Error::input(format!("read {VARIABLE}"), format_args!("{name}: {e}")))?;
+        arm(name.trim(), actions.trim())?;
     }
     Ok(())
+}
+
+/// Arms the fail point `name` with fail-rs's `actions`.
+pub fn arm(name: &str, actions: &str) -> Result<()> {
+    fail::cfg(name, actions)
+        .map_err(|e| Error::input(format!("read {VARIABLE}"), format_args!("{name}: {e}")))
+}
+
+/// The number a fail point armed at `point` returns (`return(N)`).
+pub fn number_at(point: &str) -> Option<usize> {
+    fail::eval(point, |arg| arg.and_then(|a| a.parse().ok())).flatten()
 }
 
 /// The fault armed at `point`, if any.

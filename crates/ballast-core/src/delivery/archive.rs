@@ -40,6 +40,8 @@ pub struct Saved {
     /// Tags recorded in manifest.json (the load applies them).
     pub repo_tags: Vec<String>,
     pub layers: Vec<Layer>,
+    /// The image config, byte for byte (its digest is `image_id`).
+    pub config: Vec<u8>,
 }
 
 #[derive(serde::Deserialize)]
@@ -116,6 +118,7 @@ pub fn read(path: &Path) -> Result<Saved, String> {
         image_id: format!("sha256:{:x}", Sha256::digest(&config_bytes)),
         repo_tags: item.repo_tags.unwrap_or_default(),
         layers,
+        config: config_bytes,
     })
 }
 
@@ -241,7 +244,7 @@ fn resolve(found: &HashMap<String, Found>, path: &str) -> Result<(String, u64), 
 }
 
 /// `./a/b/../c/` → `a/c`: one spelling per entry, whatever the archiver wrote.
-fn normalize(path: &str) -> String {
+pub(crate) fn normalize(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {

@@ -15,17 +15,22 @@
 //! A host on the classic image store does not read a layer tar whose chain
 //! it already has (LAB.md, "Moving images without a registry"), so the save
 //! tarball is sent without the layer tars of the longest start of the image's
-//! chain some image there shares. Hosts on the containerd store get the whole
-//! image (partial loads are not verified there), and a second tag that
-//! names it by config digest ([`crate::engine::config_tag`]): that store
-//! names images by manifest, and releases are named by config digest.
+//! chain some image there shares. A host on the containerd store gets the
+//! image as an OCI layout without the same layers, named by config digest
+//! ([`crate::engine::config_tag`]): that store names images by manifest,
+//! and releases are named by config digest. Its load does not fail when a
+//! layer is missing after all, so a container is created from the image to
+//! prove it unpacks. A partial load that fails either way is followed by
+//! the whole image.
 
 pub mod archive;
+mod oci;
 mod pipe;
 mod progress;
 pub mod registry;
 pub mod survey;
 mod tag;
+mod unpack;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -38,7 +43,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::Compression;
-use crate::engine::Engine;
+use crate::engine::{config_tag, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::ImageEvent;
 
@@ -72,13 +77,16 @@ pub struct Prepared {
     tarball: PathBuf,
     /// Manifest, config and layers of the tarball.
     saved: archive::Saved,
+    /// The image as an OCI layout, for the containerd store; `None` when
+    /// its layers are compressed in the tarball.
+    oci: Option<Arc<oci::Layout>>,
     /// How long one host may take to receive and load the image.
     deadline: Duration,
     /// How the layers sent are compressed.
     compression: Compression,
-    /// One compression per set of layers left out, shared by every host
-    /// that lacks the same layers.
-    compressions: std::sync::Mutex<BTreeMap<Vec<String>, Arc<pipe::Shared>>>,
+    /// One compression per form and set of layers left out, shared by
+    /// every host that gets the same.
+    compressions: std::sync::Mutex<BTreeMap<(Form, Vec<String>), Arc<pipe::Shared>>>,
     /// Holds the tarball and the compressions; removed with this value.
     dir: tempfile::TempDir,
 }
@@ -92,13 +100,24 @@ impl Drop for Prepared {
     }
 }
 
-/// Where the image on a host came from, when it is tagged.
+/// Which name of the image on a containerd-store host is right when its
+/// reference's tag and its config tag disagree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    /// This delivery loaded it.
-    Loaded,
-    /// The host had it already.
-    Kept,
+enum Named {
+    /// A load of the save tarball just gave it the reference's tag.
+    ByReference,
+    /// The config tag: the host had the image already, or a load of the
+    /// OCI layout named it so.
+    ByConfig,
+}
+
+/// The archive a host is sent, each without the layers it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Form {
+    /// The `docker save` tarball, as the classic store loads it.
+    Save,
+    /// The OCI layout ([`oci`]), for the containerd store.
+    Oci,
 }
 
 /// What one delivery did, for output and `--json`.
@@ -112,8 +131,9 @@ pub struct DeliveryReport {
     pub layers_sent: usize,
     /// Compressed bytes sent, over every attempt.
     pub bytes_sent: u64,
-    /// The whole image was sent: the host uses the containerd store, or a
-    /// partial load failed and the whole image was sent after it.
+    /// Every layer was sent although the host had some: a partial load
+    /// failed and the whole image followed, or the host is on the
+    /// containerd store and the image's saved layers are compressed.
     pub full: bool,
     /// The host already had the image; only its tag was checked.
     pub skipped: bool,
@@ -176,9 +196,11 @@ pub async fn prepare(from: &Engine, reference: &str) -> Result<Prepared> {
             .on(from.host())
             .hint("check that this engine saves images correctly (`docker save`), then try again")
         })?;
+    let oci = oci::Layout::of(&saved).map(Arc::new);
     Ok(Prepared {
         reference: reference.to_string(),
         tarball,
+        oci,
         saved,
         deadline: SEND_DEADLINE,
         compression: Compression::default(),
@@ -241,14 +263,22 @@ impl Prepared {
                 true => Store::Classic,
                 false => Store::Containerd,
             };
-            self.tag(to, store, Source::Kept).await?;
+            self.tag(to, store, Named::ByConfig).await?;
             report.skipped = true;
             return Ok(report);
         }
         let store = survey::store(to).await?;
-        let shared = match store {
-            Store::Containerd => 0,
-            Store::Classic => {
+        let form = match (store, &self.oci) {
+            (Store::Containerd, Some(_)) => Form::Oci,
+            _ => Form::Save,
+        };
+        let shared = match (store, form) {
+            // The containerd store reads every layer of a save tarball.
+            (Store::Containerd, Form::Save) => {
+                report.full = true;
+                0
+            }
+            _ => {
                 let diff_ids: Vec<String> = self
                     .saved
                     .layers
@@ -258,26 +288,25 @@ impl Prepared {
                 survey::shared_layers(to, &diff_ids, SURVEY_DEADLINE).await?
             }
         };
-        report.full = store == Store::Containerd;
         report.layers_sent = report.layers_total - shared;
         let skip = archive::skipped_entries(&self.saved.layers, shared);
-        match self.load(to, skip, on_event).await {
+        match self.attempt(to, store, form, skip, on_event).await {
             Ok(bytes) => report.bytes_sent = bytes,
-            // The engine refused the partial archive (a shared layer went
-            // away meanwhile?): the whole image cannot be refused for that.
+            // The engine refused the partial archive, or could not unpack
+            // it (a shared layer went away meanwhile?): the whole image
+            // cannot be refused for that.
             Err((bytes, e)) if shared > 0 && e.kind == ErrorKind::Failed => {
                 tracing::warn!(host = to.host(), error = %e, "partial image load failed; sending the whole image");
                 report.full = true;
                 report.layers_sent = report.layers_total;
                 let more = self
-                    .load(to, HashSet::new(), on_event)
+                    .attempt(to, store, form, HashSet::new(), on_event)
                     .await
                     .map_err(|(_, e)| e)?;
                 report.bytes_sent = bytes + more;
             }
             Err((_, e)) => return Err(e),
         }
-        self.tag(to, store, Source::Loaded).await?;
         on_event(ImageEvent::Sent {
             host: report.host.clone(),
             bytes: report.bytes_sent,
@@ -285,11 +314,39 @@ impl Prepared {
         Ok(report)
     }
 
-    /// Streams the tarball without `skip` into `to`'s image load, within the
+    /// Loads `form` without `skip` on `to`, names the image there and, on
+    /// the containerd store, proves it unpacks. Returns the compressed
+    /// bytes sent, also on failure.
+    async fn attempt(
+        &self,
+        to: &Engine,
+        store: Store,
+        form: Form,
+        skip: HashSet<String>,
+        on_event: &mut (dyn FnMut(ImageEvent) + Send),
+    ) -> Result<u64, (u64, Error)> {
+        let bytes = self.load(to, form, skip, on_event).await?;
+        let named = match form {
+            Form::Save => Named::ByReference,
+            Form::Oci => Named::ByConfig,
+        };
+        let checked = async {
+            self.tag(to, store, named).await?;
+            if store == Store::Containerd {
+                let tag = config_tag(self.image_id()).unwrap_or_else(|| self.reference.clone());
+                unpack::check(to, &tag).await?;
+            }
+            Ok(())
+        };
+        checked.await.map(|()| bytes).map_err(|e| (bytes, e))
+    }
+
+    /// Streams `form` without `skip` into `to`'s image load, within the
     /// deadline. Returns the compressed bytes sent, also on failure.
     async fn load(
         &self,
         to: &Engine,
+        form: Form,
         skip: HashSet<String>,
         on_event: &mut (dyn FnMut(ImageEvent) + Send),
     ) -> Result<u64, (u64, Error)> {
@@ -299,7 +356,7 @@ impl Prepared {
             body,
             sent,
             mut progress,
-        } = self.compression(skip).reader();
+        } = self.compression(form, skip).reader();
         let options = ImportImageOptionsBuilder::default().quiet(true).build();
         let mut answers = Box::pin(to.docker().import_image_stream(options, body, None));
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
@@ -370,20 +427,32 @@ impl Prepared {
         codec_for(self.compression, sending)
     }
 
-    /// The compression of the tarball without `skip`: started by the first
+    /// The compression of `form` without `skip`: started by the first
     /// host that needs it, read by every other.
-    fn compression(&self, skip: HashSet<String>) -> Arc<pipe::Shared> {
+    fn compression(&self, form: Form, skip: HashSet<String>) -> Arc<pipe::Shared> {
         let mut key: Vec<String> = skip.iter().cloned().collect();
         key.sort();
         let mut compressions = self.compressions.lock().unwrap_or_else(|e| e.into_inner());
         let n = compressions.len();
         compressions
-            .entry(key)
+            .entry((form, key))
             .or_insert_with(|| {
                 let dest = self.dir.path().join(format!("send-{n}.tar"));
                 let codec = self.codec(&skip);
-                tracing::debug!(?codec, "compressing the layers to send");
-                Arc::new(pipe::Shared::start(self.tarball.clone(), skip, dest, codec))
+                tracing::debug!(?codec, ?form, "compressing the layers to send");
+                let written = match form {
+                    Form::Save => pipe::Written::Save,
+                    Form::Oci => {
+                        pipe::Written::Oci(self.oci.clone().expect("chosen only with a layout"))
+                    }
+                };
+                Arc::new(pipe::Shared::start(
+                    self.tarball.clone(),
+                    written,
+                    skip,
+                    dest,
+                    codec,
+                ))
             })
             .clone()
     }

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use futures_util::Stream;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
-use super::archive;
+use super::{archive, oci};
 use crate::config::Compression;
 
 /// Size of one chunk of the body, and how often the compressor says how
@@ -37,6 +37,24 @@ enum Stage {
     Failed(io::ErrorKind, String),
 }
 
+/// The archive written from the save tarball before it is compressed.
+#[derive(Debug, Clone)]
+pub enum Written {
+    /// The tarball itself, filtered.
+    Save,
+    /// Its OCI layout.
+    Oci(Arc<oci::Layout>),
+}
+
+impl Written {
+    fn write<W: Write>(&self, tarball: &Path, skip: &HashSet<String>, out: W) -> io::Result<W> {
+        match self {
+            Written::Save => archive::write_filtered(tarball, skip, out),
+            Written::Oci(layout) => layout.write(tarball, skip, out),
+        }
+    }
+}
+
 /// One compression of a filtered tarball, shared by every host that lacks
 /// the same layers.
 #[derive(Debug)]
@@ -47,9 +65,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Starts compressing `tarball` without the entries in `skip` into `dest`.
+    /// Starts compressing the archive `written` from `tarball`, without
+    /// the layer entries in `skip`, into `dest`.
     pub fn start(
         tarball: PathBuf,
+        written: Written,
         skip: HashSet<String>,
         dest: PathBuf,
         compression: Compression,
@@ -77,9 +97,9 @@ impl Shared {
                 let mut sink = match level {
                     Some(level) => {
                         let gz = GzEncoder::new(sink, level);
-                        archive::write_filtered(&tarball, &skip, gz)?.finish()?
+                        written.write(&tarball, &skip, gz)?.finish()?
                     }
-                    None => archive::write_filtered(&tarball, &skip, sink)?,
+                    None => written.write(&tarball, &skip, sink)?,
                 };
                 sink.file.flush()?;
                 Ok::<u64, io::Error>(sink.written)
@@ -301,7 +321,13 @@ mod tests {
             let saved = archive::read(&path).unwrap();
             let skip = archive::skipped_entries(&saved.layers, 1);
             let out = dir.path().join("out");
-            let shared = Shared::start(path.clone(), skip.clone(), out.clone(), compression);
+            let shared = Shared::start(
+                path.clone(),
+                Written::Save,
+                skip.clone(),
+                out.clone(),
+                compression,
+            );
             // Readers that start together and one that starts late all get
             // the whole compression, made once.
             let (a, b) = tokio::join!(read_all(shared.reader()), read_all(shared.reader()));
@@ -338,6 +364,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let shared = Shared::start(
             PathBuf::from("/no/such/image.tar"),
+            Written::Save,
             HashSet::new(),
             dir.path().join("out.gz"),
             Compression::default(),
@@ -361,6 +388,7 @@ mod tests {
         let (path, _) = fake.write(dir.path());
         let shared = Shared::start(
             path,
+            Written::Save,
             HashSet::new(),
             dir.path().join("out.gz"),
             Compression::default(),

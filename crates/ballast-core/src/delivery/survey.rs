@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
+use crate::faults;
 
 /// Images inspected at once while looking for shared layers.
 const INSPECT_AT_ONCE: usize = 8;
@@ -71,8 +72,13 @@ pub async fn shared_layers(to: &Engine, layers: &[String], deadline: Duration) -
         while let Some(answer) = inspected.next().await {
             let chain = match answer {
                 Ok(image) => image.root_fs.and_then(|fs| fs.layers).unwrap_or_default(),
-                // Removed since it was listed: it shares nothing any more.
-                Err(e) if e.kind == ErrorKind::NotFound => continue,
+                // Removed since it was listed, or a record the engine
+                // cannot describe (on the containerd store, an image whose
+                // unpack failed has no RootFS type): it shares nothing.
+                Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::Failed) => {
+                    tracing::debug!(host = to.host(), error = %e, "an image there shares nothing");
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             best = best.max(shared_prefix(layers, &chain));
@@ -82,6 +88,9 @@ pub async fn shared_layers(to: &Engine, layers: &[String], deadline: Duration) -
         }
         Ok(best)
     };
+    if let Some(claimed) = faults::number_at(&format!("survey-shared@{}", to.host())) {
+        return Ok(claimed.min(layers.len()));
+    }
     match tokio::time::timeout(deadline, work).await {
         Ok(found) => found,
         Err(_) => Err(Error::timeout(step, deadline)

@@ -4,16 +4,16 @@
 
 use bollard::query_parameters::TagImageOptionsBuilder;
 
-use super::{Prepared, Source, Store};
+use super::{Named, Prepared, Store};
 use crate::engine::{config_tag, Engine};
 use crate::error::{Error, Result};
 
 impl Prepared {
     /// Tags the image on `to` as the prepared reference (when that is a
     /// name), then checks what the host now calls by it.
-    pub(super) async fn tag(&self, to: &Engine, store: Store, source: Source) -> Result<()> {
+    pub(super) async fn tag(&self, to: &Engine, store: Store, named: Named) -> Result<()> {
         if store == Store::Containerd {
-            return self.tag_containerd(to, source).await;
+            return self.tag_containerd(to, named).await;
         }
         let id = self.image_id();
         let step = format!("verify image {} on the host", self.reference);
@@ -49,10 +49,11 @@ impl Prepared {
     /// On the containerd store, which names images by manifest: gives the
     /// image both its reference's tag and the [`config_tag`] that names it
     /// by config digest, as releases do; then checks both name one image.
-    /// Which of the two is right when they differ is `source`'s: a load
-    /// just applied the reference's tag; a kept image is known by its
-    /// config tag (the reference may have moved to another build since).
-    async fn tag_containerd(&self, to: &Engine, source: Source) -> Result<()> {
+    /// Which of the two is right when they differ is `named`'s: a load of
+    /// the save tarball just applied the reference's tag; a kept image, or
+    /// one loaded from the OCI layout, is known by its config tag (the
+    /// reference may have moved to another build since).
+    async fn tag_containerd(&self, to: &Engine, named: Named) -> Result<()> {
         let id = self.image_id();
         let step = format!("verify image {} on the host", self.reference);
         let refuse = |cause: String| {
@@ -76,7 +77,7 @@ impl Prepared {
         };
         let (from, repo, tag) = match (&by_name, &by_config) {
             (Some(a), Some(b)) if a == b => return Ok(()),
-            (Some(_), Some(_)) if source == Source::Kept => (config.clone(), repo, tag),
+            (Some(_), Some(_)) if named == Named::ByConfig => (config.clone(), repo, tag),
             (Some(_), _) => to_config(),
             (None, Some(_)) => (config.clone(), repo, tag),
             (None, None) => {

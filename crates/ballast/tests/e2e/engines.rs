@@ -3,10 +3,11 @@
 //! keeps images in containerd. `ballast doctor` reads every one of them:
 //! the engine's version, its cgroup version and its image store, with no
 //! host blocked by a misread fact. Then hello v1 → v2 → rollback → v2
-//! through ballast-proxy under load, with 0 failed requests: on Docker
-//! 20.10, 26 and 28 (classic store) at once, measuring the bytes the
-//! one-layer change sent each; and on 28 on the containerd store, which
-//! gets the whole image (also measured by direct delivery).
+//! through ballast-proxy under load, with 0 failed requests, on all four
+//! at once, measuring the bytes the one-layer change sent each: the
+//! changed layer alone everywhere. The containerd store's partial loads
+//! are also exercised by direct delivery, up to a host whose layers went
+//! missing under an image's record, which gets the whole image.
 #![allow(clippy::print_stderr)] // tests report what they measure
 
 use crate::common;
@@ -314,8 +315,8 @@ fn roll_through_the_proxy(lab: &EnginesLab, hosts: &[&ballast_lab::LabHost]) -> 
 #[test]
 fn a_one_layer_change_reaches_every_engine_and_store() {
     require_engine!();
-    let v1 = hello_image("v1");
-    let v2 = hello_image("v2");
+    hello_image("v1");
+    hello_image("v2");
     let lab = lab_of(
         "engdeliver",
         &[
@@ -327,16 +328,18 @@ fn a_one_layer_change_reaches_every_engine_and_store() {
     );
     let inv = &lab.inventory;
 
-    // Docker 20.10, 26 and 28 on the classic store, through the proxy:
-    // only the changed layer, and no request lost.
-    let rolled = roll_through_the_proxy(&lab, &[&inv.hosts[0], &inv.hosts[1], &inv.hosts[2]]);
+    // Docker 20.10, 26 and 28 on the classic store, and 28 on the
+    // containerd store, through the proxy: only the changed layer, and no
+    // request lost.
+    let hosts: Vec<&ballast_lab::LabHost> = inv.hosts.iter().collect();
+    let rolled = roll_through_the_proxy(&lab, &hosts);
     let changes: Vec<&Value> = rolled
         .sent
         .iter()
         .filter(|(v, _)| v == "v2")
         .map(|(_, d)| d)
         .collect();
-    assert_eq!(changes.len(), 3, "{:?}", rolled.sent);
+    assert_eq!(changes.len(), 4, "{:?}", rolled.sent);
     for d in changes {
         assert_eq!(
             (&d["full"], &d["layers_sent"]),
@@ -344,62 +347,6 @@ fn a_one_layer_change_reaches_every_engine_and_store() {
             "{d}"
         );
         assert!(d["bytes_sent"].as_u64().unwrap() < 100_000, "{d}");
-    }
-
-    // Docker 28 on the containerd store: direct delivery sends the whole
-    // image every time, and the host has it under its tag.
-    let containerd = &inv.hosts[3];
-    runtime().block_on(async {
-        let local = local_engine().await;
-        let ssh = SshHost::connect(&inv.ssh_target(containerd)).await.unwrap();
-        let mut reports: Vec<DeliveryReport> = Vec::new();
-        for image in [&v1, &v2] {
-            let prepared = delivery::prepare(&local, image).await.unwrap();
-            let report = prepared.send(ssh.engine(), &mut |_| {}).await.unwrap();
-            eprintln!(
-                "measure: direct delivery {image} -> {} (sid, containerd store): {} of {} layers, {} bytes{}",
-                containerd.name,
-                report.layers_sent,
-                report.layers_total,
-                report.bytes_sent,
-                if report.full { " (full)" } else { "" }
-            );
-            let there = ssh.engine().docker().inspect_image(image).await.unwrap();
-            let here = local.docker().inspect_image(image).await.unwrap();
-            assert_eq!(
-                there.root_fs.and_then(|r| r.layers),
-                here.root_fs.and_then(|r| r.layers),
-                "{image}"
-            );
-            reports.push(report);
-        }
-        assert!(reports.iter().all(|r| r.full), "{reports:?}");
-        assert!(reports[1].bytes_sent * 2 > reports[0].bytes_sent, "{reports:?}");
-        let _ = ssh.close().await;
-    });
-}
-
-/// On the containerd store, whose image IDs are manifest digests, not the
-/// config digests ballast names releases by: a deploy of hello v1 behind
-/// ballast-proxy, then v2, a rollback and v2 again, under load through the
-/// proxy with 0 failed requests. The image is sent whole (the store does
-/// not skip layers on load) and tagged by its config digest
-/// (`ballast-image:sha256-…`), which containers, the proxy's included,
-/// are created from; v2 again sends nothing.
-#[test]
-fn deploy_works_on_the_containerd_store() {
-    require_engine!();
-    hello_image("v1");
-    hello_image("v2");
-    let lab = lab_of(
-        "engcontainerd",
-        &[HostEngine::new(Distro::Sid, ImageStore::Containerd)],
-    );
-    let host = &lab.inventory.hosts[0];
-    let rolled = roll_through_the_proxy(&lab, &[host]);
-    assert_eq!(rolled.sent.len(), 2, "{:?}", rolled.sent);
-    for (_, d) in &rolled.sent {
-        assert_eq!(d["full"], true, "{d}");
     }
     assert!(
         rolled
@@ -409,6 +356,9 @@ fn deploy_works_on_the_containerd_store() {
         "v2 again sent it again: {:?}",
         rolled.again
     );
+    // The containerd store names each release, and the proxy's image, by
+    // config digest: containers are created from those names.
+    let host = &inv.hosts[3];
     // The host names each release, and the proxy's image, by config digest.
     let tags = std::process::Command::new("docker")
         .args([
@@ -429,4 +379,90 @@ fn deploy_works_on_the_containerd_store() {
             >= 3,
         "hello v1, v2 and the proxy by config digest:\n{tags}"
     );
+}
+
+/// Runs `script` with `sh -c` on the lab host `container`; panics unless
+/// it succeeds.
+fn on_host(container: &str, script: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["exec", container, "sh", "-c", script])
+        .output()
+        .expect("run docker exec");
+    assert!(out.status.success(), "{script}\n{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The containerd store loads an OCI layout without the layers it has:
+/// v1 whole, then v2's changed layer alone (its bytes measured against
+/// the layer's), the image runnable each time. Then the fault a partial
+/// load cannot see: a host that lost a layer delivery counted on. The
+/// store loads the partial v2 there without a word, the check that a
+/// container can be created from it fails, and the whole image follows.
+#[test]
+fn the_containerd_store_gets_only_the_missing_layers() {
+    require_engine!();
+    let v1 = hello_image("v1");
+    let v2 = hello_image("v2");
+    let containerd = HostEngine::new(Distro::Sid, ImageStore::Containerd);
+    let lab = lab_of("engcdlayers", &[containerd, containerd]);
+    let inv = &lab.inventory;
+    let deliver = |host: &ballast_lab::LabHost, image: &str| -> DeliveryReport {
+        runtime().block_on(async {
+            let local = local_engine().await;
+            let ssh = SshHost::connect(&inv.ssh_target(host)).await.unwrap();
+            let prepared = delivery::prepare(&local, image).await.unwrap();
+            let report = prepared.send(ssh.engine(), &mut |_| {}).await.unwrap();
+            eprintln!(
+                "measure: direct delivery {image} -> {} (sid, containerd store): {} of {} layers, {} bytes{}",
+                host.name,
+                report.layers_sent,
+                report.layers_total,
+                report.bytes_sent,
+                if report.full { " (full)" } else { "" }
+            );
+            let there = ssh.engine().docker().inspect_image(image).await.unwrap();
+            let here = local.docker().inspect_image(image).await.unwrap();
+            assert_eq!(
+                there.root_fs.and_then(|r| r.layers),
+                here.root_fs.and_then(|r| r.layers),
+                "{image}"
+            );
+            let _ = ssh.close().await;
+            report
+        })
+    };
+    let runs = |host: &ballast_lab::LabHost, image: &str| {
+        let id = on_host(&host.container, &format!("docker create {image}"));
+        on_host(&host.container, &format!("docker rm {}", id.trim()));
+    };
+
+    let host = &inv.hosts[0];
+    let first = deliver(host, &v1);
+    assert_eq!((first.layers_sent, first.full), (first.layers_total, false));
+    runs(host, &v1);
+    let change = deliver(host, &v2);
+    assert_eq!((change.layers_sent, change.full), (1, false), "{change:?}");
+    // The changed layer is one small file: its tar is a few KiB.
+    assert!(change.bytes_sent < 100_000, "{change:?}");
+    assert!(
+        change.bytes_sent * 10 < first.bytes_sent,
+        "{change:?} {first:?}"
+    );
+    runs(host, &v2);
+    let again = deliver(host, &v2);
+    assert!(again.skipped, "{again:?}");
+
+    // A second host, whose image of v1 lost its layers between delivery's
+    // look and the load (ballast is told it has v1's base): the store
+    // loads the partial v2 without a word, the check that a container can
+    // be created from it fails, and the whole image follows.
+    let host = &inv.hosts[1];
+    ballast_core::faults::arm(&format!("survey-shared@{}", host.ip), "return(1)").unwrap();
+    let fallback = deliver(host, &v2);
+    assert_eq!(
+        (fallback.layers_sent, fallback.full),
+        (fallback.layers_total, true),
+        "{fallback:?}"
+    );
+    runs(host, &v2);
 }
