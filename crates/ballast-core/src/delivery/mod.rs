@@ -86,7 +86,7 @@ pub struct Prepared {
     compression: Compression,
     /// One compression per form and set of layers left out, shared by
     /// every host that gets the same.
-    compressions: std::sync::Mutex<BTreeMap<(Form, Vec<String>), Arc<pipe::Shared>>>,
+    compressions: std::sync::Mutex<BTreeMap<Sending, Arc<pipe::Shared>>>,
     /// Holds the tarball and the compressions; removed with this value.
     dir: tempfile::TempDir,
 }
@@ -110,6 +110,9 @@ enum Named {
     /// OCI layout named it so.
     ByConfig,
 }
+
+/// What a compression is of: a form, without these layer entries (sorted).
+type Sending = (Form, Vec<String>);
 
 /// The archive a host is sent, each without the layers it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
