@@ -19,6 +19,10 @@ pub const ROLE_LABEL: &str = "io.ballast.role";
 pub const VERSION_LABEL: &str = "io.ballast.version";
 pub const IMAGE_LABEL: &str = "io.ballast.image";
 pub const CONFIG_LABEL: &str = "io.ballast.config";
+/// Where the release's image can be fetched again, when it came from a
+/// registry: `SERVER/REPOSITORY@sha256:…`, pulled by a rollback on a host
+/// that no longer holds the image.
+pub const SOURCE_LABEL: &str = "io.ballast.image-source";
 pub const BY_LABEL: &str = "io.ballast.deployed-by";
 pub const AT_LABEL: &str = "io.ballast.deployed-at";
 
@@ -118,6 +122,8 @@ pub struct AppContainer {
     pub version: String,
     pub image_id: String,
     pub config_digest: String,
+    /// [`SOURCE_LABEL`]: empty when the image was sent directly.
+    pub image_source: String,
     /// Running and not crash-looping: the only state that can serve.
     pub running: bool,
     /// Docker's state.
@@ -171,6 +177,7 @@ pub async fn observe(engine: &Engine, service: &str) -> Result<Vec<AppContainer>
                 version: label(VERSION_LABEL),
                 image_id: label(IMAGE_LABEL),
                 config_digest: label(CONFIG_LABEL),
+                image_source: label(SOURCE_LABEL),
                 running: state == ContainerState::Running,
                 state,
                 ip,

@@ -31,6 +31,8 @@ pub struct Rollout<'a> {
     /// `user@machine` and the time, recorded on the new container.
     pub deployed_by: &'a str,
     pub deployed_at: &'a str,
+    /// Where the image can be pulled again, recorded on the new container.
+    pub image_source: Option<&'a str>,
     /// Set when the operator interrupts.
     pub cancel: &'a CancellationToken,
 }
@@ -308,6 +310,7 @@ fn body(plan: &HostPlan, r: &Rollout<'_>) -> ContainerCreateBody {
         version: plan.version.clone(),
         image_id: plan.image_id.clone(),
         digest: plan.digest.clone(),
+        source: r.image_source.map(str::to_string),
         deployed_by: r.deployed_by.to_string(),
         deployed_at: r.deployed_at.to_string(),
     };

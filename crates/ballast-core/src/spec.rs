@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::config::{defaults, Config, Healthcheck, Role};
 use crate::digest_key::DigestKey;
 use crate::release::{
-    AT_LABEL, BY_LABEL, CONFIG_LABEL, IMAGE_LABEL, ROLE_LABEL, SERVICE_LABEL, VERSION_LABEL,
+    AT_LABEL, BY_LABEL, CONFIG_LABEL, IMAGE_LABEL, ROLE_LABEL, SERVICE_LABEL, SOURCE_LABEL,
+    VERSION_LABEL,
 };
 
 /// How a new container is judged healthy.
@@ -50,6 +51,9 @@ pub struct ReleaseStamp {
     pub image_id: String,
     /// Digest of the role's definition (see [`RoleSpec::digest`]).
     pub digest: String,
+    /// Where the image can be pulled again by digest, when a registry
+    /// delivered it ([`crate::release::SOURCE_LABEL`]).
+    pub source: Option<String>,
     pub deployed_by: String,
     pub deployed_at: String,
 }
@@ -200,7 +204,7 @@ impl RoleSpec {
                 env.push(format!("{name}={}", secret(name).unwrap_or_default()));
             }
         }
-        let labels = HashMap::from([
+        let mut labels = HashMap::from([
             (SERVICE_LABEL.to_string(), stamp.service.clone()),
             (ROLE_LABEL.to_string(), self.role.clone()),
             (VERSION_LABEL.to_string(), stamp.version.clone()),
@@ -209,6 +213,9 @@ impl RoleSpec {
             (BY_LABEL.to_string(), stamp.deployed_by.clone()),
             (AT_LABEL.to_string(), stamp.deployed_at.clone()),
         ]);
+        if let Some(source) = &stamp.source {
+            labels.insert(SOURCE_LABEL.to_string(), source.clone());
+        }
         let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = self
             .publish
             .iter()
@@ -298,6 +305,7 @@ mod tests {
             version: "v2".into(),
             image_id: "sha256:abc".into(),
             digest: "d1".into(),
+            source: None,
             deployed_by: "ana@laptop".into(),
             deployed_at: "T".into(),
         }
@@ -386,6 +394,13 @@ mod tests {
         let labels = body.labels.unwrap();
         assert_eq!(labels[VERSION_LABEL], "v2");
         assert_eq!(labels[IMAGE_LABEL], "sha256:abc");
+        assert!(!labels.contains_key(SOURCE_LABEL), "sent directly");
+        let pulled = ReleaseStamp {
+            source: Some("reg:5000/shop@sha256:def".into()),
+            ..stamp.clone()
+        };
+        let pulled = spec.container(&pulled, &|_| None).labels.unwrap();
+        assert_eq!(pulled[SOURCE_LABEL], "reg:5000/shop@sha256:def");
         let env = body.env.unwrap();
         assert!(env.contains(&"MODE=prod".to_string()));
         assert!(env.contains(&"TOKEN=s3cret".to_string()));

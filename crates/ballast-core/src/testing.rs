@@ -85,6 +85,7 @@ pub fn app_container(
         version: version.into(),
         image_id: format!("sha256:{version}"),
         config_digest: "d".into(),
+        image_source: String::new(),
         running: state == crate::release::ContainerState::Running,
         state,
         ip: None,

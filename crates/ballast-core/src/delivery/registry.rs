@@ -73,6 +73,49 @@ pub struct Pushed {
     pub image_id: String,
 }
 
+impl Pushed {
+    /// The image a release's containers record as pulled from
+    /// (`SERVER/REPOSITORY@sha256:…`), to pull again on a host that lost
+    /// it: named `SERVER/REPOSITORY:VERSION` there. Refused unless it is a
+    /// digest reference on `login`'s server: the password goes to no
+    /// other.
+    pub fn recorded(source: &str, version: &str, image_id: &str, login: &Login) -> Result<Pushed> {
+        let step = "read where the release's image was pulled from";
+        let hint = "deploy the release again (its image is pushed and pulled anew)";
+        let Some((remote, digest)) = source.split_once('@') else {
+            return Err(Error::input(
+                step,
+                format_args!("{source:?} is not an image digest reference"),
+            )
+            .hint(hint));
+        };
+        let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::input(
+                step,
+                format_args!("{source:?} is not an image digest reference"),
+            )
+            .hint(hint));
+        }
+        let server = remote.split('/').next().unwrap_or_default();
+        if server != login.server || !remote.contains('/') {
+            return Err(Error::input(
+                step,
+                format_args!(
+                    "the release was pulled from {source}, not from the configured registry {}",
+                    login.server
+                ),
+            )
+            .hint(hint));
+        }
+        Ok(Pushed {
+            by_digest: source.to_string(),
+            reference: format!("{remote}:{version}"),
+            image_id: image_id.to_string(),
+        })
+    }
+}
+
 /// Pushes `reference` (an image of `local`) as `SERVER/REPOSITORY:TAG`,
 /// where the tag is `reference`'s.
 pub async fn push(
@@ -306,6 +349,32 @@ mod tests {
             username: "deploy".into(),
             password_secret: "REGISTRY_PASSWORD".into(),
             ca: None,
+        }
+    }
+
+    #[test]
+    fn a_recorded_source_is_pulled_only_from_the_configured_registry() {
+        let login = Login::new(&registry(), "pw");
+        let digest = format!("sha256:{}", "b".repeat(64));
+        let id = "sha256:cfg";
+        let source = format!("r:5000/team/app@{digest}");
+        let again = Pushed::recorded(&source, "v1", id, &login).unwrap();
+        assert_eq!(again.by_digest, source);
+        assert_eq!(again.reference, "r:5000/team/app:v1");
+        assert_eq!(again.image_id, id);
+        for bad in [
+            format!("evil:5000/team/app@{digest}"),
+            format!("r:5000@{digest}"),
+            "r:5000/team/app:v1".to_string(),
+            "r:5000/team/app@sha256:abc".to_string(),
+            String::new(),
+        ] {
+            let e = Pushed::recorded(&bad, "v1", id, &login).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Input, "{bad}");
+            assert!(
+                e.hint.unwrap().contains("deploy the release again"),
+                "{bad}"
+            );
         }
     }
 

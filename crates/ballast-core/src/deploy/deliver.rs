@@ -1,35 +1,64 @@
-//! The image to the hosts the plan says lack it, only missing layers sent.
-//! Rollbacks never deliver: their images are on the hosts already.
+//! The image to the hosts the plan says lack it: for a deploy, from this
+//! machine (only missing layers sent, or pushed once and pulled by
+//! digest); for a rollback, pulled again by the digest its containers
+//! recorded, where a host no longer holds it.
 
 use std::time::{Duration, Instant};
 
 use futures_util::{stream, StreamExt};
 
 use super::{say, Deploy};
+use crate::config::Registry;
 use crate::delivery::{self, registry, DeliveryReport, Progress};
 use crate::engine::Engine;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::image::ImageEvent;
 use crate::plan::Plan;
 
 /// How often a delivery under way says how far each host got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-/// Sends `image_ref` to every host the plan marks for delivery.
-pub(super) async fn deliver(
-    d: &Deploy<'_>,
-    plan: &Plan,
-    image_ref: Option<&str>,
-) -> Result<Vec<DeliveryReport>> {
+/// Where the plan's image comes from.
+pub(super) enum Supply<'a> {
+    /// A deploy: this machine's image of that reference.
+    Local(&'a str),
+    /// A rollback: the hosts that lack the release's image pull it again
+    /// from [`Plan::image_source`]; without one, none may lack it.
+    Recorded,
+}
+
+/// What delivery did, and where the image can be pulled again (recorded on
+/// the new containers).
+pub(super) struct Delivered {
+    pub reports: Vec<DeliveryReport>,
+    pub source: Option<String>,
+}
+
+/// Gets the plan's image to every host the plan marks for delivery.
+pub(super) async fn deliver(d: &Deploy<'_>, plan: &Plan, supply: Supply<'_>) -> Result<Delivered> {
     let needy = plan.deliveries();
-    let Some(reference) = image_ref else {
-        return Ok(Vec::new());
+    let registry = d.ctx.loaded.config.delivery.registry();
+    let reference = match supply {
+        Supply::Recorded => {
+            let reports = again_by_digest(d, plan, registry, &needy).await?;
+            return Ok(Delivered {
+                reports,
+                source: plan.image_source.clone(),
+            });
+        }
+        Supply::Local(reference) => reference,
     };
-    if needy.is_empty() {
-        return Ok(Vec::new());
+    // Through a registry, a release that creates containers is pushed even
+    // when every host has its image, so they record where to pull it again.
+    let creates = plan.host_plans().any(|p| !p.is_current());
+    if needy.is_empty() && (registry.is_none() || !creates) {
+        return Ok(Delivered {
+            reports: Vec::new(),
+            source: None,
+        });
     }
     let local = Engine::local().await?;
-    if let Some(registry) = d.ctx.loaded.config.delivery.registry() {
+    if let Some(registry) = registry {
         return through_registry(d, &local, reference, registry, &needy).await;
     }
     say(
@@ -74,7 +103,21 @@ pub(super) async fn deliver(
         .buffer_unordered(d.fleet.concurrency)
         .collect()
         .await;
-    results.into_iter().collect()
+    Ok(Delivered {
+        reports: results.into_iter().collect::<Result<_>>()?,
+        source: None,
+    })
+}
+
+/// The registry's login, with the password from the secrets.
+fn login(d: &Deploy<'_>, registry: &Registry) -> registry::Login {
+    let password = d
+        .ctx
+        .loaded
+        .secrets
+        .get(&registry.password_secret)
+        .unwrap_or_default();
+    registry::Login::new(registry, password)
 }
 
 /// Pushes `reference` once, then has every host in `needy` pull it by digest.
@@ -82,16 +125,10 @@ async fn through_registry(
     d: &Deploy<'_>,
     local: &Engine,
     reference: &str,
-    registry: &crate::config::Registry,
+    registry: &Registry,
     needy: &[&str],
-) -> Result<Vec<DeliveryReport>> {
-    let password = d
-        .ctx
-        .loaded
-        .secrets
-        .get(&registry.password_secret)
-        .unwrap_or_default();
-    let login = registry::Login::new(registry, password);
+) -> Result<Delivered> {
+    let login = login(d, registry);
     let repository = registry.repository.clone().unwrap_or_else(|| {
         let image = &d.ctx.loaded.config.image;
         image.split(':').next().unwrap_or(image).to_string()
@@ -111,22 +148,96 @@ async fn through_registry(
             needy.len()
         ),
     );
+    let reports = pull_on(d, &pushed, &login, needy).await?;
+    Ok(Delivered {
+        reports,
+        source: Some(pushed.by_digest),
+    })
+}
+
+/// A rollback: the hosts in `needy` pull the release's image again by the
+/// digest its containers recorded.
+async fn again_by_digest(
+    d: &Deploy<'_>,
+    plan: &Plan,
+    registry: Option<&Registry>,
+    needy: &[&str],
+) -> Result<Vec<DeliveryReport>> {
+    let Some((pushed, login)) = pull_again(d, plan, registry, needy)? else {
+        return Ok(Vec::new());
+    };
+    say(
+        d.on_event,
+        None,
+        format!(
+            "{} lack{} the image of {}: pulling {}",
+            needy.join(", "),
+            if needy.len() == 1 { "s" } else { "" },
+            plan.version,
+            pushed.by_digest
+        ),
+    );
+    pull_on(d, &pushed, &login, needy).await
+}
+
+/// For a rollback, where the hosts in `needy` get the release's image
+/// again: `None` when none lacks it; refused when some do and the release
+/// was sent directly (or the registry is no longer configured), so before
+/// anything changes.
+pub(super) fn pull_again(
+    d: &Deploy<'_>,
+    plan: &Plan,
+    registry: Option<&Registry>,
+    needy: &[&str],
+) -> Result<Option<(registry::Pushed, registry::Login)>> {
+    if needy.is_empty() {
+        return Ok(None);
+    }
+    let (Some(source), Some(registry)) = (&plan.image_source, registry) else {
+        return Err(missing_images(plan, needy));
+    };
+    let login = login(d, registry);
+    let pushed = registry::Pushed::recorded(source, &plan.version, &plan.image_id, &login)?;
+    Ok(Some((pushed, login)))
+}
+
+/// Every host in `needy` pulls `pushed` by digest.
+async fn pull_on(
+    d: &Deploy<'_>,
+    pushed: &registry::Pushed,
+    login: &registry::Login,
+    needy: &[&str],
+) -> Result<Vec<DeliveryReport>> {
     let results: Vec<Result<DeliveryReport>> = stream::iter(needy)
-        .map(|name| {
-            let (pushed, login) = (&pushed, &login);
-            async move {
-                let host = d.fleet.get(name).expect("planned hosts are connected");
-                let report = registry::pull(host.engine(), pushed, login).await?;
-                say(
-                    d.on_event,
-                    Some(name),
-                    format!("pulled {}", pushed.by_digest),
-                );
-                Ok(report)
-            }
+        .map(|name| async move {
+            let host = d.fleet.get(name).expect("planned hosts are connected");
+            let report = registry::pull(host.engine(), pushed, login).await?;
+            say(
+                d.on_event,
+                Some(name),
+                format!("pulled {}", pushed.by_digest),
+            );
+            Ok(report)
         })
         .buffer_unordered(d.fleet.concurrency)
         .collect()
         .await;
     results.into_iter().collect()
+}
+
+/// A rollback whose image some hosts lack, with nowhere to pull it from.
+fn missing_images(plan: &Plan, lacking: &[&str]) -> Error {
+    Error::input(
+        "plan the rollback",
+        format_args!(
+            "{} no longer hold{} the image of {}",
+            lacking.join(", "),
+            if lacking.len() == 1 { "s" } else { "" },
+            plan.version
+        ),
+    )
+    .hint(format!(
+        "deploy {} again instead (its image is sent), or roll back the other hosts with --hosts",
+        plan.version
+    ))
 }

@@ -27,6 +27,7 @@ pub(super) async fn execute(d: &Deploy<'_>, plan: &Plan, report: &mut Report) {
     let started = Instant::now();
     let mut step_times = Timing::new();
     let mut done: Vec<&HostPlan> = Vec::new();
+    let source = plan.image_source.as_deref();
     let (mut runs, ended, ahead_timing) = start_ahead(d, plan).await;
     add_slowest(&mut step_times, ahead_timing.iter());
     // A host that failed to start ahead halts the deploy before anything
@@ -61,7 +62,7 @@ pub(super) async fn execute(d: &Deploy<'_>, plan: &Plan, report: &mut Report) {
             }
             continue;
         }
-        let results = roll_batch(d, &hosts, &mut runs).await;
+        let results = roll_batch(d, source, &hosts, &mut runs).await;
         // Hosts of a batch roll together: the slowest one sets the pace.
         add_slowest(&mut step_times, results.iter().map(|(_, (_, t))| t));
         for (p, (r, _)) in results {
@@ -158,10 +159,15 @@ async fn start_ahead<'p>(
             let mut run = HostRun::new(p, &d.ctx.loaded.config.service);
             let mut timing = Timing::new();
             let result = run
-                .until(host, &rollout(d), p.ahead, &mut |e| {
-                    timed(&mut timing, &e);
-                    say_rollout(d, &p.host, e)
-                })
+                .until(
+                    host,
+                    &rollout(d, plan.image_source.as_deref()),
+                    p.ahead,
+                    &mut |e| {
+                        timed(&mut timing, &e);
+                        say_rollout(d, &p.host, e)
+                    },
+                )
                 .await;
             (p, run, result, timing)
         })
@@ -186,6 +192,7 @@ async fn start_ahead<'p>(
 /// Rolls the hosts of one batch at once, finishing runs started ahead.
 async fn roll_batch<'p>(
     d: &Deploy<'_>,
+    source: Option<&str>,
     hosts: &[&'p HostPlan],
     runs: &mut Runs<'p>,
 ) -> Vec<(&'p HostPlan, (Result<()>, Timing))> {
@@ -194,19 +201,21 @@ async fn roll_batch<'p>(
         .map(|p| (*p, runs.remove(&(p.host.clone(), p.role.clone()))))
         .collect();
     stream::iter(batch)
-        .map(|(p, run)| async move { (p, roll_host(d, p, run).await) })
+        .map(|(p, run)| async move { (p, roll_host(d, source, p, run).await) })
         .buffer_unordered(d.fleet.concurrency)
         .collect()
         .await
 }
 
-/// What carrying out a host plan needs besides the plan.
-fn rollout<'d>(d: &'d Deploy<'_>) -> Rollout<'d> {
+/// What carrying out a host plan needs besides the plan; `source` is the
+/// plan's [`Plan::image_source`].
+fn rollout<'d>(d: &'d Deploy<'_>, source: Option<&'d str>) -> Rollout<'d> {
     Rollout {
         service: &d.ctx.loaded.config.service,
         secret: &d.stamp.secret,
         deployed_by: &d.stamp.by,
         deployed_at: &d.stamp.at,
+        image_source: source,
         cancel: &d.ctx.cancel,
     }
 }
@@ -229,6 +238,7 @@ fn say_rollout(d: &Deploy<'_>, host: &str, e: RolloutEvent) {
 /// Carries out one host's plan, or what remains of it.
 async fn roll_host<'p>(
     d: &Deploy<'_>,
+    source: Option<&str>,
     p: &'p HostPlan,
     run: Option<HostRun<'p>>,
 ) -> (Result<()>, Timing) {
@@ -244,7 +254,7 @@ async fn roll_host<'p>(
     let host = d.fleet.get(&p.host).expect("planned hosts are connected");
     let mut run = run.unwrap_or_else(|| HostRun::new(p, &d.ctx.loaded.config.service));
     let result = run
-        .until(host, &rollout(d), p.steps.len(), &mut |e| {
+        .until(host, &rollout(d, source), p.steps.len(), &mut |e| {
             timed(&mut timing, &e);
             say_rollout(d, &p.host, e)
         })
@@ -301,7 +311,8 @@ async fn revert(d: &Deploy<'_>, done: &[&HostPlan], report: &mut Report) {
     let size = super::targets::batch_size(&d.ctx.loaded.config.deploy.batch);
     for chunk in plans.chunks(size.of(plans.len())) {
         let chunk: Vec<&HostPlan> = chunk.iter().collect();
-        for (p, (r, _)) in roll_batch(d, &chunk, &mut Runs::new()).await {
+        // A revert never creates a container (see above): no source to record.
+        for (p, (r, _)) in roll_batch(d, None, &chunk, &mut Runs::new()).await {
             match r {
                 Ok(()) => set_outcome(report, p, Outcome::Reverted, None),
                 Err(e) => set_outcome(report, p, Outcome::RevertFailed, Some(e.to_string())),

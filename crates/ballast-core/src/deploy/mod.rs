@@ -506,20 +506,30 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
     report
         .phases
         .push(("plan".to_string(), started.elapsed().as_secs_f64()));
-    if image_ref.is_none() {
-        refuse_missing_images(&plan)?;
-    }
+    plan.image_source = release.source.clone();
+    let supply = match image_ref {
+        Some(image) => deliver::Supply::Local(image),
+        None => {
+            let registry = config.delivery.registry();
+            deliver::pull_again(d, &plan, registry, &plan.deliveries())?;
+            deliver::Supply::Recorded
+        }
+    };
     if ctx.dry_run {
         return Ok((plan, report));
     }
     ctx.hook(Hook::PreDeploy, Some(&plan.version), None, d.on_event)
         .await?;
     let started = Instant::now();
-    let delivering = deliver::deliver(d, &plan, image_ref.map(String::as_str));
-    report.delivered = tokio::select! {
+    let delivering = deliver::deliver(d, &plan, supply);
+    let delivered = tokio::select! {
         delivered = delivering => delivered?,
         () = ctx.cancel.cancelled() => return Err(interrupted("deliver the image")),
     };
+    report.delivered = delivered.reports;
+    if delivered.source.is_some() {
+        plan.image_source = delivered.source;
+    }
     if ctx.cancel.is_cancelled() {
         return Err(interrupted("start the proxies"));
     }
@@ -528,28 +538,6 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
         .phases
         .push(("deliver".to_string(), started.elapsed().as_secs_f64()));
     Ok((plan, report))
-}
-
-/// A rollback sends no image: a host that would have to create the release
-/// without having its image cannot be rolled back.
-fn refuse_missing_images(plan: &Plan) -> Result<()> {
-    let lacking = plan.deliveries();
-    if lacking.is_empty() {
-        return Ok(());
-    }
-    Err(Error::input(
-        "plan the rollback",
-        format_args!(
-            "{} no longer hold{} the image of {}",
-            lacking.join(", "),
-            if lacking.len() == 1 { "s" } else { "" },
-            plan.version
-        ),
-    )
-    .hint(format!(
-        "deploy {} again instead (its image is sent), or roll back the other hosts with --hosts",
-        plan.version
-    )))
 }
 
 /// The release of a local image: its ID and whether it has a HEALTHCHECK.
@@ -578,6 +566,7 @@ async fn local_release(ctx: &Context<'_>, image: &str, version: &str) -> Result<
         image_id,
         image_healthcheck,
         retained: Default::default(),
+        source: None,
     })
 }
 

@@ -49,16 +49,25 @@ pub(super) fn choose_rollback(
             versions.join(", ")
         )));
     };
-    let retained = all
+    let same: Vec<&(&String, &AppContainer)> = all
         .iter()
         .filter(|(_, c)| c.version == chosen.version && c.image_id == chosen.image_id)
+        .collect();
+    let retained = same
+        .iter()
         .map(|(h, c)| ((c.role.clone(), h.to_string()), c.config_digest.clone()))
         .collect();
+    let source = same
+        .iter()
+        .map(|(_, c)| c.image_source.as_str())
+        .find(|s| !s.is_empty())
+        .map(str::to_string);
     Ok(Release {
         version: chosen.version.clone(),
         image_id: chosen.image_id.clone(),
         image_healthcheck: false,
         retained,
+        source,
     })
 }
 
@@ -82,4 +91,51 @@ pub(super) async fn with_healthcheck(fleet: &Fleet, mut release: Release) -> Rel
         }
     }
     release
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::release::ContainerState;
+    use crate::testing::app_container;
+
+    fn on(hosts: &[(&str, Vec<AppContainer>)]) -> HashMap<String, Vec<AppContainer>> {
+        hosts
+            .iter()
+            .map(|(h, cs)| (h.to_string(), cs.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_release_keeps_where_its_image_was_pulled_from() {
+        let pulled = AppContainer {
+            image_source: "r:5000/shop@sha256:1".into(),
+            created: 1,
+            ..app_container("web", "v1", ContainerState::Exited)
+        };
+        let observed = on(&[
+            (
+                "h1",
+                vec![app_container("web", "v2", ContainerState::Running), pulled],
+            ),
+            // h2 no longer holds v1: it is pulled there again.
+            (
+                "h2",
+                vec![app_container("web", "v2", ContainerState::Running)],
+            ),
+        ]);
+        let release = choose_rollback(&observed, None).unwrap();
+        assert_eq!(release.version, "v1");
+        assert_eq!(release.source.as_deref(), Some("r:5000/shop@sha256:1"));
+        assert_eq!(release.retained.len(), 1);
+        // A release sent directly records nothing.
+        let direct = on(&[(
+            "h1",
+            vec![
+                app_container("web", "v2", ContainerState::Running),
+                app_container("web", "v1", ContainerState::Exited),
+            ],
+        )]);
+        assert_eq!(choose_rollback(&direct, None).unwrap().source, None);
+    }
 }

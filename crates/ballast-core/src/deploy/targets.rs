@@ -26,6 +26,10 @@ pub struct Release {
     /// For a rollback: the digest each host's retained container has, by
     /// (role, host), so the retained container is started as it is.
     pub retained: HashMap<(String, String), String>,
+    /// For a rollback: where its image was pulled from
+    /// ([`crate::release::SOURCE_LABEL`]), to pull it again where a host
+    /// lacks it.
+    pub source: Option<String>,
 }
 
 /// Every role in `scope`, with the hosts in scope that are `reachable`;

@@ -296,6 +296,11 @@ pub struct Plan {
     pub service: String,
     pub version: String,
     pub image_id: String,
+    /// Where the image can be pulled again by digest (registry delivery),
+    /// recorded on the containers created: known once pushed, or, for a
+    /// rollback, from the release's containers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_source: Option<String>,
     /// What becomes of the proxies before the roles roll.
     pub proxies: Vec<ProxyPlan>,
     pub batches: Vec<Batch>,
@@ -365,6 +370,7 @@ pub fn plan(
         service: service.to_string(),
         version: version.to_string(),
         image_id: image_id.to_string(),
+        image_source: None,
         proxies: Vec::new(),
         batches,
     }

@@ -85,6 +85,7 @@ fn target(version: &str, switch: Switch, hosts: &[&str]) -> RoleTarget {
 fn container(version: &str, state: ContainerState, created: i64) -> AppContainer {
     AppContainer {
         config_digest: "cfg".into(),
+        image_source: String::new(),
         ip: Some(format!("172.18.0.{created}")),
         created,
         ..crate::testing::app_container("web", version, state)

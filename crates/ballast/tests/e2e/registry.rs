@@ -4,8 +4,10 @@
 //! a deploy with a wrong password fails before any host changes; then
 //! hello v1 → v2 → rollback through ballast-proxy under load with 0
 //! failed requests, every host pulling by digest exactly the image
-//! pushed; and the password appears in no output (at `-vv` and
-//! `RUST_LOG=trace`) and in no `docker inspect` of what runs.
+//! pushed. Before the rollback one host loses v1 (container and image):
+//! the rollback pulls it there again by the digest the release recorded.
+//! The password appears in no output (at `-vv` and `RUST_LOG=trace`) and
+//! in no `docker inspect` of what runs.
 #![allow(clippy::print_stderr)] // tests report what they measure
 
 use crate::common;
@@ -266,11 +268,50 @@ fn deploys_go_through_a_private_registry_pulled_by_digest() {
         run(&config, &binary, PASSWORD, &["deploy", "--version", "v2"]),
     );
     says_no_password(&out, PASSWORD);
+    // Each new container records where its image can be pulled again.
+    let sources = docker(&[
+        "exec",
+        &hosts[2].container,
+        "docker",
+        "ps",
+        "--format",
+        "{{.Label \"io.ballast.image-source\"}}",
+        "--filter",
+        "label=io.ballast.version=v2",
+    ]);
+    let sources = String::from_utf8_lossy(&sources.stdout);
+    assert!(
+        sources.starts_with(&format!("{}/hello@sha256:", registry.server)),
+        "{sources}"
+    );
+    // The third host loses v1: its retained container and its image. The
+    // rollback pulls v1 there again by the digest the others recorded.
+    let lost = docker(&[
+        "exec",
+        &hosts[2].container,
+        "sh",
+        "-c",
+        "v1=$(docker ps -aq --filter label=io.ballast.version=v1) && \
+         id=$(docker inspect --format '{{index .Config.Labels \"io.ballast.image\"}}' $v1 | head -n1) && \
+         docker rm -f $v1 >/dev/null && docker rmi -f $id >/dev/null && \
+         docker images --format '{{.Repository}}:{{.Tag}}'",
+    ]);
+    assert!(lost.status.success(), "{}", text(&lost));
+    let v1_there = String::from_utf8_lossy(&lost.stdout).to_string();
+    assert!(!v1_there.contains(":v1"), "{v1_there}");
     let out = assert_ok(
         &["rollback"],
         run(&config, &binary, PASSWORD, &["rollback"]),
     );
     says_no_password(&out, PASSWORD);
+    let said = text(&out);
+    assert!(
+        said.contains(&format!(
+            "{} lacks the image of v1: pulling {}/hello@sha256:",
+            hosts[2].ip, registry.server
+        )),
+        "{said}"
+    );
     let report = load.stop(&rt);
     eprintln!(
         "measure: registry deploy v2 + rollback under load: {} requests, {} failed, versions {:?}",

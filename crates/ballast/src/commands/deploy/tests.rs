@@ -126,6 +126,7 @@ fn container(role: &str, version: &str, state: ContainerState, created: i64) -> 
         version: version.into(),
         image_id: if version == "v2" { IMAGE_V2 } else { IMAGE_V1 }.into(),
         config_digest: "cfg-7f3a".into(),
+        image_source: String::new(),
         running: state == ContainerState::Running,
         state,
         ip: Some(format!("172.18.0.{created}")),

@@ -45,6 +45,7 @@ fn container(
         version: version.into(),
         image_id: format!("sha256:{}", digit.repeat(64)),
         config_digest: "cfg-7f3a".into(),
+        image_source: String::new(),
         running: state == ContainerState::Running,
         state,
         ip: None,
