@@ -284,9 +284,8 @@ pub enum Compression {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
-    /// Over SSH, sending only the layers a host lacks (hosts whose engine
-    /// uses the containerd image store get the whole image). No registry
-    /// needed.
+    /// Over SSH, sending only the layers a host lacks, on the classic and
+    /// the containerd image store alike. No registry needed.
     #[default]
     Direct,
     /// Through the registry of `delivery.registry`: pushed once, pulled
