@@ -120,9 +120,20 @@ fn untouched(container: &str) -> (String, String, Option<String>) {
 }
 
 fn config(dir: &Path, inv: &Inventory, hosts: &[&str], pin: Option<&str>) -> PathBuf {
+    config_with(dir, inv, hosts, pin, "")
+}
+
+/// [`config`] with more top-level keys (`accessories:`).
+fn config_with(
+    dir: &Path,
+    inv: &Inventory,
+    hosts: &[&str],
+    pin: Option<&str>,
+    more: &str,
+) -> PathBuf {
     let docker = pin.map_or(String::new(), |v| format!("docker:\n  version: \"{v}\"\n"));
     let rest = format!(
-        "{docker}roles:\n  web:\n    hosts: [{}]\n    port: 8080\n    proxy:\n      drain_timeout: 1s\ndeploy:\n  health_timeout: 20s\n",
+        "{docker}roles:\n  web:\n    hosts: [{}]\n    port: 8080\n    proxy:\n      drain_timeout: 1s\ndeploy:\n  health_timeout: 20s\n{more}",
         hosts.join(", ")
     );
     lab_config(dir, inv, &inv.known_hosts, "hello", "hello", &rest)
@@ -265,8 +276,13 @@ fn setup_installs_the_pinned_docker_and_a_second_run_changes_nothing() {
         Some(theirs.as_str())
     );
 
-    // The real run: the bare host gets the pinned engine.
-    let cfg = config(work.path(), inv, &[&bare.ip, &other.ip], Some(&pinned));
+    // The real run: the bare host gets the pinned engine, and the
+    // accessory's host its data directory, with its owner and mode.
+    let db = format!(
+        "accessories:\n  db:\n    image: busybox:none\n    host: {}\n    directories:\n      - {{container: /var/lib/db, owner: \"999:998\", mode: \"0750\"}}\n",
+        other.ip
+    );
+    let cfg = config_with(work.path(), inv, &[&bare.ip, &other.ip], Some(&pinned), &db);
     let began = Instant::now();
     let out = assert_ok(&["setup"], setup(&cfg, &binary, &[]));
     eprintln!(
@@ -293,6 +309,11 @@ fn setup_installs_the_pinned_docker_and_a_second_run_changes_nothing() {
         &["docker", "network", "inspect", "ballast"],
     );
     assert!(made, "setup made the ballast network");
+    let (_, dir) = on_host(
+        &other.container,
+        &["stat", "-c", "%u:%g %a", "/var/lib/ballast/hello/db/db"],
+    );
+    assert_eq!(dir, "999:998 750", "the accessory's data directory");
     let (_, holds) = on_host(&bare.container, &["apt-mark", "showhold"]);
     assert!(holds.lines().any(|l| l == "docker.io"), "held: {holds}");
     let (_, live) = on_host(
