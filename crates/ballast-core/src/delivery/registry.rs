@@ -116,19 +116,23 @@ impl Pushed {
     }
 }
 
-/// Pushes `reference` (an image of `local`) as `SERVER/REPOSITORY:TAG`,
-/// where the tag is `reference`'s.
+/// Pushes `reference` (an image of `local`, whose config digest is
+/// `image_id`: the release's ID) as `SERVER/REPOSITORY:TAG`, where the tag
+/// is `reference`'s.
 pub async fn push(
     local: &Engine,
     reference: &str,
+    image_id: &str,
     repository: &str,
     login: &Login,
 ) -> Result<Pushed> {
     let step = format!("push {reference} to {}", login.server);
-    let image_id = local.image_id(reference).await?.ok_or_else(|| {
+    // Its ID here: the config digest on the classic store, the manifest's
+    // on the containerd store.
+    let local_id = local.image_id(reference).await?.ok_or_else(|| {
         Error::failed(&step, format_args!("this machine has no image {reference}"))
     })?;
-    let (_, tag) = tag_parts(reference, &image_id).ok_or_else(|| {
+    let (_, tag) = tag_parts(reference, &local_id).ok_or_else(|| {
         Error::input(&step, format_args!("{reference} names no tag to push"))
             .hint("deploy an image by name and version, as ballast builds them")
     })?;
@@ -138,7 +142,7 @@ pub async fn push(
         .tag(&tag)
         .build();
     local
-        .call(&step, local.docker().tag_image(&image_id, Some(options)))
+        .call(&step, local.docker().tag_image(&local_id, Some(options)))
         .await?;
     let options = PushImageOptionsBuilder::default().tag(&tag).build();
     let mut stream = local
@@ -172,7 +176,7 @@ pub async fn push(
     Ok(Pushed {
         by_digest: format!("{remote}@{digest}"),
         reference: reference.to_string(),
-        image_id,
+        image_id: image_id.to_string(),
     })
 }
 

@@ -9,7 +9,7 @@ use futures_util::{stream, StreamExt};
 
 use super::{say, Deploy};
 use crate::config::Registry;
-use crate::delivery::{self, registry, DeliveryReport, Progress};
+use crate::delivery::{self, registry, DeliveryReport, Prepared, Progress};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::image::ImageEvent;
@@ -20,8 +20,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the plan's image comes from.
 pub(super) enum Supply<'a> {
-    /// A deploy: this machine's image of that reference.
-    Local(&'a str),
+    /// A deploy: this machine's image of that reference, already saved
+    /// when naming the release needed it.
+    Local(&'a str, Option<Prepared>),
     /// A rollback: the hosts that lack the release's image pull it again
     /// from [`Plan::image_source`]; without one, none may lack it.
     Recorded,
@@ -38,7 +39,7 @@ pub(super) struct Delivered {
 pub(super) async fn deliver(d: &Deploy<'_>, plan: &Plan, supply: Supply<'_>) -> Result<Delivered> {
     let needy = plan.deliveries();
     let registry = d.ctx.loaded.config.delivery.registry();
-    let reference = match supply {
+    let (reference, saved) = match supply {
         Supply::Recorded => {
             let reports = again_by_digest(d, plan, registry, &needy).await?;
             return Ok(Delivered {
@@ -46,7 +47,7 @@ pub(super) async fn deliver(d: &Deploy<'_>, plan: &Plan, supply: Supply<'_>) -> 
                 source: plan.image_source.clone(),
             });
         }
-        Supply::Local(reference) => reference,
+        Supply::Local(reference, saved) => (reference, saved),
     };
     // Through a registry, a release that creates containers is pushed even
     // when every host has its image, so they record where to pull it again.
@@ -59,16 +60,18 @@ pub(super) async fn deliver(d: &Deploy<'_>, plan: &Plan, supply: Supply<'_>) -> 
     }
     let local = Engine::local().await?;
     if let Some(registry) = registry {
-        return through_registry(d, &local, reference, registry, &needy).await;
+        return through_registry(d, &local, reference, &plan.image_id, registry, &needy).await;
     }
     say(
         d.on_event,
         None,
         format!("delivering {reference} to {} hosts", needy.len()),
     );
-    let prepared = delivery::prepare(&local, reference)
-        .await?
-        .with_compression(d.ctx.loaded.config.delivery.compression());
+    let prepared = match saved {
+        Some(prepared) => prepared,
+        None => delivery::prepare(&local, reference).await?,
+    }
+    .with_compression(d.ctx.loaded.config.delivery.compression());
     let progress = Progress::new(PROGRESS_EVERY);
     let results: Vec<Result<DeliveryReport>> = stream::iter(needy)
         .map(|name| {
@@ -125,6 +128,7 @@ async fn through_registry(
     d: &Deploy<'_>,
     local: &Engine,
     reference: &str,
+    image_id: &str,
     registry: &Registry,
     needy: &[&str],
 ) -> Result<Delivered> {
@@ -138,7 +142,7 @@ async fn through_registry(
         None,
         format!("pushing {reference} to {}/{repository}", registry.server),
     );
-    let pushed = registry::push(local, reference, &repository, &login).await?;
+    let pushed = registry::push(local, reference, image_id, &repository, &login).await?;
     say(
         d.on_event,
         None,

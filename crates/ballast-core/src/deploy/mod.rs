@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Loaded;
-use crate::delivery::DeliveryReport;
+use crate::delivery::{self, survey, DeliveryReport, Prepared, Store};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Fleet;
@@ -467,8 +467,11 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
     let config = &ctx.loaded.config;
     let started = Instant::now();
     let containers = observe::containers(d.fleet, &config.service).await?;
-    let (release, image_ref) = match goal {
-        Goal::Deploy { image, version } => (local_release(ctx, image, version).await?, Some(image)),
+    let (release, image_ref, saved) = match goal {
+        Goal::Deploy { image, version } => {
+            let (release, saved) = local_release(ctx, image, version).await?;
+            (release, Some(image), saved)
+        }
         Goal::Rollback(wanted) => {
             let release = rollback::choose_rollback(&containers, wanted.as_deref())?;
             say(
@@ -476,7 +479,11 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
                 None,
                 format!("rolling back to {}", release.version),
             );
-            (rollback::with_healthcheck(d.fleet, release).await, None)
+            (
+                rollback::with_healthcheck(d.fleet, release).await,
+                None,
+                None,
+            )
         }
     };
     let reachable = |h: &str| d.fleet.get(h).is_some();
@@ -508,7 +515,7 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
         .push(("plan".to_string(), started.elapsed().as_secs_f64()));
     plan.image_source = release.source.clone();
     let supply = match image_ref {
-        Some(image) => deliver::Supply::Local(image),
+        Some(image) => deliver::Supply::Local(image, saved),
         None => {
             let registry = config.delivery.registry();
             deliver::pull_again(d, &plan, registry, &plan.deliveries())?;
@@ -540,13 +547,20 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
     Ok((plan, report))
 }
 
-/// The release of a local image: its ID and whether it has a HEALTHCHECK.
-async fn local_release(ctx: &Context<'_>, image: &str, version: &str) -> Result<Release> {
+/// The release of a local image: its ID (the config digest) and whether
+/// it has a HEALTHCHECK. An engine on the containerd store names images
+/// by manifest and reports no config digest: the image is saved to read
+/// it, and the save is kept for delivery.
+async fn local_release(
+    ctx: &Context<'_>,
+    image: &str,
+    version: &str,
+) -> Result<(Release, Option<Prepared>)> {
     let local = Engine::local().await?;
     let inspected = local
         .call("inspect the image", local.docker().inspect_image(image))
         .await;
-    let (image_id, image_healthcheck) = match inspected {
+    let (mut image_id, image_healthcheck) = match inspected {
         Ok(i) => (
             i.id.clone().unwrap_or_default(),
             crate::image::has_healthcheck(&i),
@@ -561,13 +575,20 @@ async fn local_release(ctx: &Context<'_>, image: &str, version: &str) -> Result<
         }
         Err(e) => return Err(e),
     };
-    Ok(Release {
+    let mut saved = None;
+    if image_id.starts_with("sha256:") && survey::store(&local).await? == Store::Containerd {
+        let prepared = delivery::prepare(&local, image).await?;
+        image_id = prepared.image_id().to_string();
+        saved = Some(prepared);
+    }
+    let release = Release {
         version: version.to_string(),
         image_id,
         image_healthcheck,
         retained: Default::default(),
         source: None,
-    })
+    };
+    Ok((release, saved))
 }
 
 pub(crate) fn unix_now() -> i64 {

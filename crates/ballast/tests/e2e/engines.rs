@@ -466,3 +466,124 @@ fn the_containerd_store_gets_only_the_missing_layers() {
     );
     runs(host, &v2);
 }
+
+/// A unix socket on this machine forwarded over SSH to a lab host's
+/// dockerd: that engine, as `DOCKER_HOST` sees it. Closed on drop.
+struct EngineForward {
+    ssh: std::process::Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl EngineForward {
+    fn to(inv: &Inventory, host: &ballast_lab::LabHost) -> EngineForward {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("docker.sock");
+        let forward = format!("{}:/var/run/docker.sock", socket.display());
+        let ssh = std::process::Command::new("ssh")
+            .args([
+                "-N",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ExitOnForwardFailure=yes",
+            ])
+            .arg("-i")
+            .arg(&inv.key)
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", inv.known_hosts.display()))
+            .args(["-L", &forward, &format!("root@{}", host.ip)])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("run ssh");
+        let until = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(
+                Instant::now() < until,
+                "ssh did not forward the engine's socket"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        EngineForward {
+            ssh,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    fn docker_host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+}
+
+impl Drop for EngineForward {
+    fn drop(&mut self) {
+        let _ = self.ssh.kill();
+        let _ = self.ssh.wait();
+    }
+}
+
+/// Deploying from a machine whose own engine keeps images in containerd
+/// (fresh Docker 29 installs, Docker Desktop): it names images by
+/// manifest and reports no config digest, which releases are named by.
+/// Here that engine is a sid host's, reached as `DOCKER_HOST` through a
+/// socket forwarded over SSH; the target runs the classic store. v1, the
+/// one-layer v2 and a rollback each serve; before, the first deploy
+/// failed with "No such image: sha256:<manifest digest>".
+#[test]
+fn deploys_from_an_engine_on_the_containerd_store() {
+    require_engine!();
+    hello_image("v1");
+    hello_image("v2");
+    let lab = lab_of(
+        "engfromcd",
+        &[
+            HostEngine::new(Distro::Sid, ImageStore::Containerd),
+            HostEngine::new(Distro::Sid, ImageStore::Classic),
+        ],
+    );
+    let inv = &lab.inventory;
+    let (operator, target) = (&inv.hosts[0], &inv.hosts[1]);
+    let loaded = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker save hello:v1 hello:v2 | docker exec -i {} docker load",
+            operator.container
+        ))
+        .output()
+        .unwrap();
+    assert!(loaded.status.success(), "{}", text(&loaded));
+    let engine = EngineForward::to(inv, operator);
+    let work = tempfile::tempdir().unwrap();
+    let rest = format!(
+        "roles:\n  web:\n    hosts: [{}]\n    port: 8080\n    proxy: {{}}\ndeploy:\n  health_timeout: 20s\n",
+        target.ip
+    );
+    let config = lab_config(work.path(), inv, &inv.known_hosts, "hello", "hello", &rest);
+    let run = |args: &[&str]| {
+        let out = ballast_cmd(&config, &ballast_bin(), args)
+            .env("DOCKER_HOST", engine.docker_host())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}\n{}", text(&out));
+        out
+    };
+    let rt = runtime();
+    let serves = |version: &str| {
+        let (_, body) = rt.block_on(wait_http_ok(
+            &format!("http://{}:80/", target.ip),
+            Duration::from_secs(20),
+        ));
+        assert!(body.contains(version), "{version}: {body}");
+    };
+    run(&["deploy", "--version", "v1"]);
+    serves("v1");
+    let out = run(&["--json", "deploy", "--version", "v2"]);
+    let sent = delivered(&out);
+    eprintln!("measure: v2 from an engine on the containerd store: {sent:?}");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["layers_sent"], 1, "{sent:?}");
+    serves("v2");
+    run(&["rollback"]);
+    serves("v1");
+}
