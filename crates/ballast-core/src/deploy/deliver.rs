@@ -22,7 +22,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 pub(super) enum Supply<'a> {
     /// A deploy: this machine's image of that reference, already saved
     /// when naming the release needed it.
-    Local(&'a str, Option<Prepared>),
+    Local(&'a str, Option<Box<Prepared>>),
     /// A rollback: the hosts that lack the release's image pull it again
     /// from [`Plan::image_source`]; without one, none may lack it.
     Recorded,
@@ -68,7 +68,7 @@ pub(super) async fn deliver(d: &Deploy<'_>, plan: &Plan, supply: Supply<'_>) -> 
         format!("delivering {reference} to {} hosts", needy.len()),
     );
     let prepared = match saved {
-        Some(prepared) => prepared,
+        Some(prepared) => *prepared,
         None => delivery::prepare(&local, reference).await?,
     }
     .with_compression(d.ctx.loaded.config.delivery.compression());

@@ -555,7 +555,7 @@ async fn local_release(
     ctx: &Context<'_>,
     image: &str,
     version: &str,
-) -> Result<(Release, Option<Prepared>)> {
+) -> Result<(Release, Option<Box<Prepared>>)> {
     let local = Engine::local().await?;
     let inspected = local
         .call("inspect the image", local.docker().inspect_image(image))
@@ -579,7 +579,7 @@ async fn local_release(
     if image_id.starts_with("sha256:") && survey::store(&local).await? == Store::Containerd {
         let prepared = delivery::prepare(&local, image).await?;
         image_id = prepared.image_id().to_string();
-        saved = Some(prepared);
+        saved = Some(Box::new(prepared));
     }
     let release = Release {
         version: version.to_string(),
