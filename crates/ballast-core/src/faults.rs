@@ -52,6 +52,11 @@ pub fn arm(name: &str, actions: &str) -> Result<()> {
         .map_err(|e| Error::input(format!("read {VARIABLE}"), format_args!("{name}: {e}")))
 }
 
+/// Disarms the fail point `name`.
+pub fn disarm(name: &str) {
+    fail::remove(name);
+}
+
 /// The number a fail point armed at `point` returns (`return(N)`).
 pub fn number_at(point: &str) -> Option<usize> {
     fail::eval(point, |arg| arg.and_then(|a| a.parse().ok())).flatten()

@@ -92,6 +92,16 @@ impl Checker<'_> {
                     )
                     .set_hint("give HOST or HOST:PORT, as image references spell it, e.g. `registry.example.com:5000`");
                 }
+                // Docker reads a first path part without `.` or `:` (but
+                // `localhost`) as a Docker Hub user: images, and the
+                // password, would go to Docker Hub.
+                else if !r.server.contains(['.', ':']) && r.server != "localhost" {
+                    self.error(
+                        &["delivery", "registry", "server"],
+                        format!("`{}` would be read as a Docker Hub account, not a registry", shorten(&r.server)),
+                    )
+                    .set_hint("give the registry's full name or its port, e.g. `registry.internal:5000` or `registry.example.com`");
+                }
                 if let Some(repo) = &r.repository {
                     if image_problem(repo).is_some() || repo.contains(':') || repo.contains('@') {
                         self.error(
@@ -447,6 +457,14 @@ mod tests {
             45,
             "`team/shop:1` is not a repository name",
             "no tag",
+        );
+        let yaml = format!("{HEAD}delivery:\n  method: registry\n  registry: {{ server: myregistry, username: u, password_secret: P }}\n");
+        assert_error(
+            &yaml,
+            8,
+            23,
+            "`myregistry` would be read as a Docker Hub account, not a registry",
+            "registry.internal:5000",
         );
     }
 

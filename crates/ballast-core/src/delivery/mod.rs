@@ -43,7 +43,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::Compression;
-use crate::engine::{config_tag, Engine};
+use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::ImageEvent;
 
@@ -288,7 +288,14 @@ impl Prepared {
                     .iter()
                     .map(|l| l.diff_id.clone())
                     .collect();
-                survey::shared_layers(to, &diff_ids, SURVEY_DEADLINE).await?
+                match survey::shared_layers(to, &diff_ids, SURVEY_DEADLINE).await {
+                    Ok(shared) => shared,
+                    // Sending every layer is slower, never wrong.
+                    Err(e) => {
+                        tracing::warn!(host = to.host(), error = %e, "could not tell which layers the host has; sending them all");
+                        0
+                    }
+                }
             }
         };
         report.layers_sent = report.layers_total - shared;
@@ -317,9 +324,9 @@ impl Prepared {
         Ok(report)
     }
 
-    /// Loads `form` without `skip` on `to`, names the image there and, on
-    /// the containerd store, proves it unpacks. Returns the compressed
-    /// bytes sent, also on failure.
+    /// Loads `form` without `skip` on `to`; on the containerd store proves
+    /// it unpacks before it gets the names releases find it by; names it.
+    /// Returns the compressed bytes sent, also on failure.
     async fn attempt(
         &self,
         to: &Engine,
@@ -329,19 +336,29 @@ impl Prepared {
         on_event: &mut (dyn FnMut(ImageEvent) + Send),
     ) -> Result<u64, (u64, Error)> {
         let bytes = self.load(to, form, skip, on_event).await?;
-        let named = match form {
-            Form::Save => Named::ByReference,
-            Form::Oci => Named::ByConfig,
+        let unproven = match form {
+            Form::Oci => oci::unproven_tag(self.image_id()),
+            Form::Save => None,
         };
-        let checked = async {
-            self.tag(to, store, named).await?;
+        let named = async {
             if store == Store::Containerd {
-                let tag = config_tag(self.image_id()).unwrap_or_else(|| self.reference.clone());
-                unpack::check(to, &tag).await?;
+                let loaded_as = unproven.as_deref().unwrap_or(&self.reference);
+                unpack::check(to, loaded_as, self.deadline).await?;
             }
-            Ok(())
+            if let Some(unproven) = &unproven {
+                self.promote(to, unproven).await?;
+            }
+            let named = match form {
+                Form::Save => Named::ByReference,
+                Form::Oci => Named::ByConfig,
+            };
+            self.tag(to, store, named).await
         };
-        checked.await.map(|()| bytes).map_err(|e| (bytes, e))
+        let outcome = named.await;
+        if let Some(unproven) = &unproven {
+            tag::untag(to, unproven).await;
+        }
+        outcome.map(|()| bytes).map_err(|e| (bytes, e))
     }
 
     /// Streams `form` without `skip` into `to`'s image load, within the

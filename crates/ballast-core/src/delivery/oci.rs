@@ -5,7 +5,8 @@
 //! digest, whether or not the blob is in the archive: a layer whose chain
 //! the host has unpacked is not read again. So the index, manifest and
 //! config are written here, and only the missing layers' blobs are copied
-//! from the save tarball.
+//! from the save tarball. The image is loaded under a name of its own
+//! ([`unproven_tag`]) until it is proven to unpack.
 //!
 //! A layer's blob digest is its diff ID only when its tar is uncompressed,
 //! which is what `docker save` writes on the classic store (the machine
@@ -23,6 +24,20 @@ use sha2::{Digest, Sha256};
 
 use super::archive::{normalize, Saved};
 use crate::engine::config_tag;
+
+/// The repository a loaded layout is named in until a container has been
+/// created from it: the release's [`config_tag`] names only images proven
+/// to unpack, so a failed or interrupted delivery never leaves a broken
+/// image under it (a deploy would then find it and skip delivery).
+const UNPROVEN_REPO: &str = "ballast-unproven";
+
+/// `ballast-unproven:sha256-<hex>`: the name a layout of the image of
+/// config digest `id` is loaded under.
+pub fn unproven_tag(id: &str) -> Option<String> {
+    let tag = config_tag(id)?;
+    let (_, version) = tag.split_once(':')?;
+    Some(format!("{UNPROVEN_REPO}:{version}"))
+}
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -72,12 +87,12 @@ struct Index<'a> {
 }
 
 impl Layout {
-    /// The layout of `saved`, naming the image by its [`config_tag`] (the
-    /// name releases find it by there); `None` when a layer's blob digest
-    /// is not known without reading it (compressed layers).
+    /// The layout of `saved`, naming the image by its [`unproven_tag`];
+    /// `None` when a layer's blob digest is not known without reading it
+    /// (compressed layers).
     pub fn of(saved: &Saved) -> Option<Layout> {
         let config_hex = saved.image_id.strip_prefix("sha256:")?.to_string();
-        let name = config_tag(&saved.image_id)?;
+        let name = unproven_tag(&saved.image_id)?;
         let mut blobs = HashMap::new();
         let mut layers = Vec::with_capacity(saved.layers.len());
         for layer in &saved.layers {
@@ -248,7 +263,7 @@ mod tests {
             let hex = saved.image_id.strip_prefix("sha256:").unwrap();
             assert_eq!(
                 listed["annotations"][NAME_ANNOTATION],
-                format!("docker.io/library/ballast-image:sha256-{hex}")
+                format!("docker.io/library/ballast-unproven:sha256-{hex}")
             );
             let manifest_hex = layout.manifest_digest.strip_prefix("sha256:").unwrap();
             let manifest = &files[&format!("blobs/sha256/{manifest_hex}")];

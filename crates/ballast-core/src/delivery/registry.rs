@@ -132,6 +132,13 @@ pub async fn push(
     let local_id = local.image_id(reference).await?.ok_or_else(|| {
         Error::failed(&step, format_args!("this machine has no image {reference}"))
     })?;
+    if local_id != image_id && survey::store(local).await? == Store::Classic {
+        return Err(Error::failed(
+            &step,
+            format_args!("{reference} is {local_id} here now, not {image_id} as when the deploy planned"),
+        )
+        .hint("another build moved the tag meanwhile: deploy again"));
+    }
     let (_, tag) = tag_parts(reference, &local_id).ok_or_else(|| {
         Error::input(&step, format_args!("{reference} names no tag to push"))
             .hint("deploy an image by name and version, as ballast builds them")

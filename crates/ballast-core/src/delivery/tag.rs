@@ -2,11 +2,11 @@
 //! prepared by, and on the containerd image store also the config tag
 //! releases are named by; then a check that each name is the image sent.
 
-use bollard::query_parameters::TagImageOptionsBuilder;
+use bollard::query_parameters::{RemoveImageOptionsBuilder, TagImageOptionsBuilder};
 
 use super::{Named, Prepared, Store};
 use crate::engine::{config_tag, Engine};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 impl Prepared {
     /// Tags the image on `to` as the prepared reference (when that is a
@@ -77,7 +77,12 @@ impl Prepared {
         };
         let (from, repo, tag) = match (&by_name, &by_config) {
             (Some(a), Some(b)) if a == b => return Ok(()),
-            (Some(_), Some(_)) if named == Named::ByConfig => (config.clone(), repo, tag),
+            (_, Some(_)) if named == Named::ByConfig => (config.clone(), repo, tag),
+            // Known by its config tag, which it lacks: the name may be
+            // another build's, and must not become this release's.
+            (_, None) if named == Named::ByConfig => {
+                return Err(refuse(format!("the host has no {config} after loading it")))
+            }
             (Some(_), _) => to_config(),
             (None, Some(_)) => (config.clone(), repo, tag),
             (None, None) => {
@@ -100,6 +105,44 @@ impl Prepared {
             (Some(a), Some(b)) if a == b => Ok(()),
             _ => Err(refuse(format!("{name} and {config} do not name one image"))),
         }
+    }
+}
+
+impl Prepared {
+    /// Gives the image loaded as `unproven` (and proven since) the
+    /// [`config_tag`] releases find it by.
+    pub(super) async fn promote(&self, to: &Engine, unproven: &str) -> Result<()> {
+        let id = self.image_id();
+        let config = config_tag(id).ok_or_else(|| {
+            Error::failed(
+                format!("name image {} on the host", self.reference),
+                format_args!("{id} is not an image config digest"),
+            )
+        })?;
+        let (repo, tag) = config.split_once(':').expect("a tag");
+        let options = TagImageOptionsBuilder::default().repo(repo).tag(tag).build();
+        to.call(
+            &format!("tag image {unproven} as {config}"),
+            to.docker().tag_image(unproven, Some(options)),
+        )
+        .await
+    }
+}
+
+/// Takes the name `tag` off whatever it names on `to`, leaving the image
+/// to its other names (best effort: a name left behind is only litter).
+pub(super) async fn untag(to: &Engine, tag: &str) {
+    let options = RemoveImageOptionsBuilder::default().noprune(true).build();
+    let removed = to
+        .call(
+            &format!("remove the name {tag}"),
+            to.docker().remove_image(tag, Some(options), None),
+        )
+        .await;
+    match removed {
+        Ok(_) => {}
+        Err(e) if e.kind == ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(host = to.host(), error = %e, "a delivery's temporary name stays"),
     }
 }
 

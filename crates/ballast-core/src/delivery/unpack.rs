@@ -3,34 +3,37 @@
 //! loaded (a layer neither in the archive nor unpacked on the host: the
 //! error is one line of its output, "Error unpacking image"), and Docker
 //! unpacks an image when a container is first created from it. So a
-//! container is created from the image, never started, and removed: if
-//! that works, every container the deploy creates from it will.
+//! container is created from the image, never started, and removed with
+//! its anonymous volumes: if that works, every container the deploy
+//! creates from it will.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
 
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 
-/// Label of the check's container, so a leftover one (an interrupted
-/// delivery) is recognisable.
+/// Label of the check's containers, so leftovers (an interrupted delivery)
+/// are found and removed.
 const CHECK_LABEL: &str = "io.ballast.delivery-check";
+/// A check container older than this is a leftover: no check runs so long.
+const STALE: Duration = Duration::from_secs(15 * 60);
 
-/// Creates and removes a container of `image` (a name or ID on `to`). An
-/// image that cannot be unpacked is a [`ErrorKind::Failed`] naming the
-/// engine's cause.
-pub async fn check(to: &Engine, image: &str) -> Result<()> {
+/// Creates and removes a container of `image` (a name or ID on `to`)
+/// within `deadline` (creating may unpack a big image). An image that
+/// cannot be unpacked is a [`ErrorKind::Failed`] naming the engine's
+/// cause.
+pub async fn check(to: &Engine, image: &str, deadline: Duration) -> Result<()> {
     let step = format!("check that {image} unpacks on the host");
-    let hex: String = image
-        .rsplit(['-', ':'])
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(12)
-        .collect();
-    let name = format!("ballast-delivery-check-{hex}");
-    remove(to, &name).await?;
+    remove_leftovers(to).await;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!("ballast-delivery-check-{}-{nanos:08x}", std::process::id());
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         // Never started: only an image without any command needs one to
@@ -46,23 +49,70 @@ pub async fn check(to: &Engine, image: &str) -> Result<()> {
         ..Default::default()
     };
     let options = CreateContainerOptionsBuilder::default().name(&name).build();
-    let created = to
-        .call(&step, to.docker().create_container(Some(options), body))
-        .await;
+    let created = tokio::time::timeout(
+        deadline,
+        to.docker().create_container(Some(options), body),
+    )
+    .await;
     match created {
-        Ok(_) => remove(to, &name).await,
-        // The engine answered, and refused: the image is not usable.
-        Err(e) if matches!(e.kind, ErrorKind::Failed | ErrorKind::NotFound) => {
-            let _ = remove(to, &name).await;
-            Err(Error::failed(&step, e.cause).on(to.host()))
+        Ok(Ok(_)) => {
+            // The image is proven; a container left behind is only litter,
+            // removed by the next check.
+            if let Err(e) = remove(to, &name).await {
+                tracing::warn!(host = to.host(), error = %e, "the delivery check's container stays");
+            }
+            Ok(())
         }
-        Err(e) => Err(e.on(to.host())),
+        // The engine answered, and refused: the image is not usable.
+        Ok(Err(e)) => {
+            let e = to.error(&step, e);
+            let _ = remove(to, &name).await;
+            match e.kind {
+                ErrorKind::Failed | ErrorKind::NotFound => {
+                    Err(Error::failed(&step, e.cause).on(to.host()))
+                }
+                _ => Err(e),
+            }
+        }
+        Err(_) => Err(Error::timeout(&step, deadline).on(to.host())),
     }
 }
 
-/// Removes the check's container `name`, if it is there.
+/// Removes check containers an interrupted delivery left (best effort:
+/// litter, not a reason to fail).
+async fn remove_leftovers(to: &Engine) {
+    let filters = std::collections::HashMap::from([("label", vec![CHECK_LABEL.to_string()])]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let Ok(found) = to
+        .call(
+            "list leftover delivery checks",
+            to.docker().list_containers(Some(options)),
+        )
+        .await
+    else {
+        return;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for c in found {
+        let old = c.created.is_some_and(|t| now - t > STALE.as_secs() as i64);
+        if let (true, Some(id)) = (old, c.id) {
+            let _ = remove(to, &id).await;
+        }
+    }
+}
+
+/// Removes the check's container `name` and its anonymous volumes (an
+/// image's `VOLUME`s get one each), if it is there.
 async fn remove(to: &Engine, name: &str) -> Result<()> {
-    let options = RemoveContainerOptionsBuilder::default().force(true).build();
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
     match to
         .call(
             &format!("remove {name}"),

@@ -13,7 +13,7 @@ use crate::delivery::{self, registry, DeliveryReport, Prepared, Progress};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::image::ImageEvent;
-use crate::plan::Plan;
+use crate::plan::{Plan, StepKind};
 
 /// How often a delivery under way says how far each host got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -50,9 +50,13 @@ pub(super) async fn deliver(d: &Deploy<'_>, plan: &Plan, supply: Supply<'_>) -> 
         Supply::Local(reference, saved) => (reference, saved),
     };
     // Through a registry, a release that creates containers is pushed even
-    // when every host has its image, so they record where to pull it again.
-    let creates = plan.host_plans().any(|p| !p.is_current());
-    if needy.is_empty() && (registry.is_none() || !creates) {
+    // when every host has its image, so they record where to pull it
+    // again, unless its containers already record it.
+    let creates = plan
+        .host_plans()
+        .any(|p| p.steps.iter().any(|s| s.kind() == StepKind::Create));
+    let recorded = plan.image_source.is_some();
+    if needy.is_empty() && (registry.is_none() || !creates || recorded) {
         return Ok(Delivered {
             reports: Vec::new(),
             source: None,
@@ -142,7 +146,22 @@ async fn through_registry(
         None,
         format!("pushing {reference} to {}/{repository}", registry.server),
     );
-    let pushed = registry::push(local, reference, image_id, &repository, &login).await?;
+    let pushed = match registry::push(local, reference, image_id, &repository, &login).await {
+        Ok(pushed) => pushed,
+        // Only the record of where to pull it again is lost.
+        Err(e) if needy.is_empty() => {
+            say(
+                d.on_event,
+                None,
+                format!("warning: {e}; the new containers record no digest to pull again"),
+            );
+            return Ok(Delivered {
+                reports: Vec::new(),
+                source: None,
+            });
+        }
+        Err(e) => return Err(e),
+    };
     say(
         d.on_event,
         None,

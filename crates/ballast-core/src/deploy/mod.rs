@@ -7,10 +7,12 @@
 //! # Layout
 //! - `targets`: what each role should run on each host, from the config.
 //! - `observe`: what the hosts run now, as planning needs it.
+//! - `release`: the release a deploy goes to, from this machine's image.
 //! - `rollback`: which retained release a rollback returns to.
 //! - `deliver`: the image to the hosts that lack it.
 //! - `execute`: batches, hosts, and the failure policy (stop or revert).
 //! - `gate`, `proxies`, `audit`: doctor's gate, the proxies, the audit line.
+//! - `setup`: `ballast setup`'s part under the lock.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,8 +20,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Loaded;
-use crate::delivery::{self, survey, DeliveryReport, Prepared, Store};
-use crate::engine::Engine;
+use crate::delivery::DeliveryReport;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Fleet;
 use crate::hooks::{Hook, HookEnv};
@@ -35,12 +36,15 @@ mod execute;
 mod gate;
 mod observe;
 mod proxies;
+mod release;
 mod rollback;
+mod setup;
 mod targets;
 
 use audit::audit;
 use gate::doctor_gate;
-pub use proxies::{proxied_hosts, proxy_route, setup, upgrade_proxies};
+pub use proxies::{proxied_hosts, proxy_route, upgrade_proxies};
+pub use setup::setup;
 pub use targets::{role_targets, Release};
 
 /// What to roll out.
@@ -469,7 +473,10 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
     let containers = observe::containers(d.fleet, &config.service).await?;
     let (release, image_ref, saved) = match goal {
         Goal::Deploy { image, version } => {
-            let (release, saved) = local_release(ctx, image, version).await?;
+            let (mut release, saved) = release::local_release(ctx, image, version).await?;
+            if let Some(registry) = config.delivery.registry() {
+                release.source = release::recorded_source(&containers, &release.image_id, &registry.server);
+            }
             (release, Some(image), saved)
         }
         Goal::Rollback(wanted) => {
@@ -545,50 +552,6 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
         .phases
         .push(("deliver".to_string(), started.elapsed().as_secs_f64()));
     Ok((plan, report))
-}
-
-/// The release of a local image: its ID (the config digest) and whether
-/// it has a HEALTHCHECK. An engine on the containerd store names images
-/// by manifest and reports no config digest: the image is saved to read
-/// it, and the save is kept for delivery.
-async fn local_release(
-    ctx: &Context<'_>,
-    image: &str,
-    version: &str,
-) -> Result<(Release, Option<Box<Prepared>>)> {
-    let local = Engine::local().await?;
-    let inspected = local
-        .call("inspect the image", local.docker().inspect_image(image))
-        .await;
-    let (mut image_id, image_healthcheck) = match inspected {
-        Ok(i) => (
-            i.id.clone().unwrap_or_default(),
-            crate::image::has_healthcheck(&i),
-        ),
-        // `plan` before a build: every host will need the new image.
-        Err(e) if e.kind == ErrorKind::NotFound && ctx.dry_run => {
-            ("(not built yet)".to_string(), false)
-        }
-        Err(e) if e.kind == ErrorKind::NotFound => {
-            return Err(Error::input("find the image", format_args!("{image} is not on this machine"))
-                .hint("build it first (ballast builds it when the config has `build`), or give an image that exists locally"))
-        }
-        Err(e) => return Err(e),
-    };
-    let mut saved = None;
-    if image_id.starts_with("sha256:") && survey::store(&local).await? == Store::Containerd {
-        let prepared = delivery::prepare(&local, image).await?;
-        image_id = prepared.image_id().to_string();
-        saved = Some(Box::new(prepared));
-    }
-    let release = Release {
-        version: version.to_string(),
-        image_id,
-        image_healthcheck,
-        retained: Default::default(),
-        source: None,
-    };
-    Ok((release, saved))
 }
 
 pub(crate) fn unix_now() -> i64 {

@@ -57,10 +57,17 @@ pub(super) fn choose_rollback(
         .iter()
         .map(|(h, c)| ((c.role.clone(), h.to_string()), c.config_digest.clone()))
         .collect();
-    let source = same
+    // The chosen container's own record first, then any other's, in one
+    // order every run.
+    let mut others: Vec<&str> = same
         .iter()
         .map(|(_, c)| c.image_source.as_str())
-        .find(|s| !s.is_empty())
+        .filter(|s| !s.is_empty())
+        .collect();
+    others.sort_unstable();
+    let source = Some(chosen.image_source.as_str())
+        .filter(|s| !s.is_empty())
+        .or(others.first().copied())
         .map(str::to_string);
     Ok(Release {
         version: chosen.version.clone(),

@@ -176,7 +176,7 @@ pub async fn setup(
     machines.registry_ca = ballast_core::setup::registry_ca(&loaded)?;
     let reach = service::reach(&loaded, accept_new);
     let on_event = |e: Event| out.progress(e.host.as_deref(), &e.message);
-    let hosts = loaded.config.hosts();
+    let hosts = loaded.config.all_hosts();
     // This machine's own engine (`local`) is not set up over SSH.
     let machines_in: Vec<String> = loaded
         .config

@@ -381,6 +381,22 @@ fn a_one_layer_change_reaches_every_engine_and_store() {
     );
 }
 
+/// A fail point armed in this process until dropped (a panic included).
+struct Armed(String);
+
+impl Armed {
+    fn at(name: &str, actions: &str) -> Armed {
+        ballast_core::faults::arm(name, actions).unwrap();
+        Armed(name.to_string())
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        ballast_core::faults::disarm(&self.0);
+    }
+}
+
 /// Runs `script` with `sh -c` on the lab host `container`; panics unless
 /// it succeeds.
 fn on_host(container: &str, script: &str) -> String {
@@ -457,7 +473,7 @@ fn the_containerd_store_gets_only_the_missing_layers() {
     // loads the partial v2 without a word, the check that a container can
     // be created from it fails, and the whole image follows.
     let host = &inv.hosts[1];
-    ballast_core::faults::arm(&format!("survey-shared@{}", host.ip), "return(1)").unwrap();
+    let _fault = Armed::at(&format!("survey-shared@{}", host.ip), "return(1)");
     let fallback = deliver(host, &v2);
     assert_eq!(
         (fallback.layers_sent, fallback.full),
