@@ -285,7 +285,9 @@ pub enum Compression {
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
     /// Over SSH, sending only the layers a host lacks, on the classic and
-    /// the containerd image store alike. No registry needed.
+    /// the containerd image store alike (but for a containerd-store host
+    /// sent an image built on a containerd-store engine, which gets it
+    /// whole). No registry needed.
     #[default]
     Direct,
     /// Through the registry of `delivery.registry`: pushed once, pulled

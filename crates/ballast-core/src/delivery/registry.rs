@@ -135,7 +135,9 @@ pub async fn push(
     if local_id != image_id && survey::store(local).await? == Store::Classic {
         return Err(Error::failed(
             &step,
-            format_args!("{reference} is {local_id} here now, not {image_id} as when the deploy planned"),
+            format_args!(
+                "{reference} is {local_id} here now, not {image_id} as when the deploy planned"
+            ),
         )
         .hint("another build moved the tag meanwhile: deploy again"));
     }

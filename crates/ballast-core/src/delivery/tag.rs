@@ -120,7 +120,10 @@ impl Prepared {
             )
         })?;
         let (repo, tag) = config.split_once(':').expect("a tag");
-        let options = TagImageOptionsBuilder::default().repo(repo).tag(tag).build();
+        let options = TagImageOptionsBuilder::default()
+            .repo(repo)
+            .tag(tag)
+            .build();
         to.call(
             &format!("tag image {unproven} as {config}"),
             to.docker().tag_image(unproven, Some(options)),

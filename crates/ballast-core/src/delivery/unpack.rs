@@ -49,11 +49,8 @@ pub async fn check(to: &Engine, image: &str, deadline: Duration) -> Result<()> {
         ..Default::default()
     };
     let options = CreateContainerOptionsBuilder::default().name(&name).build();
-    let created = tokio::time::timeout(
-        deadline,
-        to.docker().create_container(Some(options), body),
-    )
-    .await;
+    let created =
+        tokio::time::timeout(deadline, to.docker().create_container(Some(options), body)).await;
     match created {
         Ok(Ok(_)) => {
             // The image is proven; a container left behind is only litter,

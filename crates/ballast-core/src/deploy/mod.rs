@@ -475,7 +475,8 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
         Goal::Deploy { image, version } => {
             let (mut release, saved) = release::local_release(ctx, image, version).await?;
             if let Some(registry) = config.delivery.registry() {
-                release.source = release::recorded_source(&containers, &release.image_id, &registry.server);
+                release.source =
+                    release::recorded_source(&containers, &release.image_id, &registry.server);
             }
             (release, Some(image), saved)
         }

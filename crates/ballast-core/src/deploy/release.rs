@@ -89,7 +89,10 @@ mod tests {
         let observed = HashMap::from([
             (
                 "h1".to_string(),
-                vec![with("v2", "r:5000/shop@sha256:2"), with("v1", "r:5000/shop@sha256:1")],
+                vec![
+                    with("v2", "r:5000/shop@sha256:2"),
+                    with("v1", "r:5000/shop@sha256:1"),
+                ],
             ),
             ("h2".to_string(), vec![with("v2", "old:5000/shop@sha256:9")]),
             ("h3".to_string(), vec![with("v2", "")]),
