@@ -117,12 +117,15 @@ impl Pushed {
 }
 
 /// Pushes `reference` (an image of `local`, whose config digest is
-/// `image_id`: the release's ID) as `SERVER/REPOSITORY:TAG`, where the tag
-/// is `reference`'s.
+/// `image_id`: the release's ID) as `SERVER/REPOSITORY:VERSION`. Tagged by
+/// the release's version, not the reference's tag (`app:latest` deployed
+/// as v5): a registry's garbage collection deletes untagged manifests, and
+/// a rollback pulls an older release by its digest.
 pub async fn push(
     local: &Engine,
     reference: &str,
     image_id: &str,
+    version: &str,
     repository: &str,
     login: &Login,
 ) -> Result<Pushed> {
@@ -141,10 +144,7 @@ pub async fn push(
         )
         .hint("another build moved the tag meanwhile: deploy again"));
     }
-    let (_, tag) = tag_parts(reference, &local_id).ok_or_else(|| {
-        Error::input(&step, format_args!("{reference} names no tag to push"))
-            .hint("deploy an image by name and version, as ballast builds them")
-    })?;
+    let tag = version.to_string();
     let remote = format!("{}/{repository}", login.server);
     let options = TagImageOptionsBuilder::default()
         .repo(&remote)

@@ -64,7 +64,15 @@ pub(super) async fn deliver(d: &Deploy<'_>, plan: &Plan, supply: Supply<'_>) -> 
     }
     let local = Engine::local().await?;
     if let Some(registry) = registry {
-        return through_registry(d, &local, reference, &plan.image_id, registry, &needy).await;
+        return through_registry(
+            d,
+            &local,
+            reference,
+            (&plan.image_id, &plan.version),
+            registry,
+            &needy,
+        )
+        .await;
     }
     say(
         d.on_event,
@@ -132,7 +140,7 @@ async fn through_registry(
     d: &Deploy<'_>,
     local: &Engine,
     reference: &str,
-    image_id: &str,
+    (image_id, version): (&str, &str),
     registry: &Registry,
     needy: &[&str],
 ) -> Result<Delivered> {
@@ -146,22 +154,23 @@ async fn through_registry(
         None,
         format!("pushing {reference} to {}/{repository}", registry.server),
     );
-    let pushed = match registry::push(local, reference, image_id, &repository, &login).await {
-        Ok(pushed) => pushed,
-        // Only the record of where to pull it again is lost.
-        Err(e) if needy.is_empty() => {
-            say(
-                d.on_event,
-                None,
-                format!("warning: {e}; the new containers record no digest to pull again"),
-            );
-            return Ok(Delivered {
-                reports: Vec::new(),
-                source: None,
-            });
-        }
-        Err(e) => return Err(e),
-    };
+    let pushed =
+        match registry::push(local, reference, image_id, version, &repository, &login).await {
+            Ok(pushed) => pushed,
+            // Only the record of where to pull it again is lost.
+            Err(e) if needy.is_empty() => {
+                say(
+                    d.on_event,
+                    None,
+                    format!("warning: {e}; the new containers record no digest to pull again"),
+                );
+                return Ok(Delivered {
+                    reports: Vec::new(),
+                    source: None,
+                });
+            }
+            Err(e) => return Err(e),
+        };
     say(
         d.on_event,
         None,
