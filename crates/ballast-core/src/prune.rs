@@ -216,19 +216,18 @@ pub fn unused_images(
         .collect();
     // On the containerd store an image's ID is its manifest's, and the
     // config digest the containers record is in its config tag.
-    let configs = |i: &ImageFound| -> Vec<String> {
-        i.tags
-            .iter()
-            .filter_map(|t| crate::engine::config_of_tag(t))
-            .collect()
+    let config_of = |t: &str| {
+        crate::engine::config_of_tag(t).or_else(|| crate::delivery::config_of_unproven(t))
     };
+    let configs =
+        |i: &ImageFound| -> Vec<String> { i.tags.iter().filter_map(|t| config_of(t)).collect() };
     // A config tag is ballast's name for whatever release has that
-    // config: it makes no image shared (containers of other services
-    // keep what they use, below).
+    // config, and so is the name a delivery loads it under until proven
+    // (left by an interrupted one): neither makes an image shared
+    // (containers of other services keep what they use, below).
     let ours = |tag: &str| {
         let repo = crate::delivery::tag_parts(tag, "").map(|(repo, _)| repo);
-        repository.is_some_and(|r| repo.as_deref() == Some(r))
-            || crate::engine::config_of_tag(tag).is_some()
+        repository.is_some_and(|r| repo.as_deref() == Some(r)) || config_of(tag).is_some()
     };
     observed
         .images
@@ -715,6 +714,10 @@ mod tests {
                 image("sha256:m0", &[&tag('c')]),
             ],
         );
+        // An interrupted delivery left its unproven name on v1: still
+        // ballast's, so v1 goes when it is past retention.
+        let unproven = crate::delivery::oci::unproven_tag(&config('a'), "9-1").unwrap();
+        observed.images[1].tags.push(unproven.clone());
         observed.users = vec![
             user("id-web-v2", "sha256:m2"),
             user("id-web-v1", "sha256:m1"),
@@ -726,7 +729,7 @@ mod tests {
         assert_eq!(
             s.images,
             [
-                image("sha256:m1", &["shop:v1", &tag('a')]),
+                image("sha256:m1", &["shop:v1", &tag('a'), &unproven]),
                 image("sha256:m0", &[&tag('c')])
             ]
         );

@@ -24,7 +24,7 @@
 //! the whole image.
 
 pub mod archive;
-mod oci;
+pub(crate) mod oci;
 mod pipe;
 mod progress;
 pub mod registry;
@@ -48,6 +48,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::image::ImageEvent;
 
 pub use archive::Layer;
+pub use oci::config_of_unproven;
 pub use progress::{human_bytes, Progress};
 pub use survey::Store;
 pub use tag::tag_parts;
@@ -77,6 +78,9 @@ pub struct Prepared {
     tarball: PathBuf,
     /// Manifest, config and layers of the tarball.
     saved: archive::Saved,
+    /// The name the OCI layout is loaded under until proven
+    /// ([`oci::unproven_tag`]), this delivery's own.
+    unproven: Option<String>,
     /// The image as an OCI layout, for the containerd store; `None` when
     /// its layers are compressed in the tarball.
     oci: Option<Arc<oci::Layout>>,
@@ -199,10 +203,21 @@ pub async fn prepare(from: &Engine, reference: &str) -> Result<Prepared> {
             .on(from.host())
             .hint("check that this engine saves images correctly (`docker save`), then try again")
         })?;
-    let oci = oci::Layout::of(&saved).map(Arc::new);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let unproven = oci::unproven_tag(
+        &saved.image_id,
+        &format!("{}-{nanos:08x}", std::process::id()),
+    );
+    let oci = unproven
+        .as_deref()
+        .and_then(|name| oci::Layout::of(&saved, name))
+        .map(Arc::new);
     Ok(Prepared {
         reference: reference.to_string(),
         tarball,
+        unproven,
         oci,
         saved,
         deadline: SEND_DEADLINE,
@@ -290,11 +305,13 @@ impl Prepared {
                     .collect();
                 match survey::shared_layers(to, &diff_ids, SURVEY_DEADLINE).await {
                     Ok(shared) => shared,
-                    // Sending every layer is slower, never wrong.
-                    Err(e) => {
+                    // Sending every layer is slower, never wrong; a host
+                    // that does not answer, or an interrupt, stops here.
+                    Err(e) if matches!(e.kind, ErrorKind::Failed | ErrorKind::Timeout) => {
                         tracing::warn!(host = to.host(), error = %e, "could not tell which layers the host has; sending them all");
                         0
                     }
+                    Err(e) => return Err(e),
                 }
             }
         };
@@ -336,29 +353,36 @@ impl Prepared {
         on_event: &mut (dyn FnMut(ImageEvent) + Send),
     ) -> Result<u64, (u64, Error)> {
         let bytes = self.load(to, form, skip, on_event).await?;
+        let failed = |e: Error| (bytes, e);
         let unproven = match form {
-            Form::Oci => oci::unproven_tag(self.image_id()),
+            Form::Oci => self.unproven.as_deref(),
             Form::Save => None,
         };
-        let named = async {
-            if store == Store::Containerd {
-                let loaded_as = unproven.as_deref().unwrap_or(&self.reference);
-                unpack::check(to, loaded_as, self.deadline).await?;
+        if store == Store::Containerd {
+            let loaded_as = unproven.unwrap_or(&self.reference);
+            let deadline = self.deadline.min(unpack::DEADLINE);
+            if let Err(e) = unpack::check(to, loaded_as, deadline).await {
+                if let Some(unproven) = unproven {
+                    tag::untag(to, unproven).await;
+                }
+                return Err(failed(e));
             }
-            if let Some(unproven) = &unproven {
-                self.promote(to, unproven).await?;
-            }
-            let named = match form {
-                Form::Save => Named::ByReference,
-                Form::Oci => Named::ByConfig,
-            };
-            self.tag(to, store, named).await
+        }
+        // A failed promotion keeps the unproven name: it may be the proven
+        // image's only one (prune counts it as ballast's).
+        if let Some(unproven) = unproven {
+            self.promote(to, unproven).await.map_err(failed)?;
+        }
+        let named = match form {
+            Form::Save => Named::ByReference,
+            Form::Oci => Named::ByConfig,
         };
-        let outcome = named.await;
-        if let Some(unproven) = &unproven {
+        let outcome = self.tag(to, store, named).await;
+        // Its config tag holds it now.
+        if let Some(unproven) = unproven {
             tag::untag(to, unproven).await;
         }
-        outcome.map(|()| bytes).map_err(|e| (bytes, e))
+        outcome.map(|()| bytes).map_err(failed)
     }
 
     /// Streams `form` without `skip` into `to`'s image load, within the

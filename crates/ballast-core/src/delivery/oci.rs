@@ -31,12 +31,22 @@ use crate::engine::config_tag;
 /// image under it (a deploy would then find it and skip delivery).
 const UNPROVEN_REPO: &str = "ballast-unproven";
 
-/// `ballast-unproven:sha256-<hex>`: the name a layout of the image of
-/// config digest `id` is loaded under.
-pub fn unproven_tag(id: &str) -> Option<String> {
-    let tag = config_tag(id)?;
-    let (_, version) = tag.split_once(':')?;
-    Some(format!("{UNPROVEN_REPO}:{version}"))
+/// `ballast-unproven:<nonce>-sha256-<hex>`: the name a layout of the image
+/// of config digest `id` is loaded under by the delivery `nonce` names
+/// (one per process and image), so two deliveries of one image to a host
+/// never take each other's name away.
+pub fn unproven_tag(id: &str, nonce: &str) -> Option<String> {
+    config_tag(id)?;
+    let hex = id.strip_prefix("sha256:")?;
+    Some(format!("{UNPROVEN_REPO}:{nonce}-sha256-{hex}"))
+}
+
+/// The config digest an [`unproven_tag`] names.
+pub fn config_of_unproven(tag: &str) -> Option<String> {
+    let rest = tag.strip_prefix(UNPROVEN_REPO)?.strip_prefix(':')?;
+    let (_, hex) = rest.rsplit_once("sha256-")?;
+    let id = format!("sha256:{hex}");
+    config_tag(&id).map(|_| id)
 }
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -87,12 +97,11 @@ struct Index<'a> {
 }
 
 impl Layout {
-    /// The layout of `saved`, naming the image by its [`unproven_tag`];
-    /// `None` when a layer's blob digest is not known without reading it
-    /// (compressed layers).
-    pub fn of(saved: &Saved) -> Option<Layout> {
+    /// The layout of `saved`, naming the image `name` (its
+    /// [`unproven_tag`]); `None` when a layer's blob digest is not known
+    /// without reading it (compressed layers).
+    pub fn of(saved: &Saved, name: &str) -> Option<Layout> {
         let config_hex = saved.image_id.strip_prefix("sha256:")?.to_string();
-        let name = unproven_tag(&saved.image_id)?;
         let mut blobs = HashMap::new();
         let mut layers = Vec::with_capacity(saved.layers.len());
         for layer in &saved.layers {
@@ -254,7 +263,8 @@ mod tests {
                 repeat_first: false,
             };
             let (_dir, file, saved) = saved(&fake);
-            let layout = Layout::of(&saved).unwrap();
+            let layout =
+                Layout::of(&saved, &unproven_tag(&saved.image_id, "1-a").unwrap()).unwrap();
             let out = layout.write(&file, &HashSet::new(), Vec::new()).unwrap();
             let files = entries(&out);
             let index = json(&files["index.json"]);
@@ -263,7 +273,7 @@ mod tests {
             let hex = saved.image_id.strip_prefix("sha256:").unwrap();
             assert_eq!(
                 listed["annotations"][NAME_ANNOTATION],
-                format!("docker.io/library/ballast-unproven:sha256-{hex}")
+                format!("docker.io/library/ballast-unproven:1-a-sha256-{hex}")
             );
             let manifest_hex = layout.manifest_digest.strip_prefix("sha256:").unwrap();
             let manifest = &files[&format!("blobs/sha256/{manifest_hex}")];
@@ -296,7 +306,7 @@ mod tests {
             repeat_first: true,
         };
         let (_dir, file, saved) = saved(&fake);
-        let layout = Layout::of(&saved).unwrap();
+        let layout = Layout::of(&saved, &unproven_tag(&saved.image_id, "1-a").unwrap()).unwrap();
         let all = entries(&layout.write(&file, &HashSet::new(), Vec::new()).unwrap());
         // base and mid; the top repeats base.
         assert_eq!(all.len(), 4 + 2);
@@ -314,6 +324,22 @@ mod tests {
     }
 
     #[test]
+    fn unproven_names_are_per_delivery_and_name_their_config() {
+        let id = format!("sha256:{}", "ab".repeat(32));
+        let a = unproven_tag(&id, "7-0000beef").unwrap();
+        assert_eq!(
+            a,
+            format!("ballast-unproven:7-0000beef-sha256-{}", "ab".repeat(32))
+        );
+        assert!(a.len() <= 128 + "ballast-unproven:".len(), "a Docker tag");
+        assert_ne!(a, unproven_tag(&id, "8-0000beef").unwrap());
+        assert_eq!(config_of_unproven(&a), Some(id));
+        assert_eq!(unproven_tag("sha256:abc", "n"), None);
+        assert_eq!(config_of_unproven("ballast-image:sha256-ab"), None);
+        assert_eq!(config_of_unproven("ballast-unproven:n-sha256-zz"), None);
+    }
+
+    #[test]
     fn compressed_layers_get_no_layout() {
         let fake = Fake {
             layers: vec![b"base".to_vec()],
@@ -321,8 +347,8 @@ mod tests {
             repeat_first: false,
         };
         let (_dir, _file, mut saved) = saved(&fake);
-        assert!(Layout::of(&saved).is_some());
+        assert!(Layout::of(&saved, "n").is_some());
         saved.layers[0].data = format!("blobs/sha256/{}", "c".repeat(64));
-        assert_eq!(Layout::of(&saved), None);
+        assert_eq!(Layout::of(&saved, "n"), None);
     }
 }

@@ -116,30 +116,44 @@ impl Pushed {
     }
 }
 
-/// Pushes `reference` (an image of `local`, whose config digest is
-/// `image_id`: the release's ID) as `SERVER/REPOSITORY:VERSION`. Tagged by
-/// the release's version, not the reference's tag (`app:latest` deployed
-/// as v5): a registry's garbage collection deletes untagged manifests, and
-/// a rollback pulls an older release by its digest.
+/// The image a deploy planned with, as this machine's engine has it.
+#[derive(Debug, Clone, Copy)]
+pub struct Planned<'a> {
+    /// The name it was asked for by (`app:v2`).
+    pub reference: &'a str,
+    /// Its ID here when the deploy planned: the config digest on the
+    /// classic store, the manifest's on the containerd store.
+    pub local_id: &'a str,
+    /// Its config digest: the release's ID.
+    pub image_id: &'a str,
+    pub version: &'a str,
+}
+
+/// Pushes the `planned` image of `local` as `SERVER/REPOSITORY:VERSION`.
+/// Tagged by the release's version, not the reference's tag (`app:latest`
+/// deployed as v5): a registry's garbage collection deletes untagged
+/// manifests, and a rollback pulls an older release by its digest.
 pub async fn push(
     local: &Engine,
-    reference: &str,
-    image_id: &str,
-    version: &str,
+    planned: Planned<'_>,
     repository: &str,
     login: &Login,
 ) -> Result<Pushed> {
+    let Planned {
+        reference,
+        local_id,
+        image_id,
+        version,
+    } = planned;
     let step = format!("push {reference} to {}", login.server);
-    // Its ID here: the config digest on the classic store, the manifest's
-    // on the containerd store.
-    let local_id = local.image_id(reference).await?.ok_or_else(|| {
+    let now = local.image_id(reference).await?.ok_or_else(|| {
         Error::failed(&step, format_args!("this machine has no image {reference}"))
     })?;
-    if local_id != image_id && survey::store(local).await? == Store::Classic {
+    if now != local_id {
         return Err(Error::failed(
             &step,
             format_args!(
-                "{reference} is {local_id} here now, not {image_id} as when the deploy planned"
+                "{reference} is {now} here now, not {local_id} as when the deploy planned"
             ),
         )
         .hint("another build moved the tag meanwhile: deploy again"));
@@ -151,7 +165,7 @@ pub async fn push(
         .tag(&tag)
         .build();
     local
-        .call(&step, local.docker().tag_image(&local_id, Some(options)))
+        .call(&step, local.docker().tag_image(local_id, Some(options)))
         .await?;
     let options = PushImageOptionsBuilder::default().tag(&tag).build();
     let mut stream = local

@@ -20,6 +20,9 @@ use crate::error::{Error, ErrorKind, Result};
 /// Label of the check's containers, so leftovers (an interrupted delivery)
 /// are found and removed.
 const CHECK_LABEL: &str = "io.ballast.delivery-check";
+/// How long the check may take at most: creating the container unpacks
+/// the image if the load did not, a few minutes for a big one.
+pub const DEADLINE: Duration = Duration::from_secs(10 * 60);
 /// A check container older than this is a leftover: no check runs so long.
 const STALE: Duration = Duration::from_secs(15 * 60);
 
@@ -71,7 +74,11 @@ pub async fn check(to: &Engine, image: &str, deadline: Duration) -> Result<()> {
                 _ => Err(e),
             }
         }
-        Err(_) => Err(Error::timeout(&step, deadline).on(to.host())),
+        Err(_) => {
+            // The engine may still make it: take it away if it did.
+            let _ = remove(to, &name).await;
+            Err(Error::timeout(&step, deadline).on(to.host()))
+        }
     }
 }
 

@@ -20,9 +20,14 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the plan's image comes from.
 pub(super) enum Supply<'a> {
-    /// A deploy: this machine's image of that reference, already saved
-    /// when naming the release needed it.
-    Local(&'a str, Option<Box<Prepared>>),
+    /// A deploy: this machine's image of that reference, with its ID here
+    /// when the deploy planned; already saved when naming the release
+    /// needed it.
+    Local {
+        reference: &'a str,
+        local_id: String,
+        saved: Option<Box<Prepared>>,
+    },
     /// A rollback: the hosts that lack the release's image pull it again
     /// from [`Plan::image_source`]; without one, none may lack it.
     Recorded,
@@ -39,7 +44,7 @@ pub(super) struct Delivered {
 pub(super) async fn deliver(d: &Deploy<'_>, plan: &Plan, supply: Supply<'_>) -> Result<Delivered> {
     let needy = plan.deliveries();
     let registry = d.ctx.loaded.config.delivery.registry();
-    let (reference, saved) = match supply {
+    let (reference, local_id, saved) = match supply {
         Supply::Recorded => {
             let reports = again_by_digest(d, plan, registry, &needy).await?;
             return Ok(Delivered {
@@ -47,16 +52,20 @@ pub(super) async fn deliver(d: &Deploy<'_>, plan: &Plan, supply: Supply<'_>) -> 
                 source: plan.image_source.clone(),
             });
         }
-        Supply::Local(reference, saved) => (reference, saved),
+        Supply::Local {
+            reference,
+            local_id,
+            saved,
+        } => (reference, local_id, saved),
     };
     // Through a registry, a release that creates containers is pushed even
-    // when every host has its image, so they record where to pull it
-    // again, unless its containers already record it.
+    // when every host has its image: the push tags it again by version (a
+    // registry's garbage collection keeps it) and tells the new containers
+    // where to pull it again.
     let creates = plan
         .host_plans()
         .any(|p| p.steps.iter().any(|s| s.kind() == StepKind::Create));
-    let recorded = plan.image_source.is_some();
-    if needy.is_empty() && (registry.is_none() || !creates || recorded) {
+    if needy.is_empty() && (registry.is_none() || !creates) {
         return Ok(Delivered {
             reports: Vec::new(),
             source: None,
@@ -64,11 +73,17 @@ pub(super) async fn deliver(d: &Deploy<'_>, plan: &Plan, supply: Supply<'_>) -> 
     }
     let local = Engine::local().await?;
     if let Some(registry) = registry {
+        let planned = registry::Planned {
+            reference,
+            local_id: &local_id,
+            image_id: &plan.image_id,
+            version: &plan.version,
+        };
         return through_registry(
             d,
             &local,
-            reference,
-            (&plan.image_id, &plan.version),
+            planned,
+            plan.image_source.as_deref(),
             registry,
             &needy,
         )
@@ -124,6 +139,19 @@ pub(super) async fn deliver(d: &Deploy<'_>, plan: &Plan, supply: Supply<'_>) -> 
     })
 }
 
+/// The repository an image goes to by default: its name without tag and
+/// without a registry of its own (`registry.local:5000/team/app:2` →
+/// `team/app`).
+fn default_repository(image: &str) -> String {
+    let name = crate::prune::repository(image).unwrap_or_else(|| image.to_string());
+    match name.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            rest.to_string()
+        }
+        _ => name,
+    }
+}
+
 /// The registry's login, with the password from the secrets.
 fn login(d: &Deploy<'_>, registry: &Registry) -> registry::Login {
     let password = d
@@ -135,42 +163,50 @@ fn login(d: &Deploy<'_>, registry: &Registry) -> registry::Login {
     registry::Login::new(registry, password)
 }
 
-/// Pushes `reference` once, then has every host in `needy` pull it by digest.
+/// Pushes the `planned` image once, then has every host in `needy` pull
+/// it by digest. `recorded`: where containers of this image already say
+/// it can be pulled, kept when only that record was at stake.
 async fn through_registry(
     d: &Deploy<'_>,
     local: &Engine,
-    reference: &str,
-    (image_id, version): (&str, &str),
+    planned: registry::Planned<'_>,
+    recorded: Option<&str>,
     registry: &Registry,
     needy: &[&str],
 ) -> Result<Delivered> {
     let login = login(d, registry);
-    let repository = registry.repository.clone().unwrap_or_else(|| {
-        let image = &d.ctx.loaded.config.image;
-        image.split(':').next().unwrap_or(image).to_string()
-    });
+    let repository = registry
+        .repository
+        .clone()
+        .unwrap_or_else(|| default_repository(&d.ctx.loaded.config.image));
     say(
         d.on_event,
         None,
-        format!("pushing {reference} to {}/{repository}", registry.server),
+        format!(
+            "pushing {} to {}/{repository}",
+            planned.reference, registry.server
+        ),
     );
-    let pushed =
-        match registry::push(local, reference, image_id, version, &repository, &login).await {
-            Ok(pushed) => pushed,
-            // Only the record of where to pull it again is lost.
-            Err(e) if needy.is_empty() => {
-                say(
-                    d.on_event,
-                    None,
-                    format!("warning: {e}; the new containers record no digest to pull again"),
-                );
-                return Ok(Delivered {
-                    reports: Vec::new(),
-                    source: None,
-                });
-            }
-            Err(e) => return Err(e),
-        };
+    let pushed = match registry::push(local, planned, &repository, &login).await {
+        Ok(pushed) => pushed,
+        // No host waits for it: only the record of where to pull it
+        // again is at stake, and containers may already hold one.
+        Err(e) if needy.is_empty() => {
+            say(
+                d.on_event,
+                None,
+                format!(
+                    "warning: {e}; the new containers record {}",
+                    recorded.unwrap_or("no digest to pull it again by")
+                ),
+            );
+            return Ok(Delivered {
+                reports: Vec::new(),
+                source: recorded.map(str::to_string),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     say(
         d.on_event,
         None,
@@ -272,4 +308,22 @@ fn missing_images(plan: &Plan, lacking: &[&str]) -> Error {
         "deploy {} again instead (its image is sent), or roll back the other hosts with --hosts",
         plan.version
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_repository_is_the_image_name_alone() {
+        assert_eq!(default_repository("hello"), "hello");
+        assert_eq!(default_repository("hello:v1"), "hello");
+        assert_eq!(default_repository("team/app:2"), "team/app");
+        assert_eq!(default_repository("localhost:5000/app"), "app");
+        assert_eq!(default_repository("localhost/app:1"), "app");
+        assert_eq!(
+            default_repository("registry.local:5000/team/app:2"),
+            "team/app"
+        );
+    }
 }

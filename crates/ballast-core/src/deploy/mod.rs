@@ -473,15 +473,20 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
     let containers = observe::containers(d.fleet, &config.service).await?;
     let (release, image_ref, saved) = match goal {
         Goal::Deploy { image, version } => {
-            let (mut release, saved) = release::local_release(ctx, image, version).await?;
+            let release::Local {
+                mut release,
+                id,
+                saved,
+            } = release::local_release(ctx, image, version).await?;
             if let Some(registry) = config.delivery.registry() {
                 release.source =
                     release::recorded_source(&containers, &release.image_id, &registry.server);
             }
-            (release, Some(image), saved)
+            (release, Some((image, id)), saved)
         }
         Goal::Rollback(wanted) => {
-            let release = rollback::choose_rollback(&containers, wanted.as_deref())?;
+            let server = config.delivery.registry().map(|r| r.server.as_str());
+            let release = rollback::choose_rollback(&containers, wanted.as_deref(), server)?;
             say(
                 d.on_event,
                 None,
@@ -523,7 +528,11 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
         .push(("plan".to_string(), started.elapsed().as_secs_f64()));
     plan.image_source = release.source.clone();
     let supply = match image_ref {
-        Some(image) => deliver::Supply::Local(image, saved),
+        Some((image, id)) => deliver::Supply::Local {
+            reference: image,
+            local_id: id,
+            saved,
+        },
         None => {
             let registry = config.delivery.registry();
             deliver::pull_again(d, &plan, registry, &plan.deliveries())?;

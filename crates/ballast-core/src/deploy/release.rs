@@ -30,15 +30,22 @@ pub(super) fn recorded_source(
     sources.first().map(|s| s.to_string())
 }
 
+/// A deploy's release and the local image it comes from.
+pub(super) struct Local {
+    pub release: Release,
+    /// The image's ID on this machine's engine (the config digest, or on
+    /// the containerd store the manifest's): it must not move before the
+    /// image leaves.
+    pub id: String,
+    /// The image saved to read its config digest, kept for delivery.
+    pub saved: Option<Box<Prepared>>,
+}
+
 /// The release of a local image: its ID (the config digest) and whether
 /// it has a HEALTHCHECK. An engine on the containerd store names images
 /// by manifest and reports no config digest: the image is saved to read
 /// it, and the save is kept for delivery.
-pub(super) async fn local_release(
-    ctx: &Context<'_>,
-    image: &str,
-    version: &str,
-) -> Result<(Release, Option<Box<Prepared>>)> {
+pub(super) async fn local_release(ctx: &Context<'_>, image: &str, version: &str) -> Result<Local> {
     let local = Engine::local().await?;
     let inspected = local
         .call("inspect the image", local.docker().inspect_image(image))
@@ -58,6 +65,7 @@ pub(super) async fn local_release(
         }
         Err(e) => return Err(e),
     };
+    let id = image_id.clone();
     let mut saved = None;
     if image_id.starts_with("sha256:") && survey::store(&local).await? == Store::Containerd {
         let prepared = delivery::prepare(&local, image).await?;
@@ -71,7 +79,7 @@ pub(super) async fn local_release(
         retained: Default::default(),
         source: None,
     };
-    Ok((release, saved))
+    Ok(Local { release, id, saved })
 }
 
 #[cfg(test)]

@@ -9,10 +9,12 @@ use crate::release::AppContainer;
 
 /// The release to roll back to: `wanted`, or the newest retained version
 /// that no host runs now; with the digest of each host's retained
-/// container, so it is started as it is.
+/// container, so it is started as it is, and where its image can be pulled
+/// again (on the registry `server` configured now, when one is).
 pub(super) fn choose_rollback(
     observed: &HashMap<String, Vec<AppContainer>>,
     wanted: Option<&str>,
+    server: Option<&str>,
 ) -> Result<Release> {
     let all: Vec<(&String, &AppContainer)> = observed
         .iter()
@@ -57,18 +59,19 @@ pub(super) fn choose_rollback(
         .iter()
         .map(|(h, c)| ((c.role.clone(), h.to_string()), c.config_digest.clone()))
         .collect();
-    // The chosen container's own record first, then any other's, in one
-    // order every run.
-    let mut others: Vec<&str> = same
+    // On the configured registry first, the chosen container's own record
+    // before the others', in one order every run.
+    let mut sources: Vec<(bool, bool, &str)> = same
         .iter()
-        .map(|(_, c)| c.image_source.as_str())
-        .filter(|s| !s.is_empty())
+        .map(|(_, c)| {
+            let s = c.image_source.as_str();
+            let elsewhere = server.is_none_or(|server| !s.starts_with(&format!("{server}/")));
+            (elsewhere, c.id != chosen.id, s)
+        })
+        .filter(|(_, _, s)| !s.is_empty())
         .collect();
-    others.sort_unstable();
-    let source = Some(chosen.image_source.as_str())
-        .filter(|s| !s.is_empty())
-        .or(others.first().copied())
-        .map(str::to_string);
+    sources.sort_unstable();
+    let source = sources.first().map(|(_, _, s)| s.to_string());
     Ok(Release {
         version: chosen.version.clone(),
         image_id: chosen.image_id.clone(),
@@ -131,10 +134,38 @@ mod tests {
                 vec![app_container("web", "v2", ContainerState::Running)],
             ),
         ]);
-        let release = choose_rollback(&observed, None).unwrap();
+        let release = choose_rollback(&observed, None, Some("r:5000")).unwrap();
         assert_eq!(release.version, "v1");
         assert_eq!(release.source.as_deref(), Some("r:5000/shop@sha256:1"));
         assert_eq!(release.retained.len(), 1);
+        // Its own record is on a registry no longer configured; another
+        // container of the same release has one on the configured one.
+        let moved = on(&[
+            (
+                "h1",
+                vec![
+                    app_container("web", "v2", ContainerState::Running),
+                    AppContainer {
+                        image_source: "old:5000/shop@sha256:1".into(),
+                        created: 2,
+                        ..app_container("web", "v1", ContainerState::Exited)
+                    },
+                ],
+            ),
+            (
+                "h2",
+                vec![AppContainer {
+                    id: "other".into(),
+                    image_source: "r:5000/shop@sha256:1".into(),
+                    created: 1,
+                    ..app_container("web", "v1", ContainerState::Exited)
+                }],
+            ),
+        ]);
+        let release = choose_rollback(&moved, None, Some("r:5000")).unwrap();
+        assert_eq!(release.source.as_deref(), Some("r:5000/shop@sha256:1"));
+        let release = choose_rollback(&moved, None, Some("old:5000")).unwrap();
+        assert_eq!(release.source.as_deref(), Some("old:5000/shop@sha256:1"));
         // A release sent directly records nothing.
         let direct = on(&[(
             "h1",
@@ -143,6 +174,6 @@ mod tests {
                 app_container("web", "v1", ContainerState::Exited),
             ],
         )]);
-        assert_eq!(choose_rollback(&direct, None).unwrap().source, None);
+        assert_eq!(choose_rollback(&direct, None, None).unwrap().source, None);
     }
 }
