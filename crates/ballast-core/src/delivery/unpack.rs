@@ -33,10 +33,7 @@ const STALE: Duration = Duration::from_secs(15 * 60);
 pub async fn check(to: &Engine, image: &str, deadline: Duration) -> Result<()> {
     let step = format!("check that {image} unpacks on the host");
     remove_leftovers(to).await;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let name = format!("ballast-delivery-check-{}-{nanos:08x}", std::process::id());
+    let name = format!("ballast-delivery-check-{}", super::nonce());
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         // Never started: only an image without any command needs one to
