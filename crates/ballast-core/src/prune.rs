@@ -300,12 +300,27 @@ pub async fn observe(engine: &Engine, service: &str) -> Result<Observed> {
     })
 }
 
-/// Removes container `name`; `force` kills it first if it runs (without
-/// it, Docker refuses a running one). Its anonymous volumes stay.
-pub async fn remove_container(engine: &Engine, name: &str, force: bool) -> Result<()> {
+/// What becomes of a removed container's anonymous volumes (one per
+/// `VOLUME` of its image that nothing was mounted on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnonymousVolumes {
+    /// They may hold data someone wants back.
+    Keep,
+    /// The container never ran: they hold only the image's files.
+    Remove,
+}
+
+/// Removes container `name`, if it is there; `force` kills it first if
+/// it runs (without it, Docker refuses a running one).
+pub async fn remove_container(
+    engine: &Engine,
+    name: &str,
+    force: bool,
+    volumes: AnonymousVolumes,
+) -> Result<()> {
     let options = RemoveContainerOptionsBuilder::default()
         .force(force)
-        .v(false)
+        .v(volumes == AnonymousVolumes::Remove)
         .build();
     match engine
         .call(
@@ -453,7 +468,7 @@ async fn prune_host(
         stop_if_cancelled(cancel, host)?;
         let service = &c.loaded.config.service;
         let secrets = crate::rollout::secret_dirs_of(host, service, &container.name).await;
-        remove_container(engine, &container.name, false).await?;
+        remove_container(engine, &container.name, false, AnonymousVolumes::Keep).await?;
         for dir in secrets {
             crate::rollout::remove_dir(host, &dir).await?;
         }

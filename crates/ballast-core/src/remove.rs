@@ -285,7 +285,7 @@ async fn remove_host(
             // A failed stop is not fatal: the forced removal kills it.
             let _ = stop(host, &c.name, config.stop_timeout(&c.role)).await;
         }
-        prune::remove_container(engine, &c.name, true).await?;
+        prune::remove_container(engine, &c.name, true, prune::AnonymousVolumes::Keep).await?;
         done.containers.push(Doomed::of(c));
     }
     prune::stop_if_cancelled(cancel, host)?;

@@ -67,7 +67,13 @@ pub async fn found(host: &Host, spec: &AccessorySpec) -> Result<Found> {
 /// Removes `name` (killing it if it runs); its volumes and the host
 /// directories it mounts stay. Gone already is fine.
 pub async fn remove(host: &Host, name: &str) -> Result<()> {
-    crate::prune::remove_container(host.engine(), name, true).await
+    crate::prune::remove_container(
+        host.engine(),
+        name,
+        true,
+        crate::prune::AnonymousVolumes::Keep,
+    )
+    .await
 }
 
 /// Waits until `name` is healthy by `mode` within `deadline`; on failure

@@ -10,12 +10,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, ListContainersOptionsBuilder};
 
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
+use crate::prune::{self, AnonymousVolumes};
 
 /// Label of the check's containers, so leftovers (an interrupted delivery)
 /// are found and removed.
@@ -110,18 +109,5 @@ async fn remove_leftovers(to: &Engine) {
 /// Removes the check's container `name` and its anonymous volumes (an
 /// image's `VOLUME`s get one each), if it is there.
 async fn remove(to: &Engine, name: &str) -> Result<()> {
-    let options = RemoveContainerOptionsBuilder::default()
-        .force(true)
-        .v(true)
-        .build();
-    match to
-        .call(
-            &format!("remove {name}"),
-            to.docker().remove_container(name, Some(options)),
-        )
-        .await
-    {
-        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
+    prune::remove_container(to, name, true, AnonymousVolumes::Remove).await
 }
