@@ -109,13 +109,18 @@ impl<'p> HostRun<'p> {
         while self.next < end.min(plan.steps.len()) {
             let step = &plan.steps[self.next];
             self.next += 1;
-            // Interrupted with only pruning left: the host is done.
-            if self.proven && r.cancel.is_cancelled() && matches!(step, Step::Remove { .. }) {
+            let retiring =
+                matches!(step, Step::Remove { .. }) || self.next > plan.steps.len() - plan.behind;
+            let started = Instant::now();
+            let before = checkpoint(r.cancel, "before", step).await;
+            // Interrupted with only retiring left (pruning, or what the
+            // plan leaves for after the last batch: stopping the drained
+            // old): the host is done, and serves the target.
+            if self.proven && retiring && r.cancel.is_cancelled() {
                 self.next = plan.steps.len();
                 break;
             }
-            let started = Instant::now();
-            let result = match checkpoint(r.cancel, "before", step).await {
+            let result = match before {
                 Err(e) => Err(e),
                 Ok(()) => do_step(host, plan, r, step, self.proven, &mut self.undo, on_event).await,
             };

@@ -570,8 +570,10 @@ pub struct DeploySettings {
     /// Create and start the new containers of roles behind the proxy on
     /// every host before the first batch switches: they take no traffic
     /// until their batch's proxy switch proves them, and the batches then
-    /// only switch. Set to false where a host cannot hold two versions of
-    /// a role at once: each batch then starts its own.
+    /// only switch; each host's old container, drained at its switch,
+    /// stops while the later batches switch. Set to false where a host
+    /// cannot hold two versions of a role at once: each batch then starts
+    /// its own and stops the old.
     #[serde(default = "defaults::yes")]
     pub start_ahead: bool,
 }

@@ -1,14 +1,21 @@
-//! Carrying out a plan: batch after batch, the hosts of a batch together.
+//! Carrying out a plan: the steps that run ahead of the batches on every
+//! host at once, then batch after batch, the hosts of a batch together;
+//! each switched host stops its drained old containers beside the later
+//! batches, and the deploy ends once all have.
 //! The first batch with a failed host is the last; with
 //! `deploy.on_failure: revert`, the hosts this rollout already switched go
 //! back to what they served before, through the same gate and switch. An
-//! interrupt stops the rollout between steps; the hosts it reached are put
-//! back as they were, the rest are not touched.
+//! interrupt stops the rollout between steps: a host it caught before its
+//! switch is put back as it was, a switched host stays on the new release
+//! (an old container it had not stopped yet runs on without traffic
+//! until the next deploy), and the rest are not touched.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Instant;
 
-use futures_util::{stream, StreamExt};
+use futures_util::stream::{self, FuturesUnordered};
+use futures_util::StreamExt;
 
 use super::{say, Deploy, HostOutcome, Outcome, Report};
 use crate::config::OnFailure;
@@ -28,6 +35,10 @@ pub(super) async fn execute(d: &Deploy<'_>, plan: &Plan, report: &mut Report) {
     let mut step_times = Timing::new();
     let mut done: Vec<&HostPlan> = Vec::new();
     let source = plan.image_source.as_deref();
+    // Switched hosts retiring their old containers beside later batches
+    // (`HostPlan::behind`), and those that finished.
+    let mut retiring = FuturesUnordered::new();
+    let mut retired: Vec<(&HostPlan, Result<()>)> = Vec::new();
     let (mut runs, ended, ahead_timing) = start_ahead(d, plan).await;
     add_slowest(&mut step_times, ahead_timing.iter());
     // A host that failed to start ahead halts the deploy before anything
@@ -42,6 +53,9 @@ pub(super) async fn execute(d: &Deploy<'_>, plan: &Plan, report: &mut Report) {
             .iter()
             .filter(|p| !ended.iter().any(|(e, _)| std::ptr::eq(*e, *p)))
             .collect();
+        // A host that failed to stop its old container was put back: that
+        // is a failed host too.
+        halted |= retired.iter().any(|(_, r)| is_failure(r));
         if halted || d.ctx.cancel.is_cancelled() {
             let outcome = if halted {
                 Outcome::NotRun
@@ -62,18 +76,56 @@ pub(super) async fn execute(d: &Deploy<'_>, plan: &Plan, report: &mut Report) {
             }
             continue;
         }
-        let results = roll_batch(d, source, &hosts, &mut runs).await;
+        let rolling = roll_batch(d, source, &hosts, &mut runs);
+        let results = beside(rolling, &mut retiring, &mut retired).await;
         // Hosts of a batch roll together: the slowest one sets the pace.
-        add_slowest(&mut step_times, results.iter().map(|(_, (_, t))| t));
-        for (p, (r, _)) in results {
+        add_slowest(&mut step_times, results.iter().map(|(_, (_, t), _)| t));
+        for (p, (r, _), rest) in results {
             if is_failure(&r) {
                 halted = true;
             }
             if r.is_ok() && !p.is_current() && p.switches() {
                 done.push(p);
             }
-            record(report, p, r.as_ref().err());
+            match rest {
+                Some(run) => retiring.push(retire(d, source, p, run)),
+                None => record(report, p, r.as_ref().err()),
+            }
         }
+    }
+    // What the last batches still retire is all that is left to wait for.
+    let waited = Instant::now();
+    if !retiring.is_empty() {
+        say(
+            d.on_event,
+            None,
+            format!(
+                "waiting for {} host(s) to stop their old containers",
+                retiring.len()
+            ),
+        );
+    }
+    while let Some(r) = retiring.next().await {
+        retired.push(r);
+    }
+    if !retired.is_empty() {
+        step_times.insert("stop", waited.elapsed().as_secs_f64());
+    }
+    // An interrupt leaves a switched host on the target (see
+    // `HostRun::until`), whatever it had not stopped yet still running.
+    if !retired.is_empty() && d.ctx.cancel.is_cancelled() {
+        say(
+            d.on_event,
+            None,
+            "interrupted: old containers not stopped yet keep running without traffic; the next deploy stops them".into(),
+        );
+    }
+    for (p, r) in retired {
+        if is_failure(&r) {
+            halted = true;
+            done.retain(|q| !std::ptr::eq(*q, p));
+        }
+        record(report, p, r.as_ref().err());
     }
     // Started ahead (or left unproven by an earlier deploy), never
     // switched: their new containers go.
@@ -93,10 +145,39 @@ pub(super) async fn execute(d: &Deploy<'_>, plan: &Plan, report: &mut Report) {
         .phases
         .push(("roll".to_string(), started.elapsed().as_secs_f64()));
     // In the order a host goes through them.
-    report.steps = ["start", "healthy", "switch"]
+    report.steps = ["start", "healthy", "stop"]
         .into_iter()
         .filter_map(|phase| Some((phase.to_string(), *step_times.get(phase)?)))
         .collect();
+}
+
+/// Awaits `work` (a batch) while the hosts switched before it retire their
+/// old containers, collecting those that finish.
+async fn beside<T, R>(
+    work: impl Future<Output = T>,
+    retiring: &mut FuturesUnordered<impl Future<Output = R>>,
+    retired: &mut Vec<R>,
+) -> T {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            Some(r) = retiring.next(), if !retiring.is_empty() => retired.push(r),
+        }
+    }
+}
+
+/// Runs what a switched host left for after its batch: stopping the old
+/// containers the proxy drained, pruning. A failure undoes the host's
+/// rollout (the proxy goes back to the old container).
+async fn retire<'p>(
+    d: &Deploy<'_>,
+    source: Option<&str>,
+    p: &'p HostPlan,
+    run: HostRun<'p>,
+) -> (&'p HostPlan, Result<()>) {
+    let (result, _, _) = roll_host(d, source, p, Some(run), p.steps.len()).await;
+    (p, result)
 }
 
 fn is_failure(r: &Result<()>) -> bool {
@@ -189,19 +270,27 @@ async fn start_ahead<'p>(
     (runs, ended, timings)
 }
 
+/// One host's part of a batch: how it ended, its timing, and its run when
+/// steps remain for after the last batch (`HostPlan::behind`).
+type Rolled<'p> = (&'p HostPlan, (Result<()>, Timing), Option<HostRun<'p>>);
+
 /// Rolls the hosts of one batch at once, finishing runs started ahead.
 async fn roll_batch<'p>(
     d: &Deploy<'_>,
     source: Option<&str>,
     hosts: &[&'p HostPlan],
     runs: &mut Runs<'p>,
-) -> Vec<(&'p HostPlan, (Result<()>, Timing))> {
+) -> Vec<Rolled<'p>> {
     let batch: Vec<_> = hosts
         .iter()
         .map(|p| (*p, runs.remove(&(p.host.clone(), p.role.clone()))))
         .collect();
     stream::iter(batch)
-        .map(|(p, run)| async move { (p, roll_host(d, source, p, run).await) })
+        .map(|(p, run)| async move {
+            let end = p.steps.len() - p.behind;
+            let (result, timing, run) = roll_host(d, source, p, run, end).await;
+            (p, (result, timing), run)
+        })
         .buffer_unordered(d.fleet.concurrency)
         .collect()
         .await
@@ -235,13 +324,15 @@ fn say_rollout(d: &Deploy<'_>, host: &str, e: RolloutEvent) {
     }
 }
 
-/// Carries out one host's plan, or what remains of it.
+/// Carries out one host's plan, or what remains of it, up to step `end`
+/// (exclusive); returns the run when steps remain, to finish later.
 async fn roll_host<'p>(
     d: &Deploy<'_>,
     source: Option<&str>,
     p: &'p HostPlan,
     run: Option<HostRun<'p>>,
-) -> (Result<()>, Timing) {
+    end: usize,
+) -> (Result<()>, Timing, Option<HostRun<'p>>) {
     let mut timing = Timing::new();
     if p.is_current() {
         say(
@@ -249,17 +340,18 @@ async fn roll_host<'p>(
             Some(&p.host),
             format!("{} already runs {}", p.role, p.target),
         );
-        return (Ok(()), timing);
+        return (Ok(()), timing, None);
     }
     let host = d.fleet.get(&p.host).expect("planned hosts are connected");
     let mut run = run.unwrap_or_else(|| HostRun::new(p, &d.ctx.loaded.config.service));
     let result = run
-        .until(host, &rollout(d, source), p.steps.len(), &mut |e| {
+        .until(host, &rollout(d, source), end, &mut |e| {
             timed(&mut timing, &e);
             say_rollout(d, &p.host, e)
         })
         .await;
-    (result, timing)
+    let rest = (result.is_ok() && run.unfinished()).then_some(run);
+    (result, timing, rest)
 }
 
 /// Puts the hosts this rollout switched back on what they served before,
@@ -311,8 +403,9 @@ async fn revert(d: &Deploy<'_>, done: &[&HostPlan], report: &mut Report) {
     let size = super::targets::batch_size(&d.ctx.loaded.config.deploy.batch);
     for chunk in plans.chunks(size.of(plans.len())) {
         let chunk: Vec<&HostPlan> = chunk.iter().collect();
-        // A revert never creates a container (see above): no source to record.
-        for (p, (r, _)) in roll_batch(d, None, &chunk, &mut Runs::new()).await {
+        // A revert never creates a container (see above): no source to
+        // record; its plans leave nothing for after the last batch.
+        for (p, (r, _), _) in roll_batch(d, None, &chunk, &mut Runs::new()).await {
             match r {
                 Ok(()) => set_outcome(report, p, Outcome::Reverted, None),
                 Err(e) => set_outcome(report, p, Outcome::RevertFailed, Some(e.to_string())),

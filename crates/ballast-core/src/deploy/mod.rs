@@ -155,7 +155,10 @@ pub struct Report {
     /// Hosts left out because they did not answer (`--skip-unreachable`).
     pub skipped: Vec<String>,
     pub delivered: Vec<DeliveryReport>,
-    /// Seconds spent in each phase, in order.
+    /// Seconds spent in each phase, in order: `connect`, `lock` (doctor's
+    /// gate and taking the lock, side by side), `plan`, `deliver`, `roll`,
+    /// `finish` (the audit record and giving the lock back); a deploy that
+    /// builds starts with `build`.
     pub phases: Vec<(String, f64)>,
     /// Seconds of rolling spent starting, waiting for health and switching
     /// (in that order): per batch the slowest host's, summed over batches.
@@ -384,14 +387,37 @@ async fn locked(
     skipped: &[String],
 ) -> Result<(Plan, Report)> {
     let ctx = d.ctx;
-    let forced = tokio::select! {
-        forced = doctor_gate(ctx, d.fleet, d.on_event) => forced?,
-        () = ctx.cancel.cancelled() => return Err(interrupted("check the hosts (doctor)")),
-    };
+    let started = Instant::now();
     let service = &ctx.loaded.config.service;
     let info = LockInfo::new(&ctx.command, ctx.message.clone())?;
     let hosts: Vec<String> = fleet.hosts.keys().cloned().collect();
-    let lock = FleetLock::acquire(fleet, &hosts, service, info, fleet.concurrency).await?;
+    // Doctor's gate only reads, and the lock changes nothing but itself:
+    // they go side by side, and a refused host gives the lock back.
+    let gate = async {
+        tokio::select! {
+            forced = doctor_gate(ctx, d.fleet, d.on_event) => forced,
+            () = ctx.cancel.cancelled() => Err(interrupted("check the hosts (doctor)")),
+        }
+    };
+    let locking = FleetLock::acquire(fleet, &hosts, service, info, fleet.concurrency);
+    let (forced, lock) = tokio::join!(gate, locking);
+    let lock = lock?;
+    let forced = match forced {
+        Ok(forced) => forced,
+        Err(e) => {
+            if let Err(r) = lock.release().await {
+                say(
+                    d.on_event,
+                    r.host.as_deref(),
+                    format!(
+                        "warning: the lock was not released: {r}; `ballast lock status` shows it"
+                    ),
+                );
+            }
+            return Err(e);
+        }
+    };
+    let gate_secs = started.elapsed().as_secs_f64();
     for t in lock.takeovers() {
         say(d.on_event, None, format!("warning: {}", t.describe()));
     }
@@ -421,13 +447,14 @@ async fn locked(
             }
         }
     };
-    let outcome = {
+    let mut outcome = {
         tokio::pin!(work);
         tokio::select! {
             outcome = &mut work => outcome,
             () = watch => work.await,
         }
     };
+    let started = Instant::now();
     let took_over = lock.takeovers().iter().map(|t| t.describe()).collect();
     audit(
         ctx, d.fleet, &outcome, forced, skipped, took_over, d.on_event,
@@ -447,6 +474,13 @@ async fn locked(
             e.host.as_deref(),
             format!("warning: the lock was not released: {e}; `ballast lock status` shows it"),
         ),
+    }
+    if let Ok((_, report)) = &mut outcome {
+        report.phases.insert(0, ("lock".to_string(), gate_secs));
+        // The audit record and giving the lock back.
+        report
+            .phases
+            .push(("finish".to_string(), started.elapsed().as_secs_f64()));
     }
     let (version, word) = match &outcome {
         Ok((plan, report)) if report.failed() => (Some(plan.version.as_str()), "failed"),

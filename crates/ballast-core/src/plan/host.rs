@@ -153,6 +153,15 @@ fn plan_named(
             .unwrap_or(0),
         _ => 0,
     };
+    // Everything after it only retires what no longer takes traffic: it
+    // need not hold up the next batch.
+    let behind = match &target.switch {
+        Switch::Proxy(_) if settings.start_ahead => steps
+            .iter()
+            .position(|s| matches!(s, Step::Route { .. }))
+            .map_or(0, |route| steps.len() - route - 1),
+        _ => 0,
+    };
     HostPlan {
         host: h.host.clone(),
         role: target.role.clone(),
@@ -172,6 +181,7 @@ fn plan_named(
         reuses,
         steps,
         ahead,
+        behind,
     }
 }
 

@@ -195,7 +195,7 @@ impl Step {
             | StepKind::Create
             | StepKind::Start => "start",
             StepKind::AwaitHealthy | StepKind::Route => "healthy",
-            StepKind::Stop => "switch",
+            StepKind::Stop => "stop",
         }
     }
 
@@ -212,7 +212,7 @@ impl Step {
             Step::Route { name } => {
                 format!("switch the proxy to {name} once healthy, drain the old")
             }
-            Step::Stop { name } => format!("stop {name} (kept for rollback)"),
+            Step::Stop { name } => format!("stop {name}, kept for rollback"),
         }
     }
 }
@@ -265,6 +265,13 @@ pub struct HostPlan {
     /// created and started while the old container serves; its batch
     /// then only switches. Zero: the whole plan runs in its batch.
     pub ahead: usize,
+    /// How many of the last steps run beside the later batches (also
+    /// `deploy.start_ahead`): once the proxy routes to the target and has
+    /// drained the old container, stopping it and pruning old releases
+    /// leave traffic alone, so they need not hold up the next batch; the
+    /// deploy ends once they are done. Zero: the whole plan runs in its
+    /// batch.
+    pub behind: usize,
 }
 
 impl HostPlan {

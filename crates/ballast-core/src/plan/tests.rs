@@ -357,7 +357,7 @@ fn an_unproven_target_left_running_is_stopped_if_its_gate_fails_while_another_se
 }
 
 #[test]
-fn start_ahead_runs_a_proxy_role_up_to_its_switch_before_the_batches() {
+fn start_ahead_runs_a_proxy_role_up_to_its_switch_before_the_batches_and_its_stops_after() {
     let mut state = on_host(vec![container("v1", Running, 1)]);
     state.routes = routing_to(1);
     let mut ahead = settings(5);
@@ -373,14 +373,39 @@ fn start_ahead_runs_a_proxy_role_up_to_its_switch_before_the_batches() {
         p.ahead, 2,
         "create and start run ahead; the switch waits for its batch"
     );
+    assert_eq!(
+        p.behind, 1,
+        "stopping the drained v1 waits for the last batch, not the next"
+    );
     // Without the proxy, starting early would put the new version to work
     // before its batch: nothing runs ahead.
     let t = [target("v2", Switch::StartFirst, &["h1"])];
     let p = &plan("shop", "v2", "sha256:v2", &t, ahead, &observed).batches[0].hosts[0];
-    assert_eq!(p.ahead, 0);
+    assert_eq!((p.ahead, p.behind), (0, 0));
     // Off: the whole plan runs in its batch.
     let p = &plan("shop", "v2", "sha256:v2", &targets, settings(5), &observed).batches[0].hosts[0];
-    assert_eq!(p.ahead, 0);
+    assert_eq!((p.ahead, p.behind), (0, 0));
+    // Pruning past `retain` follows the stop, after the last batch too.
+    let mut state = on_host(vec![
+        container("v1", Running, 2),
+        container("v0", Exited, 1),
+    ]);
+    state.routes = routing_to(2);
+    let observed = HashMap::from([("h1".to_string(), state)]);
+    let mut keep_two = ahead;
+    keep_two.retain = 2;
+    let p = &plan("shop", "v2", "sha256:v2", &targets, keep_two, &observed).batches[0].hosts[0];
+    assert_eq!(
+        p.steps,
+        [
+            create("v2"),
+            start("v2"),
+            routed("v2"),
+            stop("v1"),
+            remove("v0")
+        ]
+    );
+    assert_eq!((p.ahead, p.behind), (2, 2));
     // A target already running only needs its switch.
     let mut state = on_host(vec![
         container("v2", Running, 2),
@@ -389,7 +414,8 @@ fn start_ahead_runs_a_proxy_role_up_to_its_switch_before_the_batches() {
     state.routes = routing_to(1);
     let observed = HashMap::from([("h1".to_string(), state)]);
     let p = &plan("shop", "v2", "sha256:v2", &targets, ahead, &observed).batches[0].hosts[0];
-    assert_eq!(p.ahead, 0);
+    assert_eq!(p.steps, [routed("v2"), stop("v1")]);
+    assert_eq!((p.ahead, p.behind), (0, 1));
 }
 
 #[test]

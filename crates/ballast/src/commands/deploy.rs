@@ -307,13 +307,16 @@ fn render_plan(plan: &Plan, skipped: &[String], references: &[Reference]) -> Str
                 text.push_str("    - deliver the image (only the layers the host lacks)\n");
             }
             for (n, step) in h.steps.iter().enumerate() {
-                // Started on every host before the first batch switches.
-                let ahead = if n < h.ahead {
+                // Started on every host before the first batch switches;
+                // the drained old stopped beside the later batches.
+                let when = if n < h.ahead {
                     " (ahead of the batches)"
+                } else if n >= h.steps.len() - h.behind {
+                    " (beside the later batches)"
                 } else {
                     ""
                 };
-                text.push_str(&format!("    - {}{ahead}\n", step.describe()));
+                text.push_str(&format!("    - {}{when}\n", step.describe()));
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The unhappy path of deploys through ballast-proxy, on a real lab under
 //! load (every response and connection error counted): deploys interrupted
 //! with SIGINT and SIGKILL at named steps and then simply run again, a
-//! crash-looping version, a step failing after the proxy switched, and
+//! crash-looping version, a step failing after the proxy switched, an
+//! interrupt after every switch while the old containers were to stop, and
 //! `deploy.on_failure: revert` on a version that fails on one host of three,
 //! and containers started ahead of batches that never ran removed.
 #![allow(clippy::print_stderr)] // tests report what they measure
@@ -65,6 +66,36 @@ async fn assert_converged(inv: &Inventory, hosts: &[usize], service: &str, versi
         let want = format!("{}:8080", running[0].ip.clone().unwrap_or_default());
         assert_eq!(
             routes.get(&format!("{service}-web")),
+            Some(&vec![want]),
+            "{}: the proxy routes elsewhere",
+            h.name
+        );
+        host.close().await;
+    }
+}
+
+/// The proxy of each host routes to the container of `version` alone,
+/// while an older one still runs beside it.
+async fn assert_switched_beside_old(
+    inv: &Inventory,
+    hosts: &[usize],
+    service: &str,
+    version: &str,
+) {
+    for &n in hosts {
+        let h = &inv.hosts[n];
+        let host = Host::connect(&h.ip, &inv.ssh_target(h)).await.unwrap();
+        let running: Vec<release::AppContainer> = release::observe(host.engine(), service)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.running)
+            .collect();
+        let (new, old): (Vec<_>, Vec<_>) = running.iter().partition(|c| c.version == version);
+        assert_eq!((new.len(), old.len()), (1, 1), "{}: {running:?}", h.name);
+        let want = format!("{}:8080", new[0].ip.clone().unwrap_or_default());
+        assert_eq!(
+            proxy::routes(&host).await.get(&format!("{service}-web")),
             Some(&vec![want]),
             "{}: the proxy routes elsewhere",
             h.name
@@ -182,6 +213,33 @@ fn interrupted_deploys_converge_on_a_plain_rerun_with_no_failed_request() {
             rt.block_on(assert_converged(&inv, &[0, 1], "hello", &version));
         }
     }
+
+    // Interrupted after every host switched, while the drained old
+    // containers were to stop: the hosts stay on the new version (the
+    // deploy succeeded, exit 0, the lock is free), the old containers keep
+    // running without traffic, and the rerun stops them.
+    round += 1;
+    let version = format!("c{round}");
+    tag("hello:slowstart", &format!("hello:{version}"));
+    let mut deploy = Watched::spawn(ballast_cmd(
+        &config,
+        &["deploy", "--version", &version],
+        "before-stop=return(hold)",
+    ));
+    deploy.wait_for("to stop their old containers", Duration::from_secs(60));
+    deploy.signal("INT");
+    let (status, said) = deploy.finish(Duration::from_secs(90));
+    assert_eq!(status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("old containers not stopped yet keep running"),
+        "{said}"
+    );
+    let lock = run_ok(&config, &["lock", "status"]);
+    assert!(!lock.contains("held by"), "{lock}");
+    rt.block_on(assert_switched_beside_old(&inv, &[0, 1], "hello", &version));
+    let again = run_ok(&config, &["deploy", "--version", &version]);
+    assert!(again.contains("stop hello-web-c"), "{again}");
+    rt.block_on(assert_converged(&inv, &[0, 1], "hello", &version));
     let last = format!("c{round}");
 
     // A version that crash-loops once started, or runs but never turns

@@ -316,7 +316,7 @@ fn report(hosts: Vec<HostOutcome>) -> Report {
         steps: vec![
             ("start".into(), 3.2),
             ("healthy".into(), 21.65),
-            ("switch".into(), 3.1),
+            ("stop".into(), 3.1),
         ],
     }
 }
