@@ -322,7 +322,9 @@ pub async fn run(ctx: &Context<'_>, goal: &Goal, on_event: OnEvent<'_>) -> Resul
     let result = async {
         let skipped = reachable_or_skipped(&d)?;
         if ctx.dry_run {
-            let (plan, mut report) = prepare(&d, goal).await?;
+            let Planned {
+                plan, mut report, ..
+            } = plan_deploy(&d, goal).await?;
             report.skipped = skipped;
             return Ok((plan, report));
         }
@@ -391,20 +393,28 @@ async fn locked(
     let service = &ctx.loaded.config.service;
     let info = LockInfo::new(&ctx.command, ctx.message.clone())?;
     let hosts: Vec<String> = fleet.hosts.keys().cloned().collect();
-    // Doctor's gate only reads, and the lock changes nothing but itself:
-    // they go side by side, and a refused host gives the lock back.
+    // Doctor's gate only reads; taking the lock changes nothing but the
+    // lock, and planning under it only reads: they go side by side, and
+    // nothing is changed until the gate has passed. A refused host gives
+    // the lock back.
     let gate = async {
         tokio::select! {
             forced = doctor_gate(ctx, d.fleet, d.on_event) => forced,
             () = ctx.cancel.cancelled() => Err(interrupted("check the hosts (doctor)")),
         }
     };
-    let locking = FleetLock::acquire(fleet, &hosts, service, info, fleet.concurrency);
-    let (forced, lock) = tokio::join!(gate, locking);
-    let lock = lock?;
-    let forced = match forced {
-        Ok(forced) => forced,
-        Err(e) => {
+    let lock_and_plan = async {
+        let lock = FleetLock::acquire(fleet, &hosts, service, info, fleet.concurrency).await?;
+        let lock_secs = started.elapsed().as_secs_f64();
+        Ok::<_, Error>((lock, lock_secs, plan_deploy(d, goal).await))
+    };
+    let (forced, locked) = tokio::join!(gate, lock_and_plan);
+    // A refusal by the gate says more than a lock that could not be taken
+    // (on a host whose disk is full, say).
+    let (forced, (lock, lock_secs, planned)) = match (forced, locked) {
+        (Ok(forced), Ok(locked)) => (forced, locked),
+        (Ok(_), Err(e)) | (Err(e), Err(_)) => return Err(e),
+        (Err(e), Ok((lock, ..))) => {
             if let Err(r) = lock.release().await {
                 say(
                     d.on_event,
@@ -417,7 +427,8 @@ async fn locked(
             return Err(e);
         }
     };
-    let gate_secs = started.elapsed().as_secs_f64();
+    // What the gate added beyond locking and planning, which it ran beside.
+    let gated_secs = started.elapsed().as_secs_f64();
     for t in lock.takeovers() {
         say(d.on_event, None, format!("warning: {}", t.describe()));
     }
@@ -427,7 +438,7 @@ async fn locked(
         format!("lock taken on {} hosts", hosts.len()),
     );
     let work = async {
-        let (plan, mut report) = prepare(d, goal).await?;
+        let (plan, mut report) = carry_out(d, planned?).await?;
         execute::execute(d, &plan, &mut report).await;
         Ok::<_, Error>((plan, report))
     };
@@ -476,7 +487,24 @@ async fn locked(
         ),
     }
     if let Ok((_, report)) = &mut outcome {
-        report.phases.insert(0, ("lock".to_string(), gate_secs));
+        let planning: f64 = report
+            .phases
+            .iter()
+            .filter(|(phase, _)| phase == "plan")
+            .map(|(_, secs)| secs)
+            .sum();
+        let check_secs = (gated_secs - lock_secs - planning).max(0.0);
+        let after_plan = report
+            .phases
+            .iter()
+            .take_while(|(p, _)| p != "plan")
+            .count()
+            + 1;
+        report.phases.insert(
+            after_plan.min(report.phases.len()),
+            ("check".to_string(), check_secs),
+        );
+        report.phases.insert(0, ("lock".to_string(), lock_secs));
         // The audit record and giving the lock back.
         report
             .phases
@@ -498,9 +526,15 @@ async fn locked(
     outcome
 }
 
-/// Observes the hosts, chooses the release, plans, and (unless a dry run)
-/// delivers the image and starts the proxies where the plan needs them.
-async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
+/// A plan, its report so far, and where its image comes from.
+struct Planned<'g> {
+    plan: Plan,
+    report: Report,
+    supply: deliver::Supply<'g>,
+}
+
+/// Observes the hosts, chooses the release and plans; changes nothing.
+async fn plan_deploy<'g>(d: &Deploy<'_>, goal: &'g Goal) -> Result<Planned<'g>> {
     let ctx = d.ctx;
     let config = &ctx.loaded.config;
     let started = Instant::now();
@@ -573,9 +607,21 @@ async fn prepare(d: &Deploy<'_>, goal: &Goal) -> Result<(Plan, Report)> {
             deliver::Supply::Recorded
         }
     };
-    if ctx.dry_run {
-        return Ok((plan, report));
-    }
+    Ok(Planned {
+        plan,
+        report,
+        supply,
+    })
+}
+
+/// Delivers the image and starts the proxies where the plan needs them.
+async fn carry_out(d: &Deploy<'_>, planned: Planned<'_>) -> Result<(Plan, Report)> {
+    let ctx = d.ctx;
+    let Planned {
+        mut plan,
+        mut report,
+        supply,
+    } = planned;
     ctx.hook(Hook::PreDeploy, Some(&plan.version), None, d.on_event)
         .await?;
     let started = Instant::now();

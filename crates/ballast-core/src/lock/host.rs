@@ -129,25 +129,19 @@ async fn read_info(host: &Host, service: &str) -> Result<Option<LockInfo>> {
 /// provably gone is taken over and returned; any other holder is a conflict.
 pub async fn acquire(host: &Host, service: &str, info: &LockInfo) -> Result<Option<Takeover>> {
     let step = "take the deploy lock";
-    let parent = format!("{STATE_ROOT}/{service}");
-    let out = exec(
-        host,
-        step,
-        ("mkdir", &["-p", "--", &parent]),
-        None,
-        DEADLINE,
-    )
-    .await?;
-    if !out.success() {
-        return Err(failed(host, "create the state directory", &out));
-    }
     let mut takeover = None;
-    for _ in 0..TRIES {
+    // One more try for making the service's state directory, on its first
+    // lock (every later lock finds it: one round trip fewer each time).
+    for _ in 0..=TRIES {
         let dir = lock_dir(service);
         let out = exec(host, step, ("mkdir", &["--", &dir]), None, DEADLINE).await?;
         if out.success() {
             write_info(host, service, info).await?;
             return Ok(takeover);
+        }
+        if out.stderr.contains("No such file or directory") {
+            make_state_dir(host, service).await?;
+            continue;
         }
         if !out.stderr.contains("File exists") {
             return Err(failed(host, step, &out));
@@ -176,6 +170,24 @@ pub async fn acquire(host: &Host, service: &str, info: &LockInfo) -> Result<Opti
     )
     .on(host.name())
     .hint("another command is taking it right now: check `ballast lock status`"))
+}
+
+/// Makes the service's state directory, where its lock lives.
+async fn make_state_dir(host: &Host, service: &str) -> Result<()> {
+    let parent = format!("{STATE_ROOT}/{service}");
+    let step = "create the state directory";
+    let out = exec(
+        host,
+        step,
+        ("mkdir", &["-p", "--", &parent]),
+        None,
+        DEADLINE,
+    )
+    .await?;
+    match out.success() {
+        true => Ok(()),
+        false => Err(failed(host, step, &out)),
+    }
 }
 
 /// Writes the record into a lock directory just made; removes the directory
