@@ -625,19 +625,23 @@ async fn carry_out(d: &Deploy<'_>, planned: Planned<'_>) -> Result<(Plan, Report
     ctx.hook(Hook::PreDeploy, Some(&plan.version), None, d.on_event)
         .await?;
     let started = Instant::now();
-    let delivering = deliver::deliver(d, &plan, supply);
-    let delivered = tokio::select! {
-        delivered = delivering => delivered?,
-        () = ctx.cancel.cancelled() => return Err(interrupted("deliver the image")),
+    let delivering = async {
+        tokio::select! {
+            delivered = deliver::deliver(d, &plan, supply) => delivered,
+            () = ctx.cancel.cancelled() => Err(interrupted("deliver the image")),
+        }
     };
+    // The proxies need not wait for the image. A proxy being started or
+    // upgraded is let finish even if the operator interrupts: it takes
+    // over from the old one without dropping a request either way.
+    let proxying = proxies::ensure_proxies_on(ctx, d.fleet, &plan, d.on_event);
+    let (delivered, proxied) = tokio::join!(delivering, proxying);
+    let delivered = delivered?;
+    proxied?;
     report.delivered = delivered.reports;
     if delivered.source.is_some() {
         plan.image_source = delivered.source;
     }
-    if ctx.cancel.is_cancelled() {
-        return Err(interrupted("start the proxies"));
-    }
-    proxies::ensure_proxies_on(ctx, d.fleet, &plan, d.on_event).await?;
     report
         .phases
         .push(("deliver".to_string(), started.elapsed().as_secs_f64()));
