@@ -1,6 +1,7 @@
 //! Gathering facts from every host of a fleet, in parallel, over the
 //! connections the fleet already has: a few small commands (arguments as
-//! data) and `docker info` through the engine. A host whose SSH works but
+//! data; the files it reads whole in one) and `docker info` through the
+//! engine. A host whose SSH works but
 //! whose engine does not is still looked at, over SSH alone, when doctor
 //! knows how to reach it; a host SSH cannot reach is reported as such.
 
@@ -11,6 +12,7 @@ use bollard::query_parameters::ListImagesOptionsBuilder;
 use futures_util::{stream, StreamExt};
 
 use super::facts::{Clock, Facts, ImageFacts, RootFacts};
+use super::files;
 use super::knowledge::DAEMON_LOGS;
 use super::parse;
 use super::shell::{self, Shell};
@@ -29,6 +31,26 @@ const ENGINE_DEADLINE: Duration = Duration::from_secs(10);
 const HOST_DEADLINE: Duration = Duration::from_secs(45);
 /// Where the engine keeps its data unless told otherwise.
 const DEFAULT_ROOT: &str = "/var/lib/docker";
+
+/// The files doctor reads whole, all in one command (see `files`).
+const KERNEL_RELEASE: &str = "/proc/sys/kernel/osrelease";
+const OS_RELEASE: &str = "/etc/os-release";
+const OS_RELEASE_USR: &str = "/usr/lib/os-release";
+const REDHAT_RELEASE: &str = "/etc/redhat-release";
+const INIT_NAME: &str = "/proc/1/comm";
+const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+/// `head`'s own mount table, which is the host's (it runs as the SSH
+/// session's command, in the host's mount namespace).
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+const FILES: [&str; 7] = [
+    KERNEL_RELEASE,
+    OS_RELEASE,
+    OS_RELEASE_USR,
+    REDHAT_RELEASE,
+    INIT_NAME,
+    DAEMON_JSON,
+    MOUNTINFO,
+];
 
 /// What to gather besides the host itself.
 #[derive(Debug, Clone, Copy, Default)]
@@ -139,27 +161,29 @@ async fn host_facts(
             None => None,
         }
     };
-    let (kernel, os, init, daemon_json, daemon_args, mountinfo, info) = tokio::join!(
-        shell.output("uname", &["-r"]),
-        os_release(shell),
-        shell.output("cat", &["/proc/1/comm"]),
-        shell.run("cat", &["/etc/docker/daemon.json"]),
+    let (read, daemon_args, info) = tokio::join!(
+        files::read(shell, &FILES),
         shell.output("ps", &["-o", "args=", "-C", "dockerd"]),
-        shell.output("cat", &["/proc/self/mountinfo"]),
         info,
     );
-    f.kernel = f.keep("kernel", kernel.map(|k| k.trim().to_string()));
-    f.os = f.keep("os", os);
-    f.init = f.keep("init", init.map(|s| s.trim().to_string()));
-    match daemon_json {
-        Ok(out) if out.success() => match parse::daemon_json(&out.stdout) {
+    let file = |path: &str| -> Result<String, String> {
+        match &read {
+            Ok(files) => files.get(path).map(str::to_string),
+            Err(e) => Err(e.clone()),
+        }
+    };
+    f.kernel = f.keep("kernel", file(KERNEL_RELEASE).map(|k| k.trim().to_string()));
+    f.os = f.keep("os", os_release(&file));
+    f.init = f.keep("init", file(INIT_NAME).map(|s| s.trim().to_string()));
+    match file(DAEMON_JSON) {
+        Ok(text) => match parse::daemon_json(&text) {
             Ok(d) => f.daemon_json = Some(d),
             Err(e) => f.daemon_json_error = Some(e),
         },
-        Ok(out) if out.stderr.contains("No such file") => {}
-        Ok(out) => f.gaps.push(format!("daemon_json: {}", out.stderr.trim())),
+        Err(e) if e.contains("No such file") => {}
         Err(e) => f.gaps.push(format!("daemon_json: {e}")),
     }
+    let mountinfo = file(MOUNTINFO);
     // `ps -C` exits 1, saying nothing, when no process matches.
     match daemon_args.map(|a| a.trim().to_string()) {
         Ok(args) if !args.is_empty() => {
@@ -246,19 +270,15 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// os-release where it exists, else redhat-release (RHEL/CentOS 6).
-async fn os_release(shell: &Shell<'_>) -> Result<super::facts::Os, String> {
-    for path in ["/etc/os-release", "/usr/lib/os-release"] {
-        if let Some(os) = shell
-            .output("cat", &[path])
-            .await
-            .ok()
-            .and_then(|t| parse::os_release(&t))
-        {
+/// os-release where it exists, else redhat-release (RHEL/CentOS 6), from
+/// the files read.
+fn os_release(file: &dyn Fn(&str) -> Result<String, String>) -> Result<super::facts::Os, String> {
+    for path in [OS_RELEASE, OS_RELEASE_USR] {
+        if let Some(os) = file(path).ok().and_then(|t| parse::os_release(&t)) {
             return Ok(os);
         }
     }
-    let text = shell.output("cat", &["/etc/redhat-release"]).await?;
+    let text = file(REDHAT_RELEASE)?;
     parse::redhat_release(&text).ok_or_else(|| "no os-release and an unknown redhat-release".into())
 }
 

@@ -9,6 +9,7 @@
 //! - [`facts`]: what is known about one host: plain, serializable data.
 //! - [`gather`](mod@gather): gathering facts over the fleet's connections.
 //! - `shell`: running commands for facts, over SSH alone when the engine is down.
+//! - `files`: the small files doctor reads, in one command.
 //! - `parse`: reading os-release, daemon.json, `df`, mountinfo, kernel config.
 //! - [`rules`]: the table: id, condition, severity, reason, fix, source.
 //! - `storage`, `system`, `daemon`, `service`: the conditions, by subject.
@@ -21,6 +22,7 @@
 mod daemon;
 mod docs;
 pub mod facts;
+mod files;
 pub mod gather;
 pub mod knowledge;
 pub(crate) mod parse;
