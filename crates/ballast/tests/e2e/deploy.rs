@@ -142,11 +142,22 @@ fn start_and_deploy(config: &Path, container: &str, version: &str) {
     }
 }
 
+/// Waits until the lock is taken on every host, each with its holder's
+/// record written (a holder killed between the two leaves a lock with no
+/// record, which is another case).
 fn wait_for_lock(config: &Path) {
     let until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < until {
         let out = run(config, &["--json", "lock", "status"]);
-        if String::from_utf8_lossy(&out.stdout).contains("\"state\":\"held\"") {
+        let result = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["type"] == "result");
+        let hosts = result
+            .and_then(|r| r["hosts"].as_array().cloned())
+            .unwrap_or_default();
+        let taken = |h: &serde_json::Value| h["state"] == "held" && h["pid"].is_u64();
+        if !hosts.is_empty() && hosts.iter().all(taken) {
             return;
         }
         std::thread::sleep(Duration::from_millis(200));
