@@ -113,8 +113,8 @@ impl<'p> HostRun<'p> {
                 matches!(step, Step::Remove { .. }) || self.next > plan.steps.len() - plan.behind;
             let started = Instant::now();
             let before = checkpoint(r.cancel, "before", step).await;
-            // Interrupted with only retiring left (pruning, or what the
-            // plan leaves for after the last batch: stopping the drained
+            // Interrupted with only retiring left (pruning, or the steps
+            // the plan lets run beside later batches: stopping the drained
             // old): the host is done, and serves the target.
             if self.proven && retiring && r.cancel.is_cancelled() {
                 self.next = plan.steps.len();

@@ -167,9 +167,9 @@ async fn beside<T, R>(
     }
 }
 
-/// Runs what a switched host left for after its batch: stopping the old
-/// containers the proxy drained, pruning. A failure undoes the host's
-/// rollout (the proxy goes back to the old container).
+/// Runs what a switched host left to do beside the later batches:
+/// stopping the old containers the proxy drained, pruning. A failure
+/// undoes the host's rollout (the proxy goes back to the old container).
 async fn retire<'p>(
     d: &Deploy<'_>,
     source: Option<&str>,
@@ -271,7 +271,7 @@ async fn start_ahead<'p>(
 }
 
 /// One host's part of a batch: how it ended, its timing, and its run when
-/// steps remain for after the last batch (`HostPlan::behind`).
+/// steps remain to retire beside the later batches (`HostPlan::behind`).
 type Rolled<'p> = (&'p HostPlan, (Result<()>, Timing), Option<HostRun<'p>>);
 
 /// Rolls the hosts of one batch at once, finishing runs started ahead.
@@ -404,7 +404,7 @@ async fn revert(d: &Deploy<'_>, done: &[&HostPlan], report: &mut Report) {
     for chunk in plans.chunks(size.of(plans.len())) {
         let chunk: Vec<&HostPlan> = chunk.iter().collect();
         // A revert never creates a container (see above): no source to
-        // record; its plans leave nothing for after the last batch.
+        // record; its plans leave nothing to retire beside later batches.
         for (p, (r, _), _) in roll_batch(d, None, &chunk, &mut Runs::new()).await {
             match r {
                 Ok(()) => set_outcome(report, p, Outcome::Reverted, None),

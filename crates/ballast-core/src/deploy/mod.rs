@@ -9,6 +9,7 @@
 //! - `observe`: what the hosts run now, as planning needs it.
 //! - `release`: the release a deploy goes to, from this machine's image.
 //! - `rollback`: which retained release a rollback returns to.
+//! - `prepare`: planning under the lock, then the image and the proxies.
 //! - `deliver`: the image to the hosts that lack it.
 //! - `execute`: batches, hosts, and the failure policy (stop or revert).
 //! - `gate`, `proxies`, `audit`: doctor's gate, the proxies, the audit line.
@@ -26,7 +27,7 @@ use crate::fleet::Fleet;
 use crate::hooks::{Hook, HookEnv};
 use crate::host::Reach;
 use crate::lock::{FleetLock, LockInfo};
-use crate::plan::{self, HostPlan, Plan};
+use crate::plan::{HostPlan, Plan};
 use crate::scope::Scope;
 
 mod audit;
@@ -35,6 +36,7 @@ mod deliver;
 mod execute;
 mod gate;
 mod observe;
+mod prepare;
 mod proxies;
 mod release;
 mod rollback;
@@ -43,6 +45,7 @@ mod targets;
 
 use audit::audit;
 use gate::doctor_gate;
+use prepare::{carry_out, plan_deploy, Planned};
 pub use proxies::{proxied_hosts, proxy_route, upgrade_proxies};
 pub use setup::setup;
 pub use targets::{role_targets, Release};
@@ -155,13 +158,15 @@ pub struct Report {
     /// Hosts left out because they did not answer (`--skip-unreachable`).
     pub skipped: Vec<String>,
     pub delivered: Vec<DeliveryReport>,
-    /// Seconds spent in each phase, in order: `connect`, `lock` (doctor's
-    /// gate and taking the lock, side by side), `plan`, `deliver`, `roll`,
+    /// Seconds spent in each phase, in order: `connect`, `lock` (taking
+    /// it), `plan`, `check` (what doctor's gate, run beside those two,
+    /// added), `deliver` (the image, and the proxies beside it), `roll`,
     /// `finish` (the audit record and giving the lock back); a deploy that
     /// builds starts with `build`.
     pub phases: Vec<(String, f64)>,
-    /// Seconds of rolling spent starting, waiting for health and switching
-    /// (in that order): per batch the slowest host's, summed over batches.
+    /// Seconds of rolling spent starting, proving and switching, and
+    /// stopping the old (in that order): per batch the slowest host's,
+    /// summed over batches; stopping, what was left after the last switch.
     pub steps: Vec<(String, f64)>,
 }
 
@@ -487,28 +492,8 @@ async fn locked(
         ),
     }
     if let Ok((_, report)) = &mut outcome {
-        let planning: f64 = report
-            .phases
-            .iter()
-            .filter(|(phase, _)| phase == "plan")
-            .map(|(_, secs)| secs)
-            .sum();
-        let check_secs = (gated_secs - lock_secs - planning).max(0.0);
-        let after_plan = report
-            .phases
-            .iter()
-            .take_while(|(p, _)| p != "plan")
-            .count()
-            + 1;
-        report.phases.insert(
-            after_plan.min(report.phases.len()),
-            ("check".to_string(), check_secs),
-        );
-        report.phases.insert(0, ("lock".to_string(), lock_secs));
-        // The audit record and giving the lock back.
-        report
-            .phases
-            .push(("finish".to_string(), started.elapsed().as_secs_f64()));
+        let finish_secs = started.elapsed().as_secs_f64();
+        add_lock_phases(report, lock_secs, gated_secs, finish_secs);
     }
     let (version, word) = match &outcome {
         Ok((plan, report)) if report.failed() => (Some(plan.version.as_str()), "failed"),
@@ -526,126 +511,19 @@ async fn locked(
     outcome
 }
 
-/// A plan, its report so far, and where its image comes from.
-struct Planned<'g> {
-    plan: Plan,
-    report: Report,
-    supply: deliver::Supply<'g>,
-}
-
-/// Observes the hosts, chooses the release and plans; changes nothing.
-async fn plan_deploy<'g>(d: &Deploy<'_>, goal: &'g Goal) -> Result<Planned<'g>> {
-    let ctx = d.ctx;
-    let config = &ctx.loaded.config;
-    let started = Instant::now();
-    let containers = observe::containers(d.fleet, &config.service).await?;
-    let (release, image_ref, saved) = match goal {
-        Goal::Deploy { image, version } => {
-            let release::Local {
-                mut release,
-                id,
-                saved,
-            } = release::local_release(ctx, image, version).await?;
-            if let Some(registry) = config.delivery.registry() {
-                release.source =
-                    release::recorded_source(&containers, &release.image_id, &registry.server);
-            }
-            (release, Some((image, id)), saved)
-        }
-        Goal::Rollback(wanted) => {
-            let server = config.delivery.registry().map(|r| r.server.as_str());
-            let release = rollback::choose_rollback(&containers, wanted.as_deref(), server)?;
-            say(
-                d.on_event,
-                None,
-                format!("rolling back to {}", release.version),
-            );
-            (
-                rollback::with_healthcheck(d.fleet, release).await,
-                None,
-                None,
-            )
-        }
-    };
-    let reachable = |h: &str| d.fleet.get(h).is_some();
-    let keys = targets::digest_keys(d, &config.service).await?;
-    let targets = role_targets(ctx.loaded, &release, &ctx.scope, &reachable, &keys);
-    if ctx.dry_run {
-        targets::say_pending_keys(&targets, d.on_event);
-    }
-    let states = observe::host_states(d.fleet, &config.service, containers, &targets).await;
-    let settings = plan::Settings {
-        batch: targets::batch_size(&config.deploy.batch),
-        retain: config.deploy.retain,
-        now: unix_now(),
-        start_ahead: config.deploy.start_ahead,
-    };
-    let mut plan = plan::plan(
-        &config.service,
-        &release.version,
-        &release.image_id,
-        &targets,
-        settings,
-        &states,
-    );
-    let wanted = proxies::wanted_proxies(ctx, &plan);
-    plan.proxies = plan::proxies(&plan, &states, &wanted);
-    let mut report = Report::of(&plan);
-    report
-        .phases
-        .push(("plan".to_string(), started.elapsed().as_secs_f64()));
-    plan.image_source = release.source.clone();
-    let supply = match image_ref {
-        Some((image, id)) => deliver::Supply::Local {
-            reference: image,
-            local_id: id,
-            saved,
-        },
-        None => {
-            let registry = config.delivery.registry();
-            deliver::pull_again(d, &plan, registry, &plan.deliveries())?;
-            deliver::Supply::Recorded
-        }
-    };
-    Ok(Planned {
-        plan,
-        report,
-        supply,
-    })
-}
-
-/// Delivers the image and starts the proxies where the plan needs them.
-async fn carry_out(d: &Deploy<'_>, planned: Planned<'_>) -> Result<(Plan, Report)> {
-    let ctx = d.ctx;
-    let Planned {
-        mut plan,
-        mut report,
-        supply,
-    } = planned;
-    ctx.hook(Hook::PreDeploy, Some(&plan.version), None, d.on_event)
-        .await?;
-    let started = Instant::now();
-    let delivering = async {
-        tokio::select! {
-            delivered = deliver::deliver(d, &plan, supply) => delivered,
-            () = ctx.cancel.cancelled() => Err(interrupted("deliver the image")),
-        }
-    };
-    // The proxies need not wait for the image. A proxy being started or
-    // upgraded is let finish even if the operator interrupts: it takes
-    // over from the old one without dropping a request either way.
-    let proxying = proxies::ensure_proxies_on(ctx, d.fleet, &plan, d.on_event);
-    let (delivered, proxied) = tokio::join!(delivering, proxying);
-    let delivered = delivered?;
-    proxied?;
-    report.delivered = delivered.reports;
-    if delivered.source.is_some() {
-        plan.image_source = delivered.source;
-    }
-    report
-        .phases
-        .push(("deliver".to_string(), started.elapsed().as_secs_f64()));
-    Ok((plan, report))
+/// Adds to `report`'s phases those of the lock: taking it (`lock`, first),
+/// what doctor's gate added beyond locking and planning (`check`, after
+/// `plan`; `gated_secs` is when both it and they were done) and the audit
+/// record with the lock's release (`finish`, last).
+fn add_lock_phases(report: &mut Report, lock_secs: f64, gated_secs: f64, finish_secs: f64) {
+    let phases = &mut report.phases;
+    let plan_at = phases.iter().position(|(phase, _)| phase == "plan");
+    let planning = plan_at.map_or(0.0, |i| phases[i].1);
+    let check_secs = (gated_secs - lock_secs - planning).max(0.0);
+    let check_at = plan_at.map_or(phases.len(), |i| i + 1);
+    phases.insert(check_at, ("check".to_string(), check_secs));
+    phases.insert(0, ("lock".to_string(), lock_secs));
+    phases.push(("finish".to_string(), finish_secs));
 }
 
 pub(crate) fn unix_now() -> i64 {

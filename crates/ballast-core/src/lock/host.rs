@@ -176,14 +176,17 @@ pub async fn acquire(host: &Host, service: &str, info: &LockInfo) -> Result<Opti
 async fn make_state_dir(host: &Host, service: &str) -> Result<()> {
     let parent = format!("{STATE_ROOT}/{service}");
     let step = "create the state directory";
-    let out = exec(
-        host,
-        step,
-        ("mkdir", &["-p", "--", &parent]),
-        None,
-        DEADLINE,
-    )
-    .await?;
+    exec_ok(host, step, ("mkdir", &["-p", "--", &parent]), DEADLINE).await
+}
+
+/// Runs a command that must succeed, with no input.
+async fn exec_ok(
+    host: &Host,
+    step: &str,
+    command: (&str, &[&str]),
+    deadline: Duration,
+) -> Result<()> {
+    let out = exec(host, step, command, None, deadline).await?;
     match out.success() {
         true => Ok(()),
         false => Err(failed(host, step, &out)),
@@ -267,18 +270,7 @@ pub async fn renew(host: &Host, service: &str, token: &str) -> Result<()> {
         }
         None => return Err(failed(host, step, &out)),
     }
-    let out = exec(
-        host,
-        step,
-        ("touch", &["-c", "--", &path]),
-        None,
-        RENEW_DEADLINE,
-    )
-    .await?;
-    match out.success() {
-        true => Ok(()),
-        false => Err(failed(host, step, &out)),
-    }
+    exec_ok(host, step, ("touch", &["-c", "--", &path]), RENEW_DEADLINE).await
 }
 
 /// Releases the lock of `service` on `host` held under `token`: returns the

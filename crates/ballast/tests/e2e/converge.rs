@@ -47,30 +47,42 @@ fn tag(from: &str, to: &str) {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// Host `n`'s running (or restarting) containers of `service` and where
+/// its proxy routes the web role.
+async fn observed(
+    inv: &Inventory,
+    n: usize,
+    service: &str,
+) -> (Vec<release::AppContainer>, Option<Vec<String>>) {
+    let h = &inv.hosts[n];
+    let host = Host::connect(&h.ip, &inv.ssh_target(h)).await.unwrap();
+    let active: Vec<release::AppContainer> = release::observe(host.engine(), service)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.state.is_active())
+        .collect();
+    let routes = proxy::routes(&host).await.remove(&format!("{service}-web"));
+    host.close().await;
+    (active, routes)
+}
+
+/// Where the proxy should route to reach `c`.
+fn target_of(c: &release::AppContainer) -> Vec<String> {
+    vec![format!("{}:8080", c.ip.clone().unwrap_or_default())]
+}
+
 /// The web role on each host runs exactly `version`, and the host's proxy
 /// routes to that container and nothing else.
 async fn assert_converged(inv: &Inventory, hosts: &[usize], service: &str, version: &str) {
     for &n in hosts {
-        let h = &inv.hosts[n];
-        let host = Host::connect(&h.ip, &inv.ssh_target(h)).await.unwrap();
-        let running: Vec<release::AppContainer> = release::observe(host.engine(), service)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|c| c.state.is_active())
-            .collect();
-        assert_eq!(running.len(), 1, "{}: {running:?}", h.name);
-        assert_eq!(running[0].version, version, "{}: {running:?}", h.name);
-        assert!(running[0].running, "{}: {running:?}", h.name);
-        let routes = proxy::routes(&host).await;
-        let want = format!("{}:8080", running[0].ip.clone().unwrap_or_default());
-        assert_eq!(
-            routes.get(&format!("{service}-web")),
-            Some(&vec![want]),
-            "{}: the proxy routes elsewhere",
-            h.name
-        );
-        host.close().await;
+        let name = &inv.hosts[n].name;
+        let (running, routes) = observed(inv, n, service).await;
+        assert_eq!(running.len(), 1, "{name}: {running:?}");
+        assert_eq!(running[0].version, version, "{name}: {running:?}");
+        assert!(running[0].running, "{name}: {running:?}");
+        let want = target_of(&running[0]);
+        assert_eq!(routes, Some(want), "{name}: the proxy routes elsewhere");
     }
 }
 
@@ -83,24 +95,13 @@ async fn assert_switched_beside_old(
     version: &str,
 ) {
     for &n in hosts {
-        let h = &inv.hosts[n];
-        let host = Host::connect(&h.ip, &inv.ssh_target(h)).await.unwrap();
-        let running: Vec<release::AppContainer> = release::observe(host.engine(), service)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|c| c.running)
-            .collect();
+        let name = &inv.hosts[n].name;
+        let (active, routes) = observed(inv, n, service).await;
+        let running: Vec<_> = active.into_iter().filter(|c| c.running).collect();
         let (new, old): (Vec<_>, Vec<_>) = running.iter().partition(|c| c.version == version);
-        assert_eq!((new.len(), old.len()), (1, 1), "{}: {running:?}", h.name);
-        let want = format!("{}:8080", new[0].ip.clone().unwrap_or_default());
-        assert_eq!(
-            proxy::routes(&host).await.get(&format!("{service}-web")),
-            Some(&vec![want]),
-            "{}: the proxy routes elsewhere",
-            h.name
-        );
-        host.close().await;
+        assert_eq!((new.len(), old.len()), (1, 1), "{name}: {running:?}");
+        let want = target_of(new[0]);
+        assert_eq!(routes, Some(want), "{name}: the proxy routes elsewhere");
     }
 }
 
