@@ -1,9 +1,9 @@
 //! Gathering facts from every host of a fleet, in parallel, over the
 //! connections the fleet already has: a few small commands (arguments as
 //! data; the files it reads whole in one) and `docker info` through the
-//! engine. A host whose SSH works but
-//! whose engine does not is still looked at, over SSH alone, when doctor
-//! knows how to reach it; a host SSH cannot reach is reported as such.
+//! engine. A host whose SSH works but whose engine does not is still
+//! looked at, over SSH alone, when doctor knows how to reach it; a host
+//! SSH cannot reach is reported as such.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
