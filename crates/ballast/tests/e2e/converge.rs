@@ -32,6 +32,19 @@ fn ballast_cmd(config: &Path, args: &[&str], faults: &str) -> Command {
     cmd
 }
 
+/// Starts a deploy of the slow-starting image as `version` with `faults`
+/// armed, and waits until it says `line`.
+fn deploy_until(config: &Path, version: &str, faults: &str, line: &str) -> Watched {
+    tag("hello:slowstart", &format!("hello:{version}"));
+    let mut deploy = Watched::spawn(ballast_cmd(
+        config,
+        &["deploy", "--version", version],
+        faults,
+    ));
+    deploy.wait_for(line, Duration::from_secs(60));
+    deploy
+}
+
 fn run_ok(config: &Path, args: &[&str]) -> String {
     let (status, said) =
         Watched::spawn(ballast_cmd(config, args, "")).finish(Duration::from_secs(180));
@@ -183,13 +196,7 @@ fn interrupted_deploys_converge_on_a_plain_rerun_with_no_failed_request() {
         for point in &POINTS {
             round += 1;
             let version = format!("c{round}");
-            tag("hello:slowstart", &format!("hello:{version}"));
-            let mut deploy = Watched::spawn(ballast_cmd(
-                &config,
-                &["deploy", "--version", &version],
-                point.faults,
-            ));
-            deploy.wait_for(point.line, Duration::from_secs(60));
+            let deploy = deploy_until(&config, &version, point.faults, point.line);
             std::thread::sleep(point.pause);
             deploy.signal(signal);
             let (status, said) = deploy.finish(Duration::from_secs(90));
@@ -221,13 +228,12 @@ fn interrupted_deploys_converge_on_a_plain_rerun_with_no_failed_request() {
     // running without traffic, and the rerun stops them.
     round += 1;
     let version = format!("c{round}");
-    tag("hello:slowstart", &format!("hello:{version}"));
-    let mut deploy = Watched::spawn(ballast_cmd(
+    let deploy = deploy_until(
         &config,
-        &["deploy", "--version", &version],
+        &version,
         "before-stop=return(hold)",
-    ));
-    deploy.wait_for("to stop their old containers", Duration::from_secs(60));
+        "to stop their old containers",
+    );
     deploy.signal("INT");
     let (status, said) = deploy.finish(Duration::from_secs(90));
     assert_eq!(status.code(), Some(0), "{said}");
